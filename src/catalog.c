@@ -1,0 +1,417 @@
+/*-------------------------------------------------------------------------
+ *
+ * catalog.c
+ *	  pg_eventbus's own tables (eventbus.topic, eventbus.segment) and a
+ *	  backend-local cache of them.
+ *
+ * The cache is keyed by topic name.  An entry is valid while the shared
+ * catalog version (shmem.c) is unchanged; the version is bumped after any
+ * transaction that changed topics or segments commits.  Entries are loaded
+ * with the latest committed snapshot, not the caller's, so a cache entry
+ * never hides a segment that other backends already write to.  Pre-created
+ * spare segments make this safe: a segment is in the catalog before it can
+ * receive events.
+ *
+ * Internal SQL runs through eb_spi_begin/eb_spi_end, which pin search_path
+ * to pg_catalog and, for changes to the extension's own tables, switch to
+ * the extension owner (the same way core runs maintenance functions).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+
+#include "pg_eventbus.h"
+#include "catalog.h"
+#include "shmem.h"
+
+static HTAB *topic_cache = NULL;
+static MemoryContext topic_cache_cxt = NULL;
+static Oid	known_topic_relid = InvalidOid;
+static Oid	known_segment_relid = InvalidOid;
+
+/* Transaction-scoped bookkeeping */
+typedef struct EbForget
+{
+	Oid			dboid;
+	int64		uid;
+	int32		partitions;
+	bool		at_commit;
+} EbForget;
+
+static bool xact_changed = false;
+static List *forget_list = NIL;
+
+/* ---------- SPI helpers ---------- */
+
+void
+eb_spi_begin(EbSpi *s, bool as_owner)
+{
+	Oid			owner = InvalidOid;
+
+	if (as_owner)
+		owner = eb_extension_owner();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	GetUserIdAndSecContext(&s->save_userid, &s->save_sec_context);
+	if (as_owner)
+		SetUserIdAndSecContext(owner,
+							   s->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
+	s->save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+}
+
+void
+eb_spi_end(EbSpi *s)
+{
+	AtEOXact_GUC(true, s->save_nestlevel);
+	SetUserIdAndSecContext(s->save_userid, s->save_sec_context);
+	if (SPI_finish() != SPI_OK_FINISH)
+		elog(ERROR, "SPI_finish failed");
+}
+
+int
+eb_spi_exec(const char *sql, int nargs, Oid *argtypes, Datum *values,
+			const char *nulls, bool read_only)
+{
+	int			rc;
+
+	rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, read_only, 0);
+	if (rc < 0)
+		elog(ERROR, "internal query failed (%s): %s", SPI_result_code_string(rc), sql);
+	return rc;
+}
+
+/* ---------- object lookups ---------- */
+
+Oid
+eb_schema_oid(bool missing_ok)
+{
+	return get_namespace_oid(EB_SCHEMA, missing_ok);
+}
+
+Oid
+eb_data_schema_oid(void)
+{
+	Oid			nsp = get_namespace_oid(EB_DATA_SCHEMA, true);
+
+	if (!OidIsValid(nsp))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("schema \"%s\" does not exist", EB_DATA_SCHEMA),
+				 errhint("Reinstall the extension with DROP EXTENSION pg_eventbus CASCADE; CREATE EXTENSION pg_eventbus;")));
+	return nsp;
+}
+
+Oid
+eb_catalog_relid(const char *name)
+{
+	Oid			nsp = eb_schema_oid(true);
+	Oid			relid = InvalidOid;
+
+	if (OidIsValid(nsp))
+		relid = get_relname_relid(name, nsp);
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"%s\" is not installed in this database", EB_EXTENSION),
+				 errhint("Run CREATE EXTENSION pg_eventbus.")));
+	return relid;
+}
+
+/* The owner of the extension's catalog tables, i.e. the extension owner. */
+Oid
+eb_extension_owner(void)
+{
+	Oid			relid = eb_catalog_relid("topic");
+	HeapTuple	tup;
+	Oid			owner;
+
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/* ---------- topic cache ---------- */
+
+static void
+eb_topic_cache_invalidate(void)
+{
+	HASH_SEQ_STATUS status;
+	EbTopic    *entry;
+
+	if (topic_cache == NULL)
+		return;
+	hash_seq_init(&status, topic_cache);
+	while ((entry = hash_seq_search(&status)) != NULL)
+		entry->valid = false;
+}
+
+void
+eb_topic_cache_reset(void)
+{
+	eb_topic_cache_invalidate();
+}
+
+static void
+eb_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == known_topic_relid ||
+		relid == known_segment_relid)
+		eb_topic_cache_invalidate();
+}
+
+void
+eb_catalog_init(void)
+{
+	CacheRegisterRelcacheCallback(eb_relcache_callback, (Datum) 0);
+}
+
+static int64 *
+datum_to_int8_array(Datum d, int *n)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(d);
+	Datum	   *elems;
+	bool	   *nulls;
+	int64	   *out;
+	int			i;
+
+	deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+					  &elems, &nulls, n);
+	out = palloc(sizeof(int64) * Max(*n, 1));
+	for (i = 0; i < *n; i++)
+		out[i] = nulls[i] ? 0 : DatumGetInt64(elems[i]);
+	return out;
+}
+
+/*
+ * (Re)loads a cache entry from the catalog with the latest snapshot.
+ * Returns false if the topic does not exist.
+ */
+static bool
+eb_topic_load(EbTopic *entry)
+{
+	EbSpi		spi;
+	uint64		version = eb_catalog_version();
+	Oid			argtypes[1];
+	Datum		values[1];
+	bool		found = false;
+	MemoryContext oldcxt;
+
+	known_topic_relid = eb_catalog_relid("topic");
+	known_segment_relid = eb_catalog_relid("segment");
+
+	PushActiveSnapshot(GetLatestSnapshot());
+	eb_spi_begin(&spi, true);
+
+	argtypes[0] = TEXTOID;
+	values[0] = CStringGetTextDatum(entry->name);
+	eb_spi_exec("SELECT topic_id, uid, partitions, table_oid::oid "
+				"FROM eventbus.topic WHERE topic = $1",
+				1, argtypes, values, NULL, true);
+	MemoryContextReset(entry->cxt);
+	entry->segments = NULL;
+	entry->nsegments = 0;
+	entry->pshared = NULL;
+	entry->npshared = 0;
+	entry->tshared = NULL;
+
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		uint64		i;
+
+		found = true;
+		entry->topic_id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		entry->uid = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		entry->partitions = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		entry->relid = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
+
+		argtypes[0] = INT4OID;
+		values[0] = Int32GetDatum(entry->topic_id);
+		eb_spi_exec("SELECT segment, table_oid::oid, activated_at IS NOT NULL, start_positions "
+					"FROM eventbus.segment WHERE topic_id = $1 ORDER BY segment",
+					1, argtypes, values, NULL, true);
+
+		oldcxt = MemoryContextSwitchTo(entry->cxt);
+		entry->nsegments = (int) SPI_processed;
+		entry->segments = palloc0(sizeof(EbSegment) * Max(entry->nsegments, 1));
+		for (i = 0; i < SPI_processed; i++)
+		{
+			EbSegment  *seg = &entry->segments[i];
+			Datum		d;
+
+			tup = SPI_tuptable->vals[i];
+			desc = SPI_tuptable->tupdesc;
+			seg->seg_no = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+			seg->relid = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
+			seg->activated = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+			d = SPI_getbinval(tup, desc, 4, &isnull);
+			if (!isnull)
+				seg->start = datum_to_int8_array(d, &seg->nstart);
+		}
+		entry->pshared = palloc0(sizeof(EbPartShared *) * entry->partitions);
+		entry->npshared = entry->partitions;
+		MemoryContextSwitchTo(oldcxt);
+	}
+
+	eb_spi_end(&spi);
+	PopActiveSnapshot();
+
+	entry->version = version;
+	entry->valid = found;
+	return found;
+}
+
+EbTopic *
+eb_topic_get(const char *name, bool missing_ok)
+{
+	EbTopic    *entry;
+	bool		found;
+	char		key[NAMEDATALEN];
+
+	eb_validate_name("topic", name);
+	eb_require_shmem();
+
+	if (topic_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		topic_cache_cxt = AllocSetContextCreate(CacheMemoryContext,
+												"pg_eventbus topic cache",
+												ALLOCSET_DEFAULT_SIZES);
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = NAMEDATALEN;
+		ctl.entrysize = sizeof(EbTopic);
+		ctl.hcxt = topic_cache_cxt;
+		topic_cache = hash_create("pg_eventbus topics", 64, &ctl,
+								  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+
+	memset(key, 0, sizeof(key));
+	strlcpy(key, name, NAMEDATALEN);
+	entry = hash_search(topic_cache, key, HASH_ENTER, &found);
+	if (!found)
+	{
+		entry->valid = false;
+		entry->version = 0;
+		entry->cxt = AllocSetContextCreate(topic_cache_cxt, "pg_eventbus topic",
+										   ALLOCSET_SMALL_SIZES);
+		entry->segments = NULL;
+		entry->nsegments = 0;
+		entry->tshared = NULL;
+		entry->pshared = NULL;
+		entry->npshared = 0;
+	}
+
+	if (entry->valid && entry->version == eb_catalog_version())
+		return entry;
+
+	if (!eb_topic_load(entry))
+	{
+		if (missing_ok)
+			return NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("topic \"%s\" does not exist", name),
+				 errhint("Create it with eventbus.create_topic().")));
+	}
+	return entry;
+}
+
+EbTopic *
+eb_topic_get_text(text *name, bool missing_ok)
+{
+	return eb_topic_get(text_to_cstring(name), missing_ok);
+}
+
+/* ---------- transaction bookkeeping ---------- */
+
+/*
+ * Notes that this transaction changed topics or segments: cached entries
+ * are reloaded now, and other backends reload after commit.
+ */
+void
+eb_catalog_changed(void)
+{
+	xact_changed = true;
+	eb_topic_cache_invalidate();
+}
+
+bool
+eb_catalog_changed_in_xact(void)
+{
+	return xact_changed;
+}
+
+static void
+eb_forget_add(int64 uid, int32 partitions, bool at_commit)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	EbForget   *f = palloc(sizeof(EbForget));
+
+	f->dboid = MyDatabaseId;
+	f->uid = uid;
+	f->partitions = partitions;
+	f->at_commit = at_commit;
+	forget_list = lappend(forget_list, f);
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/* Release the shared state of a topic dropped by this transaction. */
+void
+eb_catalog_forget_at_commit(int64 uid, int32 partitions)
+{
+	eb_forget_add(uid, partitions, true);
+}
+
+/* Release the shared state of a topic created by this transaction. */
+void
+eb_catalog_forget_at_abort(int64 uid, int32 partitions)
+{
+	eb_forget_add(uid, partitions, false);
+}
+
+void
+eb_catalog_xact_end(bool commit)
+{
+	ListCell   *lc;
+
+	if (xact_changed)
+	{
+		if (commit)
+			eb_catalog_version_bump();
+		eb_topic_cache_invalidate();
+		xact_changed = false;
+	}
+	foreach(lc, forget_list)
+	{
+		EbForget   *f = lfirst(lc);
+
+		if (f->at_commit == commit)
+			eb_shared_forget_topic(f->dboid, f->uid, f->partitions);
+	}
+	list_free_deep(forget_list);
+	forget_list = NIL;
+}

@@ -1,0 +1,74 @@
+/*-------------------------------------------------------------------------
+ *
+ * catalog.h
+ *	  Access to pg_eventbus's own tables and the backend-local topic cache.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef EB_CATALOG_H
+#define EB_CATALOG_H
+
+#include "executor/spi.h"
+#include "utils/snapshot.h"
+
+#include "shmem.h"
+
+typedef struct EbSegment
+{
+	int32		seg_no;
+	Oid			relid;
+	bool		activated;
+	int			nstart;			/* 0 when the start positions are unknown */
+	int64	   *start;			/* first position of each partition here */
+	Oid			pk_index;		/* (partition, position); resolved lazily */
+	Oid			idem_index;		/* (idempotency_key) partial index */
+} EbSegment;
+
+typedef struct EbTopic
+{
+	char		name[NAMEDATALEN];	/* hash key; must be first */
+	bool		valid;
+	uint64		version;		/* catalog version this was loaded at */
+	int32		topic_id;
+	int64		uid;
+	int32		partitions;
+	Oid			relid;			/* the topic's parent table */
+	int			nsegments;
+	EbSegment  *segments;		/* ascending seg_no */
+	MemoryContext cxt;			/* holds segments */
+	EbTopicShared *tshared;		/* cached shared slot, checked before use */
+	EbPartShared **pshared;		/* cached partition slots, same */
+	int			npshared;
+} EbTopic;
+
+/* Running internal SQL with a pinned search_path, optionally as owner. */
+typedef struct EbSpi
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+} EbSpi;
+
+extern void eb_spi_begin(EbSpi *s, bool as_owner);
+extern void eb_spi_end(EbSpi *s);
+extern int	eb_spi_exec(const char *sql, int nargs, Oid *argtypes, Datum *values,
+						const char *nulls, bool read_only);
+
+extern Oid	eb_schema_oid(bool missing_ok);
+extern Oid	eb_data_schema_oid(void);
+extern Oid	eb_catalog_relid(const char *name);
+extern Oid	eb_extension_owner(void);
+
+extern EbTopic *eb_topic_get(const char *name, bool missing_ok);
+extern EbTopic *eb_topic_get_text(text *name, bool missing_ok);
+extern void eb_topic_cache_reset(void);
+extern void eb_catalog_init(void);
+
+/* Transaction-scoped bookkeeping of topic DDL. */
+extern void eb_catalog_changed(void);
+extern void eb_catalog_forget_at_commit(int64 uid, int32 partitions);
+extern void eb_catalog_forget_at_abort(int64 uid, int32 partitions);
+extern void eb_catalog_xact_end(bool commit);
+extern bool eb_catalog_changed_in_xact(void);
+
+#endif							/* EB_CATALOG_H */

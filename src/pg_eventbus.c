@@ -1,0 +1,144 @@
+/*-------------------------------------------------------------------------
+ *
+ * pg_eventbus.c
+ *	  Module entry point: settings, hooks and callbacks.  Each module's own
+ *	  initialization lives in that module.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+
+#include "pg_eventbus.h"
+#include "catalog.h"
+#include "shmem.h"
+#include "worker.h"
+
+PG_MODULE_MAGIC;
+
+char	   *eb_database = NULL;
+int			eb_max_topics = 1024;
+int			eb_max_partitions = 16384;
+int			eb_max_event_size = 1048576;
+int			eb_maintenance_naptime = 10000;
+
+void		_PG_init(void);
+
+static void
+eb_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_PREPARE:
+			if (eb_catalog_changed_in_xact())
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot prepare a transaction that created, altered or dropped topics")));
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+			eb_catalog_xact_end(true);
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			eb_pending_clear();
+			eb_catalog_xact_end(false);
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+eb_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		/* an interrupted publish in this subtransaction leaves no pending range */
+		eb_pending_clear();
+		if (eb_catalog_changed_in_xact())
+			eb_topic_cache_reset();
+	}
+}
+
+void
+_PG_init(void)
+{
+	DefineCustomStringVariable("eventbus.database",
+							   "Database served by the pg_eventbus background workers.",
+							   NULL,
+							   &eb_database,
+							   "postgres",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("eventbus.max_event_size",
+							"Largest event accepted by publish, in bytes (value, key and headers).",
+							NULL,
+							&eb_max_event_size,
+							1048576,
+							1024,
+							MaxAllocSize / 2,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("eventbus.maintenance_naptime",
+							"Time between maintenance passes (segment rotation and retention) of the background worker.",
+							NULL,
+							&eb_maintenance_naptime,
+							10000,
+							100,
+							3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	if (process_shared_preload_libraries_in_progress)
+	{
+		DefineCustomIntVariable("eventbus.max_topics",
+								"Topics that can be in use at once, across all databases.",
+								NULL,
+								&eb_max_topics,
+								1024,
+								16,
+								1000000,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
+
+		DefineCustomIntVariable("eventbus.max_partitions",
+								"Partitions that can be in use at once, across all topics and databases.",
+								NULL,
+								&eb_max_partitions,
+								16384,
+								64,
+								10000000,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
+	}
+
+	MarkGUCPrefixReserved("eventbus");
+
+	if (IsBinaryUpgrade)
+		return;
+
+	eb_catalog_init();
+	RegisterXactCallback(eb_xact_callback, NULL);
+	RegisterSubXactCallback(eb_subxact_callback, NULL);
+
+	if (process_shared_preload_libraries_in_progress)
+	{
+		eb_shmem_init();
+		eb_worker_register();
+	}
+}

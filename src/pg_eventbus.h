@@ -1,0 +1,43 @@
+/*-------------------------------------------------------------------------
+ *
+ * pg_eventbus.h
+ *	  Declarations shared by all modules of pg_eventbus.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PG_EVENTBUS_H
+#define PG_EVENTBUS_H
+
+#define EB_SCHEMA			"eventbus"
+#define EB_DATA_SCHEMA		"eventbus_data"
+#define EB_EXTENSION		"pg_eventbus"
+
+/*
+ * Topic names: Kafka's legal characters.  The length leaves room for the
+ * "eventbus." prefix of the LISTEN channel and for "$<segment>" in segment
+ * table names within NAMEDATALEN.
+ */
+#define EB_TOPIC_NAME_MAX	54
+#define EB_MAX_PARTITIONS_PER_TOPIC 1024
+
+/* Columns of a segment table, in order (1-based attribute numbers). */
+#define Anum_ev_partition		1
+#define Anum_ev_position		2
+#define Anum_ev_event_id		3
+#define Anum_ev_created_at		4
+#define Anum_ev_key				5
+#define Anum_ev_value			6
+#define Anum_ev_headers			7
+#define Anum_ev_idempotency_key 8
+#define Natts_ev				8
+
+/* GUC variables (pg_eventbus.c) */
+extern char *eb_database;
+extern int	eb_max_topics;
+extern int	eb_max_partitions;
+extern int	eb_max_event_size;
+extern int	eb_maintenance_naptime;
+
+extern void eb_validate_name(const char *kind, const char *name);
+
+#endif							/* PG_EVENTBUS_H */

@@ -1,0 +1,391 @@
+/*-------------------------------------------------------------------------
+ *
+ * position.c
+ *	  Assigning positions to events and computing how far a reader may read.
+ *
+ * A position is taken from the partition's counter in shared memory at
+ * publish time, so producers never wait for each other's commit.  Between
+ * taking a range of positions and finishing the index insertions of its
+ * rows, a backend records the range as pending (shmem.c).  A reader:
+ *
+ *	1. computes the horizon: the lowest pending position of the partition,
+ *	   or the next position to be handed out;
+ *	2. scans the partition's index below the horizon with SnapshotAny and,
+ *	   for each row, returns it if visible to the reader's snapshot, skips
+ *	   it if its inserter aborted, and stops if its inserter is still in
+ *	   progress as far as the reader's snapshot is concerned (a transaction
+ *	   that committed after the snapshot was taken counts as in progress).
+ *
+ * Every position below the horizon was either inserted before step 1 (so
+ * the scan finds its row) or belongs to an assignment whose (sub)transaction
+ * aborted before its rows were inserted.  Hence a reader never returns a
+ * position while a lower one may still commit.  No per-transaction state is
+ * kept after the rows are inserted: the row's xmin is the state.
+ *
+ * After a restart the counters are rebuilt from the tables the first time a
+ * partition is used: one past the highest position physically present
+ * (committed or not), and never below a segment's recorded start.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/relation.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/pg_index.h"
+#include "executor/tuptable.h"
+#include "miscadmin.h"
+#include "storage/bufmgr.h"
+#include "storage/lmgr.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+#include "pg_eventbus.h"
+#include "catalog.h"
+#include "position.h"
+#include "shmem.h"
+
+/* Finds the (partition, position) and idempotency key indexes of a segment. */
+void
+eb_segment_resolve_indexes(EbSegment *seg, Relation rel)
+{
+	List	   *indexes;
+	ListCell   *lc;
+
+	if (OidIsValid(seg->pk_index))
+		return;
+	indexes = RelationGetIndexList(rel);
+	foreach(lc, indexes)
+	{
+		Oid			indexoid = lfirst_oid(lc);
+		HeapTuple	tup;
+		Form_pg_index ix;
+
+		tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
+		if (!HeapTupleIsValid(tup))
+			continue;
+		ix = (Form_pg_index) GETSTRUCT(tup);
+		if (ix->indnatts == 2 && ix->indisunique &&
+			ix->indkey.values[0] == Anum_ev_partition &&
+			ix->indkey.values[1] == Anum_ev_position)
+			seg->pk_index = indexoid;
+		else if (ix->indnatts == 1 &&
+				 ix->indkey.values[0] == Anum_ev_idempotency_key)
+			seg->idem_index = indexoid;
+		ReleaseSysCache(tup);
+	}
+	list_free(indexes);
+	if (!OidIsValid(seg->pk_index))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("segment table \"%s\" has no (partition, position) index",
+						RelationGetRelationName(rel)),
+				 errhint("Do not alter the tables in schema %s by hand.", EB_DATA_SCHEMA)));
+}
+
+/*
+ * Highest (BackwardScanDirection) or lowest (ForwardScanDirection) position
+ * of a partition physically present in a segment, whether committed, in
+ * progress or aborted; -1 if none.
+ */
+int64
+eb_segment_edge_position(Relation rel, Oid pk_index, int32 partition,
+						 ScanDirection dir)
+{
+	Relation	idx;
+	ScanKeyData key;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	int64		result = -1;
+
+	idx = index_open(pk_index, AccessShareLock);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(partition));
+	scan = index_beginscan(rel, idx, SnapshotAny, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	slot = table_slot_create(rel, NULL);
+	if (index_getnext_slot(scan, dir, slot))
+	{
+		bool		isnull;
+
+		result = DatumGetInt64(slot_getattr(slot, Anum_ev_position, &isnull));
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, AccessShareLock);
+	return result;
+}
+
+/*
+ * The segment that receives new events after a restart: the newest one that
+ * was activated or already holds rows.
+ */
+static EbSegment *
+eb_pick_current_segment(EbTopic *topic)
+{
+	int			i;
+
+	if (topic->nsegments == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("topic \"%s\" has no segment table", topic->name)));
+	for (i = topic->nsegments - 1; i > 0; i--)
+	{
+		EbSegment  *seg = &topic->segments[i];
+		Relation	rel;
+		bool		has_rows = false;
+
+		if (seg->activated)
+			return seg;
+		rel = try_relation_open(seg->relid, AccessShareLock);
+		if (rel != NULL)
+		{
+			has_rows = RelationGetNumberOfBlocks(rel) > 0;
+			relation_close(rel, AccessShareLock);
+		}
+		if (has_rows)
+			return seg;
+	}
+	return &topic->segments[0];
+}
+
+/* The topic's shared slot, with its current segment known. */
+EbTopicShared *
+eb_topic_state(EbTopic *topic)
+{
+	EbTopicShared *t = topic->tshared;
+
+	for (;;)
+	{
+		bool		ready;
+		EbSegment  *cur;
+
+		if (t == NULL)
+			t = eb_topic_shared(MyDatabaseId, topic->uid, true);
+		LWLockAcquire(&t->lock, LW_SHARED);
+		if (!eb_topic_key_matches(t, MyDatabaseId, topic->uid))
+		{
+			LWLockRelease(&t->lock);
+			t = NULL;
+			continue;
+		}
+		ready = t->initialized;
+		LWLockRelease(&t->lock);
+		if (ready)
+		{
+			topic->tshared = t;
+			return t;
+		}
+
+		/* No backend can publish while it is uninitialized: compute freely. */
+		cur = eb_pick_current_segment(topic);
+		LWLockAcquire(&t->lock, LW_EXCLUSIVE);
+		if (eb_topic_key_matches(t, MyDatabaseId, topic->uid) && !t->initialized)
+		{
+			t->seg_relid = cur->relid;
+			t->seg_no = cur->seg_no;
+			t->initialized = true;
+		}
+		LWLockRelease(&t->lock);
+	}
+}
+
+/*
+ * Rebuilds a partition's counter from the tables: *next is one past the
+ * highest position present anywhere (and not below any recorded segment
+ * start); *seg_start is where segment cur_no begins for this partition.
+ */
+static void
+eb_part_rebuild(EbTopic *topic, int32 partition, int32 cur_no,
+				int64 *next, int64 *seg_start)
+{
+	int64		max_all = -1;
+	int64		max_before = -1;
+	int64		known_start = 0;
+	int64		cur_start = -1;
+	int			i;
+
+	for (i = topic->nsegments - 1; i >= 0; i--)
+	{
+		EbSegment  *seg = &topic->segments[i];
+		Relation	rel;
+		int64		m;
+
+		if (seg->nstart > partition)
+		{
+			known_start = Max(known_start, seg->start[partition]);
+			if (seg->seg_no == cur_no)
+				cur_start = seg->start[partition];
+		}
+		rel = try_relation_open(seg->relid, AccessShareLock);
+		if (rel == NULL)
+			continue;
+		eb_segment_resolve_indexes(seg, rel);
+		m = eb_segment_edge_position(rel, seg->pk_index, partition,
+									 BackwardScanDirection);
+		relation_close(rel, AccessShareLock);
+		if (m < 0)
+			continue;
+		max_all = Max(max_all, m);
+		if (seg->seg_no < cur_no)
+		{
+			/* Older segments only hold lower positions. */
+			max_before = m;
+			break;
+		}
+	}
+	/* Segments older than the one we stopped at may still carry starts. */
+	for (; i >= 0; i--)
+	{
+		EbSegment  *seg = &topic->segments[i];
+
+		if (seg->nstart > partition)
+			known_start = Max(known_start, seg->start[partition]);
+	}
+	*next = Max(max_all + 1, known_start);
+	*seg_start = cur_start >= 0 ? cur_start : max_before + 1;
+}
+
+/* The partition's shared slot, with its counter initialized. */
+EbPartShared *
+eb_part_state(EbTopic *topic, int32 partition)
+{
+	EbPartShared *p;
+
+	Assert(partition >= 0 && partition < topic->partitions);
+	p = topic->pshared[partition];
+	for (;;)
+	{
+		bool		ready;
+		EbTopicShared *t;
+		int32		cur_no;
+		int64		next;
+		int64		seg_start;
+
+		if (p == NULL)
+			p = eb_part_shared(MyDatabaseId, topic->uid, partition, true);
+		LWLockAcquire(&p->lock, LW_SHARED);
+		if (!eb_part_key_matches(p, MyDatabaseId, topic->uid, partition))
+		{
+			LWLockRelease(&p->lock);
+			p = NULL;
+			continue;
+		}
+		ready = p->initialized;
+		LWLockRelease(&p->lock);
+		if (ready)
+		{
+			topic->pshared[partition] = p;
+			return p;
+		}
+
+		t = eb_topic_state(topic);
+		LWLockAcquire(&t->lock, LW_SHARED);
+		cur_no = t->seg_no;
+		LWLockRelease(&t->lock);
+
+		/* Nobody can assign positions here yet, so the tables hold still. */
+		eb_part_rebuild(topic, partition, cur_no, &next, &seg_start);
+
+		LWLockAcquire(&t->lock, LW_SHARED);
+		LWLockAcquire(&p->lock, LW_EXCLUSIVE);
+		if (eb_part_key_matches(p, MyDatabaseId, topic->uid, partition) &&
+			!p->initialized &&
+			eb_topic_key_matches(t, MyDatabaseId, topic->uid) &&
+			t->seg_no == cur_no)
+		{
+			p->next_position = next;
+			p->seg_no = cur_no;
+			p->seg_start = seg_start;
+			p->initialized = true;
+		}
+		LWLockRelease(&p->lock);
+		LWLockRelease(&t->lock);
+	}
+}
+
+/*
+ * Opens the topic's current segment for insertion and takes n consecutive
+ * positions in a partition, registering them as pending.  The caller inserts
+ * the rows and then calls eb_pending_clear().
+ */
+Relation
+eb_assign_positions(EbTopic *topic, int32 partition, int n, int64 *first)
+{
+	Assert(n > 0);
+	for (;;)
+	{
+		EbTopicShared *t = eb_topic_state(topic);
+		EbPartShared *p = eb_part_state(topic, partition);
+		Oid			segrelid;
+		Relation	rel;
+
+		LWLockAcquire(&t->lock, LW_SHARED);
+		if (!eb_topic_key_matches(t, MyDatabaseId, topic->uid))
+		{
+			LWLockRelease(&t->lock);
+			topic->tshared = NULL;
+			continue;
+		}
+		segrelid = t->seg_relid;
+		LWLockRelease(&t->lock);
+
+		/* Take the relation lock before any LWLock. */
+		rel = try_relation_open(segrelid, RowExclusiveLock);
+		if (rel == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("the current segment table of topic \"%s\" does not exist",
+							topic->name),
+					 errhint("The topic may have been dropped concurrently.")));
+
+		LWLockAcquire(&t->lock, LW_SHARED);
+		if (!eb_topic_key_matches(t, MyDatabaseId, topic->uid) ||
+			t->seg_relid != segrelid)
+		{
+			/* a segment switch happened in between: retry */
+			LWLockRelease(&t->lock);
+			relation_close(rel, RowExclusiveLock);
+			continue;
+		}
+		LWLockAcquire(&p->lock, LW_EXCLUSIVE);
+		if (!eb_part_key_matches(p, MyDatabaseId, topic->uid, partition) ||
+			!p->initialized)
+		{
+			LWLockRelease(&p->lock);
+			LWLockRelease(&t->lock);
+			relation_close(rel, RowExclusiveLock);
+			topic->pshared[partition] = NULL;
+			continue;
+		}
+		*first = p->next_position;
+		p->next_position += n;
+		eb_pending_set(p, *first);
+		LWLockRelease(&p->lock);
+		LWLockRelease(&t->lock);
+		return rel;
+	}
+}
+
+/*
+ * The read horizon of a partition (see the file header); *end_position, if
+ * given, receives the next position to be handed out.
+ */
+int64
+eb_read_horizon(EbTopic *topic, int32 partition, int64 *end_position)
+{
+	for (;;)
+	{
+		EbPartShared *p = eb_part_state(topic, partition);
+		int64		h;
+
+		h = eb_part_horizon(p, MyDatabaseId, topic->uid, partition, end_position);
+		if (h >= 0)
+			return h;
+		topic->pshared[partition] = NULL;
+	}
+}

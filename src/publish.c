@@ -1,0 +1,592 @@
+/*-------------------------------------------------------------------------
+ *
+ * publish.c
+ *	  eventbus.publish() and eventbus.publish_batch().
+ *
+ * Events are inserted straight into the topic's current segment table with
+ * the heap and index access methods, in the caller's transaction: they
+ * exist if and only if it commits.  Nothing on this path updates or deletes
+ * a row, and no lock is held until commit, so producers of one partition
+ * never wait for each other (see position.c).
+ *
+ * An idempotency key is checked under a transaction-scoped lock on
+ * (topic, hash of the key), so two transactions publishing the same key
+ * take turns: the second sees the first's row if it committed.  Keys live
+ * in the segment rows themselves and expire with them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/relation.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/detoast.h"
+#include "access/xact.h"
+#include "catalog/index.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "common/pg_prng.h"
+#include "executor/tuptable.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/execnodes.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+#include "utils/uuid.h"
+
+#include "pg_eventbus.h"
+#include "catalog.h"
+#include "position.h"
+#include "read.h"
+#include "util.h"
+
+PG_FUNCTION_INFO_V1(eb_publish);
+PG_FUNCTION_INFO_V1(eb_publish_batch);
+
+/* Lock tag field 4 for idempotency locks; user advisory locks use 1 and 2. */
+#define EB_IDEMPOTENCY_LOCK_CLASS 3
+
+#define EB_RESERVED_HEADER_PREFIX "eventbus-"
+
+typedef struct EbEvent
+{
+	Datum		value;
+	text	   *key;			/* NULL if none */
+	Jsonb	   *headers;		/* NULL if none */
+	text	   *idem;			/* NULL if none */
+	int32		partition;
+	int64		position;
+} EbEvent;
+
+static uint32 rr_next = 0;
+static bool rr_seeded = false;
+
+/* Checks that a headers value is an object of string (or null) values. */
+static void
+eb_check_headers(Jsonb *headers)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			level = 0;
+
+	if (!JB_ROOT_IS_OBJECT(headers) || JB_ROOT_IS_SCALAR(headers))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("headers must be a JSON object"),
+				 errdetail("Each header is a key with a string value, for example {\"trace-id\": \"abc\"}.")));
+
+	it = JsonbIteratorInit(&headers->root);
+	while ((tok = JsonbIteratorNext(&it, &v, false)) != WJB_DONE)
+	{
+		if (tok == WJB_BEGIN_OBJECT || tok == WJB_BEGIN_ARRAY)
+		{
+			level++;
+			if (level > 1)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("header values must be strings or null"),
+						 errdetail("Nested objects and arrays cannot be sent as Kafka headers.")));
+		}
+		else if (tok == WJB_END_OBJECT || tok == WJB_END_ARRAY)
+			level--;
+		else if (tok == WJB_KEY)
+		{
+			if (v.val.string.len >= (int) strlen(EB_RESERVED_HEADER_PREFIX) &&
+				pg_strncasecmp(v.val.string.val, EB_RESERVED_HEADER_PREFIX,
+							   strlen(EB_RESERVED_HEADER_PREFIX)) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("header name \"%.*s\" is reserved",
+								v.val.string.len, v.val.string.val),
+						 errdetail("Headers starting with \"%s\" are added by pg_eventbus.",
+								   EB_RESERVED_HEADER_PREFIX)));
+		}
+		else if (tok == WJB_VALUE)
+		{
+			if (v.type != jbvString && v.type != jbvNull)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("header values must be strings or null")));
+		}
+	}
+}
+
+static void
+eb_check_event_size(EbEvent *ev)
+{
+	Size		size = toast_raw_datum_size(ev->value) - VARHDRSZ;
+
+	if (ev->key)
+		size += VARSIZE_ANY_EXHDR(ev->key);
+	if (ev->headers)
+		size += VARSIZE(ev->headers) - VARHDRSZ;
+	if (size > (Size) eb_max_event_size)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("event of %zu bytes exceeds eventbus.max_event_size (%d bytes)",
+						size, eb_max_event_size),
+				 errhint("Store large payloads elsewhere and publish a reference, or raise eventbus.max_event_size.")));
+}
+
+static int32
+eb_next_round_robin(int32 partitions)
+{
+	if (!rr_seeded)
+	{
+		rr_next = pg_prng_uint32(&pg_global_prng_state);
+		rr_seeded = true;
+	}
+	return (int32) (rr_next++ % (uint32) partitions);
+}
+
+static void
+eb_check_publish_privilege(EbTopic *topic)
+{
+	if (pg_class_aclcheck(topic->relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to publish to topic \"%s\"", topic->name),
+				 errhint("The topic owner can grant it with: GRANT INSERT ON %s.%s TO role;",
+						 EB_DATA_SCHEMA, quote_identifier(topic->name))));
+}
+
+/* The cached segment entry of an open segment relation, resolving its indexes. */
+static EbSegment *
+eb_segment_of(EbTopic *topic, Relation rel, EbSegment *scratch)
+{
+	int			i;
+	EbSegment  *seg = NULL;
+
+	for (i = topic->nsegments - 1; i >= 0; i--)
+	{
+		if (topic->segments[i].relid == RelationGetRelid(rel))
+		{
+			seg = &topic->segments[i];
+			break;
+		}
+	}
+	if (seg == NULL)
+	{
+		/* switched to a segment created after our cache was loaded */
+		memset(scratch, 0, sizeof(*scratch));
+		scratch->relid = RelationGetRelid(rel);
+		seg = scratch;
+	}
+	eb_segment_resolve_indexes(seg, rel);
+	return seg;
+}
+
+/*
+ * Inserts events[0..n-1], all of one partition with consecutive positions,
+ * into an open segment relation, and their index entries.
+ */
+static void
+eb_insert_events(EbTopic *topic, Relation rel, EbEvent **events, int n)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	CommandId	cid = GetCurrentCommandId(true);
+	TimestampTz now = GetCurrentTimestamp();
+	EbSegment	scratch;
+	EbSegment  *seg = eb_segment_of(topic, rel, &scratch);
+	Relation	pkidx;
+	Relation	idemidx = NULL;
+	IndexInfo  *pkinfo;
+	IndexInfo  *ideminfo = NULL;
+	ItemPointerData *tids = palloc(sizeof(ItemPointerData) * n);
+	TupleTableSlot **slots = NULL;
+	int			i;
+
+	if (n == 1)
+	{
+		Datum		values[Natts_ev];
+		bool		nulls[Natts_ev];
+		HeapTuple	tup;
+		pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
+		EbEvent    *ev = events[0];
+
+		eb_uuid_v7(id);
+		memset(nulls, 0, sizeof(nulls));
+		values[Anum_ev_partition - 1] = Int32GetDatum(ev->partition);
+		values[Anum_ev_position - 1] = Int64GetDatum(ev->position);
+		values[Anum_ev_event_id - 1] = UUIDPGetDatum(id);
+		values[Anum_ev_created_at - 1] = TimestampTzGetDatum(now);
+		values[Anum_ev_key - 1] = ev->key ? PointerGetDatum(ev->key) : (Datum) 0;
+		nulls[Anum_ev_key - 1] = ev->key == NULL;
+		values[Anum_ev_value - 1] = ev->value;
+		values[Anum_ev_headers - 1] = ev->headers ? JsonbPGetDatum(ev->headers) : (Datum) 0;
+		nulls[Anum_ev_headers - 1] = ev->headers == NULL;
+		values[Anum_ev_idempotency_key - 1] = ev->idem ? PointerGetDatum(ev->idem) : (Datum) 0;
+		nulls[Anum_ev_idempotency_key - 1] = ev->idem == NULL;
+		tup = heap_form_tuple(desc, values, nulls);
+		heap_insert(rel, tup, cid, 0, NULL);
+		tids[0] = tup->t_self;
+	}
+	else
+	{
+		slots = palloc(sizeof(TupleTableSlot *) * n);
+		for (i = 0; i < n; i++)
+		{
+			TupleTableSlot *slot = table_slot_create(rel, NULL);
+			pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
+			EbEvent    *ev = events[i];
+
+			eb_uuid_v7(id);
+			ExecClearTuple(slot);
+			memset(slot->tts_isnull, 0, sizeof(bool) * Natts_ev);
+			slot->tts_values[Anum_ev_partition - 1] = Int32GetDatum(ev->partition);
+			slot->tts_values[Anum_ev_position - 1] = Int64GetDatum(ev->position);
+			slot->tts_values[Anum_ev_event_id - 1] = UUIDPGetDatum(id);
+			slot->tts_values[Anum_ev_created_at - 1] = TimestampTzGetDatum(now);
+			slot->tts_values[Anum_ev_key - 1] = ev->key ? PointerGetDatum(ev->key) : (Datum) 0;
+			slot->tts_isnull[Anum_ev_key - 1] = ev->key == NULL;
+			slot->tts_values[Anum_ev_value - 1] = ev->value;
+			slot->tts_values[Anum_ev_headers - 1] = ev->headers ? JsonbPGetDatum(ev->headers) : (Datum) 0;
+			slot->tts_isnull[Anum_ev_headers - 1] = ev->headers == NULL;
+			slot->tts_values[Anum_ev_idempotency_key - 1] = (Datum) 0;
+			slot->tts_isnull[Anum_ev_idempotency_key - 1] = true;
+			ExecStoreVirtualTuple(slot);
+			slots[i] = slot;
+		}
+		table_multi_insert(rel, slots, n, cid, 0, NULL);
+		for (i = 0; i < n; i++)
+			tids[i] = slots[i]->tts_tid;
+	}
+
+	pkidx = index_open(seg->pk_index, RowExclusiveLock);
+	pkinfo = BuildIndexInfo(pkidx);
+	for (i = 0; i < n; i++)
+	{
+		Datum		iv[2];
+		bool		inull[2] = {false, false};
+
+		iv[0] = Int32GetDatum(events[i]->partition);
+		iv[1] = Int64GetDatum(events[i]->position);
+		index_insert(pkidx, iv, inull, &tids[i], rel, UNIQUE_CHECK_YES, false, pkinfo);
+
+		if (events[i]->idem != NULL)
+		{
+			Datum		kv[1];
+			bool		knull[1] = {false};
+
+			if (idemidx == NULL)
+			{
+				if (!OidIsValid(seg->idem_index))
+					ereport(ERROR,
+							(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+							 errmsg("segment table \"%s\" has no idempotency key index",
+									RelationGetRelationName(rel))));
+				idemidx = index_open(seg->idem_index, RowExclusiveLock);
+				ideminfo = BuildIndexInfo(idemidx);
+			}
+			kv[0] = PointerGetDatum(events[i]->idem);
+			index_insert(idemidx, kv, knull, &tids[i], rel, UNIQUE_CHECK_NO, false, ideminfo);
+		}
+	}
+	if (idemidx != NULL)
+		index_close(idemidx, RowExclusiveLock);
+	index_close(pkidx, RowExclusiveLock);
+
+	if (slots != NULL)
+	{
+		for (i = 0; i < n; i++)
+			ExecDropSingleTupleTableSlot(slots[i]);
+	}
+}
+
+/*
+ * Assigns positions to events[0..n-1] (one partition) and inserts them.
+ * The pending registration ends once the index entries exist.
+ */
+static void
+eb_publish_group(EbTopic *topic, int32 partition, EbEvent **events, int n)
+{
+	int64		first;
+	Relation	rel;
+	int			i;
+
+	rel = eb_assign_positions(topic, partition, n, &first);
+	for (i = 0; i < n; i++)
+		events[i]->position = first + i;
+	eb_insert_events(topic, rel, events, n);
+	eb_pending_clear();
+	table_close(rel, NoLock);
+}
+
+/*
+ * Looks for an event of this topic carrying the idempotency key, committed
+ * or written earlier by this transaction.  Caller holds the key's lock.
+ */
+static bool
+eb_find_idempotent(EbTopic *topic, text *idem, int32 *partition, int64 *position)
+{
+	int			i;
+
+	for (i = topic->nsegments - 1; i >= 0; i--)
+	{
+		EbSegment  *seg = &topic->segments[i];
+		Relation	rel;
+		Relation	idx;
+		ScanKeyData skey;
+		IndexScanDesc scan;
+		TupleTableSlot *slot;
+		SnapshotData dirty;
+		bool		found = false;
+
+		rel = try_relation_open(seg->relid, AccessShareLock);
+		if (rel == NULL)
+			continue;
+		eb_segment_resolve_indexes(seg, rel);
+		if (!OidIsValid(seg->idem_index))
+		{
+			relation_close(rel, AccessShareLock);
+			continue;
+		}
+		idx = index_open(seg->idem_index, AccessShareLock);
+		ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+							   idx->rd_indcollation[0], F_TEXTEQ,
+							   PointerGetDatum(idem));
+		InitDirtySnapshot(dirty);
+		scan = index_beginscan(rel, idx, &dirty, 1, 0);
+		index_rescan(scan, &skey, 1, NULL, 0);
+		slot = table_slot_create(rel, NULL);
+		if (index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			bool		isnull;
+
+			*partition = DatumGetInt32(slot_getattr(slot, Anum_ev_partition, &isnull));
+			*position = DatumGetInt64(slot_getattr(slot, Anum_ev_position, &isnull));
+			found = true;
+		}
+		index_endscan(scan);
+		ExecDropSingleTupleTableSlot(slot);
+		index_close(idx, AccessShareLock);
+		relation_close(rel, AccessShareLock);
+		if (found)
+			return true;
+	}
+	return false;
+}
+
+static Datum
+eb_position_datum(FunctionCallInfo fcinfo, int32 partition, int64 position)
+{
+	TupleDesc	tupdesc;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	values[0] = Int32GetDatum(partition);
+	values[1] = Int64GetDatum(position);
+	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls));
+}
+
+/*
+ * publish(topic text, value jsonb, key text, headers jsonb, partition int,
+ *		   idempotency_key text) returns eventbus.event_position
+ */
+Datum
+eb_publish(PG_FUNCTION_ARGS)
+{
+	char	   *name = eb_arg_name(fcinfo, 0, "topic");
+	EbTopic    *topic;
+	EbEvent		ev;
+	EbEvent    *evp = &ev;
+
+	eb_check_writable("eventbus.publish()");
+	topic = eb_topic_get(name, false);
+	eb_check_publish_privilege(topic);
+
+	eb_arg_not_null(fcinfo, 1, "value");
+	memset(&ev, 0, sizeof(ev));
+	ev.value = PG_GETARG_DATUM(1);
+	ev.key = PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2);
+	ev.headers = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
+	ev.idem = PG_ARGISNULL(5) ? NULL : PG_GETARG_TEXT_PP(5);
+	if (ev.headers)
+		eb_check_headers(ev.headers);
+	eb_check_event_size(&ev);
+
+	if (!PG_ARGISNULL(4))
+	{
+		ev.partition = PG_GETARG_INT32(4);
+		eb_check_partition_arg(topic, ev.partition);
+	}
+	else if (ev.key != NULL)
+		ev.partition = eb_key_partition(ev.key, topic->partitions);
+	else
+		ev.partition = eb_next_round_robin(topic->partitions);
+
+	if (ev.idem != NULL)
+	{
+		LOCKTAG		tag;
+		int32		found_partition;
+		int64		found_position;
+
+		if (VARSIZE_ANY_EXHDR(ev.idem) == 0 || VARSIZE_ANY_EXHDR(ev.idem) > 1024)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("idempotency key must have 1 to 1024 bytes")));
+		SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) topic->topic_id,
+							 hash_bytes((const unsigned char *) VARDATA_ANY(ev.idem),
+										VARSIZE_ANY_EXHDR(ev.idem)),
+							 EB_IDEMPOTENCY_LOCK_CLASS);
+		(void) LockAcquire(&tag, ExclusiveLock, false, false);
+
+		/* The previous holder may have changed segments: revalidate. */
+		topic = eb_topic_get(name, false);
+		if (eb_find_idempotent(topic, ev.idem, &found_partition, &found_position))
+			PG_RETURN_DATUM(eb_position_datum(fcinfo, found_partition, found_position));
+	}
+
+	eb_publish_group(topic, ev.partition, &evp, 1);
+	PG_RETURN_DATUM(eb_position_datum(fcinfo, ev.partition, ev.position));
+}
+
+static int
+eb_cmp_partition(const void *a, const void *b)
+{
+	const EbEvent *ea = *(EbEvent *const *) a;
+	const EbEvent *eb = *(EbEvent *const *) b;
+
+	if (ea->partition != eb->partition)
+		return ea->partition < eb->partition ? -1 : 1;
+	/* keep input order within a partition: EbEvent array order */
+	return ea < eb ? -1 : (ea > eb ? 1 : 0);
+}
+
+static Datum *
+eb_array_elems(ArrayType *arr, Oid elemtype, bool **nulls, int *n, const char *what)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	Datum	   *elems;
+
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("%s must be a one-dimensional array", what)));
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	deconstruct_array(arr, elemtype, typlen, typbyval, typalign, &elems, nulls, n);
+	return elems;
+}
+
+/*
+ * publish_batch(topic text, vals jsonb[], keys text[], headers jsonb[])
+ * returns setof eventbus.event_position, one row per event in input order.
+ */
+Datum
+eb_publish_batch(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *name = eb_arg_name(fcinfo, 0, "topic");
+	EbTopic    *topic;
+	Datum	   *vals;
+	bool	   *valnulls;
+	int			n;
+	Datum	   *keys = NULL;
+	bool	   *keynulls = NULL;
+	int			nkeys = 0;
+	Datum	   *hdrs = NULL;
+	bool	   *hdrnulls = NULL;
+	int			nhdrs = 0;
+	EbEvent    *events;
+	EbEvent   **sorted;
+	int32		sticky = -1;
+	int			i;
+	int			start;
+
+	eb_check_writable("eventbus.publish_batch()");
+	topic = eb_topic_get(name, false);
+	eb_check_publish_privilege(topic);
+
+	eb_arg_not_null(fcinfo, 1, "vals");
+	vals = eb_array_elems(PG_GETARG_ARRAYTYPE_P(1), JSONBOID, &valnulls, &n, "vals");
+	if (!PG_ARGISNULL(2))
+	{
+		keys = eb_array_elems(PG_GETARG_ARRAYTYPE_P(2), TEXTOID, &keynulls, &nkeys, "keys");
+		if (nkeys != n)
+			ereport(ERROR,
+					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+					 errmsg("keys has %d elements but vals has %d", nkeys, n),
+					 errhint("Pass one key per value; use NULL elements for events without a key.")));
+	}
+	if (!PG_ARGISNULL(3))
+	{
+		hdrs = eb_array_elems(PG_GETARG_ARRAYTYPE_P(3), JSONBOID, &hdrnulls, &nhdrs, "headers");
+		if (nhdrs != n)
+			ereport(ERROR,
+					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+					 errmsg("headers has %d elements but vals has %d", nhdrs, n),
+					 errhint("Pass one headers object per value; use NULL elements for events without headers.")));
+	}
+
+	InitMaterializedSRF(fcinfo, 0);
+
+	events = palloc0(sizeof(EbEvent) * Max(n, 1));
+	sorted = palloc(sizeof(EbEvent *) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		EbEvent    *ev = &events[i];
+
+		if (valnulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("vals[%d] must not be null", i + 1)));
+		ev->value = vals[i];
+		ev->key = (keys && !keynulls[i]) ? DatumGetTextPP(keys[i]) : NULL;
+		ev->headers = (hdrs && !hdrnulls[i]) ? DatumGetJsonbP(hdrs[i]) : NULL;
+		if (ev->headers)
+			eb_check_headers(ev->headers);
+		eb_check_event_size(ev);
+		if (ev->key != NULL)
+			ev->partition = eb_key_partition(ev->key, topic->partitions);
+		else
+		{
+			/* keyless events of one call stay together, like Kafka's sticky partitioner */
+			if (sticky < 0)
+				sticky = eb_next_round_robin(topic->partitions);
+			ev->partition = sticky;
+		}
+		sorted[i] = ev;
+	}
+
+	qsort(sorted, n, sizeof(EbEvent *), eb_cmp_partition);
+	for (start = 0; start < n;)
+	{
+		int			end = start;
+
+		while (end < n && sorted[end]->partition == sorted[start]->partition)
+			end++;
+		eb_publish_group(topic, sorted[start]->partition, &sorted[start], end - start);
+		start = end;
+	}
+
+	for (i = 0; i < n; i++)
+	{
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+
+		values[0] = Int32GetDatum(events[i].partition);
+		values[1] = Int64GetDatum(events[i].position);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}

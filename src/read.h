@@ -1,0 +1,25 @@
+/*-------------------------------------------------------------------------
+ *
+ * read.h
+ *	  Reading a partition in position order below the safe horizon.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef EB_READ_H
+#define EB_READ_H
+
+#include "executor/tuptable.h"
+#include "utils/snapshot.h"
+
+#include "catalog.h"
+
+/* Called for each event; return false to stop reading. */
+typedef bool (*EbEmitFn) (void *arg, EbTopic *topic, TupleTableSlot *slot);
+
+extern int	eb_read_partition(EbTopic *topic, int32 partition, int64 after,
+							  int max_events, Snapshot snapshot,
+							  EbEmitFn emit, void *arg);
+extern void eb_check_read_privilege(EbTopic *topic);
+extern void eb_check_partition_arg(EbTopic *topic, int32 partition);
+
+#endif							/* EB_READ_H */

@@ -1,0 +1,98 @@
+/*-------------------------------------------------------------------------
+ *
+ * shmem.h
+ *	  Shared state of pg_eventbus: per-topic and per-partition position
+ *	  counters, pending assignments, and the catalog version.
+ *
+ * See shmem.c for the locking protocol.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef EB_SHMEM_H
+#define EB_SHMEM_H
+
+#include "port/atomics.h"
+#include "storage/lwlock.h"
+
+/* Identity of a topic in shared memory: database and incarnation id. */
+typedef struct EbTopicKey
+{
+	Oid			dboid;
+	int32		pad;			/* always zero; keeps the key hashable as bytes */
+	int64		uid;
+} EbTopicKey;
+
+typedef struct EbPartKey
+{
+	Oid			dboid;
+	int32		partition;
+	int64		uid;
+} EbPartKey;
+
+typedef struct EbTopicShared
+{
+	LWLock		lock;			/* shared: assign positions; exclusive: switch
+								 * segments */
+	EbTopicKey	key;
+	bool		in_use;
+	bool		initialized;	/* seg_relid/seg_no valid */
+	Oid			seg_relid;		/* segment receiving new events */
+	int32		seg_no;
+} EbTopicShared;
+
+typedef struct EbPartShared
+{
+	LWLock		lock;			/* protects everything below */
+	EbPartKey	key;
+	bool		in_use;
+	bool		initialized;	/* next_position valid */
+	int32		npending;		/* backends with a pending assignment here */
+	int64		next_position;	/* next position to hand out */
+	int32		seg_no;			/* segment seg_start refers to */
+	int64		seg_start;		/* first position this partition can have in
+								 * segment seg_no */
+} EbPartShared;
+
+/* A backend's assignment whose rows are not yet in the index. */
+typedef struct EbPending
+{
+	EbPartShared *part;			/* NULL when none */
+	int64		lo;				/* lowest position of the assignment */
+} EbPending;
+
+typedef struct EbShared
+{
+	LWLock	   *map_lock;		/* protects the two hash maps and in_use */
+	int			tranche_id;
+	pg_atomic_uint64 catalog_version;	/* bumped after any committed change
+										 * to topics or segments */
+	pg_atomic_uint64 maintenance_wakeups;	/* count of explicit wake-ups */
+	int			max_topics;
+	int			max_partitions;
+	int			npending;
+	EbTopicShared *topics;
+	EbPartShared *parts;
+	EbPending  *pending;
+} EbShared;
+
+extern EbShared *eb_shared;
+
+extern void eb_shmem_init(void);
+extern void eb_require_shmem(void);
+
+extern EbTopicShared *eb_topic_shared(Oid dboid, int64 uid, bool create);
+extern EbPartShared *eb_part_shared(Oid dboid, int64 uid, int32 partition, bool create);
+extern bool eb_topic_key_matches(EbTopicShared *t, Oid dboid, int64 uid);
+extern bool eb_part_key_matches(EbPartShared *p, Oid dboid, int64 uid, int32 partition);
+extern void eb_shared_forget_topic(Oid dboid, int64 uid, int32 partitions);
+
+extern void eb_pending_set(EbPartShared *part, int64 lo);
+extern void eb_pending_clear(void);
+extern bool eb_pending_active(void);
+extern int64 eb_part_horizon(EbPartShared *part, Oid dboid, int64 uid,
+							 int32 partition, int64 *next_position);
+
+extern uint64 eb_catalog_version(void);
+extern void eb_catalog_version_bump(void);
+
+#endif							/* EB_SHMEM_H */

@@ -1,0 +1,145 @@
+-- Topics, segments, publishing and reading.
+
+
+GRANT USAGE ON SCHEMA eventbus TO PUBLIC;
+
+CREATE SCHEMA eventbus_data;
+COMMENT ON SCHEMA eventbus_data IS
+  'Event tables of pg_eventbus: one parent table per topic (its privileges are the topic''s) and segment tables inheriting from it.';
+GRANT USAGE ON SCHEMA eventbus_data TO PUBLIC;
+
+CREATE SEQUENCE eventbus.topic_id_seq AS integer;
+
+CREATE TABLE eventbus.topic (
+    topic_id    integer PRIMARY KEY DEFAULT nextval('eventbus.topic_id_seq'),
+    topic       text NOT NULL UNIQUE,
+    uid         bigint NOT NULL,
+    partitions  integer NOT NULL CHECK (partitions > 0),
+    retention   interval CHECK (retention > interval '0'),
+    table_oid   regclass NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+ALTER SEQUENCE eventbus.topic_id_seq OWNED BY eventbus.topic.topic_id;
+COMMENT ON TABLE eventbus.topic IS
+  'Topics (internal; use the eventbus.topics view). uid identifies the topic in shared memory.';
+
+CREATE TABLE eventbus.segment (
+    topic_id        integer NOT NULL REFERENCES eventbus.topic ON DELETE CASCADE,
+    segment         integer NOT NULL,
+    table_oid       regclass NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    activated_at    timestamptz,
+    start_positions bigint[],
+    PRIMARY KEY (topic_id, segment)
+);
+COMMENT ON TABLE eventbus.segment IS
+  'Segment tables of each topic (internal). activated_at: when it began receiving events; start_positions: first position of each partition in it.';
+
+SELECT pg_catalog.pg_extension_config_dump('eventbus.topic', '');
+SELECT pg_catalog.pg_extension_config_dump('eventbus.topic_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('eventbus.segment', '');
+
+CREATE TYPE eventbus.event_position AS (
+    partition integer,
+    position  bigint
+);
+COMMENT ON TYPE eventbus.event_position IS 'Where a published event landed.';
+
+CREATE TYPE eventbus.event AS (
+    topic      text,
+    partition  integer,
+    position   bigint,
+    event_id   uuid,
+    key        text,
+    value      jsonb,
+    headers    jsonb,
+    created_at timestamptz
+);
+COMMENT ON TYPE eventbus.event IS 'An event as returned by eventbus.read().';
+
+CREATE FUNCTION eventbus.create_topic(topic text, partitions integer DEFAULT 1,
+                                      retention interval DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eb_create_topic'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus.create_topic(text, integer, interval) IS
+  'Creates a topic with the given number of partitions; retention NULL keeps events forever. Needs CREATE on schema eventbus_data; the caller owns the topic.';
+
+CREATE FUNCTION eventbus.alter_topic(topic text, partitions integer DEFAULT NULL,
+                                     retention interval DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eb_alter_topic'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus.alter_topic(text, integer, interval) IS
+  'Changes a topic: partitions can only grow; retention ''0'' removes the time limit; NULL leaves a setting unchanged. Owner only.';
+
+CREATE FUNCTION eventbus.drop_topic(topic text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eb_drop_topic'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus.drop_topic(text) IS
+  'Drops a topic and all its events. Owner only.';
+
+CREATE FUNCTION eventbus.publish(topic text, value jsonb, key text DEFAULT NULL,
+                                 headers jsonb DEFAULT NULL, partition integer DEFAULT NULL,
+                                 idempotency_key text DEFAULT NULL)
+RETURNS eventbus.event_position
+AS 'MODULE_PATHNAME', 'eb_publish'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus.publish(text, jsonb, text, jsonb, integer, text) IS
+  'Publishes one event in the current transaction and returns its (partition, position). The key picks the partition as Kafka''s default partitioner does; a repeated idempotency_key returns the first event''s position. Needs INSERT on the topic.';
+
+CREATE FUNCTION eventbus.publish_batch(topic text, vals jsonb[], keys text[] DEFAULT NULL,
+                                       headers jsonb[] DEFAULT NULL)
+RETURNS SETOF eventbus.event_position
+AS 'MODULE_PATHNAME', 'eb_publish_batch'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
+COMMENT ON FUNCTION eventbus.publish_batch(text, jsonb[], text[], jsonb[]) IS
+  'Publishes many events in one call and returns their (partition, position) in input order. keys and headers, when given, have one element per value.';
+
+CREATE FUNCTION eventbus.read(topic text, partition integer, after_position bigint DEFAULT -1,
+                              max_events integer DEFAULT 100)
+RETURNS SETOF eventbus.event
+AS 'MODULE_PATHNAME', 'eb_read'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
+COMMENT ON FUNCTION eventbus.read(text, integer, bigint, integer) IS
+  'Events of one partition after after_position, in position order, never past a position that a transaction may still commit below. Needs SELECT on the topic.';
+
+CREATE FUNCTION eventbus.topic_partitions(topic text, OUT partition integer,
+                                          OUT first_position bigint, OUT end_position bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'eb_topic_partitions'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus.topic_partitions(text) IS
+  'Per partition: first position still retained and end position (the position the next event will get).';
+
+CREATE FUNCTION eventbus.run_maintenance(OUT topic text, OUT action text,
+                                         OUT segment integer, OUT detail text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'eb_run_maintenance'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus.run_maintenance() IS
+  'One maintenance pass (segment rotation and retention) over the topics the caller owns; the background worker does this periodically.';
+
+CREATE VIEW eventbus.topics AS
+SELECT t.topic,
+       t.partitions,
+       t.retention,
+       p.end_positions,
+       p.events,
+       s.segments,
+       s.size_bytes,
+       t.created_at
+FROM eventbus.topic t
+CROSS JOIN LATERAL (
+    SELECT array_agg(tp.end_position ORDER BY tp.partition) AS end_positions,
+           sum(tp.end_position - tp.first_position)::bigint AS events
+    FROM eventbus.topic_partitions(t.topic) tp) p
+CROSS JOIN LATERAL (
+    SELECT count(*)::integer AS segments,
+           coalesce(sum(pg_catalog.pg_total_relation_size(sg.table_oid)), 0)::bigint AS size_bytes
+    FROM eventbus.segment sg
+    WHERE sg.topic_id = t.topic_id) s;
+COMMENT ON VIEW eventbus.topics IS
+  'Topics with partition count, retention, end position of each partition, retained events (positions; aborted publishes leave gaps), segment count and size.';
+GRANT SELECT ON eventbus.topics TO PUBLIC;

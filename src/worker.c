@@ -1,0 +1,308 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  Background workers of pg_eventbus.
+ *
+ * The launcher is registered at startup and connects to no database.  It
+ * looks up eventbus.database and starts the database worker there; when the
+ * database does not exist it logs once and waits for a configuration
+ * reload instead of failing in a loop.  It restarts the database worker if
+ * it exits (at most every few seconds) and replaces it when the setting
+ * names another database.
+ *
+ * The database worker runs maintenance (segment rotation and retention,
+ * segment.c) for every topic every eventbus.maintenance_naptime, each topic
+ * in its own transaction.  An error is logged and the loop goes on after a
+ * pause; the worker keeps no state that an error could leave inconsistent.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_database.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "pg_eventbus.h"
+#include "catalog.h"
+#include "segment.h"
+#include "worker.h"
+
+PGDLLEXPORT void eb_launcher_main(Datum arg);
+PGDLLEXPORT void eb_db_worker_main(Datum arg);
+
+#define EB_LAUNCHER_NAPTIME_MS 5000
+#define EB_WORKER_RESTART_MS 5000
+
+void
+eb_worker_register(void)
+{
+	BackgroundWorker worker;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = 10;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_eventbus");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "eb_launcher_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_eventbus launcher");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_eventbus launcher");
+	RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * Finds a database by name.  Without a database connection only a heap
+ * scan of the shared catalog pg_database is possible (indexes are not).
+ */
+static Oid
+eb_lookup_database(const char *name)
+{
+	Oid			dboid = InvalidOid;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+
+		if (strcmp(NameStr(db->datname), name) == 0)
+		{
+			dboid = db->oid;
+			break;
+		}
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	return dboid;
+}
+
+static BackgroundWorkerHandle *
+eb_start_db_worker(Oid dboid)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_eventbus");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "eb_db_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_eventbus worker");
+	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_eventbus worker");
+	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
+	worker.bgw_notify_pid = MyProcPid;
+
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("pg_eventbus could not start its database worker"),
+				 errhint("Raise max_worker_processes.")));
+		return NULL;
+	}
+	return handle;
+}
+
+void
+eb_launcher_main(Datum arg)
+{
+	BackgroundWorkerHandle *handle = NULL;
+	Oid			worker_db = InvalidOid;
+	char	   *warned_for = NULL;
+	TimestampTz last_start = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	for (;;)
+	{
+		Oid			dboid;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		dboid = eb_lookup_database(eb_database);
+		if (!OidIsValid(dboid))
+		{
+			if (warned_for == NULL || strcmp(warned_for, eb_database) != 0)
+			{
+				ereport(WARNING,
+						(errcode(ERRCODE_UNDEFINED_DATABASE),
+						 errmsg("database \"%s\" named by eventbus.database does not exist",
+								eb_database),
+						 errdetail("The pg_eventbus workers are idle."),
+						 errhint("Create the database or change eventbus.database, then reload the configuration.")));
+				if (warned_for)
+					pfree(warned_for);
+				warned_for = MemoryContextStrdup(TopMemoryContext, eb_database);
+			}
+		}
+		else if (warned_for != NULL)
+		{
+			pfree(warned_for);
+			warned_for = NULL;
+		}
+
+		/* Stop a worker serving a database we no longer serve. */
+		if (handle != NULL && worker_db != dboid)
+		{
+			TerminateBackgroundWorker(handle);
+			(void) WaitForBackgroundWorkerShutdown(handle);
+			pfree(handle);
+			handle = NULL;
+		}
+
+		if (OidIsValid(dboid))
+		{
+			pid_t		pid;
+			BgwHandleStatus status = BGWH_STOPPED;
+
+			if (handle != NULL)
+				status = GetBackgroundWorkerPid(handle, &pid);
+			if (status == BGWH_STOPPED &&
+				TimestampDifferenceExceeds(last_start, GetCurrentTimestamp(),
+										   EB_WORKER_RESTART_MS))
+			{
+				if (handle != NULL)
+					pfree(handle);
+				handle = eb_start_db_worker(dboid);
+				worker_db = dboid;
+				last_start = GetCurrentTimestamp();
+			}
+		}
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 EB_LAUNCHER_NAPTIME_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
+static void
+eb_maint_log(void *arg, const char *topic, const char *action, int32 segment,
+			 const char *detail)
+{
+	ereport(strcmp(action, "dropped") == 0 ? LOG : DEBUG1,
+			(errmsg("pg_eventbus: topic \"%s\": %s segment %d%s%s", topic, action,
+					segment, detail ? ": " : "", detail ? detail : "")));
+}
+
+/* One maintenance pass over all topics of this database. */
+static void
+eb_worker_pass(MemoryContext loop_cxt)
+{
+	List	   *names = NIL;
+	ListCell   *lc;
+	bool		installed;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	installed = OidIsValid(get_extension_oid(EB_EXTENSION, true));
+	if (installed)
+	{
+		MemoryContext old = MemoryContextSwitchTo(loop_cxt);
+
+		names = eb_topic_names();
+		MemoryContextSwitchTo(old);
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+
+	foreach(lc, names)
+	{
+		const char *name = lfirst(lc);
+
+		CHECK_FOR_INTERRUPTS();
+		pgstat_report_activity(STATE_RUNNING, "maintenance");
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		eb_maintain_topic(name, eb_maint_log, NULL);
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+void
+eb_db_worker_main(Datum arg)
+{
+	Oid			dboid = DatumGetObjectId(arg);
+	MemoryContext loop_cxt;
+	sigjmp_buf	local_sigjmp_buf;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pg_eventbus worker loop",
+									 ALLOCSET_DEFAULT_SIZES);
+
+	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
+	{
+		/* An error escaped a pass: log it, clean up, pause, go on. */
+		error_context_stack = NULL;
+		HOLD_INTERRUPTS();
+		EmitErrorReport();
+		AbortOutOfAnyTransaction();
+		LWLockReleaseAll();
+		MemoryContextSwitchTo(TopMemoryContext);
+		FlushErrorState();
+		MemoryContextReset(loop_cxt);
+		RESUME_INTERRUPTS();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 eb_maintenance_naptime, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+	PG_exception_stack = &local_sigjmp_buf;
+
+	for (;;)
+	{
+		MemoryContextSwitchTo(loop_cxt);
+		MemoryContextReset(loop_cxt);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		eb_worker_pass(loop_cxt);
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 eb_maintenance_naptime, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}

@@ -57,6 +57,7 @@
 
 PG_FUNCTION_INFO_V1(eb_publish);
 PG_FUNCTION_INFO_V1(eb_publish_batch);
+PG_FUNCTION_INFO_V1(eb_partition_for_key);
 
 /* Lock tag field 4 for idempotency locks; user advisory locks use 1 and 2. */
 #define EB_IDEMPOTENCY_LOCK_CLASS 3
@@ -589,4 +590,23 @@ eb_publish_batch(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/*
+ * partition_for_key(key text, partitions int) returns int: the partition
+ * Kafka's default partitioner, and publish(), pick for a key.
+ */
+Datum
+eb_partition_for_key(PG_FUNCTION_ARGS)
+{
+	int32		partitions;
+
+	eb_arg_not_null(fcinfo, 0, "key");
+	eb_arg_not_null(fcinfo, 1, "partitions");
+	partitions = PG_GETARG_INT32(1);
+	if (partitions < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("partitions must be at least 1")));
+	PG_RETURN_INT32(eb_key_partition(PG_GETARG_TEXT_PP(0), partitions));
 }

@@ -27,6 +27,7 @@
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
@@ -263,6 +264,9 @@ eb_drop_topic(PG_FUNCTION_ARGS)
 
 	LockRelationOid(eb_catalog_relid("topic"), ShareUpdateExclusiveLock);
 	eb_spi_begin(&spi, true);
+	/* the segment tables go with the parent: no need to list them */
+	(void) set_config_option("client_min_messages", "warning", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
 	eb_spi_exec(psprintf("DROP TABLE %s.%s CASCADE", EB_DATA_SCHEMA, quote_identifier(name)),
 				0, NULL, NULL, NULL, false);
 	eb_spi_exec("DELETE FROM eventbus.topic WHERE topic_id = $1",

@@ -97,6 +97,13 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
 COMMENT ON FUNCTION eventbus.publish_batch(text, jsonb[], text[], jsonb[]) IS
   'Publishes many events in one call and returns their (partition, position) in input order. keys and headers, when given, have one element per value.';
 
+CREATE FUNCTION eventbus.partition_for_key(key text, partitions integer)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'eb_partition_for_key'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION eventbus.partition_for_key(text, integer) IS
+  'The partition a key maps to among the given number: Kafka''s default partitioner (positive murmur2 of the UTF-8 key, modulo partitions).';
+
 CREATE FUNCTION eventbus.read(topic text, partition integer, after_position bigint DEFAULT -1,
                               max_events integer DEFAULT 100)
 RETURNS SETOF eventbus.event

@@ -15,6 +15,7 @@
 #include "access/tableam.h"
 #include "access/transam.h"
 #include "access/xact.h"
+#include "storage/procarray.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -59,8 +60,11 @@ eb_check_partition_arg(EbTopic *topic, int32 partition)
 }
 
 /*
- * Is this row's inserter still able to commit, as far as the reader's
- * snapshot goes?  Called for rows the snapshot does not see.
+ * Can the inserter of this row, which the reader's snapshot does not see,
+ * still make it visible to a later read?  Yes if it is our own transaction
+ * (a later command will see it), or if the snapshot counts it as running and
+ * it has not aborted since (it may be running still, or have committed after
+ * the snapshot was taken).  Otherwise it aborted: the position is a gap.
  */
 static bool
 eb_row_may_commit(TupleTableSlot *slot, Snapshot snapshot)
@@ -70,11 +74,13 @@ eb_row_may_commit(TupleTableSlot *slot, Snapshot snapshot)
 
 	xmin = DatumGetTransactionId(slot_getsysattr(slot, MinTransactionIdAttributeNumber,
 												 &isnull));
-	/* Our own rows from a later command: they will become visible. */
 	if (TransactionIdIsCurrentTransactionId(xmin))
 		return true;
-	/* Running, or committed after the snapshot was taken. */
-	return XidInMVCCSnapshot(xmin, snapshot);
+	if (!XidInMVCCSnapshot(xmin, snapshot))
+		return false;
+	if (TransactionIdIsInProgress(xmin))
+		return true;
+	return TransactionIdDidCommit(xmin);
 }
 
 /*

@@ -1,0 +1,347 @@
+#!/usr/bin/env bash
+# make bench: pg_eventbus side by side with its peers, in one run on one
+# throwaway server, with the same small JSON event for everyone.
+#
+#   A  one event per transaction:  eventbus.publish, plain INSERT, PgQ
+#   B  many events per statement:  eventbus.publish_batch, multi-row INSERT, PgQ
+#   C  one partition against eight: eventbus.publish to 1 and to 8 partitions
+#
+# Each round runs every contender of a workload back to back (the order
+# rotates from round to round); a contender's figure is its median over the
+# rounds.  Prints a table and the ratios with their targets, and writes it
+# all to bench/results/<timestamp>.txt.  See docs/benchmarks.md.
+#
+# Settings (environment):
+#   EB_BENCH_SECONDS=20        seconds per pgbench run (3 for a smoke run)
+#   EB_BENCH_ROUNDS=3          rounds
+#   EB_BENCH_WARMUP=3          seconds of unrecorded warm-up per contender (0: none)
+#   EB_BENCH_CLIENTS=8         clients in A and C
+#   EB_BENCH_BATCH_CLIENTS=4   clients in B
+#   EB_BENCH_BATCH_SIZE=100    events per statement in B
+#   EB_BENCH_THREADS=          pgbench threads (default: CPUs, at most the clients)
+#   EB_BENCH_WORKLOADS="A B C" workloads to run
+#   EB_BENCH_PROFILE=1         after the rounds, perf-record the server during
+#                              A's publish and INSERT (needs perf: linux-perf)
+#   EB_BENCH_STRESS=1          afterwards, run test/t/030_stress.pl for 60 s
+#   EB_BENCH_STRICT=1          exit 1 when a target is missed
+#   EB_BENCH_KEEP=1            keep the server's directory
+set -euo pipefail
+. "$(dirname "$0")/../scripts/common.sh"
+
+BENCH_DIR="$EB_ROOT/bench"
+SECS=${EB_BENCH_SECONDS:-20}
+ROUNDS=${EB_BENCH_ROUNDS:-3}
+WARMUP=${EB_BENCH_WARMUP:-3}
+CLIENTS=${EB_BENCH_CLIENTS:-8}
+BATCH_CLIENTS=${EB_BENCH_BATCH_CLIENTS:-4}
+BATCH_SIZE=${EB_BENCH_BATCH_SIZE:-100}
+NCPU=$(nproc)
+WORKLOADS=${EB_BENCH_WORKLOADS:-A B C}
+
+for v in SECS ROUNDS CLIENTS BATCH_CLIENTS BATCH_SIZE; do
+	if ! [[ ${!v} =~ ^[1-9][0-9]*$ ]]; then
+		echo "bench: $v must be a positive integer (got '${!v}')" >&2
+		exit 2
+	fi
+done
+[[ $WARMUP =~ ^[0-9]+$ ]] || { echo "bench: EB_BENCH_WARMUP must be an integer" >&2; exit 2; }
+
+# pgbench threads for a given client count.
+threads_for() {
+	local c=$1 t=${EB_BENCH_THREADS:-$NCPU}
+	[ "$t" -gt "$c" ] && t=$c
+	echo "$t"
+}
+
+eb_build
+
+WORK=$(eb_workdir bench)
+PORT=$(eb_free_port)
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+RESULTS_DIR="$BENCH_DIR/results"
+RESULTS="$RESULTS_DIR/$STAMP.txt"
+mkdir -p "$RESULTS_DIR"
+: >"$RESULTS"
+
+BG_PID=
+cleanup() {
+	[ -n "$BG_PID" ] && kill "$BG_PID" 2>/dev/null || true
+	eb_cluster_stop "$WORK"
+	if [ "${EB_BENCH_KEEP:-0}" = 1 ]; then
+		echo "bench: server directory kept in $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+}
+trap cleanup EXIT
+
+# Console and results file.
+say() { echo "$*" | tee -a "$RESULTS"; }
+
+psql_q() {
+	as_user psql -X -q -v ON_ERROR_STOP=1 -h "$WORK" -p "$PORT" -U postgres -d postgres "$@"
+}
+
+# The same settings for every contender: durable commits (fsync and
+# synchronous_commit on, overriding eb_cluster_start's fsync = off), room
+# in shared buffers for the whole run, and checkpoints only where this
+# script asks for them (before each run).
+eb_say "Starting a server (fsync on, synchronous_commit on)"
+eb_cluster_start "$WORK" "$PORT" \
+	"fsync = on" \
+	"synchronous_commit = on" \
+	"shared_buffers = '1GB'" \
+	"max_wal_size = '16GB'" \
+	"checkpoint_timeout = '1h'" \
+	"max_connections = 50"
+
+psql_q -f "$BENCH_DIR/setup.sql" >/dev/null
+
+# Workload B's statements: BATCH_SIZE events written out in the statement,
+# as a client sends them.  Event i of a call has order id n+i and customer
+# (k+i) mod 1000, so the keys of a call spread over the partitions.
+gen_batch_scripts() {
+	local i sep vals="" keys="" rows="" pgqrows=""
+	local json="format('{\"order_id\": %s, \"customer\": \"customer-%s\", \"amount\": 12.5, \"items\": [1,2,3]}', :n::bigint + I, (:k::int + I) % 1000)"
+	local key="'customer-' || ((:k::int + I) % 1000)"
+	for ((i = 0; i < BATCH_SIZE; i++)); do
+		sep=","
+		[ "$i" -eq 0 ] && sep=""
+		vals+="$sep
+    ${json//I/$i}::jsonb"
+		keys+="$sep
+    ${key//I/$i}"
+		rows+="$sep
+    ((:k::int + $i) % 1000 % 8, nextval('bench.plain_b_seq'), gen_random_uuid(), now(), ${key//I/$i}, ${json//I/$i}::jsonb)"
+		pgqrows+="$sep
+    (${json//I/$i}, ${key//I/$i})"
+	done
+	local head="\\set n random(1, 1000000000)
+\\set k random(1, 1000)"
+	cat >"$WORK/batch_publish.sql" <<-EOF
+		$head
+		SELECT count(*) FROM eventbus.publish_batch('bench_b', ARRAY[$vals], ARRAY[$keys]);
+	EOF
+	cat >"$WORK/batch_insert.sql" <<-EOF
+		$head
+		INSERT INTO bench.plain_b (partition, position, event_id, created_at, key, value) VALUES $rows;
+	EOF
+	cat >"$WORK/batch_pgq.sql" <<-EOF
+		$head
+		SELECT count(pgq.insert_event('bench_b', 'order', v, k, NULL, NULL, NULL)) FROM (VALUES $pgqrows) AS e(v, k);
+	EOF
+	chmod 644 "$WORK"/batch_*.sql
+}
+gen_batch_scripts
+
+# Contenders: id -> "workload|label|clients|events per transaction|script|pgbench -D".
+declare -A C_WORK C_LABEL C_CLIENTS C_EVENTS C_SCRIPT C_DEFS
+add() {
+	C_WORK[$1]=$2 C_LABEL[$1]=$3 C_CLIENTS[$1]=$4 C_EVENTS[$1]=$5 C_SCRIPT[$1]=$6 C_DEFS[$1]=${7:-}
+}
+add a_publish A "eventbus.publish (8 partitions, keyed)" "$CLIENTS" 1 "$BENCH_DIR/publish.sql" topic=bench_a
+add a_insert A "plain INSERT" "$CLIENTS" 1 "$BENCH_DIR/insert.sql"
+add a_pgq A "PgQ insert_event" "$CLIENTS" 1 "$BENCH_DIR/pgq.sql"
+add b_publish B "eventbus.publish_batch" "$BATCH_CLIENTS" "$BATCH_SIZE" "$WORK/batch_publish.sql"
+add b_insert B "plain multi-row INSERT" "$BATCH_CLIENTS" "$BATCH_SIZE" "$WORK/batch_insert.sql"
+add b_pgq B "PgQ insert_event x$BATCH_SIZE" "$BATCH_CLIENTS" "$BATCH_SIZE" "$WORK/batch_pgq.sql"
+add c_1p C "eventbus.publish, 1 partition" "$CLIENTS" 1 "$BENCH_DIR/publish.sql" topic=bench_c1
+add c_8p C "eventbus.publish, 8 partitions" "$CLIENTS" 1 "$BENCH_DIR/publish.sql" topic=bench_c8
+
+declare -A ORDER=([A]="a_publish a_insert a_pgq" [B]="b_publish b_insert b_pgq" [C]="c_1p c_8p")
+declare -A TITLE=(
+	[A]="A. one event per transaction, $CLIENTS clients"
+	[B]="B. $BATCH_SIZE events per statement, $BATCH_CLIENTS clients"
+	[C]="C. $CLIENTS clients, 1 partition against 8"
+)
+declare -A TPS LAT
+
+# pgbench_run ID SECONDS OUTFILE: one pgbench run of a contender; prints
+# its pgbench output to OUTFILE; fails if pgbench aborted or had failures.
+pgbench_run() {
+	local id=$1 secs=$2 out=$3 c=${C_CLIENTS[$1]} defs=()
+	[ -n "${C_DEFS[$id]}" ] && defs=(-D "${C_DEFS[$id]}")
+	psql_q -c "CHECKPOINT" >/dev/null
+	if ! as_user pgbench -n -M prepared -T "$secs" -c "$c" -j "$(threads_for "$c")" \
+		"${defs[@]}" -f "${C_SCRIPT[$id]}" \
+		-h "$WORK" -p "$PORT" -U postgres postgres >"$out" 2>&1; then
+		cat "$out" >&2
+		echo "bench: pgbench failed for $id" >&2
+		return 1
+	fi
+	if grep -q '^number of failed transactions: [1-9]' "$out"; then
+		cat "$out" >&2
+		echo "bench: $id had failed transactions" >&2
+		return 1
+	fi
+}
+
+{
+	echo "pg_eventbus benchmark $STAMP"
+	echo "commit: $(git -C "$EB_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+		"($(git -C "$EB_ROOT" status --porcelain 2>/dev/null | wc -l) files changed or untracked)"
+	echo "machine: $NCPU CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)," \
+		"$(awk '/MemTotal/ {printf "%.0f GB RAM", $2/1048576}' /proc/meminfo)"
+	echo "server: $(as_user postgres --version), fsync on, synchronous_commit on, shared_buffers 1GB"
+	echo "runs: ${SECS}s x $ROUNDS rounds per contender (warm-up ${WARMUP}s), pgbench -M prepared," \
+		"workloads: $WORKLOADS"
+	echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+} | tee -a "$RESULTS"
+
+if [ "$WARMUP" -gt 0 ]; then
+	eb_say "Warm-up (${WARMUP}s per contender)"
+	for w in $WORKLOADS; do
+		for id in ${ORDER[$w]}; do
+			pgbench_run "$id" "$WARMUP" "$WORK/warmup.out"
+		done
+	done
+fi
+
+for ((r = 1; r <= ROUNDS; r++)); do
+	eb_say "Round $r of $ROUNDS"
+	for w in $WORKLOADS; do
+		# rotate the order so no contender always runs first
+		read -r -a ids <<<"${ORDER[$w]}"
+		n=${#ids[@]}
+		for ((j = 0; j < n; j++)); do
+			id=${ids[$(((j + r - 1) % n))]}
+			out="$WORK/$id.$r.out"
+			pgbench_run "$id" "$SECS" "$out"
+			tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$out")
+			lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$out")
+			TPS[$id]+="$tps "
+			LAT[$id]+="$lat "
+			printf '  %-2s %-40s %10.1f tx/s  %8.3f ms  (load %s)\n' "$w" "${C_LABEL[$id]}" "$tps" "$lat" \
+				"$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$RESULTS"
+		done
+	done
+done
+
+median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+minmax() { tr ' ' '\n' | grep . | sort -g | awk 'NR==1 {lo=$1} {hi=$1} END {printf "%.0f-%.0f", lo, hi}'; }
+
+declare -A MED_EV
+say ""
+say "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+say ""
+say "Results (median of $ROUNDS rounds of ${SECS}s; range in brackets)"
+for w in $WORKLOADS; do
+	say ""
+	say "${TITLE[$w]}"
+	say "$(printf '  %-40s %7s %12s %12s  %s' contender clients 'tx/s' 'events/s' 'range tx/s')"
+	for id in ${ORDER[$w]}; do
+		m=$(echo "${TPS[$id]}" | median)
+		MED_EV[$id]=$(awk -v t="$m" -v e="${C_EVENTS[$id]}" 'BEGIN {printf "%.1f", t * e}')
+		say "$(printf '  %-40s %7d %12.0f %12.0f  [%s]' "${C_LABEL[$id]}" "${C_CLIENTS[$id]}" "$m" \
+			"${MED_EV[$id]}" "$(echo "${TPS[$id]}" | minmax)")"
+	done
+done
+
+# Storage per event, for reference.
+say ""
+say "Storage after the run (table and indexes, bytes per event)"
+psql_q -At -F ' ' <<-'EOF' | while read -r name events bytes; do
+	SELECT 'eventbus ' || topic, events, size_bytes FROM eventbus.topics WHERE events > 0
+	UNION ALL
+	SELECT 'plain ' || c.relname, c.reltuples::bigint, pg_total_relation_size(c.oid)
+	FROM pg_class c WHERE c.relnamespace = 'bench'::regnamespace AND c.relkind = 'r'
+	UNION ALL
+	SELECT 'pgq ' || q.queue_name, q.ev_new,
+	       (SELECT sum(pg_total_relation_size(i.inhrelid))::bigint FROM pg_inherits i
+	        WHERE i.inhparent = (q.queue_data_pfx)::regclass)
+	FROM (SELECT queue_name, queue_data_pfx, (SELECT ev_new FROM pgq.get_queue_info(queue_name)) AS ev_new
+	      FROM pgq.queue) q
+	ORDER BY 1;
+EOF
+	[ "${events:-0}" -gt 0 ] 2>/dev/null || continue
+	printf '  %-22s %12s events %8.0f bytes/event\n' "$name" "$events" "$(awk -v b="$bytes" -v e="$events" 'BEGIN {print b / e}')"
+done | tee -a "$RESULTS"
+
+# Ratios: name, numerator, denominator, target.
+missed=0
+say ""
+say "Ratios (events/s, medians)"
+ratio() {
+	local name=$1 num=$2 den=$3 target=$4 value verdict
+	if [ -z "${MED_EV[$num]:-}" ] || [ -z "${MED_EV[$den]:-}" ]; then
+		say "$(printf '  %-34s %6s   target >= %-5s %s' "$name" "-" "$target" "not run")"
+		return
+	fi
+	value=$(awk -v a="${MED_EV[$num]}" -v b="${MED_EV[$den]}" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+	if awk -v v="$value" -v t="$target" 'BEGIN {exit !(v >= t)}'; then
+		verdict=MET
+	else
+		verdict=MISSED
+		missed=$((missed + 1))
+	fi
+	say "$(printf '  %-34s %6s   target >= %-5s %s' "$name" "$value" "$target" "$verdict")"
+}
+ratio "A  publish / INSERT" a_publish a_insert 0.9
+ratio "A  publish / PgQ" a_publish a_pgq 1.0
+ratio "B  publish_batch / INSERT" b_publish b_insert 0.8
+ratio "B  publish_batch / PgQ" b_publish b_pgq 1.0
+ratio "C  1 partition / 8 partitions" c_1p c_8p 0.9
+
+# Raw pgbench output of every measured run.
+{
+	echo ""
+	echo "Raw pgbench output"
+	for f in "$WORK"/*.[0-9]*.out; do
+		[ -f "$f" ] || continue
+		echo ""
+		echo "--- $(basename "$f" .out)"
+		cat "$f"
+	done
+} >>"$RESULTS"
+
+# Where the time goes: perf on the server's processes during A's publish
+# and INSERT, after the measured rounds so it does not disturb them.
+if [ "${EB_BENCH_PROFILE:-0}" = 1 ]; then
+	if ! command -v perf >/dev/null; then
+		say ""
+		say "profile: perf is not installed (Debian package linux-perf); skipped"
+	else
+		postmaster=$(head -1 "$WORK/data/postmaster.pid")
+		for id in a_publish a_insert; do
+			eb_say "Profiling $id"
+			pdata="$WORK/perf.$id.data"
+			pgbench_run "$id" "$SECS" "$WORK/profile.$id.out" &
+			BG_PID=$!
+			sleep 2
+			pids=$(pgrep -d, -P "$postmaster")
+			perf record -q -g -o "$pdata" -p "$pids" -- sleep $((SECS > 4 ? SECS - 3 : 1)) >/dev/null 2>&1 || true
+			wait "$BG_PID" || true
+			BG_PID=
+			report="$RESULTS_DIR/$STAMP-perf-$id.txt"
+			perf report -i "$pdata" --no-children --sort dso,symbol --stdio 2>/dev/null >"$report" || true
+			say ""
+			say "profile of $id (self time, top 25; full report: ${report#"$EB_ROOT"/})"
+			grep -E '^ +[0-9.]+%' "$report" | head -25 | tee -a "$RESULTS"
+		done
+	fi
+fi
+
+status=0
+if [ "${EB_BENCH_STRESS:-0}" = 1 ]; then
+	say ""
+	if [ -f "$EB_ROOT/test/t/030_stress.pl" ]; then
+		eb_cluster_stop "$WORK"
+		eb_say "Stress test (test/t/030_stress.pl, 60 s)"
+		if (cd "$EB_ROOT" && EB_TAP_TESTS=test/t/030_stress.pl EB_STRESS_SECONDS=60 scripts/test.sh tap); then
+			say "stress test: passed"
+		else
+			say "stress test: FAILED"
+			status=1
+		fi
+	else
+		say "stress test: test/t/030_stress.pl does not exist; skipped"
+	fi
+fi
+
+say ""
+say "results: ${RESULTS#"$EB_ROOT"/}"
+if [ "$missed" -gt 0 ]; then
+	say "$missed target(s) missed"
+	[ "${EB_BENCH_STRICT:-0}" = 1 ] && status=1
+fi
+exit $status

@@ -65,7 +65,7 @@ mkdir -p "$RESULTS_DIR"
 
 BG_PID=
 cleanup() {
-	[ -n "$BG_PID" ] && kill "$BG_PID" 2>/dev/null || true
+	if [ -n "$BG_PID" ]; then kill "$BG_PID" 2>/dev/null || true; fi
 	eb_cluster_stop "$WORK"
 	if [ "${EB_BENCH_KEEP:-0}" = 1 ]; then
 		echo "bench: server directory kept in $WORK"
@@ -97,54 +97,18 @@ eb_cluster_start "$WORK" "$PORT" \
 
 psql_q -f "$BENCH_DIR/setup.sql" >/dev/null
 
-# Workload B's statements: BATCH_SIZE events written out in the statement,
-# as a client sends them.  Event i of a call has order id n+i and customer
-# (k+i) mod 1000, so the keys of a call spread over the partitions.
-gen_batch_scripts() {
-	local i sep vals="" keys="" rows="" pgqrows=""
-	local json="format('{\"order_id\": %s, \"customer\": \"customer-%s\", \"amount\": 12.5, \"items\": [1,2,3]}', :n::bigint + I, (:k::int + I) % 1000)"
-	local key="'customer-' || ((:k::int + I) % 1000)"
-	for ((i = 0; i < BATCH_SIZE; i++)); do
-		sep=","
-		[ "$i" -eq 0 ] && sep=""
-		vals+="$sep
-    ${json//I/$i}::jsonb"
-		keys+="$sep
-    ${key//I/$i}"
-		rows+="$sep
-    ((:k::int + $i) % 1000 % 8, nextval('bench.plain_b_seq'), gen_random_uuid(), now(), ${key//I/$i}, ${json//I/$i}::jsonb)"
-		pgqrows+="$sep
-    (${json//I/$i}, ${key//I/$i})"
-	done
-	local head="\\set n random(1, 1000000000)
-\\set k random(1, 1000)"
-	cat >"$WORK/batch_publish.sql" <<-EOF
-		$head
-		SELECT count(*) FROM eventbus.publish_batch('bench_b', ARRAY[$vals], ARRAY[$keys]);
-	EOF
-	cat >"$WORK/batch_insert.sql" <<-EOF
-		$head
-		INSERT INTO bench.plain_b (partition, position, event_id, created_at, key, value) VALUES $rows;
-	EOF
-	cat >"$WORK/batch_pgq.sql" <<-EOF
-		$head
-		SELECT count(pgq.insert_event('bench_b', 'order', v, k, NULL, NULL, NULL)) FROM (VALUES $pgqrows) AS e(v, k);
-	EOF
-	chmod 644 "$WORK"/batch_*.sql
-}
-gen_batch_scripts
-
-# Contenders: id -> "workload|label|clients|events per transaction|script|pgbench -D".
-declare -A C_WORK C_LABEL C_CLIENTS C_EVENTS C_SCRIPT C_DEFS
+# Contenders: id, workload (see ORDER), label, clients, events per transaction, script,
+# pgbench variable (-D).
+declare -A C_LABEL C_CLIENTS C_EVENTS C_SCRIPT C_DEFS
 add() {
-	C_WORK[$1]=$2 C_LABEL[$1]=$3 C_CLIENTS[$1]=$4 C_EVENTS[$1]=$5 C_SCRIPT[$1]=$6 C_DEFS[$1]=${7:-}
+	C_LABEL[$1]=$3 C_CLIENTS[$1]=$4 C_EVENTS[$1]=$5 C_SCRIPT[$1]=$6 C_DEFS[$1]=${7:-}
 }
 add a_publish A "eventbus.publish (8 partitions, keyed)" "$CLIENTS" 1 "$BENCH_DIR/publish.sql" topic=bench_a
 add a_insert A "plain INSERT" "$CLIENTS" 1 "$BENCH_DIR/insert.sql"
 add a_pgq A "PgQ insert_event" "$CLIENTS" 1 "$BENCH_DIR/pgq.sql"
-add b_publish B "eventbus.publish_batch" "$BATCH_CLIENTS" "$BATCH_SIZE" "$WORK/batch_publish.sql"
-add b_insert B "plain multi-row INSERT" "$BATCH_CLIENTS" "$BATCH_SIZE" "$WORK/batch_insert.sql"
-add b_pgq B "PgQ insert_event x$BATCH_SIZE" "$BATCH_CLIENTS" "$BATCH_SIZE" "$WORK/batch_pgq.sql"
+add b_publish B "eventbus.publish_batch (8 partitions, keyed)" "$BATCH_CLIENTS" "$BATCH_SIZE" "$BENCH_DIR/batch_publish.sql" batch="$BATCH_SIZE"
+add b_insert B "plain $BATCH_SIZE-row INSERT" "$BATCH_CLIENTS" "$BATCH_SIZE" "$BENCH_DIR/batch_insert.sql" batch="$BATCH_SIZE"
+add b_pgq B "PgQ insert_event x $BATCH_SIZE" "$BATCH_CLIENTS" "$BATCH_SIZE" "$BENCH_DIR/batch_pgq.sql" batch="$BATCH_SIZE"
 add c_1p C "eventbus.publish, 1 partition" "$CLIENTS" 1 "$BENCH_DIR/publish.sql" topic=bench_c1
 add c_8p C "eventbus.publish, 8 partitions" "$CLIENTS" 1 "$BENCH_DIR/publish.sql" topic=bench_c8
 
@@ -211,7 +175,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 			lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$out")
 			TPS[$id]+="$tps "
 			LAT[$id]+="$lat "
-			printf '  %-2s %-40s %10.1f tx/s  %8.3f ms  (load %s)\n' "$w" "${C_LABEL[$id]}" "$tps" "$lat" \
+			printf '  %-2s %-46s %10.1f tx/s  %8.3f ms  (load %s)\n' "$w" "${C_LABEL[$id]}" "$tps" "$lat" \
 				"$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$RESULTS"
 		done
 	done
@@ -228,11 +192,11 @@ say "Results (median of $ROUNDS rounds of ${SECS}s; range in brackets)"
 for w in $WORKLOADS; do
 	say ""
 	say "${TITLE[$w]}"
-	say "$(printf '  %-40s %7s %12s %12s  %s' contender clients 'tx/s' 'events/s' 'range tx/s')"
+	say "$(printf '  %-46s %7s %12s %12s  %s' contender clients 'tx/s' 'events/s' 'range tx/s')"
 	for id in ${ORDER[$w]}; do
 		m=$(echo "${TPS[$id]}" | median)
 		MED_EV[$id]=$(awk -v t="$m" -v e="${C_EVENTS[$id]}" 'BEGIN {printf "%.1f", t * e}')
-		say "$(printf '  %-40s %7d %12.0f %12.0f  [%s]' "${C_LABEL[$id]}" "${C_CLIENTS[$id]}" "$m" \
+		say "$(printf '  %-46s %7d %12.0f %12.0f  [%s]' "${C_LABEL[$id]}" "${C_CLIENTS[$id]}" "$m" \
 			"${MED_EV[$id]}" "$(echo "${TPS[$id]}" | minmax)")"
 	done
 done
@@ -240,17 +204,18 @@ done
 # Storage per event, for reference.
 say ""
 say "Storage after the run (table and indexes, bytes per event)"
-psql_q -At -F ' ' <<-'EOF' | while read -r name events bytes; do
-	SELECT 'eventbus ' || topic, events, size_bytes FROM eventbus.topics WHERE events > 0
+psql_q -At -F '|' <<-'EOF' | while IFS='|' read -r name events bytes; do
+	SELECT 'eventbus ' || topic, events, size_bytes FROM eventbus.topics
 	UNION ALL
-	SELECT 'plain ' || c.relname, c.reltuples::bigint, pg_total_relation_size(c.oid)
-	FROM pg_class c WHERE c.relnamespace = 'bench'::regnamespace AND c.relkind = 'r'
+	SELECT 'plain ' || t, (xpath('/row/c/text()', query_to_xml('SELECT count(*) AS c FROM ' || t, false, true, '')))[1]::text::bigint,
+	       pg_total_relation_size(t::regclass)
+	FROM unnest(ARRAY['bench.plain_a', 'bench.plain_b']) t
 	UNION ALL
-	SELECT 'pgq ' || q.queue_name, q.ev_new,
-	       (SELECT sum(pg_total_relation_size(i.inhrelid))::bigint FROM pg_inherits i
-	        WHERE i.inhparent = (q.queue_data_pfx)::regclass)
-	FROM (SELECT queue_name, queue_data_pfx, (SELECT ev_new FROM pgq.get_queue_info(queue_name)) AS ev_new
-	      FROM pgq.queue) q
+	SELECT 'pgq ' || queue_name,
+	       (xpath('/row/c/text()', query_to_xml('SELECT count(*) AS c FROM ' || queue_data_pfx, false, true, '')))[1]::text::bigint,
+	       (SELECT sum(pg_total_relation_size(inhrelid))::bigint FROM pg_inherits
+	        WHERE inhparent = queue_data_pfx::regclass)
+	FROM pgq.queue
 	ORDER BY 1;
 EOF
 	[ "${events:-0}" -gt 0 ] 2>/dev/null || continue

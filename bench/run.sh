@@ -201,6 +201,18 @@ for w in $WORKLOADS; do
 	done
 done
 
+# Spread over the rounds: above 10 % the ratios are not to be trusted.
+noisy=$(for id in "${!TPS[@]}"; do echo "${TPS[$id]}"; done | awk '{
+	lo = hi = $1; s = 0
+	for (i = 1; i <= NF; i++) { if ($i < lo) lo = $i; if ($i > hi) hi = $i; s += $i }
+	if (NF > 1 && (hi - lo) / (s / NF) > w) w = (hi - lo) / (s / NF)
+} END {printf "%.0f", w * 100}')
+if [ "$noisy" -gt 10 ]; then
+	say ""
+	say "note: runs of one contender differ by up to $noisy % between rounds: the machine was busy or"
+	say "      the runs too short; compare the ratios with care (see docs/benchmarks.md)"
+fi
+
 # Storage per event, for reference.
 say ""
 say "Storage after the run (table and indexes, bytes per event)"
@@ -239,7 +251,12 @@ ratio() {
 		verdict=MISSED
 		missed=$((missed + 1))
 	fi
-	say "$(printf '  %-34s %6s   target >= %-5s %s' "$name" "$value" "$target" "$verdict")"
+	# the same ratio within each round (its contenders ran back to back)
+	rounds=$(awk -v a="${TPS[$num]}" -v b="${TPS[$den]}" -v ea="${C_EVENTS[$num]}" -v eb="${C_EVENTS[$den]}" 'BEGIN {
+		n = split(a, x, " "); split(b, y, " ")
+		for (i = 1; i <= n; i++) printf "%s%.2f", (i > 1 ? " " : ""), (y[i] > 0 ? x[i] * ea / (y[i] * eb) : 0)
+	}')
+	say "$(printf '  %-34s %6s   target >= %-5s %-7s rounds: %s' "$name" "$value" "$target" "$verdict" "$rounds")"
 }
 ratio "A  publish / INSERT" a_publish a_insert 0.9
 ratio "A  publish / PgQ" a_publish a_pgq 1.0

@@ -98,6 +98,38 @@ eb_spi_exec(const char *sql, int nargs, Oid *argtypes, Datum *values,
 	return rc;
 }
 
+/*
+ * A prepared statement kept for the life of the backend in *cache.  Call
+ * between eb_spi_begin and eb_spi_end; the plan cache revalidates it if the
+ * tables change.
+ */
+SPIPlanPtr
+eb_spi_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*cache == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "could not prepare internal query (%s): %s",
+				 SPI_result_code_string(SPI_result), sql);
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not keep internal query plan");
+		*cache = plan;
+	}
+	return *cache;
+}
+
+int
+eb_spi_run(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only)
+{
+	int			rc = SPI_execute_plan(plan, values, nulls, read_only, 0);
+
+	if (rc < 0)
+		elog(ERROR, "internal query failed: %s", SPI_result_code_string(rc));
+	return rc;
+}
+
 /* ---------- object lookups ---------- */
 
 Oid

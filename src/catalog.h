@@ -54,6 +54,11 @@ extern void eb_spi_end(EbSpi *s);
 extern int	eb_spi_exec(const char *sql, int nargs, Oid *argtypes, Datum *values,
 						const char *nulls, bool read_only);
 
+extern SPIPlanPtr eb_spi_plan(SPIPlanPtr *cache, const char *sql, int nargs,
+							  Oid *argtypes);
+extern int	eb_spi_run(SPIPlanPtr plan, Datum *values, const char *nulls,
+					   bool read_only);
+
 extern Oid	eb_schema_oid(bool missing_ok);
 extern Oid	eb_data_schema_oid(void);
 extern Oid	eb_catalog_relid(const char *name);

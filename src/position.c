@@ -44,6 +44,7 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 #include "pg_eventbus.h"
 #include "catalog.h"
@@ -118,6 +119,79 @@ eb_segment_edge_position(Relation rel, Oid pk_index, int32 partition,
 	ExecDropSingleTupleTableSlot(slot);
 	index_close(idx, AccessShareLock);
 	return result;
+}
+
+/* Lowest position of a partition still retained; -1 if none. */
+int64
+eb_first_position(EbTopic *topic, int32 partition)
+{
+	int			i;
+
+	for (i = 0; i < topic->nsegments; i++)
+	{
+		EbSegment  *seg = &topic->segments[i];
+		Relation	rel = try_relation_open(seg->relid, AccessShareLock);
+		int64		result;
+
+		if (rel == NULL)
+			continue;
+		eb_segment_resolve_indexes(seg, rel);
+		result = eb_segment_edge_position(rel, seg->pk_index, partition,
+										  ForwardScanDirection);
+		relation_close(rel, AccessShareLock);
+		if (result >= 0)
+			return result;
+	}
+	return -1;
+}
+
+/*
+ * First position of a partition whose event was published at or after ts,
+ * committed or not; -1 if none.  A linear scan: for seeking, not hot paths.
+ */
+int64
+eb_position_at_time(EbTopic *topic, int32 partition, TimestampTz ts)
+{
+	int			i;
+
+	for (i = 0; i < topic->nsegments; i++)
+	{
+		EbSegment  *seg = &topic->segments[i];
+		Relation	rel;
+		Relation	idx;
+		ScanKeyData key;
+		IndexScanDesc scan;
+		TupleTableSlot *slot;
+		int64		result = -1;
+
+		rel = try_relation_open(seg->relid, AccessShareLock);
+		if (rel == NULL)
+			continue;
+		eb_segment_resolve_indexes(seg, rel);
+		idx = index_open(seg->pk_index, AccessShareLock);
+		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(partition));
+		scan = index_beginscan(rel, idx, SnapshotAny, 1, 0);
+		index_rescan(scan, &key, 1, NULL, 0);
+		slot = table_slot_create(rel, NULL);
+		while (index_getnext_slot(scan, ForwardScanDirection, slot))
+		{
+			bool		isnull;
+
+			CHECK_FOR_INTERRUPTS();
+			if (DatumGetTimestampTz(slot_getattr(slot, Anum_ev_created_at, &isnull)) >= ts)
+			{
+				result = DatumGetInt64(slot_getattr(slot, Anum_ev_position, &isnull));
+				break;
+			}
+		}
+		index_endscan(scan);
+		ExecDropSingleTupleTableSlot(slot);
+		index_close(idx, AccessShareLock);
+		relation_close(rel, AccessShareLock);
+		if (result >= 0)
+			return result;
+	}
+	return -1;
 }
 
 /*

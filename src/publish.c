@@ -52,6 +52,7 @@
 #include "pg_eventbus.h"
 #include "catalog.h"
 #include "position.h"
+#include "publish.h"
 #include "read.h"
 #include "util.h"
 
@@ -382,6 +383,28 @@ eb_find_idempotent(EbTopic *topic, text *idem, int32 *partition, int64 *position
 			return true;
 	}
 	return false;
+}
+
+/*
+ * Publishes one event on behalf of pg_eventbus itself (dead letters): no
+ * privilege or reserved-header checks.  The key picks the partition.
+ */
+void
+eb_publish_internal(EbTopic *topic, Datum value, text *key, Jsonb *headers,
+					int32 *partition, int64 *position)
+{
+	EbEvent		ev;
+	EbEvent    *evp = &ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.value = value;
+	ev.key = key;
+	ev.headers = headers;
+	ev.partition = key ? eb_key_partition(key, topic->partitions)
+		: eb_next_round_robin(topic->partitions);
+	eb_publish_group(topic, ev.partition, &evp, 1);
+	*partition = ev.partition;
+	*position = ev.position;
 }
 
 static Datum

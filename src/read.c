@@ -86,7 +86,7 @@ eb_row_may_commit(TupleTableSlot *slot, Snapshot snapshot)
 /*
  * Reads up to max_events events of a partition with positions above after,
  * in position order, passing each to emit.  Stops at the read horizon.
- * Returns the number of events emitted.  Segment relations stay locked
+ * Returns the number of events emit took.  Segment relations stay locked
  * until the end of the transaction, so emitted values remain readable.
  */
 int
@@ -150,12 +150,19 @@ eb_read_partition(EbTopic *topic, int32 partition, int64 after,
 				}
 				continue;		/* aborted: a gap */
 			}
-			count++;
-			if (!emit(arg, topic, slot))
+			switch (emit(arg, topic, slot))
 			{
-				stop = true;
-				break;
+				case EB_EMIT_TAKEN:
+					count++;
+					break;
+				case EB_EMIT_SKIPPED:
+					break;
+				case EB_EMIT_STOP:
+					stop = true;
+					break;
 			}
+			if (stop)
+				break;
 		}
 
 		index_endscan(scan);
@@ -172,7 +179,7 @@ typedef struct EbReadState
 	text	   *topic_name;
 } EbReadState;
 
-static bool
+static EbEmitResult
 eb_read_emit(void *arg, EbTopic *topic, TupleTableSlot *slot)
 {
 	EbReadState *st = (EbReadState *) arg;
@@ -197,7 +204,7 @@ eb_read_emit(void *arg, EbTopic *topic, TupleTableSlot *slot)
 	values[7] = slot->tts_values[Anum_ev_created_at - 1];
 	nulls[7] = false;
 	tuplestore_putvalues(st->rsinfo->setResult, st->rsinfo->setDesc, values, nulls);
-	return true;
+	return EB_EMIT_TAKEN;
 }
 
 /*

@@ -13,8 +13,15 @@
 
 #include "catalog.h"
 
-/* Called for each event; return false to stop reading. */
-typedef bool (*EbEmitFn) (void *arg, EbTopic *topic, TupleTableSlot *slot);
+/* What an emit callback did with an event. */
+typedef enum EbEmitResult
+{
+	EB_EMIT_TAKEN,				/* counted against max_events */
+	EB_EMIT_SKIPPED,			/* not counted; go on */
+	EB_EMIT_STOP				/* stop reading */
+} EbEmitResult;
+
+typedef EbEmitResult (*EbEmitFn) (void *arg, EbTopic *topic, TupleTableSlot *slot);
 
 extern int	eb_read_partition(EbTopic *topic, int32 partition, int64 after,
 							  int max_events, Snapshot snapshot,

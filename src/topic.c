@@ -37,6 +37,7 @@
 #include "catalog.h"
 #include "position.h"
 #include "segment.h"
+#include "topic.h"
 #include "util.h"
 
 PG_FUNCTION_INFO_V1(eb_create_topic);
@@ -59,15 +60,12 @@ static Interval *
 eb_retention_arg(FunctionCallInfo fcinfo, int argno, bool *clear)
 {
 	Interval   *iv;
-	Interval	zero;
 
 	*clear = false;
 	if (PG_ARGISNULL(argno))
 		return NULL;
 	iv = PG_GETARG_INTERVAL_P(argno);
-	memset(&zero, 0, sizeof(zero));
-	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(iv),
-										  IntervalPGetDatum(&zero))) <= 0)
+	if (eb_interval_sign(iv) <= 0)
 	{
 		*clear = true;
 		return NULL;
@@ -97,15 +95,12 @@ eb_new_uid(void)
 }
 
 /*
- * create_topic(topic text, partitions int, retention interval)
+ * Creates a topic owned by the current user; the caller has validated the
+ * name and the arguments.
  */
-Datum
-eb_create_topic(PG_FUNCTION_ARGS)
+void
+eb_topic_create(const char *name, int32 partitions, Interval *retention)
 {
-	char	   *name = eb_arg_name(fcinfo, 0, "topic");
-	int32		partitions;
-	Interval   *retention;
-	bool		clear;
 	Oid			datansp;
 	EbSpi		spi;
 	int64		uid;
@@ -114,13 +109,6 @@ eb_create_topic(PG_FUNCTION_ARGS)
 	Datum		values[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
-
-	eb_require_shmem();
-	eb_check_writable("eventbus.create_topic()");
-	eb_arg_not_null(fcinfo, 1, "partitions");
-	partitions = PG_GETARG_INT32(1);
-	eb_check_partition_count(partitions);
-	retention = eb_retention_arg(fcinfo, 2, &clear);
 
 	datansp = eb_data_schema_oid();
 	if (pg_namespace_aclcheck(datansp, GetUserId(), ACL_CREATE) != ACLCHECK_OK)
@@ -180,6 +168,26 @@ eb_create_topic(PG_FUNCTION_ARGS)
 
 	eb_catalog_changed();
 	eb_catalog_forget_at_abort(uid, partitions);
+}
+
+/*
+ * create_topic(topic text, partitions int, retention interval)
+ */
+Datum
+eb_create_topic(PG_FUNCTION_ARGS)
+{
+	char	   *name = eb_arg_name(fcinfo, 0, "topic");
+	int32		partitions;
+	Interval   *retention;
+	bool		clear;
+
+	eb_require_shmem();
+	eb_check_writable("eventbus.create_topic()");
+	eb_arg_not_null(fcinfo, 1, "partitions");
+	partitions = PG_GETARG_INT32(1);
+	eb_check_partition_count(partitions);
+	retention = eb_retention_arg(fcinfo, 2, &clear);
+	eb_topic_create(name, partitions, retention);
 	PG_RETURN_VOID();
 }
 
@@ -276,30 +284,6 @@ eb_drop_topic(PG_FUNCTION_ARGS)
 	eb_catalog_changed();
 	eb_catalog_forget_at_commit(uid, partitions);
 	PG_RETURN_VOID();
-}
-
-/* Lowest position of a partition still retained; -1 if none. */
-static int64
-eb_first_position(EbTopic *topic, int32 partition)
-{
-	int			i;
-
-	for (i = 0; i < topic->nsegments; i++)
-	{
-		EbSegment  *seg = &topic->segments[i];
-		Relation	rel = try_relation_open(seg->relid, AccessShareLock);
-		int64		result;
-
-		if (rel == NULL)
-			continue;
-		eb_segment_resolve_indexes(seg, rel);
-		result = eb_segment_edge_position(rel, seg->pk_index, partition,
-										  ForwardScanDirection);
-		relation_close(rel, AccessShareLock);
-		if (result >= 0)
-			return result;
-	}
-	return -1;
 }
 
 /*

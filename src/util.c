@@ -193,3 +193,14 @@ eb_check_writable(const char *cmdname)
 	PreventCommandIfParallelMode(cmdname);
 	PreventCommandDuringRecovery(cmdname);
 }
+
+/* -1, 0 or 1 as the interval is negative, zero or positive. */
+int
+eb_interval_sign(Interval *iv)
+{
+	Interval	zero;
+
+	memset(&zero, 0, sizeof(zero));
+	return DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(iv),
+											 IntervalPGetDatum(&zero)));
+}

@@ -10,6 +10,7 @@
 #define EB_UTIL_H
 
 #include "fmgr.h"
+#include "datatype/timestamp.h"
 #include "utils/uuid.h"
 
 extern int32 eb_murmur2(const char *data, int len);
@@ -19,5 +20,6 @@ extern void eb_uuid_v7(pg_uuid_t *uuid);
 extern char *eb_arg_name(FunctionCallInfo fcinfo, int argno, const char *what);
 extern void eb_arg_not_null(FunctionCallInfo fcinfo, int argno, const char *what);
 extern void eb_check_writable(const char *cmdname);
+extern int	eb_interval_sign(Interval *iv);
 
 #endif							/* EB_UTIL_H */

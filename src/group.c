@@ -1,0 +1,576 @@
+/*-------------------------------------------------------------------------
+ *
+ * group.c
+ *	  Consumer groups: creating, altering, deleting, seeking, status.
+ *
+ * A group consumes a topic; its position in each partition is a row of
+ * eventbus.group_partition: committed_position is the last position done
+ * (-1: nothing yet).  Starting at 'latest' means after every event
+ * published before the group was created, committed or not (Kafka's log end
+ * offset); 'earliest' means from the first retained event; a timestamp
+ * means from the first event published at or after it.
+ *
+ * Privileges: creating a group and consuming through it need SELECT on the
+ * topic; the creator owns the group, and altering, seeking or deleting it
+ * need the privileges of its owner.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+
+#include "pg_eventbus.h"
+#include "catalog.h"
+#include "group.h"
+#include "position.h"
+#include "read.h"
+#include "topic.h"
+#include "util.h"
+
+PG_FUNCTION_INFO_V1(eb_create_group);
+PG_FUNCTION_INFO_V1(eb_alter_group);
+PG_FUNCTION_INFO_V1(eb_delete_group);
+PG_FUNCTION_INFO_V1(eb_seek_all);
+PG_FUNCTION_INFO_V1(eb_seek_position);
+PG_FUNCTION_INFO_V1(eb_group_status);
+
+#define EB_MAX_ATTEMPTS_LIMIT 1000
+
+typedef enum EbStartKind
+{
+	EB_START_EARLIEST,
+	EB_START_LATEST,
+	EB_START_TIME
+} EbStartKind;
+
+static SPIPlanPtr plan_lookup = NULL;
+
+void
+eb_group_lookup(const char *group_name, EbTopic *topic, EbGroup *g)
+{
+	Oid			argtypes[2] = {TEXTOID, INT4OID};
+	Datum		values[2];
+	SPIPlanPtr	plan;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+
+	plan = eb_spi_plan(&plan_lookup,
+					   "SELECT group_id, owner::oid, max_attempts, dead_letter_topic "
+					   "FROM eventbus.consumer_group WHERE group_name = $1 AND topic_id = $2",
+					   2, argtypes);
+	values[0] = CStringGetTextDatum(group_name);
+	values[1] = Int32GetDatum(topic->topic_id);
+	eb_spi_run(plan, values, NULL, true);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("consumer group \"%s\" does not exist on topic \"%s\"",
+						group_name, topic->name),
+				 errhint("Create it with eventbus.create_group().")));
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	g->group_id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+	g->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
+	g->max_attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+	g->dead_letter_topic = SPI_getvalue(tup, desc, 4);
+}
+
+/*
+ * Partitions added to the topic after the group was created are read from
+ * their beginning, so that no event of a new partition is missed.
+ */
+void
+eb_group_ensure_partitions(EbGroup *g, EbTopic *topic)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[2] = {INT4OID, INT4OID};
+	Datum		values[2];
+
+	eb_spi_plan(&plan,
+				"INSERT INTO eventbus.group_partition "
+				"(group_id, partition, committed_position, fetched_position) "
+				"SELECT $1, p, -1, -1 FROM generate_series(0, $2 - 1) p "
+				"WHERE NOT EXISTS (SELECT 1 FROM eventbus.group_partition gp "
+				"                  WHERE gp.group_id = $1 AND gp.partition = p) "
+				"ON CONFLICT DO NOTHING",
+				2, argtypes);
+	values[0] = Int32GetDatum(g->group_id);
+	values[1] = Int32GetDatum(topic->partitions);
+	eb_spi_run(plan, values, NULL, false);
+}
+
+static void
+eb_check_group_owner(EbGroup *g, const char *group_name)
+{
+	if (!has_privs_of_role(GetUserId(), g->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of consumer group \"%s\"", group_name),
+				 errdetail("The group is owned by role \"%s\".",
+						   GetUserNameFromId(g->owner, false))));
+}
+
+static EbStartKind
+eb_parse_start(FunctionCallInfo fcinfo, int argno, TimestampTz *ts)
+{
+	char	   *s;
+
+	eb_arg_not_null(fcinfo, argno, "start_at");
+	s = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	if (pg_strcasecmp(s, "earliest") == 0)
+		return EB_START_EARLIEST;
+	if (pg_strcasecmp(s, "latest") == 0)
+		return EB_START_LATEST;
+	*ts = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(s),
+												  ObjectIdGetDatum(InvalidOid),
+												  Int32GetDatum(-1)));
+	return EB_START_TIME;
+}
+
+/* The committed position that makes a group start where asked. */
+static int64
+eb_start_committed(EbTopic *topic, int32 partition, EbStartKind kind, TimestampTz ts)
+{
+	int64		end;
+	int64		pos;
+
+	switch (kind)
+	{
+		case EB_START_EARLIEST:
+			return -1;
+		case EB_START_TIME:
+			pos = eb_position_at_time(topic, partition, ts);
+			if (pos >= 0)
+				return pos - 1;
+			/* FALLTHROUGH */
+		case EB_START_LATEST:
+			(void) eb_read_horizon(topic, partition, &end);
+			return end - 1;
+	}
+	return -1;					/* keep compiler quiet */
+}
+
+static Datum
+eb_start_positions(EbTopic *topic, EbStartKind kind, TimestampTz ts)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * topic->partitions);
+	int32		p;
+
+	for (p = 0; p < topic->partitions; p++)
+		elems[p] = Int64GetDatum(eb_start_committed(topic, p, kind, ts));
+	return PointerGetDatum(construct_array(elems, topic->partitions, INT8OID, 8,
+										   FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+}
+
+/*
+ * create_group(group_name, topic, start_at, max_attempts, dead_letter_topic)
+ */
+Datum
+eb_create_group(PG_FUNCTION_ARGS)
+{
+	char	   *group_name = eb_arg_name(fcinfo, 0, "group");
+	char	   *topic_name = eb_arg_name(fcinfo, 1, "topic");
+	TimestampTz ts = 0;
+	EbStartKind kind;
+	int32		max_attempts;
+	char	   *dlq;
+	EbTopic    *topic;
+	EbTopic    *dlq_topic;
+	EbSpi		spi;
+	Oid			argtypes[5] = {TEXTOID, INT4OID, OIDOID, INT4OID, TEXTOID};
+	Datum		values[5];
+	Oid			pargtypes[2] = {INT4OID, INT8ARRAYOID};
+	Datum		pvalues[2];
+	Datum		starts;
+	bool		isnull;
+
+	eb_check_writable("eventbus.create_group()");
+	kind = eb_parse_start(fcinfo, 2, &ts);
+	eb_arg_not_null(fcinfo, 3, "max_attempts");
+	max_attempts = PG_GETARG_INT32(3);
+	if (max_attempts < 1 || max_attempts > EB_MAX_ATTEMPTS_LIMIT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_attempts must be between 1 and %d", EB_MAX_ATTEMPTS_LIMIT)));
+	if (PG_ARGISNULL(4))
+	{
+		dlq = psprintf("%s.dlq", topic_name);
+		if (strlen(dlq) > EB_TOPIC_NAME_MAX)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_NAME),
+					 errmsg("default dead-letter topic name \"%s\" is too long", dlq),
+					 errhint("Pass dead_letter_topic with a name of at most %d characters.",
+							 EB_TOPIC_NAME_MAX)));
+	}
+	else
+		dlq = eb_arg_name(fcinfo, 4, "topic");
+	if (strcmp(dlq, topic_name) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a topic cannot be its own dead-letter topic")));
+
+	topic = eb_topic_get(topic_name, false);
+	eb_check_read_privilege(topic);
+
+	/* The dead-letter topic must exist and accept the creator's events. */
+	dlq_topic = eb_topic_get(dlq, true);
+	if (dlq_topic == NULL)
+		eb_topic_create(dlq, topic->partitions, NULL);
+	else if (pg_class_aclcheck(dlq_topic->relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to publish to dead-letter topic \"%s\"", dlq)));
+	topic = eb_topic_get(topic_name, false);
+
+	LockRelationOid(eb_catalog_relid("consumer_group"), ShareUpdateExclusiveLock);
+	starts = eb_start_positions(topic, kind, ts);
+
+	eb_spi_begin(&spi, true);
+	values[0] = CStringGetTextDatum(group_name);
+	values[1] = Int32GetDatum(topic->topic_id);
+	values[2] = ObjectIdGetDatum(GetUserId());
+	values[3] = Int32GetDatum(max_attempts);
+	values[4] = CStringGetTextDatum(dlq);
+	eb_spi_exec("INSERT INTO eventbus.consumer_group "
+				"(group_name, topic_id, owner, max_attempts, dead_letter_topic) "
+				"VALUES ($1, $2, $3::regrole, $4, $5) "
+				"ON CONFLICT (group_name, topic_id) DO NOTHING RETURNING group_id",
+				5, argtypes, values, NULL, false);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("consumer group \"%s\" already exists on topic \"%s\"",
+						group_name, topic_name)));
+	pvalues[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	pvalues[1] = starts;
+	eb_spi_exec("INSERT INTO eventbus.group_partition "
+				"(group_id, partition, committed_position, fetched_position) "
+				"SELECT $1, (u.n - 1)::integer, u.c, u.c "
+				"FROM unnest($2) WITH ORDINALITY AS u(c, n)",
+				2, pargtypes, pvalues, NULL, false);
+	eb_spi_end(&spi);
+	PG_RETURN_VOID();
+}
+
+/* Looks up a group the caller owns; the caller is inside eb_spi_begin. */
+static void
+eb_owned_group(const char *group_name, EbTopic *topic, EbGroup *g)
+{
+	eb_group_lookup(group_name, topic, g);
+	eb_check_group_owner(g, group_name);
+}
+
+/*
+ * alter_group(group_name, topic, max_attempts, dead_letter_topic)
+ */
+Datum
+eb_alter_group(PG_FUNCTION_ARGS)
+{
+	char	   *group_name = eb_arg_name(fcinfo, 0, "group");
+	char	   *topic_name = eb_arg_name(fcinfo, 1, "topic");
+	EbTopic    *topic;
+	EbGroup		g;
+	EbSpi		spi;
+	Oid			argtypes[3] = {INT4OID, INT4OID, TEXTOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+
+	eb_check_writable("eventbus.alter_group()");
+	topic = eb_topic_get(topic_name, false);
+	if (!PG_ARGISNULL(2))
+	{
+		int32		max_attempts = PG_GETARG_INT32(2);
+
+		if (max_attempts < 1 || max_attempts > EB_MAX_ATTEMPTS_LIMIT)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("max_attempts must be between 1 and %d", EB_MAX_ATTEMPTS_LIMIT)));
+		values[1] = Int32GetDatum(max_attempts);
+	}
+	else
+		nulls[1] = 'n';
+	if (!PG_ARGISNULL(3))
+	{
+		char	   *dlq = eb_arg_name(fcinfo, 3, "topic");
+		EbTopic    *dlq_topic = eb_topic_get(dlq, false);
+
+		if (strcmp(dlq, topic_name) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("a topic cannot be its own dead-letter topic")));
+		if (pg_class_aclcheck(dlq_topic->relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to publish to dead-letter topic \"%s\"", dlq)));
+		values[2] = CStringGetTextDatum(dlq);
+	}
+	else
+		nulls[2] = 'n';
+
+	eb_spi_begin(&spi, true);
+	eb_owned_group(group_name, topic, &g);
+	values[0] = Int32GetDatum(g.group_id);
+	eb_spi_exec("UPDATE eventbus.consumer_group SET "
+				"max_attempts = coalesce($2, max_attempts), "
+				"dead_letter_topic = coalesce($3, dead_letter_topic) "
+				"WHERE group_id = $1",
+				3, argtypes, values, nulls, false);
+	eb_spi_end(&spi);
+	PG_RETURN_VOID();
+}
+
+/*
+ * delete_group(group_name, topic): one topic, or all when topic is NULL.
+ */
+Datum
+eb_delete_group(PG_FUNCTION_ARGS)
+{
+	char	   *group_name = eb_arg_name(fcinfo, 0, "group");
+	EbSpi		spi;
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1];
+	List	   *topics = NIL;
+	ListCell   *lc;
+
+	eb_check_writable("eventbus.delete_group()");
+	if (!PG_ARGISNULL(1))
+		topics = list_make1(eb_arg_name(fcinfo, 1, "topic"));
+	else
+	{
+		Oid			nargtypes[1] = {TEXTOID};
+		Datum		nvalues[1];
+		MemoryContext upper = CurrentMemoryContext;
+		uint64		i;
+
+		eb_spi_begin(&spi, true);
+		nvalues[0] = CStringGetTextDatum(group_name);
+		eb_spi_exec("SELECT t.topic FROM eventbus.consumer_group g "
+					"JOIN eventbus.topic t USING (topic_id) WHERE g.group_name = $1 ORDER BY 1",
+					1, nargtypes, nvalues, NULL, true);
+		for (i = 0; i < SPI_processed; i++)
+		{
+			MemoryContext old = MemoryContextSwitchTo(upper);
+
+			topics = lappend(topics, pstrdup(SPI_getvalue(SPI_tuptable->vals[i],
+														  SPI_tuptable->tupdesc, 1)));
+			MemoryContextSwitchTo(old);
+		}
+		eb_spi_end(&spi);
+		if (topics == NIL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("consumer group \"%s\" does not exist", group_name)));
+	}
+
+	foreach(lc, topics)
+	{
+		EbTopic    *topic = eb_topic_get((char *) lfirst(lc), false);
+		EbGroup		g;
+
+		eb_spi_begin(&spi, true);
+		eb_owned_group(group_name, topic, &g);
+		values[0] = Int32GetDatum(g.group_id);
+		eb_spi_exec("DELETE FROM eventbus.consumer_group WHERE group_id = $1",
+					1, argtypes, values, NULL, false);
+		eb_spi_end(&spi);
+	}
+	PG_RETURN_VOID();
+}
+
+/* Sets a partition's position; drops its retries and lease. */
+static void
+eb_set_position(EbGroup *g, int32 partition, int64 committed)
+{
+	Oid			argtypes[3] = {INT4OID, INT4OID, INT8OID};
+	Datum		values[3];
+
+	values[0] = Int32GetDatum(g->group_id);
+	values[1] = Int32GetDatum(partition);
+	values[2] = Int64GetDatum(committed);
+	eb_spi_exec("UPDATE eventbus.group_partition SET committed_position = $3, "
+				"fetched_position = $3, committed_at = now(), member = NULL, "
+				"lease_until = NULL, generation = generation + 1 "
+				"WHERE group_id = $1 AND partition = $2",
+				3, argtypes, values, NULL, false);
+	eb_spi_exec("DELETE FROM eventbus.group_retry WHERE group_id = $1 AND partition = $2",
+				2, argtypes, values, NULL, false);
+}
+
+/*
+ * seek(group_name, topic, start_at): every partition.
+ */
+Datum
+eb_seek_all(PG_FUNCTION_ARGS)
+{
+	char	   *group_name = eb_arg_name(fcinfo, 0, "group");
+	char	   *topic_name = eb_arg_name(fcinfo, 1, "topic");
+	TimestampTz ts = 0;
+	EbStartKind kind;
+	EbTopic    *topic;
+	EbGroup		g;
+	EbSpi		spi;
+	int32		p;
+
+	eb_check_writable("eventbus.seek()");
+	kind = eb_parse_start(fcinfo, 2, &ts);
+	topic = eb_topic_get(topic_name, false);
+
+	eb_spi_begin(&spi, true);
+	eb_owned_group(group_name, topic, &g);
+	eb_group_ensure_partitions(&g, topic);
+	for (p = 0; p < topic->partitions; p++)
+		eb_set_position(&g, p, eb_start_committed(topic, p, kind, ts));
+	eb_spi_end(&spi);
+	PG_RETURN_VOID();
+}
+
+/*
+ * seek(group_name, topic, partition, position): position is the next event
+ * the group receives from the partition.
+ */
+Datum
+eb_seek_position(PG_FUNCTION_ARGS)
+{
+	char	   *group_name = eb_arg_name(fcinfo, 0, "group");
+	char	   *topic_name = eb_arg_name(fcinfo, 1, "topic");
+	EbTopic    *topic;
+	EbGroup		g;
+	EbSpi		spi;
+	int32		partition;
+	int64		position;
+	int64		end;
+
+	eb_check_writable("eventbus.seek()");
+	topic = eb_topic_get(topic_name, false);
+	eb_arg_not_null(fcinfo, 2, "partition");
+	eb_arg_not_null(fcinfo, 3, "position");
+	partition = PG_GETARG_INT32(2);
+	position = PG_GETARG_INT64(3);
+	eb_check_partition_arg(topic, partition);
+	(void) eb_read_horizon(topic, partition, &end);
+	if (position < 0 || position > end)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("position %lld is outside partition %d of topic \"%s\"",
+						(long long) position, partition, topic_name),
+				 errdetail("Positions run from 0 to the end position, %lld.",
+						   (long long) end)));
+
+	eb_spi_begin(&spi, true);
+	eb_owned_group(group_name, topic, &g);
+	eb_group_ensure_partitions(&g, topic);
+	eb_set_position(&g, partition, position - 1);
+	eb_spi_end(&spi);
+	PG_RETURN_VOID();
+}
+
+typedef struct EbFirstTime
+{
+	TimestampTz created_at;
+	bool		found;
+} EbFirstTime;
+
+static EbEmitResult
+eb_first_time_emit(void *arg, EbTopic *topic, TupleTableSlot *slot)
+{
+	EbFirstTime *ft = (EbFirstTime *) arg;
+	bool		isnull;
+
+	ft->created_at = DatumGetTimestampTz(slot_getattr(slot, Anum_ev_created_at, &isnull));
+	ft->found = true;
+	return EB_EMIT_STOP;
+}
+
+/*
+ * group_status(group_name, topic): one row per partition (see the
+ * consumer_lag view).  Shows metadata only, so no privilege is needed.
+ */
+Datum
+eb_group_status(PG_FUNCTION_ARGS)
+{
+	char	   *group_name = eb_arg_name(fcinfo, 0, "group");
+	char	   *topic_name = eb_arg_name(fcinfo, 1, "topic");
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	EbTopic    *topic;
+	EbGroup		g;
+	EbSpi		spi;
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1];
+	uint64		i;
+	uint64		nrows;
+	SPITupleTable *rows;
+	Snapshot	snapshot = GetActiveSnapshot();
+
+	topic = eb_topic_get(topic_name, false);
+	InitMaterializedSRF(fcinfo, 0);
+
+	eb_spi_begin(&spi, true);
+	eb_group_lookup(group_name, topic, &g);
+	values[0] = Int32GetDatum(g.group_id);
+	eb_spi_exec("SELECT p, coalesce(gp.committed_position, -1), gp.committed_at, "
+				"CASE WHEN gp.lease_until > now() THEN gp.member END, "
+				"CASE WHEN gp.lease_until > now() THEN gp.lease_until END, "
+				"(SELECT count(*) FROM eventbus.group_retry r "
+				" WHERE r.group_id = $1 AND r.partition = p) "
+				"FROM generate_series(0, (SELECT partitions - 1 FROM eventbus.topic t "
+				"  JOIN eventbus.consumer_group cg USING (topic_id) WHERE cg.group_id = $1)) p "
+				"LEFT JOIN eventbus.group_partition gp ON gp.group_id = $1 AND gp.partition = p "
+				"ORDER BY p",
+				1, argtypes, values, NULL, true);
+	rows = SPI_tuptable;
+	nrows = SPI_processed;
+
+	for (i = 0; i < nrows; i++)
+	{
+		HeapTuple	tup = rows->vals[i];
+		TupleDesc	desc = rows->tupdesc;
+		Datum		out[9];
+		bool		nulls[9];
+		bool		isnull;
+		int32		p = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		int64		committed = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		int64		end;
+		int64		first;
+		int64		from;
+		EbFirstTime ft;
+		int			c;
+
+		if (p >= topic->partitions)
+			break;
+		memset(nulls, 0, sizeof(nulls));
+		(void) eb_read_horizon(topic, p, &end);
+		first = eb_first_position(topic, p);
+		from = committed + 1;
+		if (first >= 0 && first > from)
+			from = first;
+		ft.found = false;
+		(void) eb_read_partition(topic, p, from - 1, 1, snapshot, eb_first_time_emit, &ft);
+
+		out[0] = Int32GetDatum(p);
+		out[1] = Int64GetDatum(committed);
+		out[2] = Int64GetDatum(end);
+		out[3] = Int64GetDatum(end > from ? end - from : 0);
+		out[4] = TimestampTzGetDatum(ft.created_at);
+		nulls[4] = !ft.found;
+		for (c = 3; c <= 6; c++)
+		{
+			out[c + 2] = SPI_getbinval(tup, desc, c, &isnull);
+			nulls[c + 2] = isnull;
+		}
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, nulls);
+	}
+	eb_spi_end(&spi);
+	return (Datum) 0;
+}

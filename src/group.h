@@ -1,0 +1,25 @@
+/*-------------------------------------------------------------------------
+ *
+ * group.h
+ *	  Consumer groups shared by group.c (definition) and consume.c (use).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef EB_GROUP_H
+#define EB_GROUP_H
+
+#include "catalog.h"
+
+typedef struct EbGroup
+{
+	int32		group_id;
+	Oid			owner;
+	int32		max_attempts;
+	char	   *dead_letter_topic;
+} EbGroup;
+
+/* Both run between eb_spi_begin(..., true) and eb_spi_end. */
+extern void eb_group_lookup(const char *group_name, EbTopic *topic, EbGroup *g);
+extern void eb_group_ensure_partitions(EbGroup *g, EbTopic *topic);
+
+#endif							/* EB_GROUP_H */

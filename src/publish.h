@@ -1,0 +1,18 @@
+/*-------------------------------------------------------------------------
+ *
+ * publish.h
+ *	  Publishing from other modules.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef EB_PUBLISH_H
+#define EB_PUBLISH_H
+
+#include "utils/jsonb.h"
+
+#include "catalog.h"
+
+extern void eb_publish_internal(EbTopic *topic, Datum value, text *key, Jsonb *headers,
+								int32 *partition, int64 *position);
+
+#endif							/* EB_PUBLISH_H */

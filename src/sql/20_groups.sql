@@ -1,0 +1,166 @@
+-- Consumer groups: committed positions, in-transaction and leased
+-- consumption, retries and dead letters, lag.
+
+CREATE SEQUENCE eventbus.group_id_seq AS integer;
+
+CREATE TABLE eventbus.consumer_group (
+    group_id          integer PRIMARY KEY DEFAULT nextval('eventbus.group_id_seq'),
+    group_name        text NOT NULL,
+    topic_id          integer NOT NULL REFERENCES eventbus.topic ON DELETE CASCADE,
+    owner             regrole NOT NULL,
+    max_attempts      integer NOT NULL CHECK (max_attempts >= 1),
+    dead_letter_topic text NOT NULL,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (group_name, topic_id)
+);
+ALTER SEQUENCE eventbus.group_id_seq OWNED BY eventbus.consumer_group.group_id;
+COMMENT ON TABLE eventbus.consumer_group IS
+  'Consumer groups (internal; see the eventbus.consumer_lag view): one row per group and topic.';
+
+-- Updated in place once per partition and batch; room on each page keeps
+-- those updates HOT.
+CREATE TABLE eventbus.group_partition (
+    group_id           integer NOT NULL REFERENCES eventbus.consumer_group ON DELETE CASCADE,
+    partition          integer NOT NULL,
+    committed_position bigint NOT NULL,
+    committed_at       timestamptz,
+    member             text,
+    lease_until        timestamptz,
+    generation         bigint NOT NULL DEFAULT 0,
+    fetched_position   bigint NOT NULL,
+    PRIMARY KEY (group_id, partition)
+) WITH (fillfactor = 50);
+COMMENT ON TABLE eventbus.group_partition IS
+  'Position of each group in each partition (internal): committed_position is the last position done; member/lease_until/generation belong to leased consumption; fetched_position is the last position handed to the lease holder.';
+
+CREATE TABLE eventbus.group_retry (
+    group_id    integer NOT NULL REFERENCES eventbus.consumer_group ON DELETE CASCADE,
+    partition   integer NOT NULL,
+    position    bigint NOT NULL,
+    attempts    integer NOT NULL,
+    not_before  timestamptz NOT NULL,
+    delivered   boolean NOT NULL DEFAULT false,
+    reason      text,
+    PRIMARY KEY (group_id, partition, position)
+);
+COMMENT ON TABLE eventbus.group_retry IS
+  'Events a group gave back with nack() (internal): delivered again after not_before; attempts counts failed deliveries; delivered is set once redelivered, so that a commit covering it ends the retry.';
+
+SELECT pg_catalog.pg_extension_config_dump('eventbus.consumer_group', '');
+SELECT pg_catalog.pg_extension_config_dump('eventbus.group_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('eventbus.group_partition', '');
+SELECT pg_catalog.pg_extension_config_dump('eventbus.group_retry', '');
+
+CREATE TYPE eventbus.polled_event AS (
+    topic      text,
+    partition  integer,
+    position   bigint,
+    event_id   uuid,
+    key        text,
+    value      jsonb,
+    headers    jsonb,
+    created_at timestamptz,
+    attempt    integer
+);
+COMMENT ON TYPE eventbus.polled_event IS
+  'An event as returned by eventbus.poll(); attempt is 1 on first delivery and counts redeliveries after nack().';
+
+CREATE FUNCTION eventbus.create_group(group_name text, topic text, start_at text DEFAULT 'latest',
+                                      max_attempts integer DEFAULT 5,
+                                      dead_letter_topic text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eb_create_group'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus.create_group(text, text, text, integer, text) IS
+  'Creates a consumer group on a topic, starting at ''earliest'', ''latest'' or a timestamp. After max_attempts deliveries a nacked event goes to dead_letter_topic (default <topic>.dlq, created if missing). Needs SELECT on the topic.';
+
+CREATE FUNCTION eventbus.alter_group(group_name text, topic text, max_attempts integer DEFAULT NULL,
+                                     dead_letter_topic text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eb_alter_group'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus.alter_group(text, text, integer, text) IS
+  'Changes a group''s max_attempts or dead-letter topic; NULL leaves a setting unchanged. Group owner only.';
+
+CREATE FUNCTION eventbus.delete_group(group_name text, topic text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eb_delete_group'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus.delete_group(text, text) IS
+  'Deletes a group on one topic, or on every topic when topic is NULL, with its positions and pending retries. Group owner only.';
+
+CREATE FUNCTION eventbus.seek(group_name text, topic text, start_at text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eb_seek_all'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus.seek(text, text, text) IS
+  'Moves a group on every partition to ''earliest'', ''latest'' or the first event at or after a timestamp; drops its pending retries and leases. Group owner only.';
+
+CREATE FUNCTION eventbus.seek(group_name text, topic text, partition integer, "position" bigint)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eb_seek_position'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus.seek(text, text, integer, bigint) IS
+  'Makes position the next event a group receives from a partition (forwards or backwards); drops the partition''s pending retries and lease. Group owner only.';
+
+CREATE FUNCTION eventbus.poll(group_name text, topic text, max_events integer DEFAULT 100,
+                              member text DEFAULT NULL, lease interval DEFAULT NULL,
+                              commit boolean DEFAULT false)
+RETURNS SETOF eventbus.polled_event
+AS 'MODULE_PATHNAME', 'eb_poll'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 100;
+COMMENT ON FUNCTION eventbus.poll(text, text, integer, text, interval, boolean) IS
+  'Up to max_events events for a group, in position order per partition. Without member: the partitions returned are held by this transaction, commit() in it makes processing exactly-once, and commit => true commits them at once. With member and lease: partitions are leased to that member for the lease time. Needs SELECT on the topic.';
+
+CREATE FUNCTION eventbus.commit(group_name text, topic text, partition integer, "position" bigint,
+                                member text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eb_commit'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus.commit(text, text, integer, bigint, text) IS
+  'Marks every event of a partition up to and including position as done for a group (including retries at or below it). With member, refused if the partition''s lease was taken over by another member.';
+
+CREATE FUNCTION eventbus.nack(group_name text, topic text, partition integer, "position" bigint,
+                              retry_after interval DEFAULT '30 seconds', reason text DEFAULT NULL,
+                              member text DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'eb_nack'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus.nack(text, text, integer, bigint, interval, text, text) IS
+  'Gives an event back: it is delivered again after retry_after without holding up the events behind it; once delivered max_attempts times it goes to the group''s dead-letter topic with the reason. Returns ''retry'' or ''dead-lettered''.';
+
+CREATE FUNCTION eventbus.release(group_name text, topic text, member text)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'eb_release'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus.release(text, text, text) IS
+  'Ends a member''s leases at once (for a clean shutdown); uncommitted events are delivered again to the next member. Returns the number of partitions released.';
+
+CREATE FUNCTION eventbus.group_status(group_name text, topic text,
+    OUT partition integer, OUT committed_position bigint, OUT end_position bigint,
+    OUT lag bigint, OUT oldest_unconsumed_at timestamptz, OUT committed_at timestamptz,
+    OUT member text, OUT lease_until timestamptz, OUT pending_retries bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'eb_group_status'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus.group_status(text, text) IS
+  'Per partition of a group: committed and end positions, lag in events (retained events after the committed position), the creation time of the oldest unconsumed event, last commit, lease, retries waiting.';
+
+CREATE VIEW eventbus.consumer_lag AS
+SELECT g.group_name,
+       t.topic,
+       s.partition,
+       s.committed_position,
+       s.end_position,
+       s.lag,
+       now() - s.oldest_unconsumed_at AS time_lag,
+       s.committed_at AS last_commit_at,
+       s.member,
+       s.lease_until,
+       s.pending_retries
+FROM eventbus.consumer_group g
+JOIN eventbus.topic t USING (topic_id)
+CROSS JOIN LATERAL eventbus.group_status(g.group_name, t.topic) s;
+COMMENT ON VIEW eventbus.consumer_lag IS
+  'Lag of every consumer group on every partition: events (lag) and time (age of the oldest unconsumed event), last commit, lease holder, retries waiting.';
+GRANT SELECT ON eventbus.consumer_lag TO PUBLIC;

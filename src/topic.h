@@ -1,0 +1,15 @@
+/*-------------------------------------------------------------------------
+ *
+ * topic.h
+ *	  Creating topics from other modules.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef EB_TOPIC_H
+#define EB_TOPIC_H
+
+#include "datatype/timestamp.h"
+
+extern void eb_topic_create(const char *name, int32 partitions, Interval *retention);
+
+#endif							/* EB_TOPIC_H */

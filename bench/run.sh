@@ -297,8 +297,15 @@ if [ "${EB_BENCH_PROFILE:-0}" = 1 ]; then
 			report="$RESULTS_DIR/$STAMP-perf-$id.txt"
 			perf report -i "$pdata" --no-children --sort dso,symbol --stdio 2>/dev/null >"$report" || true
 			say ""
-			say "profile of $id (self time, top 25; full report: ${report#"$EB_ROOT"/})"
-			grep -E '^ +[0-9.]+%' "$report" | head -25 | tee -a "$RESULTS"
+			say "profile of $id: self time by object, then the top 25 functions"
+			say "(call graphs: ${report#"$EB_ROOT"/})"
+			{
+				perf report -i "$pdata" --no-children -g none --sort dso --stdio 2>/dev/null |
+					grep -E '^ +[0-9.]+%' | sed -n 1,8p
+				echo
+				perf report -i "$pdata" --no-children -g none --sort dso,symbol --stdio 2>/dev/null |
+					grep -E '^ +[0-9.]+%' | sed -n 1,25p
+			} | tee -a "$RESULTS"
 		done
 	fi
 fi

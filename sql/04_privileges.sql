@@ -20,7 +20,7 @@ RESET ROLE;
 
 SET ROLE eb_producer;
 SELECT position FROM eventbus.publish('priv', '{"by": "producer"}', partition => 0);
-SELECT count(*) FROM eventbus.publish_batch('priv', ARRAY['{}', '{}']::jsonb[]);
+SELECT count(*) FROM eventbus.publish_batch('priv', ARRAY['{}', '{}']::jsonb[], ARRAY['k0', 'k0']);
 SELECT * FROM eventbus.read('priv', 0);
 SELECT eventbus.alter_topic('priv', partitions => 3);
 SELECT eventbus.drop_topic('priv');

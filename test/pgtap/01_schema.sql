@@ -45,7 +45,9 @@ SELECT table_privs_are('eventbus', 'topics', 'public', ARRAY['SELECT']);
 -- user data survives pg_dump
 SELECT set_eq(
   $$SELECT c::regclass::text FROM pg_extension e, unnest(e.extconfig) c WHERE e.extname = 'pg_eventbus'$$,
-  ARRAY['eventbus.topic', 'eventbus.topic_id_seq', 'eventbus.segment'],
+  ARRAY['eventbus.topic', 'eventbus.topic_id_seq', 'eventbus.segment',
+        'eventbus.consumer_group', 'eventbus.group_id_seq', 'eventbus.group_partition',
+        'eventbus.group_retry'],
   'catalog tables are dumped');
 
 -- a topic's tables

@@ -304,7 +304,7 @@ if [ "${EB_BENCH_PROFILE:-0}" = 1 ]; then
 					grep -E '^ +[0-9.]+%' | sed -n 1,8p
 				echo
 				perf report -i "$pdata" --no-children -g none --sort dso,symbol --stdio 2>/dev/null |
-					grep -E '^ +[0-9.]+%' | sed -n 1,25p
+					grep -E '^ +[0-9.]+%' | sed 's/ *- *- *$//' | sed -n 1,25p
 			} | tee -a "$RESULTS"
 		done
 	fi

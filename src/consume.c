@@ -361,7 +361,8 @@ eb_poll(PG_FUNCTION_ARGS)
 				"  coalesce(member = $2 AND lease_until > now(), false) "
 				"FROM eventbus.group_partition WHERE group_id = $1",
 				2, argtypes);
-	eb_spi_run(plan_rows, values, nulls, true);
+	/* not read-only: must see the rows eb_group_ensure_partitions just added */
+	eb_spi_run(plan_rows, values, nulls, false);
 	rows = palloc0(sizeof(EbPartRow) * topic->partitions);
 	for (i = 0; i < topic->partitions; i++)
 		rows[i].held_by_other = true;	/* until seen */
@@ -385,7 +386,7 @@ eb_poll(PG_FUNCTION_ARGS)
 				"FROM eventbus.group_retry WHERE group_id = $1 "
 				"ORDER BY partition, position",
 				1, argtypes);
-	eb_spi_run(plan_retries, values, NULL, true);
+	eb_spi_run(plan_retries, values, NULL, false);
 	nretries = (int) SPI_processed;
 	if (nretries > 0)
 	{

@@ -80,47 +80,52 @@ sub partition_count
 	  : undef;
 }
 
-# Starts the helper with pipes on stdin and stdout and waits for its
-# BOOTSTRAP line.  Returns the harness and the bootstrap servers.
+# Starts the helper with the given stdin, stdout and stderr and waits for
+# its BOOTSTRAP line.  Returns the harness, its timer (IPC::Run checks a
+# timer only while it is part of the harness, so each helper gets one) and
+# the bootstrap servers, or undef for them if no proper line came.
 sub start_helper
 {
 	my ($in, $out, $err, @args) = @_;
+	my $timer = timer($answer_timeout);
 	my $h = start([ $mock_kafka, @args ],
-		'<', $in, '>', $out, '2>', $err);
-	pump_until($h, timer($answer_timeout), $out, qr/\n/)
-	  or die "mock_kafka printed no bootstrap line; stderr: $$err";
-	$$out =~ /\ABOOTSTRAP=(\S+)\n\z/
-	  or die "unexpected first output from mock_kafka: \"$$out\"";
-	return ($h, $1);
+		'<', $in, '>', $out, '2>', $err, $timer);
+	pump_until($h, $timer, $out, qr/\n/);
+	my ($bootstrap) = $$out =~ /\ABOOTSTRAP=(\S+)\n\z/;
+	note "mock_kafka printed \"$$out\", stderr \"$$err\""
+	  unless defined $bootstrap;
+	return ($h, $timer, $bootstrap);
 }
 
-# Waits for a started helper to exit; returns its raw wait status, or -1
-# if it is still running after $answer_timeout (it is then killed).
+# Waits for a started helper to exit without closing its stdin first, so
+# only the helper's own decision (or a signal) can end it.  Returns its raw
+# wait status, or -1 if it is still running after $answer_timeout (it is
+# then killed).
 sub wait_exit
 {
-	my ($h) = @_;
-	my $status;
+	my ($h, $timer) = @_;
 
-	eval {
-		$h->finish(timeout($answer_timeout));
-		$status = $h->full_result(0);
-		1;
-	} or do {
-		note "mock_kafka did not exit: $@";
+	$timer->start($answer_timeout);
+	$h->pump while $h->pumpable && !$timer->is_expired;
+	if ($h->pumpable)
+	{
+		note "mock_kafka did not exit in time";
 		$h->kill_kill;
-		$status = -1;
-	};
-	return $status;
+		return -1;
+	}
+	$h->finish;
+	return $h->full_result(0);
 }
 
 #
 # The helper with one broker and topic t1 of 3 partitions, driven over stdin.
 #
 my ($in, $out, $err) = ('', '', '');
-my ($mock, $bootstrap) =
+my ($mock, $mock_timer, $bootstrap) =
   start_helper(\$in, \$out, \$err, '--topic', 't1:3');
 like($bootstrap, qr/\A127\.0\.0\.1:\d+\z/,
 	'one broker, listening on 127.0.0.1');
+defined $bootstrap or BAIL_OUT('mock_kafka did not start');
 
 # Sends one command and returns the helper's one-line answer.
 sub command
@@ -128,10 +133,9 @@ sub command
 	my ($cmd) = @_;
 	$out = '';
 	$in .= "$cmd\n";
-	pump_until($mock, timer($answer_timeout), \$out, qr/\n/)
-	  or die "no answer from mock_kafka to \"$cmd\"; stderr: $err";
-	$out =~ /\A(.*)\n\z/ or die "unexpected answer to \"$cmd\": \"$out\"";
-	return $1;
+	$mock_timer->start($answer_timeout);
+	pump_until($mock, $mock_timer, \$out, qr/\n/);
+	return $out =~ /\A(.*)\n\z/ ? $1 : "no proper answer: \"$out\"";
 }
 
 # 1. Keyed messages go in and come back with their keys.  Unknown topics
@@ -173,33 +177,35 @@ is_deeply(
 
 # 4. quit: answered, then a clean exit.
 is(command('quit'), 'ok', 'quit is answered');
-is(wait_exit($mock), 0, 'quit exits with status 0');
+is(wait_exit($mock, $mock_timer), 0, 'quit exits with status 0, stdin still open');
 note "mock_kafka stderr:\n$err" if $err ne '';
 
 #
 # End of stdin also ends the helper cleanly.
 #
 ($in, $out, $err) = ('', '', '');
-my $eof = start([ $mock_kafka, '--brokers', '3' ],
-	'<', \undef, '>', \$out, '2>', \$err);
-is(wait_exit($eof), 0, 'end of stdin exits with status 0');
-like($out, qr/\ABOOTSTRAP=127\.0\.0\.1:\d+,127\.0\.0\.1:\d+,127\.0\.0\.1:\d+\n\z/,
-	'--brokers 3 prints three bootstrap servers and nothing else');
+my ($eof, $eof_timer, $eof_bootstrap) =
+  start_helper('/dev/null', \$out, \$err, '--brokers', '3');
+like(
+	$eof_bootstrap,
+	qr/\A127\.0\.0\.1:\d+,127\.0\.0\.1:\d+,127\.0\.0\.1:\d+\z/,
+	'--brokers 3 prints three bootstrap servers');
+is(wait_exit($eof, $eof_timer), 0, 'end of stdin exits with status 0');
+is($out, "BOOTSTRAP=$eof_bootstrap\n",
+	'nothing is printed after the bootstrap line at end of stdin');
 
 #
 # --no-stdin: stdin is at end of input from the start, yet the helper keeps
 # serving until SIGTERM.
 #
 ($in, $out, $err) = ('', '', '');
-my $bg = start([ $mock_kafka, '--no-stdin', '--topic', 'bg:5' ],
-	'<', \undef, '>', \$out, '2>', \$err);
-pump_until($bg, timer($answer_timeout), \$out, qr/\n/);
-my ($bg_bootstrap) = $out =~ /\ABOOTSTRAP=(\S+)\n\z/;
+my ($bg, $bg_timer, $bg_bootstrap) =
+  start_helper('/dev/null', \$out, \$err, '--no-stdin', '--topic', 'bg:5');
 ok(defined $bg_bootstrap, '--no-stdin prints the bootstrap line');
 is(partition_count($bg_bootstrap // '127.0.0.1:1', 'bg'),
 	5, '--no-stdin keeps serving after end of stdin');
 $bg->signal('TERM');
-is(wait_exit($bg), 0, 'SIGTERM exits with status 0');
+is(wait_exit($bg, $bg_timer), 0, 'SIGTERM exits with status 0');
 
 #
 # Usage errors: exit code 2 and a message, before any cluster starts.

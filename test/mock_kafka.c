@@ -7,8 +7,8 @@
  *	  mock_kafka [--brokers N] [--topic NAME:PARTITIONS]... [--no-stdin]
  *
  * Starts a mock cluster of N brokers (default 1, broker ids 1..N) listening
- * on 127.0.0.1, creates the given topics with replication factor 1, and
- * prints exactly one line
+ * on 127.0.0.1, creates the given topics (asking for replication factor 1),
+ * and prints exactly one line
  *
  *	  BOOTSTRAP=<host:port>[,<host:port>...]
  *
@@ -28,6 +28,20 @@
  * Exit status: 0 after a clean shutdown, 1 if the cluster could not be set
  * up, 2 for a usage error.
  *
+ * How the mock cluster behaves (librdkafka 2.0), which tests should know:
+ *	- A downed broker closes its connections and refuses new ones, but
+ *	  leadership does not move: partitions it leads cannot be produced to or
+ *	  read until it is up again, and metadata still names it as the leader.
+ *	  kcat gives up at once when all its brokers are down ("all broker
+ *	  connections are down", exit status 1); otherwise messages for a downed
+ *	  leader wait for message.timeout.ms and then fail.
+ *	- A topic a client asks about that does not exist is created on the fly
+ *	  with 4 partitions; create topics explicitly when the count matters.
+ *	- The replication factor is not honoured: metadata lists up to three
+ *	  brokers as replicas whatever was asked.
+ *	- Topic names are not checked by the mock; this helper checks them as
+ *	  a real broker would.
+ *
  * The mock cluster runs in threads of its own; this program's main thread
  * only waits for commands or signals.  The rd_kafka_t handle passed to
  * rd_kafka_mock_cluster_new() is an idle producer that never connects to
@@ -38,9 +52,9 @@
 #define _GNU_SOURCE				/* ppoll() */
 
 #include <errno.h>
-#include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,11 +94,18 @@ usage(FILE *out)
 			progname);
 }
 
+/* Reports a command-line error and exits with status 2. */
+static void usage_error(const char *fmt,...) __attribute__((format(printf, 1, 2), noreturn));
+
 static void
-usage_error(const char *fmt, const char *arg)
+usage_error(const char *fmt,...)
 {
+	va_list		ap;
+
 	fprintf(stderr, "%s: ", progname);
-	fprintf(stderr, fmt, arg);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
 	fprintf(stderr, "\nTry \"%s --help\" for more information.\n", progname);
 	exit(2);
 }
@@ -381,8 +402,8 @@ main(int argc, char **argv)
 			if (arg[2] == 'b')
 			{
 				if (!parse_int(argv[++i], 1, MAX_BROKERS, &broker_count))
-					usage_error("invalid broker count \"%s\" (1 to "
-								"64 expected)", argv[i]);
+					usage_error("invalid broker count \"%s\" (1 to %d "
+								"expected)", argv[i], MAX_BROKERS);
 			}
 			else
 			{

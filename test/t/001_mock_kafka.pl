@@ -217,6 +217,8 @@ foreach my $args ([ '--brokers', '0' ], [ '--topic', 't1' ],
 	run([ $mock_kafka, @$args ], '<', \undef, '>', \$uout, '2>', \$uerr,
 		timeout($answer_timeout));
 	is($? >> 8, 2, "usage error for \"@$args\" exits with status 2");
+	like($uerr, qr/\Amock_kafka: \S.*\n/,
+		"usage error for \"@$args\" is explained on stderr");
 	is($uout, '', "usage error for \"@$args\" prints no bootstrap line");
 }
 

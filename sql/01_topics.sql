@@ -96,3 +96,7 @@ SELECT p.proname FROM pg_proc p
 SELECT c.relname FROM pg_class c
  WHERE c.relnamespace = 'eventbus'::regnamespace AND c.relkind IN ('r', 'v')
    AND obj_description(c.oid, 'pg_class') IS NULL;
+
+-- clean up
+SELECT eventbus.drop_topic('orders');
+SELECT eventbus.drop_topic('short-lived');

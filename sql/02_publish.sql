@@ -116,3 +116,8 @@ ROLLBACK;
 SELECT pg_stat_force_next_flush();
 SELECT sum(n_tup_ins) > 200 AS inserts_counted, sum(n_tup_upd + n_tup_del) AS updates_and_deletes
   FROM pg_stat_user_tables WHERE schemaname = 'eventbus_data';
+
+-- clean up
+SELECT eventbus.drop_topic('pub');
+SELECT eventbus.drop_topic('batch');
+SELECT eventbus.drop_topic('idem');

@@ -59,3 +59,6 @@ SELECT count(*) FROM eventbus.read('rd', :p, NULL, NULL);
 
 -- per-partition ranges
 SELECT * FROM eventbus.topic_partitions('rd');
+
+-- clean up
+SELECT eventbus.drop_topic('rd');

@@ -113,3 +113,9 @@ SELECT eventbus.delete_group('from-start');
 SELECT eventbus.drop_topic('cg-empty');
 SELECT group_name, topic FROM eventbus.consumer_lag GROUP BY 1, 2 ORDER BY 1, 2;
 DROP TABLE sink;
+
+-- clean up
+SELECT eventbus.drop_topic('cg');
+SELECT eventbus.drop_topic('cg.dlq');
+SELECT eventbus.drop_topic('cg-empty.dlq');
+SELECT count(*) AS topics_left FROM eventbus.topics;

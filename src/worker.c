@@ -226,6 +226,8 @@ eb_worker_pass(MemoryContext loop_cxt)
 	ListCell   *lc;
 	bool		installed;
 
+	/* now() in the passes below must be the time of the pass, not of startup */
+	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	installed = OidIsValid(get_extension_oid(EB_EXTENSION, true));
@@ -245,6 +247,7 @@ eb_worker_pass(MemoryContext loop_cxt)
 
 		CHECK_FOR_INTERRUPTS();
 		pgstat_report_activity(STATE_RUNNING, "maintenance");
+		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		eb_maintain_topic(name, eb_maint_log, NULL);

@@ -12,9 +12,17 @@
 # cursor per partition.  A reader transaction reads a random partition after
 # its cursor, records what it read in table "consumed" and moves the cursor,
 # all in one transaction; odd-numbered readers use REPEATABLE READ and read
-# twice with the same snapshot.  When the producers are done, the readers
-# catch up, and SQL checks that every reader consumed exactly the produced
-# ids, each at the position publish returned, in increasing position order.
+# twice with the same snapshot.
+#
+# Meanwhile a third pgbench run calls eventbus.run_maintenance() in a loop:
+# with a retention of 2 seconds the current segment is switched every
+# quarter of a second or so while producers publish and readers read.  A
+# session keeps segment 1 locked, so retention never drops a segment (the
+# drop is skipped while the lock is held) and every event stays readable.
+#
+# When the producers are done, the readers catch up, and SQL checks that
+# every reader consumed exactly the produced ids, each at the position
+# publish returned, in increasing position order.
 #
 # Size: EB_STRESS_SECONDS (default 6), EB_STRESS_PRODUCERS (4),
 # EB_STRESS_READERS (4), EB_STRESS_PARTITIONS (4).
@@ -51,7 +59,7 @@ $node->safe_psql('postgres', "CREATE DATABASE $db");
 $node->safe_psql(
 	$db, qq{
 CREATE EXTENSION pg_eventbus;
-SELECT eventbus.create_topic('stress', $nparts);
+SELECT eventbus.create_topic('stress', $nparts, retention => '2 seconds');
 
 CREATE SEQUENCE event_ids;
 CREATE SEQUENCE batches;
@@ -191,10 +199,17 @@ COMMIT;
 \\endif
 };
 
+my $maintenance_script = q{
+SELECT count(*) FROM eventbus.run_maintenance();
+\sleep 50 ms
+};
+
 my $pfile = "$tmp/producer.sql";
 my $rfile = "$tmp/reader.sql";
 PostgreSQL::Test::Utils::append_to_file($pfile, $producer_script);
 PostgreSQL::Test::Utils::append_to_file($rfile, $reader_script);
+my $mfile = "$tmp/maintenance.sql";
+PostgreSQL::Test::Utils::append_to_file($mfile, $maintenance_script);
 
 sub start_pgbench
 {
@@ -208,16 +223,28 @@ sub start_pgbench
 		IPC::Run::timeout($seconds + $PostgreSQL::Test::Utils::timeout_default));
 }
 
-my ($pout, $perr, $rout, $rerr) = ('', '', '', '');
+my $pin = $node->background_psql($db);
+$pin->query_safe('BEGIN; LOCK TABLE eventbus_data."stress$1" IN ACCESS SHARE MODE;');
+
+my ($pout, $perr, $rout, $rerr, $mout, $merr) = ('', '', '', '', '', '');
 my $prun = start_pgbench($pfile, $producers, \$pout, \$perr);
 my $rrun = start_pgbench($rfile, $readers, \$rout, \$rerr);
+my $mrun = start_pgbench($mfile, 1, \$mout, \$merr);
 my $pok = $prun->finish;
 my $rok = $rrun->finish;
+my $mok = $mrun->finish;
 note "producers:\n$pout$perr";
 note "readers:\n$rout$rerr";
+note "maintenance:\n$mout$merr";
+
+# No more switches, nothing to drop.
+$node->safe_psql($db, "SELECT eventbus.alter_topic('stress', retention => '0')");
+$pin->query_safe('COMMIT');
+$pin->quit;
 
 ok($pok, 'producer pgbench succeeded') or diag($perr);
 ok($rok, 'reader pgbench succeeded') or diag($rerr);
+ok($mok, 'maintenance pgbench succeeded') or diag($merr);
 unlike($perr, qr/ERROR|abort/i, 'no producer transaction failed');
 unlike($rerr, qr/ERROR|abort/i, 'no reader transaction failed');
 
@@ -253,6 +280,21 @@ cmp_ok($produced, '>', 0, 'producers committed events');
 cmp_ok($ids_taken, '>', $produced,
 	'some publishes were rolled back (whole transactions or savepoints)');
 cmp_ok($read_live, '>', 0, 'readers read events while producers were running');
+my $activated = $node->safe_psql($db,
+	'SELECT count(*) FROM eventbus.segment WHERE activated_at IS NOT NULL');
+note "$activated segments were activated";
+cmp_ok($activated, '>=', 3,
+	'segments were switched while producers and readers ran');
+is( $node->safe_psql(
+		$db,
+		'SELECT count(*) = max(segment) AND min(segment) = 1 FROM eventbus.segment'),
+	't',
+	'no segment was dropped');
+cmp_ok(
+	$node->safe_psql(
+		$db, 'SELECT count(DISTINCT tableoid) FROM eventbus_data.stress'),
+	'>=', 3,
+	'the events are spread over several segments');
 is( $node->safe_psql(
 		$db,
 		"SELECT count(DISTINCT isolation) FROM consumed WHERE NOT catch_up"),

@@ -30,11 +30,27 @@ $node->start;
 my $db = 'wdb';
 my $topic = 'ret';
 
-sub workers
+# "type:database" of the pg_eventbus processes ("-": no database).
+my $workers_query =
+  "SELECT string_agg(backend_type || ':' || coalesce(datname, '-'), ',' ORDER BY backend_type) FROM pg_stat_activity WHERE backend_type LIKE 'pg_eventbus%'";
+
+# Polls until the query returns $expected, for at most $seconds; the
+# retention below is 2 seconds, so waits are short unless something is
+# wrong, and a broken worker does not hold the test for minutes.
+sub poll_until
 {
-	return $node->safe_psql('postgres',
-		"SELECT string_agg(backend_type || ':' || coalesce(datname, '-'), ',' ORDER BY backend_type) FROM pg_stat_activity WHERE backend_type LIKE 'pg_eventbus%'"
-	);
+	my ($dbname, $query, $expected, $seconds) = @_;
+	my $deadline = time() + $seconds;
+	my $got;
+	while (1)
+	{
+		$got = $node->safe_psql($dbname, $query);
+		return 1 if $got eq $expected;
+		last if time() > $deadline;
+		usleep(100_000);
+	}
+	diag("still '$got' instead of '$expected' after $seconds s: $query");
+	return 0;
 }
 
 sub pid_of
@@ -49,7 +65,7 @@ sub pid_of
 # Launcher and worker, and moving the worker to another database on reload.
 
 $node->poll_query_until('postgres',
-	"SELECT string_agg(backend_type || ':' || coalesce(datname, '-'), ',' ORDER BY backend_type) FROM pg_stat_activity WHERE backend_type LIKE 'pg_eventbus%'",
+	$workers_query,
 	'pg_eventbus launcher:-,pg_eventbus worker:postgres')
   or die 'the launcher did not start a worker in database postgres';
 pass('launcher and worker (database postgres) are in pg_stat_activity');
@@ -61,7 +77,7 @@ $node->safe_psql('postgres',
 	"ALTER SYSTEM SET eventbus.database = '$db'; SELECT pg_reload_conf();");
 ok( $node->poll_query_until(
 		'postgres',
-		"SELECT string_agg(backend_type || ':' || coalesce(datname, '-'), ',' ORDER BY backend_type) FROM pg_stat_activity WHERE backend_type LIKE 'pg_eventbus%'",
+		$workers_query,
 		"pg_eventbus launcher:-,pg_eventbus worker:$db"),
 	'after a reload the worker serves the new database, and only it');
 is(pid_of('pg_eventbus launcher'), $launcher, 'the launcher kept running');
@@ -112,60 +128,68 @@ sub readable
 is(publish('a', 5), '0:0,0:1,0:2,0:3,0:4,1:0,1:1,1:2,1:3,1:4',
 	'first events at positions 0-4');
 
-ok($node->poll_query_until($db, segment_activated(2)),
-	'the worker rotated to segment 2');
+my $rotated = poll_until($db, segment_activated(2), 't', 30);
+ok($rotated, 'the worker rotated to segment 2 by itself');
 
-# Publish and look where the rows went in one transaction, so that the
-# segment cannot be dropped in between.
-my $b = $node->safe_psql(
-	$db, qq{
-	BEGIN;
-	SELECT string_agg((r).partition || ':' || (r).position, ',' ORDER BY (r).partition, (r).position)
-	FROM (SELECT eventbus.publish('$topic', jsonb_build_object('b', i), partition => p) AS r
-	      FROM generate_series(0, 1) p, generate_series(1, 3) i) s;
-	SELECT string_agg(DISTINCT tableoid::regclass::text, ',')
-	FROM eventbus_data.$topic WHERE value ? 'b';
-	COMMIT;});
-is( $b,
-	"0:5,0:6,0:7,1:5,1:6,1:7\neventbus_data.\"$topic\$2\"",
-	'after rotation positions continue (5-7), in segment 2');
+SKIP:
+{
+	skip 'the worker does not rotate: retention cannot be checked', 11
+	  unless $rotated;
 
-ok($node->poll_query_until($db, segment_gone(1)),
-	'the worker dropped segment 1 once it was past retention');
-is($node->safe_psql($db, "SELECT count(*) FROM eventbus_data.$topic WHERE value ? 'a'"),
-	'0', 'the events of segment 1 are gone');
-my $left = readable();
-my @left = grep { $_ ne '' } split /,/, $left;
-is(scalar(grep { (split /:/)[1] < 5 } @left),
-	0, "read() returns none of the dropped events (read: $left)");
-is( $node->safe_psql(
-		$db,
-		"SELECT bool_and(first_position >= 5 AND end_position = 8) FROM eventbus.topic_partitions('$topic')"
-	),
-	't',
-	'topic_partitions: first position past the dropped events, end position unchanged'
-);
+	# Publish and look where the rows went in one transaction, so that the
+	# segment cannot be dropped in between.
+	my $b = $node->safe_psql(
+		$db, qq{
+		BEGIN;
+		SELECT string_agg((r).partition || ':' || (r).position, ',' ORDER BY (r).partition, (r).position)
+		FROM (SELECT eventbus.publish('$topic', jsonb_build_object('b', i), partition => p) AS r
+		      FROM generate_series(0, 1) p, generate_series(1, 3) i) s;
+		SELECT string_agg(DISTINCT tableoid::regclass::text, ',')
+		FROM eventbus_data.$topic WHERE value ? 'b';
+		COMMIT;});
+	is( $b,
+		"0:5,0:6,0:7,1:5,1:6,1:7\neventbus_data.\"$topic\$2\"",
+		'after rotation positions continue (5-7), in segment 2');
 
-is(publish('c', 2), '0:8,0:9,1:8,1:9',
-	'after a segment was dropped positions continue (8-9)');
+	ok(poll_until($db, segment_gone(1), 't', 30),
+		'the worker dropped segment 1 once it was past retention');
+	is( $node->safe_psql(
+			$db, "SELECT count(*) FROM eventbus_data.$topic WHERE value ? 'a'"),
+		'0',
+		'the events of segment 1 are gone');
+	my $left = readable();
+	my @left = grep { $_ ne '' } split /,/, $left;
+	is(scalar(grep { (split /:/)[1] < 5 } @left),
+		0, "read() returns none of the dropped events (read: $left)");
+	is( $node->safe_psql(
+			$db,
+			"SELECT bool_and(first_position >= 5 AND end_position = 8) FROM eventbus.topic_partitions('$topic')"
+		),
+		't',
+		'topic_partitions: first position past the dropped events, end position unchanged'
+	);
 
-# Without new events, every segment holding events rotates out and expires:
-# one empty current segment and the spare remain.
-ok( $node->poll_query_until(
-		$db,
-		"SELECT segments = 2 AND events = 0 AND end_positions = '{10,10}' FROM eventbus.topics WHERE topic = '$topic'"
-	),
-	'eventually every event expired; two segments remain');
-is(readable(), '', 'read() returns nothing once every event expired');
-is(publish('d', 1), '0:10,1:10',
-	'once every event expired, positions still continue (10)');
+	is(publish('c', 2), '0:8,0:9,1:8,1:9',
+		'after a segment was dropped positions continue (8-9)');
 
-my @drops = ($node->log_content =~
-	  /LOG:  pg_eventbus: topic "$topic": dropped segment (\d+)/g);
-cmp_ok(scalar(@drops), '>=', 3,
-	'the worker logged each segment it dropped (' . join(',', @drops) . ')');
-is(pid_of('pg_eventbus worker'), $worker,
-	'the same worker did all of it (no restarts)');
+	# Without new events, every segment holding events rotates out and
+	# expires: one empty current segment and the spare remain.
+	ok( poll_until(
+			$db,
+			"SELECT segments = 2 AND events = 0 AND end_positions = '{10,10}' FROM eventbus.topics WHERE topic = '$topic'",
+			't', 30),
+		'eventually every event expired; two segments remain');
+	is(readable(), '', 'read() returns nothing once every event expired');
+	is(publish('d', 1), '0:10,1:10',
+		'once every event expired, positions still continue (10)');
+
+	my @drops = (slurp_file($node->logfile) =~
+		  /LOG:  pg_eventbus: topic "$topic": dropped segment (\d+)/g);
+	cmp_ok(scalar(@drops), '>=', 3,
+		'the worker logged each segment it dropped (' . join(',', @drops) . ')');
+	is(pid_of('pg_eventbus worker'), $worker,
+		'the same worker did all of it (no restarts)');
+}
 
 # ---------------------------------------------------------------------------
 # A database that does not exist.
@@ -207,22 +231,23 @@ unlike(
 my $max_active = $node->safe_psql($db,
 	"SELECT max(segment) FROM eventbus.segment s JOIN eventbus.topic t USING (topic_id) WHERE t.topic = '$topic' AND activated_at IS NOT NULL"
 );
+# A new event in the current segment, which is old enough to rotate.
+publish('e', 1);
 $node->safe_psql('postgres',
 	"ALTER SYSTEM SET eventbus.database = '$db'; SELECT pg_reload_conf();");
 ok( $node->poll_query_until(
 		'postgres',
-		"SELECT string_agg(backend_type || ':' || coalesce(datname, '-'), ',' ORDER BY backend_type) FROM pg_stat_activity WHERE backend_type LIKE 'pg_eventbus%'",
+		$workers_query,
 		"pg_eventbus launcher:-,pg_eventbus worker:$db"),
 	'set back, a worker serves the database again');
 is(pid_of('pg_eventbus launcher'), $launcher,
 	'the launcher is still the same process');
 isnt(pid_of('pg_eventbus worker'), $worker, 'it is a new worker');
 
-# The event published above makes the current segment rotate.
-ok( $node->poll_query_until(
+ok( poll_until(
 		$db,
-		"SELECT max(segment) > $max_active FROM eventbus.segment s JOIN eventbus.topic t USING (topic_id) WHERE t.topic = '$topic' AND activated_at IS NOT NULL"
-	),
+		"SELECT max(segment) > $max_active FROM eventbus.segment s JOIN eventbus.topic t USING (topic_id) WHERE t.topic = '$topic' AND activated_at IS NOT NULL",
+		't', 30),
 	'the new worker maintains the topic');
 
 $log = slurp_file($node->logfile);

@@ -120,6 +120,14 @@ declare -A TITLE=(
 )
 declare -A TPS LAT
 
+# Other PostgreSQL servers on this machine (tests running alongside make
+# the figures noisy).
+other_servers() {
+	local n
+	n=$(pgrep -a -x postgres | grep -- ' -D ' | grep -vcF -- "$WORK/data" || true)
+	echo "other PostgreSQL servers running: $n"
+}
+
 # pgbench_run ID SECONDS OUTFILE: one pgbench run of a contender; prints
 # its pgbench output to OUTFILE; fails if pgbench aborted or had failures.
 pgbench_run() {
@@ -149,7 +157,7 @@ pgbench_run() {
 	echo "server: $(as_user postgres --version), fsync on, synchronous_commit on, shared_buffers 1GB"
 	echo "runs: ${SECS}s x $ROUNDS rounds per contender (warm-up ${WARMUP}s), pgbench -M prepared," \
 		"workloads: $WORKLOADS"
-	echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg), $(other_servers)"
 } | tee -a "$RESULTS"
 
 if [ "$WARMUP" -gt 0 ]; then
@@ -186,7 +194,7 @@ minmax() { tr ' ' '\n' | grep . | sort -g | awk 'NR==1 {lo=$1} {hi=$1} END {prin
 
 declare -A MED_EV
 say ""
-say "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+say "load average at end: $(cut -d' ' -f1-3 /proc/loadavg), $(other_servers)"
 say ""
 say "Results (median of $ROUNDS rounds of ${SECS}s; range in brackets)"
 for w in $WORKLOADS; do
@@ -289,11 +297,20 @@ if [ "${EB_BENCH_PROFILE:-0}" = 1 ]; then
 			pdata="$WORK/perf.$id.data"
 			pgbench_run "$id" "$SECS" "$WORK/profile.$id.out" &
 			BG_PID=$!
-			sleep 2
+			# wait for pgbench's clients, then record every server process
+			for ((i = 0; i < 100; i++)); do
+				[ "$(psql_q -At -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbench'")" \
+					-ge "${C_CLIENTS[$id]}" ] && break
+				sleep 0.1
+			done
 			pids=$(pgrep -d, -P "$postmaster")
-			perf record -q -g -o "$pdata" -p "$pids" -- sleep $((SECS > 4 ? SECS - 3 : 1)) >/dev/null 2>&1 || true
+			perf record -q -g -o "$pdata" -p "$pids" -- sleep $((SECS > 3 ? SECS - 2 : 1)) >/dev/null 2>&1 || true
 			wait "$BG_PID" || true
 			BG_PID=
+			if ! [ -s "$pdata" ]; then
+				say "profile of $id: perf record failed (it needs root, or kernel.perf_event_paranoid <= 1)"
+				continue
+			fi
 			report="$RESULTS_DIR/$STAMP-perf-$id.txt"
 			perf report -i "$pdata" --no-children --sort dso,symbol --stdio 2>/dev/null >"$report" || true
 			say ""

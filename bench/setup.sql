@@ -11,7 +11,7 @@
 CREATE EXTENSION pg_eventbus;
 CREATE EXTENSION pgq;
 
--- A: one event per transaction; C: 1 partition against 8.
+-- A: bench_a; B: bench_b; C: bench_c1 against bench_c8.
 SELECT eventbus.create_topic('bench_a', 8);
 SELECT eventbus.create_topic('bench_b', 8);
 SELECT eventbus.create_topic('bench_c1', 1);

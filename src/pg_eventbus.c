@@ -16,6 +16,8 @@
 
 #include "pg_eventbus.h"
 #include "catalog.h"
+#include "publish.h"
+#include "relay.h"
 #include "shmem.h"
 #include "worker.h"
 
@@ -43,12 +45,19 @@ eb_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			eb_catalog_xact_end(true);
+			eb_outbox_xact_end(true);
+			/* the commit is visible and flushed: let the relay read it now */
+			if (eb_xact_published)
+				eb_relay_wake();
+			eb_xact_published = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			eb_pending_clear();
 			eb_catalog_xact_end(false);
+			eb_outbox_xact_end(false);
+			eb_xact_published = false;
 			break;
 		default:
 			break;
@@ -100,6 +109,44 @@ _PG_init(void)
 							3600 * 1000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("eventbus.kafka_brokers",
+							   "Kafka bootstrap servers for the relay (host:port, comma-separated); empty: no relay.",
+							   NULL,
+							   &eb_kafka_brokers,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("eventbus.kafka_properties",
+							   "Further librdkafka properties for the relay's producer, as key=value pairs separated by commas.",
+							   "Put secrets in eventbus.kafka_properties_file instead: the server logs new values of settings on reload.",
+							   &eb_kafka_properties,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("eventbus.kafka_properties_file",
+							   "File with further librdkafka properties for the relay, one key=value per line (for secrets).",
+							   NULL,
+							   &eb_kafka_properties_file,
+							   "",
+							   PGC_SIGHUP,
+							   GUC_SUPERUSER_ONLY,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("eventbus.relay_max_in_flight",
+							"Messages the relay may have sent to Kafka without acknowledgement before it pauses reading WAL.",
+							NULL,
+							&eb_relay_max_in_flight,
+							100000,
+							100,
+							10000000,
+							PGC_SIGHUP,
+							0,
 							NULL, NULL, NULL);
 
 	if (process_shared_preload_libraries_in_progress)

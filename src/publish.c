@@ -75,11 +75,14 @@ typedef struct EbEvent
 	int64		position;
 } EbEvent;
 
+/* set when the current transaction published; read at commit */
+bool		eb_xact_published = false;
+
 static uint32 rr_next = 0;
 static bool rr_seeded = false;
 
 /* Checks that a headers value is an object of string (or null) values. */
-static void
+void
 eb_check_headers(Jsonb *headers)
 {
 	JsonbIterator *it;
@@ -129,15 +132,16 @@ eb_check_headers(Jsonb *headers)
 	}
 }
 
-static void
-eb_check_event_size(EbEvent *ev)
+/* Value, key and headers together must fit eventbus.max_event_size. */
+void
+eb_check_size(Datum value, text *key, Jsonb *headers)
 {
-	Size		size = toast_raw_datum_size(ev->value) - VARHDRSZ;
+	Size		size = toast_raw_datum_size(value) - VARHDRSZ;
 
-	if (ev->key)
-		size += VARSIZE_ANY_EXHDR(ev->key);
-	if (ev->headers)
-		size += VARSIZE(ev->headers) - VARHDRSZ;
+	if (key)
+		size += VARSIZE_ANY_EXHDR(key);
+	if (headers)
+		size += VARSIZE(headers) - VARHDRSZ;
 	if (size > (Size) eb_max_event_size)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -328,6 +332,7 @@ eb_publish_group(EbTopic *topic, int32 partition, EbEvent **events, int n)
 	eb_insert_events(topic, rel, events, n);
 	eb_pending_clear();
 	table_close(rel, NoLock);
+	eb_xact_published = true;
 }
 
 /*
@@ -445,7 +450,7 @@ eb_publish(PG_FUNCTION_ARGS)
 	ev.idem = PG_ARGISNULL(5) ? NULL : PG_GETARG_TEXT_PP(5);
 	if (ev.headers)
 		eb_check_headers(ev.headers);
-	eb_check_event_size(&ev);
+	eb_check_size(ev.value, ev.key, ev.headers);
 
 	if (!PG_ARGISNULL(4))
 	{
@@ -579,7 +584,7 @@ eb_publish_batch(PG_FUNCTION_ARGS)
 		ev->headers = (hdrs && !hdrnulls[i]) ? DatumGetJsonbP(hdrs[i]) : NULL;
 		if (ev->headers)
 			eb_check_headers(ev->headers);
-		eb_check_event_size(ev);
+		eb_check_size(ev->value, ev->key, ev->headers);
 		if (ev->key != NULL)
 			ev->partition = eb_key_partition(ev->key, topic->partitions);
 		else

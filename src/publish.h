@@ -12,6 +12,10 @@
 
 #include "catalog.h"
 
+extern bool eb_xact_published;
+
+extern void eb_check_headers(Jsonb *headers);
+extern void eb_check_size(Datum value, text *key, Jsonb *headers);
 extern void eb_publish_internal(EbTopic *topic, Datum value, text *key, Jsonb *headers,
 								int32 *partition, int64 *position);
 

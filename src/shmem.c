@@ -17,10 +17,13 @@
  *	- EbTopicShared.lock: shared while assigning positions in any partition
  *	  of the topic, exclusive while switching to a new segment.  Taken
  *	  before any partition lock of the topic.
- *	- EbPartShared.lock: exclusive to assign positions or to change
- *	  npending; shared to compute the read horizon.  Each backend's
+ *	- EbPartShared.lock: exclusive to assign positions, to change npending
+ *	  or relayed_position; shared to compute the read horizon.  Each backend's
  *	  EbPending entry is written only under the lock of the partition it
  *	  points to, and read by others under that lock.
+ *
+ *	- EbRelayShared.mutex (a spinlock) protects the relay worker's status;
+ *	  the outbox counters are atomics.
  *
  * Nothing here survives a restart: a topic's state is rebuilt from its
  * tables the first time it is used (see topic.c).
@@ -139,6 +142,12 @@ eb_shmem_startup(void)
 			LWLockInitialize(&pt->lock, eb_shared->tranche_id);
 		}
 		memset(eb_shared->pending, 0, mul_size(eb_shared->npending, sizeof(EbPending)));
+
+		memset(&eb_shared->relay, 0, sizeof(eb_shared->relay));
+		SpinLockInit(&eb_shared->relay.mutex);
+		strlcpy(eb_shared->relay.state, "not started", EB_RELAY_STATE_LEN);
+		pg_atomic_init_u64(&eb_shared->relay.outbox_committed, 0);
+		pg_atomic_init_u64(&eb_shared->relay.outbox_relayed, 0);
 	}
 
 	memset(&info, 0, sizeof(info));
@@ -336,6 +345,7 @@ eb_part_shared(Oid dboid, int64 uid, int32 partition, bool create)
 			p->next_position = 0;
 			p->seg_no = 0;
 			p->seg_start = 0;
+			p->relayed_position = -1;
 			LWLockRelease(&p->lock);
 			e->idx = i;
 			LWLockRelease(eb_shared->map_lock);

@@ -11,8 +11,12 @@
 #ifndef EB_SHMEM_H
 #define EB_SHMEM_H
 
+#include "access/xlogdefs.h"
+#include "datatype/timestamp.h"
 #include "port/atomics.h"
+#include "storage/latch.h"
 #include "storage/lwlock.h"
+#include "storage/spin.h"
 
 /* Identity of a topic in shared memory: database and incarnation id. */
 typedef struct EbTopicKey
@@ -51,6 +55,8 @@ typedef struct EbPartShared
 	int32		seg_no;			/* segment seg_start refers to */
 	int64		seg_start;		/* first position this partition can have in
 								 * segment seg_no */
+	int64		relayed_position;	/* highest position Kafka acknowledged
+									 * since startup, -1 if none */
 } EbPartShared;
 
 /* A backend's assignment whose rows are not yet in the index. */
@@ -59,6 +65,32 @@ typedef struct EbPending
 	EbPartShared *part;			/* NULL when none */
 	int64		lo;				/* lowest position of the assignment */
 } EbPending;
+
+#define EB_RELAY_ERROR_LEN 512
+#define EB_RELAY_STATE_LEN 64
+
+/* What the relay worker reports; protected by mutex. */
+typedef struct EbRelayShared
+{
+	slock_t		mutex;
+	pid_t		pid;			/* 0 when no relay worker runs */
+	Latch	   *latch;			/* set at commit of publishing transactions */
+	char		state[EB_RELAY_STATE_LEN];
+	char		slot_name[NAMEDATALEN];
+	uint64		events_relayed;
+	uint64		bytes_relayed;
+	int64		in_flight;
+	bool		have_latency;
+	double		latency_p50_ms;
+	double		latency_p99_ms;
+	TimestampTz started_at;
+	TimestampTz last_ack_at;
+	TimestampTz last_error_at;
+	char		last_error[EB_RELAY_ERROR_LEN];
+	pg_atomic_uint64 outbox_committed;	/* outbox messages of committed
+										 * transactions */
+	pg_atomic_uint64 outbox_relayed;	/* outbox messages acknowledged */
+} EbRelayShared;
 
 typedef struct EbShared
 {
@@ -73,6 +105,7 @@ typedef struct EbShared
 	EbTopicShared *topics;
 	EbPartShared *parts;
 	EbPending  *pending;
+	EbRelayShared relay;
 } EbShared;
 
 extern EbShared *eb_shared;

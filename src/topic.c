@@ -73,7 +73,7 @@ eb_retention_arg(FunctionCallInfo fcinfo, int argno, bool *clear)
 	return iv;
 }
 
-static void
+void
 eb_check_topic_owner(EbTopic *topic)
 {
 	if (!pg_class_ownercheck(topic->relid, GetUserId()))

@@ -10,6 +10,9 @@
 
 #include "datatype/timestamp.h"
 
+#include "catalog.h"
+
+extern void eb_check_topic_owner(EbTopic *topic);
 extern void eb_topic_create(const char *name, int32 partitions, Interval *retention);
 
 #endif							/* EB_TOPIC_H */

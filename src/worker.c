@@ -4,11 +4,12 @@
  *	  Background workers of pg_eventbus.
  *
  * The launcher is registered at startup and connects to no database.  It
- * looks up eventbus.database and starts the database worker there; when the
- * database does not exist it logs once and waits for a configuration
- * reload instead of failing in a loop.  It restarts the database worker if
- * it exits (at most every few seconds) and replaces it when the setting
- * names another database.
+ * looks up eventbus.database and starts the database worker there, and the
+ * relay worker (relay_worker.c) when eventbus.kafka_brokers is set; when
+ * the database does not exist it logs once and waits for a configuration
+ * reload instead of failing in a loop.  It restarts a worker that exits (at
+ * most every few seconds) and replaces them when the settings name another
+ * database or clear the brokers.
  *
  * The database worker runs maintenance (segment rotation and retention,
  * segment.c) for every topic every eventbus.maintenance_naptime, each topic
@@ -44,6 +45,7 @@
 
 #include "pg_eventbus.h"
 #include "catalog.h"
+#include "relay.h"
 #include "segment.h"
 #include "worker.h"
 
@@ -101,8 +103,9 @@ eb_lookup_database(const char *name)
 	return dboid;
 }
 
+/* Starts one of the workers of a database: "worker" or "relay". */
 static BackgroundWorkerHandle *
-eb_start_db_worker(Oid dboid)
+eb_start_worker(Oid dboid, const char *kind, const char *function)
 {
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
@@ -112,9 +115,9 @@ eb_start_db_worker(Oid dboid)
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_eventbus");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "eb_db_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_eventbus worker");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_eventbus worker");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_eventbus %s", kind);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_eventbus %s", kind);
 	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
 	worker.bgw_notify_pid = MyProcPid;
 
@@ -122,20 +125,64 @@ eb_start_db_worker(Oid dboid)
 	{
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("pg_eventbus could not start its database worker"),
+				 errmsg("pg_eventbus could not start its %s", kind),
 				 errhint("Raise max_worker_processes.")));
 		return NULL;
 	}
 	return handle;
 }
 
+/* A worker slot the launcher keeps running while wanted. */
+typedef struct EbManagedWorker
+{
+	const char *kind;
+	const char *function;
+	BackgroundWorkerHandle *handle;
+	Oid			dboid;
+	TimestampTz last_start;
+} EbManagedWorker;
+
+static void
+eb_stop_worker(EbManagedWorker *w)
+{
+	if (w->handle == NULL)
+		return;
+	TerminateBackgroundWorker(w->handle);
+	(void) WaitForBackgroundWorkerShutdown(w->handle);
+	pfree(w->handle);
+	w->handle = NULL;
+}
+
+/* Runs w in dboid if wanted, restarting it at most every few seconds. */
+static void
+eb_manage_worker(EbManagedWorker *w, Oid dboid, bool wanted)
+{
+	pid_t		pid;
+	BgwHandleStatus status = BGWH_STOPPED;
+
+	if (w->handle != NULL && (!wanted || w->dboid != dboid))
+		eb_stop_worker(w);
+	if (!wanted)
+		return;
+	if (w->handle != NULL)
+		status = GetBackgroundWorkerPid(w->handle, &pid);
+	if (status == BGWH_STOPPED &&
+		TimestampDifferenceExceeds(w->last_start, GetCurrentTimestamp(), EB_WORKER_RESTART_MS))
+	{
+		if (w->handle != NULL)
+			pfree(w->handle);
+		w->handle = eb_start_worker(dboid, w->kind, w->function);
+		w->dboid = dboid;
+		w->last_start = GetCurrentTimestamp();
+	}
+}
+
 void
 eb_launcher_main(Datum arg)
 {
-	BackgroundWorkerHandle *handle = NULL;
-	Oid			worker_db = InvalidOid;
+	EbManagedWorker db_worker = {"worker", "eb_db_worker_main", NULL, InvalidOid, 0};
+	EbManagedWorker relay = {"relay", "eb_relay_main", NULL, InvalidOid, 0};
 	char	   *warned_for = NULL;
-	TimestampTz last_start = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -175,33 +222,9 @@ eb_launcher_main(Datum arg)
 			warned_for = NULL;
 		}
 
-		/* Stop a worker serving a database we no longer serve. */
-		if (handle != NULL && worker_db != dboid)
-		{
-			TerminateBackgroundWorker(handle);
-			(void) WaitForBackgroundWorkerShutdown(handle);
-			pfree(handle);
-			handle = NULL;
-		}
-
-		if (OidIsValid(dboid))
-		{
-			pid_t		pid;
-			BgwHandleStatus status = BGWH_STOPPED;
-
-			if (handle != NULL)
-				status = GetBackgroundWorkerPid(handle, &pid);
-			if (status == BGWH_STOPPED &&
-				TimestampDifferenceExceeds(last_start, GetCurrentTimestamp(),
-										   EB_WORKER_RESTART_MS))
-			{
-				if (handle != NULL)
-					pfree(handle);
-				handle = eb_start_db_worker(dboid);
-				worker_db = dboid;
-				last_start = GetCurrentTimestamp();
-			}
-		}
+		eb_manage_worker(&db_worker, dboid, OidIsValid(dboid));
+		eb_manage_worker(&relay, dboid, OidIsValid(dboid) &&
+						 eb_kafka_brokers != NULL && eb_kafka_brokers[0] != '\0');
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 EB_LAUNCHER_NAPTIME_MS, PG_WAIT_EXTENSION);

@@ -17,11 +17,12 @@ CREATE TABLE eventbus.topic (
     partitions  integer NOT NULL CHECK (partitions > 0),
     retention   interval CHECK (retention > interval '0'),
     table_oid   regclass NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now()
-);
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    relay_to    text
+) WITH (user_catalog_table = true);
 ALTER SEQUENCE eventbus.topic_id_seq OWNED BY eventbus.topic.topic_id;
 COMMENT ON TABLE eventbus.topic IS
-  'Topics (internal; use the eventbus.topics view). uid identifies the topic in shared memory.';
+  'Topics (internal; use the eventbus.topics view). uid identifies the topic in shared memory; relay_to is the Kafka topic its events are relayed to. A catalog table for logical decoding, so that the relay reads it as of each decoded transaction.';
 
 CREATE TABLE eventbus.segment (
     topic_id        integer NOT NULL REFERENCES eventbus.topic ON DELETE CASCADE,
@@ -136,7 +137,8 @@ SELECT t.topic,
        p.events,
        s.segments,
        s.size_bytes,
-       t.created_at
+       t.created_at,
+       t.relay_to AS relayed_to
 FROM eventbus.topic t
 CROSS JOIN LATERAL (
     SELECT array_agg(tp.end_position ORDER BY tp.partition) AS end_positions,
@@ -148,5 +150,5 @@ CROSS JOIN LATERAL (
     FROM eventbus.segment sg
     WHERE sg.topic_id = t.topic_id) s;
 COMMENT ON VIEW eventbus.topics IS
-  'Topics with partition count, retention, end position of each partition, retained events (positions; aborted publishes leave gaps), segment count and size.';
+  'Topics with partition count, retention, end position of each partition, retained events (positions; aborted publishes leave gaps), segment count and size, and the Kafka topic they are relayed to.';
 GRANT SELECT ON eventbus.topics TO PUBLIC;

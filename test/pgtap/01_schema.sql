@@ -8,7 +8,7 @@ SELECT has_table('eventbus', 'topic', 'topic catalog');
 SELECT has_table('eventbus', 'segment', 'segment catalog');
 SELECT has_view('eventbus', 'topics', 'topics view');
 SELECT columns_are('eventbus', 'topics',
-  ARRAY['topic', 'partitions', 'retention', 'end_positions', 'events', 'segments', 'size_bytes', 'created_at']);
+  ARRAY['topic', 'partitions', 'retention', 'end_positions', 'events', 'segments', 'size_bytes', 'created_at', 'relayed_to']);
 SELECT has_type('eventbus', 'event_position', 'event_position type');
 SELECT has_type('eventbus', 'event', 'event type');
 

@@ -1,0 +1,66 @@
+/*-------------------------------------------------------------------------
+ *
+ * relay.h
+ *	  The Kafka relay: the worker (relay_worker.c), its output plugin
+ *	  (relay_output.c) and the SQL side (relay_sql.c).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef EB_RELAY_H
+#define EB_RELAY_H
+
+#include "access/xlogdefs.h"
+#include "datatype/timestamp.h"
+#include "postmaster/bgworker.h"
+
+#include "shmem.h"
+
+/* Prefix of the transactional logical messages that carry outbox messages. */
+#define EB_OUTBOX_PREFIX "pg_eventbus.outbox"
+#define EB_OUTBOX_FORMAT 1
+
+/* Kafka's legal topic names */
+#define EB_KAFKA_TOPIC_MAX 249
+
+/* A message for Kafka, as the output plugin hands it to the worker. */
+typedef struct EbRelayMessage
+{
+	const char *kafka_topic;
+	int32		partition;		/* local partition, -1 for outbox messages */
+	int32		local_partitions;	/* partition count of the local topic */
+	const char *key;			/* NULL: no key */
+	int			keylen;
+	const char *value;
+	int			valuelen;
+	int64		timestamp_ms;
+	int			nheaders;
+	const char **header_names;
+	const char **header_values; /* NULL entries: header without value */
+	EbPartShared *part;			/* for the relayed position, may be NULL */
+	int64		position;
+	bool		outbox;
+} EbRelayMessage;
+
+/* GUCs */
+extern char *eb_kafka_brokers;
+extern char *eb_kafka_properties;
+extern char *eb_kafka_properties_file;
+extern int	eb_relay_max_in_flight;
+
+/* relay_worker.c */
+extern PGDLLEXPORT void eb_relay_main(Datum arg);
+extern bool eb_relay_session_active(void);
+extern void eb_relay_txn_begin(void);
+extern void eb_relay_txn_commit(XLogRecPtr end_lsn, TimestampTz commit_time);
+extern void eb_relay_send(EbRelayMessage *m);
+extern void eb_relay_wake(void);
+extern void eb_relay_slot_name(Oid dboid, char *buf);
+
+/* relay_output.c */
+extern void eb_relay_output_reset(void);
+
+/* relay_sql.c */
+extern bool eb_kafka_topic_name_valid(const char *name);
+extern void eb_outbox_xact_end(bool commit);
+
+#endif							/* EB_RELAY_H */

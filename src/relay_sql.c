@@ -1,0 +1,341 @@
+/*-------------------------------------------------------------------------
+ *
+ * relay_sql.c
+ *	  SQL functions of the Kafka relay: relay_topic(), stop_relay(),
+ *	  outbox(), relay_stats(), relay_backlog().
+ *
+ * outbox() writes a transactional logical decoding message (prefix
+ * "pg_eventbus.outbox"): it exists in WAL only, is decoded at commit in
+ * commit order, and is never stored in a table, so nothing needs cleaning
+ * up.  Its format, read by relay_output.c:
+ *
+ *	uint8 format (1)
+ *	int32 length, bytes   Kafka topic
+ *	int32 length, bytes   key (length -1: none)
+ *	16 bytes              event id (UUID v7)
+ *	int64                 created_at (TimestampTz)
+ *	int32 length, bytes   headers as JSON text (length -1: none)
+ *	int32 length, bytes   value as JSON text
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "funcapi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "replication/message.h"
+#include "replication/slot.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+#include "utils/uuid.h"
+
+#include "pg_eventbus.h"
+#include "catalog.h"
+#include "position.h"
+#include "publish.h"
+#include "relay.h"
+#include "shmem.h"
+#include "topic.h"
+#include "util.h"
+
+PG_FUNCTION_INFO_V1(eb_relay_topic);
+PG_FUNCTION_INFO_V1(eb_stop_relay);
+PG_FUNCTION_INFO_V1(eb_outbox);
+PG_FUNCTION_INFO_V1(eb_relay_stats);
+PG_FUNCTION_INFO_V1(eb_relay_backlog);
+
+static uint64 outbox_in_xact = 0;
+
+/* Kafka's rule: 1 to 249 of [a-zA-Z0-9._-], not "." or "..". */
+bool
+eb_kafka_topic_name_valid(const char *name)
+{
+	size_t		len = strlen(name);
+	size_t		i;
+
+	if (len < 1 || len > EB_KAFKA_TOPIC_MAX ||
+		strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		return false;
+	for (i = 0; i < len; i++)
+	{
+		char		c = name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+static char *
+eb_kafka_topic_arg(FunctionCallInfo fcinfo, int argno)
+{
+	char	   *name;
+
+	eb_arg_not_null(fcinfo, argno, "kafka_topic");
+	name = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	if (!eb_kafka_topic_name_valid(name))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("invalid Kafka topic name \"%s\"", name),
+				 errdetail("A Kafka topic name has 1 to %d characters, each a letter A-Z or a-z, a digit, '.', '_' or '-', and is neither \".\" nor \"..\".",
+						   EB_KAFKA_TOPIC_MAX)));
+	return name;
+}
+
+/* Publishing transactions at commit: count outbox messages for the status. */
+void
+eb_outbox_xact_end(bool commit)
+{
+	if (commit && outbox_in_xact > 0 && eb_shared != NULL)
+		pg_atomic_fetch_add_u64(&eb_shared->relay.outbox_committed, outbox_in_xact);
+	outbox_in_xact = 0;
+}
+
+static void
+eb_set_relay(FunctionCallInfo fcinfo, const char *name, const char *kafka_topic)
+{
+	EbTopic    *topic;
+	EbSpi		spi;
+	Oid			argtypes[2] = {INT4OID, TEXTOID};
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+	char		slot[NAMEDATALEN];
+
+	topic = eb_topic_get(name, false);
+	eb_check_topic_owner(topic);
+	LockRelationOid(topic->relid, ShareUpdateExclusiveLock);
+
+	values[0] = Int32GetDatum(topic->topic_id);
+	if (kafka_topic)
+		values[1] = CStringGetTextDatum(kafka_topic);
+	else
+		nulls[1] = 'n';
+	eb_spi_begin(&spi, true);
+	eb_spi_exec("UPDATE eventbus.topic SET relay_to = $2 WHERE topic_id = $1",
+				2, argtypes, values, nulls, false);
+	eb_spi_end(&spi);
+
+	/* the relay's output plugin sees this when decoding past our commit */
+	CacheInvalidateRelcacheByRelid(eb_catalog_relid("topic"));
+	eb_catalog_changed();
+
+	eb_relay_slot_name(MyDatabaseId, slot);
+	if (kafka_topic && SearchNamedReplicationSlot(slot, true) == NULL)
+		ereport(NOTICE,
+				(errmsg("the relay has not started in this database yet"),
+				 errdetail("Events are relayed from the moment the relay worker has created its replication slot."),
+				 errhint("Set eventbus.kafka_brokers and eventbus.database = '%s', then reload the configuration.",
+						 get_database_name(MyDatabaseId))));
+}
+
+/*
+ * relay_topic(topic text, kafka_topic text)
+ */
+Datum
+eb_relay_topic(PG_FUNCTION_ARGS)
+{
+	char	   *name = eb_arg_name(fcinfo, 0, "topic");
+	char	   *kafka_topic = PG_ARGISNULL(1) ? name : eb_kafka_topic_arg(fcinfo, 1);
+
+	eb_check_writable("eventbus.relay_topic()");
+	eb_set_relay(fcinfo, name, kafka_topic);
+	PG_RETURN_VOID();
+}
+
+/*
+ * stop_relay(topic text)
+ */
+Datum
+eb_stop_relay(PG_FUNCTION_ARGS)
+{
+	char	   *name = eb_arg_name(fcinfo, 0, "topic");
+
+	eb_check_writable("eventbus.stop_relay()");
+	eb_set_relay(fcinfo, name, NULL);
+	PG_RETURN_VOID();
+}
+
+static void
+eb_put_field(StringInfo buf, const char *data, int32 len)
+{
+	appendBinaryStringInfo(buf, (const char *) &len, sizeof(int32));
+	if (len > 0)
+		appendBinaryStringInfo(buf, data, len);
+}
+
+/*
+ * outbox(kafka_topic text, value jsonb, key text, headers jsonb) returns uuid
+ */
+Datum
+eb_outbox(PG_FUNCTION_ARGS)
+{
+	char	   *kafka_topic = eb_kafka_topic_arg(fcinfo, 0);
+	Jsonb	   *value;
+	text	   *key = PG_ARGISNULL(2) ? NULL : PG_GETARG_TEXT_PP(2);
+	Jsonb	   *headers = PG_ARGISNULL(3) ? NULL : PG_GETARG_JSONB_P(3);
+	pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
+	TimestampTz now = GetCurrentTimestamp();
+	StringInfoData buf;
+	char	   *text;
+
+	eb_require_shmem();
+	eb_check_writable("eventbus.outbox()");
+	eb_arg_not_null(fcinfo, 1, "value");
+	value = PG_GETARG_JSONB_P(1);
+	if (headers)
+		eb_check_headers(headers);
+	eb_check_size(PointerGetDatum(value), key, headers);
+
+	eb_uuid_v7(id);
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, EB_OUTBOX_FORMAT);
+	eb_put_field(&buf, kafka_topic, strlen(kafka_topic));
+	if (key)
+		eb_put_field(&buf, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
+	else
+		eb_put_field(&buf, NULL, -1);
+	appendBinaryStringInfo(&buf, (const char *) id->data, sizeof(id->data));
+	appendBinaryStringInfo(&buf, (const char *) &now, sizeof(int64));
+	if (headers)
+	{
+		text = JsonbToCString(NULL, &headers->root, VARSIZE(headers));
+		eb_put_field(&buf, text, strlen(text));
+	}
+	else
+		eb_put_field(&buf, NULL, -1);
+	text = JsonbToCString(NULL, &value->root, VARSIZE(value));
+	eb_put_field(&buf, text, strlen(text));
+
+	(void) LogLogicalMessage(EB_OUTBOX_PREFIX, buf.data, buf.len, true);
+	outbox_in_xact++;
+	eb_xact_published = true;
+	PG_RETURN_UUID_P(id);
+}
+
+/*
+ * relay_stats(): the relay worker's status from shared memory.
+ */
+Datum
+eb_relay_stats(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Datum		values[13];
+	bool		nulls[13];
+	EbRelayShared copy;
+	uint64		committed;
+	uint64		relayed;
+
+	eb_require_shmem();
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	SpinLockAcquire(&eb_shared->relay.mutex);
+	memcpy(&copy, &eb_shared->relay, offsetof(EbRelayShared, outbox_committed));
+	SpinLockRelease(&eb_shared->relay.mutex);
+	committed = pg_atomic_read_u64(&eb_shared->relay.outbox_committed);
+	relayed = pg_atomic_read_u64(&eb_shared->relay.outbox_relayed);
+
+	memset(nulls, 0, sizeof(nulls));
+	values[0] = CStringGetTextDatum(copy.pid != 0 || strcmp(copy.state, "not started") != 0 ?
+									copy.state :
+									(eb_kafka_brokers && eb_kafka_brokers[0] ? "not started" : "not configured"));
+	values[1] = Int32GetDatum(copy.pid);
+	nulls[1] = copy.pid == 0;
+	values[2] = CStringGetTextDatum(copy.slot_name);
+	nulls[2] = copy.slot_name[0] == '\0';
+	values[3] = Int64GetDatum((int64) copy.events_relayed);
+	values[4] = Int64GetDatum((int64) copy.bytes_relayed);
+	values[5] = Int64GetDatum(copy.in_flight);
+	values[6] = Int64GetDatum(committed > relayed ? (int64) (committed - relayed) : 0);
+	values[7] = Float8GetDatum(copy.latency_p50_ms);
+	nulls[7] = !copy.have_latency;
+	values[8] = Float8GetDatum(copy.latency_p99_ms);
+	nulls[8] = !copy.have_latency;
+	values[9] = CStringGetTextDatum(copy.last_error);
+	nulls[9] = copy.last_error[0] == '\0';
+	values[10] = TimestampTzGetDatum(copy.last_error_at);
+	nulls[10] = copy.last_error_at == 0;
+	values[11] = TimestampTzGetDatum(copy.last_ack_at);
+	nulls[11] = copy.last_ack_at == 0;
+	values[12] = TimestampTzGetDatum(copy.started_at);
+	nulls[12] = copy.started_at == 0;
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * relay_backlog(): per relayed topic, events published but not yet
+ * acknowledged; NULL while unknown (nothing acknowledged since startup in a
+ * partition that has events).
+ */
+Datum
+eb_relay_backlog(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	EbSpi		spi;
+	List	   *names = NIL;
+	List	   *kafka = NIL;
+	ListCell   *lc1,
+			   *lc2;
+	uint64		i;
+	MemoryContext upper = CurrentMemoryContext;
+
+	eb_require_shmem();
+	InitMaterializedSRF(fcinfo, 0);
+
+	eb_spi_begin(&spi, true);
+	eb_spi_exec("SELECT topic, relay_to FROM eventbus.topic WHERE relay_to IS NOT NULL ORDER BY topic",
+				0, NULL, NULL, NULL, true);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(upper);
+
+		names = lappend(names, pstrdup(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1)));
+		kafka = lappend(kafka, pstrdup(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2)));
+		MemoryContextSwitchTo(old);
+	}
+	eb_spi_end(&spi);
+
+	forboth(lc1, names, lc2, kafka)
+	{
+		EbTopic    *topic = eb_topic_get((char *) lfirst(lc1), true);
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+		int64		backlog = 0;
+		bool		known = true;
+		int32		p;
+
+		if (topic == NULL)
+			continue;
+		for (p = 0; p < topic->partitions; p++)
+		{
+			int64		end;
+			int64		relayed;
+			EbPartShared *part;
+
+			(void) eb_read_horizon(topic, p, &end);
+			part = eb_part_state(topic, p);
+			LWLockAcquire(&part->lock, LW_SHARED);
+			relayed = part->relayed_position;
+			LWLockRelease(&part->lock);
+			if (relayed >= 0)
+				backlog += Max(end - 1 - relayed, 0);
+			else if (end > 0)
+				known = false;
+		}
+		values[0] = CStringGetTextDatum(topic->name);
+		values[1] = CStringGetTextDatum((char *) lfirst(lc2));
+		values[2] = Int64GetDatum(backlog);
+		nulls[2] = !known;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}

@@ -1,0 +1,1039 @@
+/*-------------------------------------------------------------------------
+ *
+ * relay_worker.c
+ *	  The Kafka relay worker.
+ *
+ * Started by the launcher in eventbus.database when eventbus.kafka_brokers
+ * is set.  It owns the logical replication slot pg_eventbus_relay_<db oid>
+ * (created on first start, output plugin: this library) and decodes WAL in
+ * its own process: no replication connection, no pg_hba.conf entry.
+ *
+ * A session acquires the slot, creates an idempotent Kafka producer and a
+ * decoding context, then loops: read WAL up to the flush pointer, let the
+ * output plugin (relay_output.c) hand every committed event of a relayed
+ * topic and every outbox message to the producer, serve delivery reports,
+ * and wait on the latch (set at commit by publishing transactions) when
+ * caught up.
+ *
+ * Delivery guarantee: decoded transactions enter a FIFO in commit order,
+ * each with a count of messages not yet acknowledged.  The slot's
+ * confirmed position moves only to the end of the newest transaction of the
+ * fully acknowledged prefix (LogicalConfirmReceivedLocation, then the slot
+ * is saved, at most every 200 ms).  When nothing is in flight and all WAL
+ * has been read, the slot is confirmed at the read position, so an idle
+ * database does not retain WAL.  After a crash, an outage or any failed
+ * delivery, decoding restarts from the confirmed position: nothing
+ * committed is lost, and messages sent again carry the same event id and
+ * LSN headers.  Messages never time out in the producer (message.timeout.ms
+ * = 0 unless configured), so a broker outage stalls the relay instead of
+ * failing it; reading WAL pauses while eventbus.relay_max_in_flight
+ * messages are unacknowledged.
+ *
+ * librdkafka runs its own threads, but every callback used here (delivery
+ * reports, errors, logs via the log queue) is served by rd_kafka_poll() in
+ * this process's main thread.  The producer lives for one session.
+ *
+ * Settings that make the producer unusable, a missing extension or
+ * wal_level below logical are reported in the status (relay_status) and
+ * logged once; the worker then waits for a configuration reload instead of
+ * exiting.  Unexpected errors end the process; the launcher starts it again
+ * a few seconds later.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "access/xlogutils.h"
+#include "commands/extension.h"
+#include "lib/ilist.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "replication/decode.h"
+#include "replication/logical.h"
+#include "replication/slot.h"
+#include "storage/fd.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/varlena.h"
+
+#include "pg_eventbus.h"
+#include "relay.h"
+#include "shmem.h"
+
+char	   *eb_kafka_brokers = NULL;
+char	   *eb_kafka_properties = NULL;
+char	   *eb_kafka_properties_file = NULL;
+int			eb_relay_max_in_flight = 100000;
+
+#define EB_SLOT_SAVE_MS 200
+#define EB_STATS_MS 1000
+#define EB_LATENCY_RING 2048
+#define EB_ERROR_LOG_INTERVAL_MS 60000
+
+/* A decoded transaction waiting for its messages to be acknowledged. */
+typedef struct EbRelayTxn
+{
+	dlist_node	node;
+	XLogRecPtr	end_lsn;
+	TimestampTz commit_time;
+	int64		pending;		/* messages not yet acknowledged */
+	int64		messages;
+	bool		committed;		/* commit callback seen */
+	bool		failed;
+} EbRelayTxn;
+
+/* What the delivery report needs to know about a message. */
+typedef struct EbRelayMsgRef
+{
+	EbRelayTxn *txn;
+	EbPartShared *part;
+	int64		uid_check;
+	int32		partition;
+	int64		position;
+	size_t		bytes;
+	bool		outbox;
+} EbRelayMsgRef;
+
+typedef struct EbKafkaTopic
+{
+	char		name[EB_KAFKA_TOPIC_MAX + 1];	/* hash key */
+	int			partitions;		/* -1: unknown */
+	TimestampTz fetched_at;
+} EbKafkaTopic;
+
+static rd_kafka_t *producer = NULL;
+static bool session_active = false;
+static bool session_failed = false;
+static dlist_head txns = DLIST_STATIC_INIT(txns);
+static EbRelayTxn *current_txn = NULL;
+static int64 in_flight = 0;
+static MemoryContext session_cxt = NULL;
+static HTAB *kafka_topics = NULL;
+static XLogRecPtr confirmed = InvalidXLogRecPtr;
+static bool slot_dirty = false;
+static TimestampTz last_save = 0;
+static volatile sig_atomic_t shutdown_requested = false;
+
+/* counters published to shared memory */
+static uint64 stat_events = 0;
+static uint64 stat_bytes = 0;
+static TimestampTz stat_last_ack = 0;
+static TimestampTz stats_published_at = 0;
+static double latency_ring[EB_LATENCY_RING];
+static int	latency_count = 0;
+static int	latency_next = 0;
+
+/* error logging is rate-limited: same message at most once a minute */
+static char last_logged_error[EB_RELAY_ERROR_LEN];
+static TimestampTz last_logged_at = 0;
+
+bool
+eb_relay_session_active(void)
+{
+	return session_active;
+}
+
+void
+eb_relay_slot_name(Oid dboid, char *buf)
+{
+	snprintf(buf, NAMEDATALEN, "pg_eventbus_relay_%u", dboid);
+}
+
+/* Wakes the relay worker (called at commit of transactions that published). */
+void
+eb_relay_wake(void)
+{
+	Latch	   *latch;
+
+	if (eb_shared == NULL)
+		return;
+	SpinLockAcquire(&eb_shared->relay.mutex);
+	latch = eb_shared->relay.latch;
+	SpinLockRelease(&eb_shared->relay.mutex);
+	if (latch != NULL)
+		SetLatch(latch);
+}
+
+static void
+eb_relay_set_state(const char *state)
+{
+	SpinLockAcquire(&eb_shared->relay.mutex);
+	strlcpy(eb_shared->relay.state, state, EB_RELAY_STATE_LEN);
+	SpinLockRelease(&eb_shared->relay.mutex);
+}
+
+/* Records an error in the status and logs it, at most once a minute each. */
+static void
+eb_relay_error(const char *msg)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	SpinLockAcquire(&eb_shared->relay.mutex);
+	strlcpy(eb_shared->relay.last_error, msg, EB_RELAY_ERROR_LEN);
+	eb_shared->relay.last_error_at = now;
+	SpinLockRelease(&eb_shared->relay.mutex);
+
+	if (strcmp(last_logged_error, msg) != 0 ||
+		TimestampDifferenceExceeds(last_logged_at, now, EB_ERROR_LOG_INTERVAL_MS))
+	{
+		ereport(WARNING,
+				(errmsg("pg_eventbus relay: %s", msg)));
+		strlcpy(last_logged_error, msg, sizeof(last_logged_error));
+		last_logged_at = now;
+	}
+}
+
+static int
+eb_cmp_double(const void *a, const void *b)
+{
+	double		x = *(const double *) a;
+	double		y = *(const double *) b;
+
+	return x < y ? -1 : (x > y ? 1 : 0);
+}
+
+/* Copies the counters to shared memory, at most once a second unless forced. */
+static void
+eb_relay_publish_stats(bool force)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	double		p50 = 0,
+				p99 = 0;
+	bool		have = latency_count > 0;
+
+	if (!force && !TimestampDifferenceExceeds(stats_published_at, now, EB_STATS_MS))
+		return;
+	stats_published_at = now;
+	if (have)
+	{
+		double		sorted[EB_LATENCY_RING];
+
+		memcpy(sorted, latency_ring, sizeof(double) * latency_count);
+		qsort(sorted, latency_count, sizeof(double), eb_cmp_double);
+		p50 = sorted[(latency_count - 1) / 2];
+		p99 = sorted[(int) ((latency_count - 1) * 0.99)];
+	}
+	SpinLockAcquire(&eb_shared->relay.mutex);
+	eb_shared->relay.events_relayed = stat_events;
+	eb_shared->relay.bytes_relayed = stat_bytes;
+	eb_shared->relay.in_flight = in_flight;
+	if (stat_last_ack != 0)
+		eb_shared->relay.last_ack_at = stat_last_ack;
+	eb_shared->relay.have_latency = have;
+	eb_shared->relay.latency_p50_ms = p50;
+	eb_shared->relay.latency_p99_ms = p99;
+	SpinLockRelease(&eb_shared->relay.mutex);
+}
+
+/* ---------- librdkafka callbacks (served by rd_kafka_poll) ---------- */
+
+static void
+eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+{
+	EbRelayMsgRef *ref = (EbRelayMsgRef *) msg->_private;
+
+	if (ref == NULL)
+		return;
+	in_flight--;
+	ref->txn->pending--;
+	if (msg->err)
+	{
+		if (msg->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE &&
+			msg->err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
+			eb_relay_error(psprintf("delivery to Kafka topic \"%s\" failed: %s; relaying again from the last confirmed position",
+									rd_kafka_topic_name(msg->rkt),
+									rd_kafka_err2str(msg->err)));
+		ref->txn->failed = true;
+		session_failed = true;
+	}
+	else
+	{
+		stat_events++;
+		stat_bytes += ref->bytes;
+		stat_last_ack = GetCurrentTimestamp();
+		if (ref->outbox)
+			pg_atomic_fetch_add_u64(&eb_shared->relay.outbox_relayed, 1);
+		else if (ref->part != NULL)
+		{
+			LWLockAcquire(&ref->part->lock, LW_EXCLUSIVE);
+			if (eb_part_key_matches(ref->part, MyDatabaseId, ref->uid_check, ref->partition) &&
+				ref->part->relayed_position < ref->position)
+				ref->part->relayed_position = ref->position;
+			LWLockRelease(&ref->part->lock);
+		}
+	}
+	pfree(ref);
+}
+
+static void
+eb_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	eb_relay_error(psprintf("Kafka: %s", reason));
+	if (err == RD_KAFKA_RESP_ERR__FATAL)
+		session_failed = true;
+}
+
+static void
+eb_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	/* syslog levels: 3 and below are errors */
+	ereport(level <= 3 ? LOG : DEBUG2,
+			(errmsg("pg_eventbus relay: librdkafka %s: %s", fac, buf)));
+}
+
+/* ---------- producer ---------- */
+
+static bool
+eb_secret_property(const char *name)
+{
+	return strstr(name, "password") != NULL || strstr(name, "secret") != NULL ||
+		strstr(name, "sasl") != NULL || strstr(name, "ssl.key") != NULL ||
+		strstr(name, "token") != NULL || strstr(name, "jaas") != NULL;
+}
+
+/* Sets a property; errors never show the value of a secret property. */
+static bool
+eb_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value,
+			char *err, size_t errlen)
+{
+	char		errstr[512];
+
+	if (rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr)) == RD_KAFKA_CONF_OK)
+		return true;
+	if (eb_secret_property(name))
+		snprintf(err, errlen, "invalid Kafka property \"%s\"", name);
+	else
+		snprintf(err, errlen, "invalid Kafka property \"%s\": %s", name, errstr);
+	return false;
+}
+
+/*
+ * Applies eventbus.kafka_properties: key=value pairs separated by commas;
+ * a comma inside a value is written \,.
+ */
+static bool
+eb_conf_apply_properties(rd_kafka_conf_t *conf, char *err, size_t errlen)
+{
+	const char *p = eb_kafka_properties ? eb_kafka_properties : "";
+	StringInfoData item;
+	int			n = 0;
+
+	initStringInfo(&item);
+	for (;;)
+	{
+		if (*p == '\\' && p[1] == ',')
+		{
+			appendStringInfoChar(&item, ',');
+			p += 2;
+			continue;
+		}
+		if (*p != ',' && *p != '\0')
+		{
+			appendStringInfoChar(&item, *p++);
+			continue;
+		}
+		/* end of an item */
+		n++;
+		{
+			char	   *s = item.data;
+			char	   *eq;
+			char	   *end;
+
+			while (*s == ' ')
+				s++;
+			end = s + strlen(s);
+			while (end > s && end[-1] == ' ')
+				*--end = '\0';
+			if (*s != '\0')
+			{
+				eq = strchr(s, '=');
+				if (eq == NULL || eq == s)
+				{
+					snprintf(err, errlen, "eventbus.kafka_properties: item %d is not key=value", n);
+					return false;
+				}
+				*eq = '\0';
+				end = eq;
+				while (end > s && end[-1] == ' ')
+					*--end = '\0';
+				eq++;
+				while (*eq == ' ')
+					eq++;
+				if (!eb_conf_set(conf, s, eq, err, errlen))
+					return false;
+			}
+		}
+		resetStringInfo(&item);
+		if (*p == '\0')
+			break;
+		p++;
+	}
+	return true;
+}
+
+/*
+ * Applies eventbus.kafka_properties_file: one key=value per line; blank
+ * lines and lines starting with # are ignored.
+ */
+static bool
+eb_conf_apply_file(rd_kafka_conf_t *conf, char *err, size_t errlen)
+{
+	FILE	   *f;
+	char		line[8192];
+	int			lineno = 0;
+	bool		ok = true;
+
+	if (eb_kafka_properties_file == NULL || eb_kafka_properties_file[0] == '\0')
+		return true;
+	f = AllocateFile(eb_kafka_properties_file, "r");
+	if (f == NULL)
+	{
+		snprintf(err, errlen, "could not open eventbus.kafka_properties_file \"%s\": %m",
+				 eb_kafka_properties_file);
+		return false;
+	}
+	while (ok && fgets(line, sizeof(line), f) != NULL)
+	{
+		char	   *s = line;
+		char	   *eq;
+		char	   *end;
+
+		lineno++;
+		end = s + strlen(s);
+		while (end > s && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' '))
+			*--end = '\0';
+		while (*s == ' ')
+			s++;
+		if (*s == '\0' || *s == '#')
+			continue;
+		eq = strchr(s, '=');
+		if (eq == NULL || eq == s)
+		{
+			snprintf(err, errlen, "eventbus.kafka_properties_file: line %d is not key=value", lineno);
+			ok = false;
+			break;
+		}
+		*eq = '\0';
+		end = eq;
+		while (end > s && end[-1] == ' ')
+			*--end = '\0';
+		eq++;
+		while (*eq == ' ')
+			eq++;
+		ok = eb_conf_set(conf, s, eq, err, errlen);
+	}
+	FreeFile(f);
+	return ok;
+}
+
+static rd_kafka_t *
+eb_producer_create(char *err, size_t errlen)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char		errstr[512];
+	char		buf[32];
+	rd_kafka_t *rk;
+
+	snprintf(buf, sizeof(buf), "%d", Max(eb_relay_max_in_flight * 2, 1000));
+	if (!eb_conf_set(conf, "bootstrap.servers", eb_kafka_brokers, err, errlen) ||
+		!eb_conf_set(conf, "client.id", "pg_eventbus", err, errlen) ||
+		!eb_conf_set(conf, "enable.idempotence", "true", err, errlen) ||
+		!eb_conf_set(conf, "partitioner", "murmur2_random", err, errlen) ||
+		!eb_conf_set(conf, "message.timeout.ms", "0", err, errlen) ||
+		!eb_conf_set(conf, "linger.ms", "5", err, errlen) ||
+		!eb_conf_set(conf, "queue.buffering.max.messages", buf, err, errlen) ||
+		!eb_conf_set(conf, "log.queue", "true", err, errlen) ||
+		!eb_conf_apply_properties(conf, err, errlen) ||
+		!eb_conf_apply_file(conf, err, errlen))
+	{
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	rd_kafka_conf_set_dr_msg_cb(conf, eb_delivery_cb);
+	rd_kafka_conf_set_error_cb(conf, eb_error_cb);
+	rd_kafka_conf_set_log_cb(conf, eb_log_cb);
+
+	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+	if (rk == NULL)
+	{
+		rd_kafka_conf_destroy(conf);
+		snprintf(err, errlen, "could not create the Kafka producer: %s", errstr);
+		return NULL;
+	}
+	rd_kafka_set_log_queue(rk, NULL);
+	return rk;
+}
+
+/* Destroys the producer; nothing can be called back afterwards. */
+static void
+eb_producer_destroy(void)
+{
+	if (producer == NULL)
+		return;
+	rd_kafka_purge(producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT |
+				   RD_KAFKA_PURGE_F_NON_BLOCKING);
+	rd_kafka_destroy(producer);
+	producer = NULL;
+}
+
+/*
+ * Partition count of a Kafka topic, cached for a minute (ten seconds when
+ * unknown); -1 when the brokers do not answer.
+ */
+static int
+eb_kafka_partition_count(const char *topic)
+{
+	EbKafkaTopic *e;
+	bool		found;
+	char		key[EB_KAFKA_TOPIC_MAX + 1];
+	TimestampTz now = GetCurrentTimestamp();
+	rd_kafka_topic_t *rkt;
+	const struct rd_kafka_metadata *md;
+
+	if (kafka_topics == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(key);
+		ctl.entrysize = sizeof(EbKafkaTopic);
+		ctl.hcxt = TopMemoryContext;
+		kafka_topics = hash_create("pg_eventbus Kafka topics", 32, &ctl,
+								   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	memset(key, 0, sizeof(key));
+	strlcpy(key, topic, sizeof(key));
+	e = hash_search(kafka_topics, key, HASH_ENTER, &found);
+	if (found &&
+		!TimestampDifferenceExceeds(e->fetched_at, now, e->partitions >= 0 ? 60000 : 10000))
+		return e->partitions;
+
+	e->partitions = -1;
+	e->fetched_at = now;
+	rkt = rd_kafka_topic_new(producer, topic, NULL);
+	if (rkt != NULL)
+	{
+		if (rd_kafka_metadata(producer, 0, rkt, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+		{
+			if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+				e->partitions = md->topics[0].partition_cnt;
+			rd_kafka_metadata_destroy(md);
+		}
+		rd_kafka_topic_destroy(rkt);
+	}
+	return e->partitions;
+}
+
+/* ---------- called by the output plugin ---------- */
+
+void
+eb_relay_txn_begin(void)
+{
+	EbRelayTxn *t = MemoryContextAllocZero(session_cxt, sizeof(EbRelayTxn));
+
+	dlist_push_tail(&txns, &t->node);
+	current_txn = t;
+}
+
+void
+eb_relay_txn_commit(XLogRecPtr end_lsn, TimestampTz commit_time)
+{
+	Assert(current_txn != NULL);
+	current_txn->end_lsn = end_lsn;
+	current_txn->commit_time = commit_time;
+	current_txn->committed = true;
+	current_txn = NULL;
+}
+
+/*
+ * Hands a message to the producer.  The Kafka partition is the event's own
+ * when the Kafka topic has as many partitions as the local one; otherwise
+ * librdkafka's murmur2 partitioner picks one from the key (the same result
+ * for keyed events when the counts match).
+ */
+void
+eb_relay_send(EbRelayMessage *m)
+{
+	EbRelayTxn *t = current_txn;
+	EbRelayMsgRef *ref;
+	rd_kafka_headers_t *hdrs;
+	rd_kafka_resp_err_t err;
+	int32		partition = RD_KAFKA_PARTITION_UA;
+	int			i;
+
+	Assert(t != NULL && producer != NULL);
+	if (session_failed)
+		return;					/* this session will not confirm anything more */
+
+	if (m->partition >= 0 && m->local_partitions > 0 &&
+		eb_kafka_partition_count(m->kafka_topic) == m->local_partitions)
+		partition = m->partition;
+
+	ref = MemoryContextAlloc(session_cxt, sizeof(EbRelayMsgRef));
+	ref->txn = t;
+	ref->part = m->part;
+	ref->uid_check = m->part ? m->part->key.uid : 0;
+	ref->partition = m->partition;
+	ref->position = m->position;
+	ref->bytes = m->valuelen + m->keylen;
+	ref->outbox = m->outbox;
+
+	for (;;)
+	{
+		hdrs = rd_kafka_headers_new(m->nheaders);
+		for (i = 0; i < m->nheaders; i++)
+			rd_kafka_header_add(hdrs, m->header_names[i], -1,
+								m->header_values[i],
+								m->header_values[i] ? -1 : 0);
+		err = rd_kafka_producev(producer,
+								RD_KAFKA_V_TOPIC(m->kafka_topic),
+								RD_KAFKA_V_PARTITION(partition),
+								RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+								RD_KAFKA_V_KEY(m->key, m->key ? m->keylen : 0),
+								RD_KAFKA_V_VALUE((void *) m->value, m->valuelen),
+								RD_KAFKA_V_TIMESTAMP(m->timestamp_ms),
+								RD_KAFKA_V_HEADERS(hdrs),
+								RD_KAFKA_V_OPAQUE(ref),
+								RD_KAFKA_V_END);
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			break;
+		rd_kafka_headers_destroy(hdrs);
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || shutdown_requested)
+		{
+			if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+				eb_relay_error(psprintf("could not queue a message for Kafka topic \"%s\": %s",
+										m->kafka_topic, rd_kafka_err2str(err)));
+			pfree(ref);
+			t->failed = true;
+			session_failed = true;
+			return;
+		}
+		/* the producer's queue is full: serve delivery reports and retry */
+		rd_kafka_poll(producer, 100);
+		CHECK_FOR_INTERRUPTS();
+	}
+	t->pending++;
+	t->messages++;
+	in_flight++;
+}
+
+/* ---------- confirming ---------- */
+
+static void
+eb_latency_add(double ms)
+{
+	latency_ring[latency_next] = ms;
+	latency_next = (latency_next + 1) % EB_LATENCY_RING;
+	if (latency_count < EB_LATENCY_RING)
+		latency_count++;
+}
+
+/*
+ * Confirms the slot up to the newest transaction of the fully acknowledged
+ * prefix, or up to the read position when everything read is acknowledged.
+ */
+static void
+eb_relay_confirm(LogicalDecodingContext *ctx, bool caught_up, bool force_save)
+{
+	XLogRecPtr	upto = InvalidXLogRecPtr;
+	TimestampTz now = GetCurrentTimestamp();
+
+	while (!dlist_is_empty(&txns))
+	{
+		EbRelayTxn *t = dlist_head_element(EbRelayTxn, node, &txns);
+
+		if (!t->committed || t->pending > 0 || t->failed)
+			break;
+		upto = t->end_lsn;
+		if (t->messages > 0)
+			eb_latency_add((double) (now - t->commit_time) / 1000.0);
+		dlist_delete(&t->node);
+		pfree(t);
+	}
+	if (dlist_is_empty(&txns) && caught_up && in_flight == 0 && current_txn == NULL &&
+		!session_failed)
+		upto = Max(upto, ctx->reader->EndRecPtr);
+
+	if (!XLogRecPtrIsInvalid(upto) && upto > confirmed)
+	{
+		LogicalConfirmReceivedLocation(upto);
+		confirmed = upto;
+		slot_dirty = true;
+	}
+	if (slot_dirty && (force_save || TimestampDifferenceExceeds(last_save, now, EB_SLOT_SAVE_MS)))
+	{
+		ReplicationSlotMarkDirty();
+		ReplicationSlotSave();
+		last_save = now;
+		slot_dirty = false;
+	}
+}
+
+static void
+eb_prepare_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid, bool last_write)
+{
+}
+
+static void
+eb_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid, bool last_write)
+{
+}
+
+/* ---------- the session ---------- */
+
+static bool
+eb_relay_config_changed(const char *brokers, const char *properties, const char *file)
+{
+	return strcmp(brokers, eb_kafka_brokers ? eb_kafka_brokers : "") != 0 ||
+		strcmp(properties, eb_kafka_properties ? eb_kafka_properties : "") != 0 ||
+		strcmp(file, eb_kafka_properties_file ? eb_kafka_properties_file : "") != 0;
+}
+
+/*
+ * Relays until a delivery fails, the Kafka settings change, or shutdown.
+ */
+static void
+eb_relay_session(const char *slot)
+{
+	LogicalDecodingContext *ctx;
+	char	   *brokers = pstrdup(eb_kafka_brokers ? eb_kafka_brokers : "");
+	char	   *properties = pstrdup(eb_kafka_properties ? eb_kafka_properties : "");
+	char	   *file = pstrdup(eb_kafka_properties_file ? eb_kafka_properties_file : "");
+
+	MemoryContextReset(session_cxt);
+	dlist_init(&txns);
+	current_txn = NULL;
+	in_flight = 0;
+	session_failed = false;
+	if (kafka_topics != NULL)
+		hash_destroy(kafka_topics);
+	kafka_topics = NULL;
+
+	ReplicationSlotAcquire(slot, true);
+	confirmed = MyReplicationSlot->data.confirmed_flush;
+	slot_dirty = false;
+	session_active = true;
+	eb_relay_output_reset();
+	InvalidateSystemCaches();
+	ctx = CreateDecodingContext(InvalidXLogRecPtr, NIL, false,
+								XL_ROUTINE(.page_read = read_local_xlog_page,
+										   .segment_open = wal_segment_open,
+										   .segment_close = wal_segment_close),
+								eb_prepare_write, eb_write, NULL);
+	XLogBeginRead(ctx->reader, MyReplicationSlot->data.restart_lsn);
+	eb_relay_set_state("running");
+	pgstat_report_activity(STATE_RUNNING, "relaying");
+
+	for (;;)
+	{
+		XLogRecPtr	flush;
+		bool		caught_up;
+		int			n = 0;
+
+		CHECK_FOR_INTERRUPTS();
+		if (shutdown_requested || session_failed)
+			break;
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			if (eb_relay_config_changed(brokers, properties, file))
+				break;
+		}
+
+		flush = GetFlushRecPtr(NULL);
+		while (ctx->reader->EndRecPtr < flush && in_flight < eb_relay_max_in_flight &&
+			   !session_failed && !shutdown_requested)
+		{
+			char	   *errm = NULL;
+			XLogRecord *record = XLogReadRecord(ctx->reader, &errm);
+
+			if (errm)
+				elog(ERROR, "could not read WAL for the relay: %s", errm);
+			if (record != NULL)
+				LogicalDecodingProcessRecord(ctx, ctx->reader);
+			if ((++n & 255) == 0)
+			{
+				rd_kafka_poll(producer, 0);
+				CHECK_FOR_INTERRUPTS();
+			}
+		}
+		rd_kafka_poll(producer, 0);
+		caught_up = ctx->reader->EndRecPtr >= flush;
+		eb_relay_confirm(ctx, caught_up, false);
+		eb_relay_publish_stats(false);
+
+		if (!caught_up && in_flight < eb_relay_max_in_flight)
+			continue;
+		if (in_flight > 0)
+		{
+			/* wait for acknowledgements; new commits are read next round */
+			rd_kafka_poll(producer, caught_up ? 5 : 50);
+			continue;
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+
+	/* Let what is in flight arrive (briefly), confirm it, and leave. */
+	if (!session_failed)
+	{
+		TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
+
+		while (in_flight > 0 && GetCurrentTimestamp() < deadline && !session_failed)
+			rd_kafka_poll(producer, 100);
+		eb_relay_confirm(ctx, true, true);
+	}
+	else if (slot_dirty)
+		eb_relay_confirm(ctx, false, true);
+
+	eb_producer_destroy();
+	session_active = false;
+	FreeDecodingContext(ctx);
+	InvalidateSystemCaches();
+	ReplicationSlotRelease();
+	eb_relay_publish_stats(true);
+	MemoryContextReset(session_cxt);
+	dlist_init(&txns);
+	current_txn = NULL;
+	in_flight = 0;
+}
+
+/* ---------- readiness, slot, process ---------- */
+
+/*
+ * Checks that relaying is possible and creates the slot if needed.  Returns
+ * false with a reason otherwise; drops the slot if the extension is gone.
+ */
+static bool
+eb_relay_ready(const char *slot, char *why, size_t whylen)
+{
+	bool		installed;
+
+	if (wal_level < WAL_LEVEL_LOGICAL)
+	{
+		snprintf(why, whylen, "wal_level must be logical for the relay (it is %s)",
+				 GetConfigOption("wal_level", false, false));
+		return false;
+	}
+	if (max_replication_slots <= 0)
+	{
+		snprintf(why, whylen, "max_replication_slots must be at least 1 for the relay");
+		return false;
+	}
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	installed = OidIsValid(get_extension_oid(EB_EXTENSION, true));
+	CommitTransactionCommand();
+
+	if (!installed)
+	{
+		if (SearchNamedReplicationSlot(slot, true) != NULL)
+		{
+			ReplicationSlotDrop(slot, true);
+			ereport(LOG,
+					(errmsg("pg_eventbus relay: dropped replication slot \"%s\" because the extension is no longer installed",
+							slot)));
+		}
+		snprintf(why, whylen, "extension pg_eventbus is not installed in this database");
+		return false;
+	}
+
+	if (SearchNamedReplicationSlot(slot, true) == NULL)
+	{
+		LogicalDecodingContext *ctx;
+
+		ereport(LOG,
+				(errmsg("pg_eventbus relay: creating replication slot \"%s\"", slot)));
+		eb_relay_set_state("creating slot");
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		CheckLogicalDecodingRequirements();
+		ReplicationSlotCreate(slot, true, RS_EPHEMERAL, false);
+		ctx = CreateInitDecodingContext(EB_EXTENSION, NIL, false, InvalidXLogRecPtr,
+										XL_ROUTINE(.page_read = read_local_xlog_page,
+												   .segment_open = wal_segment_open,
+												   .segment_close = wal_segment_close),
+										NULL, NULL, NULL);
+		DecodingContextFindStartpoint(ctx);
+		FreeDecodingContext(ctx);
+		ReplicationSlotPersist();
+		ReplicationSlotRelease();
+		CommitTransactionCommand();
+	}
+	return true;
+}
+
+/*
+ * Servers with output_plugin_libraries (PostgreSQL 15.19 and later) decode
+ * only with listed plugins.  This process is a superuser session using a
+ * slot only it uses, with a library the administrator already trusted in
+ * shared_preload_libraries: allow it for this session, nowhere else.
+ */
+static void
+eb_relay_allow_plugin(void)
+{
+	const char *allowed = GetConfigOption("output_plugin_libraries", true, false);
+	char	   *copy;
+	List	   *names;
+	ListCell   *lc;
+
+	if (allowed == NULL)
+		return;
+	copy = pstrdup(allowed);
+	if (SplitIdentifierString(copy, ',', &names))
+	{
+		foreach(lc, names)
+		{
+			if (strcmp((char *) lfirst(lc), EB_EXTENSION) == 0)
+				return;
+		}
+	}
+	SetConfigOption("output_plugin_libraries",
+					allowed[0] ? psprintf("%s, %s", allowed, EB_EXTENSION) : EB_EXTENSION,
+					PGC_SUSET, PGC_S_SESSION);
+}
+
+static void
+eb_relay_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	shutdown_requested = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+static void
+eb_relay_exit(int code, Datum arg)
+{
+	eb_producer_destroy();
+	if (eb_shared == NULL)
+		return;
+	SpinLockAcquire(&eb_shared->relay.mutex);
+	eb_shared->relay.pid = 0;
+	eb_shared->relay.latch = NULL;
+	eb_shared->relay.in_flight = 0;
+	strlcpy(eb_shared->relay.state, code == 0 ? "stopped" : "restarting after an error",
+			EB_RELAY_STATE_LEN);
+	SpinLockRelease(&eb_shared->relay.mutex);
+}
+
+/* Waits for a reload or shutdown, at most timeout_ms. */
+static void
+eb_relay_pause(long timeout_ms)
+{
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 timeout_ms, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+}
+
+void
+eb_relay_main(Datum arg)
+{
+	Oid			dboid = DatumGetObjectId(arg);
+	char		slot[NAMEDATALEN];
+	sigjmp_buf	local_sigjmp_buf;
+	long		backoff_ms = 1000;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, eb_relay_sigterm);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+
+	eb_relay_slot_name(dboid, slot);
+	before_shmem_exit(eb_relay_exit, (Datum) 0);
+	SpinLockAcquire(&eb_shared->relay.mutex);
+	eb_shared->relay.pid = MyProcPid;
+	eb_shared->relay.latch = MyLatch;
+	eb_shared->relay.started_at = GetCurrentTimestamp();
+	strlcpy(eb_shared->relay.slot_name, slot, NAMEDATALEN);
+	strlcpy(eb_shared->relay.state, "starting", EB_RELAY_STATE_LEN);
+	SpinLockRelease(&eb_shared->relay.mutex);
+
+	eb_relay_allow_plugin();
+	CurrentResourceOwner = ResourceOwnerCreate(NULL, "pg_eventbus relay");
+	session_cxt = AllocSetContextCreate(TopMemoryContext, "pg_eventbus relay session",
+										ALLOCSET_DEFAULT_SIZES);
+
+	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
+	{
+		ErrorData  *edata;
+
+		/* Report, keep the message in the status, and let the launcher restart us. */
+		error_context_stack = NULL;
+		HOLD_INTERRUPTS();
+		MemoryContextSwitchTo(TopMemoryContext);
+		edata = CopyErrorData();
+		eb_relay_error(edata->message);
+		EmitErrorReport();
+		proc_exit(1);
+	}
+	PG_exception_stack = &local_sigjmp_buf;
+
+	while (!shutdown_requested)
+	{
+		char		why[EB_RELAY_ERROR_LEN];
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		if (eb_kafka_brokers == NULL || eb_kafka_brokers[0] == '\0')
+			break;				/* the launcher stops us too */
+
+		if (!eb_relay_ready(slot, why, sizeof(why)))
+		{
+			eb_relay_set_state("waiting");
+			eb_relay_error(why);
+			eb_relay_pause(10000L);
+			continue;
+		}
+		producer = eb_producer_create(why, sizeof(why));
+		if (producer == NULL)
+		{
+			eb_relay_set_state("configuration error");
+			eb_relay_error(why);
+			/* nothing changes until the settings do */
+			while (!shutdown_requested && !ConfigReloadPending)
+				eb_relay_pause(60000L);
+			continue;
+		}
+
+		eb_relay_session(slot);
+
+		if (session_failed && !shutdown_requested)
+		{
+			/* back off before relaying again, up to 30 s */
+			eb_relay_set_state("retrying");
+			eb_relay_pause(backoff_ms);
+			backoff_ms = Min(backoff_ms * 2, 30000L);
+		}
+		else
+			backoff_ms = 1000;
+	}
+	eb_relay_set_state("stopped");
+	proc_exit(0);
+}

@@ -33,6 +33,7 @@
 #include "utils/builtins.h"
 #include "utils/inval.h"
 #include "utils/jsonb.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 #include "utils/uuid.h"
@@ -41,6 +42,7 @@
 #include "catalog.h"
 #include "position.h"
 #include "publish.h"
+#include "read.h"
 #include "relay.h"
 #include "shmem.h"
 #include "topic.h"
@@ -271,10 +273,19 @@ eb_relay_stats(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
+#define EB_BACKLOG_COUNT_MAX 1000000
+
+static EbEmitResult
+eb_count_emit(void *arg, EbTopic *topic, TupleTableSlot *slot)
+{
+	return EB_EMIT_TAKEN;
+}
+
 /*
- * relay_backlog(): per relayed topic, events published but not yet
- * acknowledged; NULL while unknown (nothing acknowledged since startup in a
- * partition that has events).
+ * relay_backlog(): per relayed topic, committed events after the last
+ * position Kafka acknowledged (counted up to a million per partition);
+ * NULL while unknown (nothing acknowledged since startup in a partition
+ * that has events).
  */
 Datum
 eb_relay_backlog(PG_FUNCTION_ARGS)
@@ -327,7 +338,8 @@ eb_relay_backlog(PG_FUNCTION_ARGS)
 			relayed = part->relayed_position;
 			LWLockRelease(&part->lock);
 			if (relayed >= 0)
-				backlog += Max(end - 1 - relayed, 0);
+				backlog += eb_read_partition(topic, p, relayed, EB_BACKLOG_COUNT_MAX,
+											 GetActiveSnapshot(), eb_count_emit, NULL);
 			else if (end > 0)
 				known = false;
 		}

@@ -84,7 +84,7 @@ char	   *eb_kafka_properties_file = NULL;
 int			eb_relay_max_in_flight = 100000;
 
 #define EB_SLOT_SAVE_MS 200
-#define EB_STATS_MS 1000
+#define EB_STATS_MS 100
 #define EB_LATENCY_RING 2048
 #define EB_ERROR_LOG_INTERVAL_MS 60000
 

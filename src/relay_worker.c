@@ -859,6 +859,25 @@ eb_relay_ready(const char *slot, char *why, size_t whylen)
 		return false;
 	}
 
+	{
+		ReplicationSlot *s = SearchNamedReplicationSlot(slot, true);
+		XLogRecPtr	invalidated_at = InvalidXLogRecPtr;
+
+		if (s != NULL)
+		{
+			SpinLockAcquire(&s->mutex);
+			invalidated_at = s->data.invalidated_at;
+			SpinLockRelease(&s->mutex);
+		}
+		if (!XLogRecPtrIsInvalid(invalidated_at))
+		{
+			snprintf(why, whylen,
+					 "replication slot \"%s\" was invalidated at %X/%X because it retained more WAL than max_slot_wal_keep_size; events committed since then were not relayed. Drop the slot to start relaying again from now.",
+					 slot, LSN_FORMAT_ARGS(invalidated_at));
+			return false;
+		}
+	}
+
 	if (SearchNamedReplicationSlot(slot, true) == NULL)
 	{
 		LogicalDecodingContext *ctx;

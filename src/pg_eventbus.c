@@ -16,6 +16,7 @@
 
 #include "pg_eventbus.h"
 #include "catalog.h"
+#include "notify.h"
 #include "publish.h"
 #include "relay.h"
 #include "shmem.h"
@@ -46,6 +47,7 @@ eb_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 			eb_catalog_xact_end(true);
 			eb_outbox_xact_end(true);
+			eb_notify_xact_end(true);
 			/* the commit is visible and flushed: let the relay read it now */
 			if (eb_xact_published)
 				eb_relay_wake();
@@ -57,6 +59,7 @@ eb_xact_callback(XactEvent event, void *arg)
 			eb_pending_clear();
 			eb_catalog_xact_end(false);
 			eb_outbox_xact_end(false);
+			eb_notify_xact_end(false);
 			eb_xact_published = false;
 			break;
 		default:
@@ -107,6 +110,17 @@ _PG_init(void)
 							10000,
 							100,
 							3600 * 1000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("eventbus.notify_interval",
+							"Shortest time between two notifications of one topic (LISTEN \"eventbus.<topic>\").",
+							NULL,
+							&eb_notify_interval,
+							10,
+							0,
+							60000,
 							PGC_SIGHUP,
 							GUC_UNIT_MS,
 							NULL, NULL, NULL);

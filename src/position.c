@@ -262,6 +262,7 @@ eb_topic_state(EbTopic *topic)
 		{
 			t->seg_relid = cur->relid;
 			t->seg_no = cur->seg_no;
+			strlcpy(t->name, topic->name, NAMEDATALEN);
 			t->initialized = true;
 		}
 		LWLockRelease(&t->lock);

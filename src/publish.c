@@ -51,6 +51,7 @@
 
 #include "pg_eventbus.h"
 #include "catalog.h"
+#include "notify.h"
 #include "position.h"
 #include "publish.h"
 #include "read.h"
@@ -333,6 +334,7 @@ eb_publish_group(EbTopic *topic, int32 partition, EbEvent **events, int n)
 	eb_pending_clear();
 	table_close(rel, NoLock);
 	eb_xact_published = true;
+	eb_notify_record(topic);
 }
 
 /*

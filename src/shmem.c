@@ -24,6 +24,12 @@
  *
  *	- EbRelayShared.mutex (a spinlock) protects the relay worker's status;
  *	  the outbox counters are atomics.
+ *	- EbTopicShared.name is written under the topic lock
+ *	  when the slot is initialized; notify_pending is an atomic flag set at
+ *	  commit and cleared by the worker that sends NOTIFY; "committed" is a
+ *	  condition variable broadcast at commit, for eventbus.wait().
+ *	- notify_latch/notify_dboid are set by the database worker at start and
+ *	  cleared at exit under the relay spinlock.
  *
  * Nothing here survives a restart: a topic's state is rebuilt from its
  * tables the first time it is used (see topic.c).
@@ -133,6 +139,8 @@ eb_shmem_startup(void)
 
 			memset(t, 0, sizeof(*t));
 			LWLockInitialize(&t->lock, eb_shared->tranche_id);
+			ConditionVariableInit(&t->committed);
+			pg_atomic_init_u32(&t->notify_pending, 0);
 		}
 		for (i = 0; i < eb_max_partitions; i++)
 		{
@@ -282,6 +290,8 @@ eb_topic_shared(Oid dboid, int64 uid, bool create)
 			t->initialized = false;
 			t->seg_relid = InvalidOid;
 			t->seg_no = 0;
+			t->name[0] = '\0';
+			pg_atomic_write_u32(&t->notify_pending, 0);
 			LWLockRelease(&t->lock);
 			e->idx = i;
 			LWLockRelease(eb_shared->map_lock);

@@ -14,6 +14,7 @@
 #include "access/xlogdefs.h"
 #include "datatype/timestamp.h"
 #include "port/atomics.h"
+#include "storage/condition_variable.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
 #include "storage/spin.h"
@@ -42,6 +43,10 @@ typedef struct EbTopicShared
 	bool		initialized;	/* seg_relid/seg_no valid */
 	Oid			seg_relid;		/* segment receiving new events */
 	int32		seg_no;
+	char		name[NAMEDATALEN];
+	ConditionVariable committed;	/* broadcast after a commit published here */
+	pg_atomic_uint32 notify_pending;	/* a commit published since the last
+										 * NOTIFY */
 } EbTopicShared;
 
 typedef struct EbPartShared
@@ -106,6 +111,8 @@ typedef struct EbShared
 	EbPartShared *parts;
 	EbPending  *pending;
 	EbRelayShared relay;
+	Latch	   *notify_latch;	/* the database worker's, NULL if none */
+	Oid			notify_dboid;	/* database it serves */
 } EbShared;
 
 extern EbShared *eb_shared;

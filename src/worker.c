@@ -11,9 +11,10 @@
  * most every few seconds) and replaces them when the settings name another
  * database or clear the brokers.
  *
- * The database worker runs maintenance (segment rotation and retention,
- * segment.c) for every topic every eventbus.maintenance_naptime, each topic
- * in its own transaction.  An error is logged and the loop goes on after a
+ * The database worker sends the coalesced LISTEN notifications of its
+ * database (notify.c) as soon as publishing transactions commit, and runs
+ * maintenance (segment rotation and retention, segment.c) for every topic
+ * every eventbus.maintenance_naptime, each topic in its own transaction.  An error is logged and the loop goes on after a
  * pause; the worker keeps no state that an error could leave inconsistent.
  *
  *-------------------------------------------------------------------------
@@ -33,6 +34,7 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
@@ -45,6 +47,7 @@
 
 #include "pg_eventbus.h"
 #include "catalog.h"
+#include "notify.h"
 #include "relay.h"
 #include "segment.h"
 #include "worker.h"
@@ -233,6 +236,13 @@ eb_launcher_main(Datum arg)
 }
 
 static void
+eb_db_worker_exit(int code, Datum arg)
+{
+	if (eb_shared != NULL)
+		eb_notify_register(false);
+}
+
+static void
 eb_maint_log(void *arg, const char *topic, const char *action, int32 segment,
 			 const char *detail)
 {
@@ -286,6 +296,7 @@ eb_db_worker_main(Datum arg)
 	Oid			dboid = DatumGetObjectId(arg);
 	MemoryContext loop_cxt;
 	sigjmp_buf	local_sigjmp_buf;
+	TimestampTz next_maintenance = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -294,6 +305,8 @@ eb_db_worker_main(Datum arg)
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pg_eventbus worker loop",
 									 ALLOCSET_DEFAULT_SIZES);
+	eb_notify_register(true);
+	before_shmem_exit(eb_db_worker_exit, (Datum) 0);
 
 	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
 	{
@@ -303,19 +316,28 @@ eb_db_worker_main(Datum arg)
 		EmitErrorReport();
 		AbortOutOfAnyTransaction();
 		LWLockReleaseAll();
+		ConditionVariableCancelSleep();
 		MemoryContextSwitchTo(TopMemoryContext);
 		FlushErrorState();
 		MemoryContextReset(loop_cxt);
 		RESUME_INTERRUPTS();
 		pgstat_report_activity(STATE_IDLE, NULL);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 eb_maintenance_naptime, PG_WAIT_EXTENSION);
+						 Min(eb_maintenance_naptime, 1000), PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 	PG_exception_stack = &local_sigjmp_buf;
 
+	/*
+	 * Notifications are sent as soon as the latch is set (at commit of
+	 * publishing transactions), maintenance every eventbus.maintenance_naptime.
+	 */
 	for (;;)
 	{
+		TimestampTz now;
+		long		timeout;
+		long		notify_wait;
+
 		MemoryContextSwitchTo(loop_cxt);
 		MemoryContextReset(loop_cxt);
 		CHECK_FOR_INTERRUPTS();
@@ -325,10 +347,21 @@ eb_db_worker_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
-		eb_worker_pass(loop_cxt);
+		notify_wait = eb_notify_pass();
+
+		now = GetCurrentTimestamp();
+		if (now >= next_maintenance)
+		{
+			eb_worker_pass(loop_cxt);
+			now = GetCurrentTimestamp();
+			next_maintenance = TimestampTzPlusMilliseconds(now, eb_maintenance_naptime);
+		}
+		timeout = (long) ((next_maintenance - now) / 1000) + 1;
+		if (notify_wait >= 0)
+			timeout = Min(timeout, notify_wait);
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 eb_maintenance_naptime, PG_WAIT_EXTENSION);
+						 Max(timeout, 1), PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 }

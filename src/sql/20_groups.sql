@@ -164,3 +164,11 @@ CROSS JOIN LATERAL eventbus.group_status(g.group_name, t.topic) s;
 COMMENT ON VIEW eventbus.consumer_lag IS
   'Lag of every consumer group on every partition: events (lag) and time (age of the oldest unconsumed event), last commit, lease holder, retries waiting.';
 GRANT SELECT ON eventbus.consumer_lag TO PUBLIC;
+
+CREATE FUNCTION eventbus.wait(group_name text, topic text,
+                              timeout interval DEFAULT '30 seconds', member text DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'eb_wait'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus.wait(text, text, interval, text) IS
+  'Blocks until the group has events to poll on the topic (true) or the timeout passes (false); an event committed just before the call is never missed. With member, counts from what that member was handed. Call it outside a REPEATABLE READ transaction. Needs SELECT on the topic.';

@@ -1,0 +1,408 @@
+/*-------------------------------------------------------------------------
+ *
+ * notify.c
+ *	  Wake-ups: LISTEN "eventbus.<topic>" notifications and eventbus.wait().
+ *
+ * A transaction that issues NOTIFY takes a cluster-wide lock at commit and
+ * holds it through the commit's WAL flush, which would serialize every
+ * producer.  So producers never notify.  A publishing transaction only
+ * remembers its topics; its commit callback, which runs once the commit is
+ * visible, sets the topic's notify_pending flag, broadcasts the topic's
+ * condition variable and sets the latch of the database worker.
+ *
+ * The database worker (worker.c) calls eb_notify_pass(): it sends one
+ * NOTIFY per pending topic, at most one per topic every
+ * eventbus.notify_interval, all in one transaction.  The payload names the
+ * topic and the end position of each partition.  Only the database served
+ * by the worker (eventbus.database) gets notifications.
+ *
+ * eventbus.wait() does not need the worker: it prepares to sleep on the
+ * topic's condition variable, then checks for events with the latest
+ * snapshot, then sleeps.  A commit is visible before its broadcast, so a
+ * commit just before the call is either seen by the check or wakes the
+ * sleep.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/async.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/condition_variable.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/json.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "pg_eventbus.h"
+#include "catalog.h"
+#include "group.h"
+#include "notify.h"
+#include "position.h"
+#include "read.h"
+#include "shmem.h"
+#include "util.h"
+
+PG_FUNCTION_INFO_V1(eb_wait);
+
+int			eb_notify_interval = 10;
+
+#define EB_PUBLISHED_MAX 32
+#define EB_NOTIFY_PAYLOAD_MAX 7900
+
+/* Topics this transaction published to. */
+static EbTopicShared *published[EB_PUBLISHED_MAX];
+static int64 published_uid[EB_PUBLISHED_MAX];
+static int	npublished = 0;
+static bool published_overflow = false;
+
+/* In the worker: when each topic was last notified. */
+typedef struct EbNotified
+{
+	int64		uid;
+	TimestampTz at;
+} EbNotified;
+
+static HTAB *notified = NULL;
+
+void
+eb_notify_record(EbTopic *topic)
+{
+	EbTopicShared *t = topic->tshared;
+	int			i;
+
+	if (t == NULL)
+		return;
+	for (i = 0; i < npublished; i++)
+	{
+		if (published[i] == t)
+			return;
+	}
+	if (npublished < EB_PUBLISHED_MAX)
+	{
+		published[npublished] = t;
+		published_uid[npublished] = topic->uid;
+		npublished++;
+	}
+	else
+		published_overflow = true;
+}
+
+static void
+eb_notify_signal(EbTopicShared *t)
+{
+	pg_atomic_write_u32(&t->notify_pending, 1);
+	ConditionVariableBroadcast(&t->committed);
+}
+
+/* Called at the end of every transaction. */
+void
+eb_notify_xact_end(bool commit)
+{
+	int			i;
+	Latch	   *latch = NULL;
+
+	if (commit && eb_shared != NULL && (npublished > 0 || published_overflow))
+	{
+		for (i = 0; i < npublished; i++)
+		{
+			if (published[i]->key.uid == published_uid[i])
+				eb_notify_signal(published[i]);
+		}
+		if (published_overflow)
+		{
+			for (i = 0; i < eb_shared->max_topics; i++)
+			{
+				EbTopicShared *t = &eb_shared->topics[i];
+
+				if (t->in_use && t->key.dboid == MyDatabaseId)
+					eb_notify_signal(t);
+			}
+		}
+		SpinLockAcquire(&eb_shared->relay.mutex);
+		if (eb_shared->notify_dboid == MyDatabaseId)
+			latch = eb_shared->notify_latch;
+		SpinLockRelease(&eb_shared->relay.mutex);
+		if (latch != NULL)
+			SetLatch(latch);
+	}
+	npublished = 0;
+	published_overflow = false;
+}
+
+/* The database worker announces itself as the sender of notifications. */
+void
+eb_notify_register(bool active)
+{
+	SpinLockAcquire(&eb_shared->relay.mutex);
+	eb_shared->notify_latch = active ? MyLatch : NULL;
+	eb_shared->notify_dboid = active ? MyDatabaseId : InvalidOid;
+	SpinLockRelease(&eb_shared->relay.mutex);
+}
+
+/* {"topic": ..., "end_positions": [...]}, without positions if too long */
+static char *
+eb_notify_payload(const char *name)
+{
+	EbTopic    *topic = eb_topic_get(name, true);
+	StringInfoData buf;
+	int32		p;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"topic\": ");
+	escape_json(&buf, name);
+	if (topic != NULL)
+	{
+		int			before = buf.len;
+
+		appendStringInfoString(&buf, ", \"end_positions\": [");
+		for (p = 0; p < topic->partitions; p++)
+		{
+			int64		end;
+
+			(void) eb_read_horizon(topic, p, &end);
+			appendStringInfo(&buf, "%s" INT64_FORMAT, p > 0 ? ", " : "", end);
+		}
+		appendStringInfoChar(&buf, ']');
+		if (buf.len > EB_NOTIFY_PAYLOAD_MAX)
+		{
+			buf.len = before;
+			buf.data[before] = '\0';
+		}
+	}
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
+/*
+ * Sends the notifications that are due.  Returns how many milliseconds
+ * until more are due (coalesced ones), or -1 if none is pending.
+ */
+long
+eb_notify_pass(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	long		next = -1;
+	List	   *names = NIL;
+	ListCell   *lc;
+	int			i;
+
+	if (notified == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(int64);
+		ctl.entrysize = sizeof(EbNotified);
+		ctl.hcxt = TopMemoryContext;
+		notified = hash_create("pg_eventbus notified topics", 64, &ctl,
+							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+
+	for (i = 0; i < eb_shared->max_topics; i++)
+	{
+		EbTopicShared *t = &eb_shared->topics[i];
+		EbNotified *n;
+		bool		found;
+		int64		uid;
+		char		name[NAMEDATALEN];
+		long		since;
+
+		if (pg_atomic_read_u32(&t->notify_pending) == 0)
+			continue;
+		LWLockAcquire(&t->lock, LW_SHARED);
+		if (!t->in_use || !t->initialized || t->key.dboid != MyDatabaseId)
+		{
+			LWLockRelease(&t->lock);
+			continue;
+		}
+		uid = t->key.uid;
+		strlcpy(name, t->name, NAMEDATALEN);
+		LWLockRelease(&t->lock);
+
+		n = hash_search(notified, &uid, HASH_ENTER, &found);
+		if (!found)
+			n->at = 0;
+		since = (long) ((now - n->at) / 1000);
+		if (found && since < eb_notify_interval)
+		{
+			long		wait = eb_notify_interval - since;
+
+			next = next < 0 ? wait : Min(next, wait);
+			continue;
+		}
+		if (pg_atomic_exchange_u32(&t->notify_pending, 0) == 1)
+		{
+			n->at = now;
+			names = lappend(names, pstrdup(name));
+		}
+	}
+
+	if (names != NIL)
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		foreach(lc, names)
+		{
+			char	   *name = lfirst(lc);
+
+			Async_Notify(psprintf("eventbus.%s", name), eb_notify_payload(name));
+		}
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		list_free_deep(names);
+	}
+	return next;
+}
+
+typedef struct EbAnyEvent
+{
+	bool		found;
+} EbAnyEvent;
+
+static EbEmitResult
+eb_any_emit(void *arg, EbTopic *topic, TupleTableSlot *slot)
+{
+	((EbAnyEvent *) arg)->found = true;
+	return EB_EMIT_STOP;
+}
+
+/*
+ * Would poll() return something for this group now?  Uses the latest
+ * snapshot.  With a member, partitions it leases count from what it was
+ * handed, and partitions leased to others are skipped.
+ */
+static bool
+eb_group_has_events(const char *group_name, EbTopic *topic, const char *member)
+{
+	EbSpi		spi;
+	EbGroup		g;
+	Oid			argtypes[2] = {INT4OID, TEXTOID};
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+	Snapshot	snapshot;
+	bool		result = false;
+	uint64		i;
+	SPITupleTable *rows;
+	uint64		nrows;
+	int64	   *from;
+	bool	   *skip;
+	int32		p;
+
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	PushActiveSnapshot(snapshot);
+	eb_spi_begin(&spi, true);
+	eb_group_lookup(group_name, topic, &g);
+	values[0] = Int32GetDatum(g.group_id);
+	if (member)
+		values[1] = CStringGetTextDatum(member);
+	else
+		nulls[1] = 'n';
+	eb_spi_exec("SELECT gp.partition, "
+				"  CASE WHEN gp.member = $2 AND gp.lease_until > now() "
+				"       THEN gp.fetched_position ELSE gp.committed_position END, "
+				"  coalesce(gp.member IS DISTINCT FROM $2 AND gp.lease_until > now(), false), "
+				"  EXISTS (SELECT 1 FROM eventbus.group_retry r WHERE r.group_id = $1 "
+				"          AND r.partition = gp.partition AND r.not_before <= now()) "
+				"FROM eventbus.group_partition gp WHERE gp.group_id = $1",
+				2, argtypes, values, nulls, true);
+	rows = SPI_tuptable;
+	nrows = SPI_processed;
+
+	/* partitions without a row yet (the topic grew) are read from the start */
+	from = palloc(sizeof(int64) * topic->partitions);
+	skip = palloc0(sizeof(bool) * topic->partitions);
+	for (p = 0; p < topic->partitions; p++)
+		from[p] = -1;
+	for (i = 0; i < nrows; i++)
+	{
+		HeapTuple	tup = rows->vals[i];
+		bool		isnull;
+
+		p = DatumGetInt32(SPI_getbinval(tup, rows->tupdesc, 1, &isnull));
+		if (p < 0 || p >= topic->partitions)
+			continue;
+		from[p] = DatumGetInt64(SPI_getbinval(tup, rows->tupdesc, 2, &isnull));
+		skip[p] = DatumGetBool(SPI_getbinval(tup, rows->tupdesc, 3, &isnull));
+		if (!skip[p] && DatumGetBool(SPI_getbinval(tup, rows->tupdesc, 4, &isnull)))
+			result = true;
+	}
+	for (p = 0; p < topic->partitions && !result; p++)
+	{
+		EbAnyEvent	any = {false};
+
+		if (skip[p])
+			continue;
+		(void) eb_read_partition(topic, p, from[p], 1, snapshot, eb_any_emit, &any);
+		result = any.found;
+	}
+	eb_spi_end(&spi);
+	PopActiveSnapshot();
+	UnregisterSnapshot(snapshot);
+	return result;
+}
+
+/*
+ * wait(group_name text, topic text, timeout interval, member text)
+ *	returns boolean
+ */
+Datum
+eb_wait(PG_FUNCTION_ARGS)
+{
+	char	   *group_name = eb_arg_name(fcinfo, 0, "group");
+	char	   *topic_name = eb_arg_name(fcinfo, 1, "topic");
+	char	   *member = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
+	Interval   *timeout;
+	EbTopic    *topic;
+	EbTopicShared *t;
+	TimestampTz deadline;
+	int64		timeout_us;
+
+	eb_arg_not_null(fcinfo, 2, "timeout");
+	timeout = PG_GETARG_INTERVAL_P(2);
+	if (eb_interval_sign(timeout) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must not be negative")));
+	timeout_us = timeout->time +
+		((int64) timeout->day + (int64) timeout->month * DAYS_PER_MONTH) * USECS_PER_DAY;
+	timeout_us = Min(timeout_us, (int64) 24 * 3600 * USECS_PER_SEC);
+
+	topic = eb_topic_get(topic_name, false);
+	eb_check_read_privilege(topic);
+	t = eb_topic_state(topic);
+	deadline = GetCurrentTimestamp() + timeout_us;
+
+	for (;;)
+	{
+		TimestampTz now;
+		long		sleep_ms;
+
+		ConditionVariablePrepareToSleep(&t->committed);
+		if (eb_group_has_events(group_name, topic, member))
+		{
+			ConditionVariableCancelSleep();
+			PG_RETURN_BOOL(true);
+		}
+		now = GetCurrentTimestamp();
+		if (now >= deadline)
+		{
+			ConditionVariableCancelSleep();
+			PG_RETURN_BOOL(false);
+		}
+		/* re-check at least every second: retries fall due without commits */
+		sleep_ms = Min((long) ((deadline - now) / 1000) + 1, 1000L);
+		(void) ConditionVariableTimedSleep(&t->committed, sleep_ms, PG_WAIT_EXTENSION);
+		ConditionVariableCancelSleep();
+		/* the topic may have been dropped and its slot reused meanwhile */
+		topic = eb_topic_get(topic_name, false);
+		t = eb_topic_state(topic);
+	}
+}

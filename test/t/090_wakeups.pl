@@ -1,0 +1,142 @@
+# Wake-ups: LISTEN "eventbus.<topic>" is notified after a publishing
+# transaction commits, never before and never for a rollback; bursts are
+# coalesced; eventbus.wait() returns at once for events committed before
+# the call, wakes on a commit during the call and times out otherwise; and
+# without the database worker, LISTEN stays silent but wait() still works.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+
+my $node = PostgreSQL::Test::Cluster->new('wakeups');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'pg_eventbus'
+wal_level = logical
+eventbus.database = 'postgres'
+eventbus.notify_interval = 50ms
+eventbus.maintenance_naptime = 1h
+});
+$node->start;
+$node->safe_psql('postgres', q{
+	CREATE EXTENSION pg_eventbus;
+	SELECT eventbus.create_topic('w', 2);
+	SELECT eventbus.create_group('g', 'w', 'latest');
+	CREATE PROCEDURE burst(n int) LANGUAGE plpgsql AS $$
+	BEGIN
+	  FOR i IN 1 .. n LOOP
+	    PERFORM eventbus.publish('w', jsonb_build_object('i', i));
+	    COMMIT;
+	  END LOOP;
+	END $$;
+});
+$node->poll_query_until('postgres',
+	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_eventbus worker'", '1')
+  or die 'no database worker';
+
+my $listener = $node->background_psql('postgres');
+$listener->query_safe('LISTEN "eventbus.w"');
+
+# Notifications psql printed since the last call.
+sub notifications
+{
+	my ($psql) = @_;
+	my $out = $psql->query_safe('SELECT 1');
+	return [ $out =~ /Asynchronous notification "eventbus\.w" with payload "(.*?)" received/g ];
+}
+
+sub wait_for_notifications
+{
+	my ($psql, $seconds) = @_;
+	my $deadline = time() + $seconds;
+	my @got;
+	while (time() < $deadline)
+	{
+		push @got, @{ notifications($psql) };
+		return \@got if @got;
+		usleep(50_000);
+	}
+	return \@got;
+}
+
+# Nothing while the producer's transaction is open; a notification after
+# its commit.
+my $producer = $node->background_psql('postgres');
+$producer->query_safe('BEGIN');
+$producer->query_safe(q{SELECT eventbus.publish('w', '{"n": 1}')});
+usleep(500_000);
+is(scalar @{ notifications($listener) }, 0, 'no notification before commit');
+$producer->query_safe('COMMIT');
+my $got = wait_for_notifications($listener, 10);
+is(scalar @$got, 1, 'one notification after commit');
+like($got->[0], qr/^\{"topic": "w", "end_positions": \[\d+, \d+\]\}$/,
+	'the payload names the topic and its end positions');
+
+# Nothing for a rolled-back transaction.
+$producer->query_safe('BEGIN');
+$producer->query_safe(q{SELECT eventbus.publish('w', '{"n": 2}')});
+$producer->query_safe('ROLLBACK');
+usleep(600_000);
+is(scalar @{ notifications($listener) }, 0, 'no notification for a rollback');
+
+# A burst of 300 commits is coalesced; the last notification carries the
+# final end positions.
+$node->safe_psql('postgres', 'CALL burst(300)');
+my $final = $node->safe_psql('postgres',
+	"SELECT array_agg(end_position ORDER BY partition) FROM eventbus.topic_partitions('w')");
+$final =~ s/[{}]//g;
+$final =~ s/,/, /g;
+usleep(500_000);
+my $burst = notifications($listener);
+cmp_ok(scalar @$burst, '>=', 1, 'the burst was notified');
+cmp_ok(scalar @$burst, '<', 150, 'the burst was coalesced: ' . scalar(@$burst) . ' notifications for 300 commits');
+like($burst->[-1], qr/"end_positions": \[\Q$final\E\]/, 'the last notification shows the final end positions');
+
+# wait(): at once for events committed before the call, on timeout without.
+$node->safe_psql('postgres', q{SELECT count(*) FROM eventbus.poll('g', 'w', 100000, commit => true)});
+my $t0 = time();
+is($node->safe_psql('postgres', q{SELECT eventbus.wait('g', 'w', '0.5 seconds')}), 'f',
+	'wait times out without events');
+cmp_ok(time() - $t0, '>=', 0.45, 'after the timeout');
+$node->safe_psql('postgres', q{SELECT eventbus.publish('w', '{"n": 3}')});
+$t0 = time();
+is($node->safe_psql('postgres', q{SELECT eventbus.wait('g', 'w', '30 seconds')}), 't',
+	'wait returns true for an event committed just before the call');
+cmp_ok(time() - $t0, '<', 5, 'at once');
+
+# wait() woken by a commit during the call.
+$node->safe_psql('postgres', q{SELECT count(*) FROM eventbus.poll('g', 'w', 100000, commit => true)});
+my $waiter = $node->background_psql('postgres');
+$waiter->query_until(qr/waiting/, q{\echo waiting
+SELECT eventbus.wait('g', 'w', '60 seconds') AS woke \gset
+\echo done :woke
+});
+usleep(300_000);
+$t0 = time();
+$node->safe_psql('postgres', q{SELECT eventbus.publish('w', '{"n": 4}')});
+my $woke = $waiter->query_until(qr/done/, '');
+like($woke, qr/done t/, 'wait returned true after a commit during the call');
+cmp_ok(time() - $t0, '<', 10, 'well before its timeout');
+$waiter->quit;
+
+# Without the database worker: no notifications, wait() still works.
+$node->safe_psql('postgres', 'CREATE DATABASE elsewhere');
+$node->safe_psql('postgres', q{ALTER SYSTEM SET eventbus.database = 'elsewhere'; SELECT pg_reload_conf()});
+$node->poll_query_until('postgres',
+	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_eventbus worker' AND datname = 'elsewhere'", '1')
+  or die 'the worker did not move';
+notifications($listener);
+$node->safe_psql('postgres', q{SELECT count(*) FROM eventbus.poll('g', 'w', 100000, commit => true)});
+$node->safe_psql('postgres', q{SELECT eventbus.publish('w', '{"n": 5}')});
+usleep(800_000);
+is(scalar @{ notifications($listener) }, 0,
+	'no notification when the worker serves another database');
+is($node->safe_psql('postgres', q{SELECT eventbus.wait('g', 'w', '5 seconds')}), 't',
+	'wait() does not need the worker');
+
+$listener->quit;
+$producer->quit;
+$node->stop;
+done_testing();

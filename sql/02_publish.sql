@@ -117,6 +117,28 @@ SELECT pg_stat_force_next_flush();
 SELECT sum(n_tup_ins) > 200 AS inserts_counted, sum(n_tup_upd + n_tup_del) AS updates_and_deletes
   FROM pg_stat_user_tables WHERE schemaname = 'eventbus_data';
 
+-- every index of a segment is maintained, also one added or rebuilt later
+CREATE INDEX pub_event_id ON eventbus_data."pub$1" (event_id);
+SELECT position AS new_pos FROM eventbus.publish('pub', '{"indexed": 1}', partition => 0) \gset
+SELECT event_id AS new_id FROM eventbus.read('pub', 0, :new_pos - 1, 1) \gset
+SET enable_seqscan = off;
+SELECT count(*) FROM eventbus_data."pub$1" WHERE event_id = :'new_id';
+RESET enable_seqscan;
+REINDEX TABLE CONCURRENTLY eventbus_data."pub$1";
+SELECT (eventbus.publish('pub', '{"after": "reindex"}', partition => 0)).position > 0 AS published;
+SELECT value FROM eventbus.read('pub', 0, max_events => 1000) WHERE value ? 'after';
+DROP INDEX eventbus_data.pub_event_id;
+
+-- a topic table whose columns were altered is refused, not trusted
+SELECT eventbus.create_topic('altered');
+ALTER TABLE eventbus_data.altered ALTER COLUMN position TYPE text;
+SELECT eventbus.publish('altered', '{}');
+SELECT * FROM eventbus.read('altered', 0);
+ALTER TABLE eventbus_data.altered ALTER COLUMN position TYPE bigint USING position::bigint;
+ALTER TABLE eventbus_data.altered ADD COLUMN extra int;
+SELECT eventbus.publish('altered', '{}');
+SELECT eventbus.drop_topic('altered');
+
 -- clean up
 SELECT eventbus.drop_topic('pub');
 SELECT eventbus.drop_topic('batch');

@@ -36,6 +36,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_type.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "storage/bufmgr.h"
@@ -51,15 +52,44 @@
 #include "position.h"
 #include "shmem.h"
 
-/* Finds the (partition, position) and idempotency key indexes of a segment. */
+/* Column types of a segment table, in order. */
+static const Oid eb_event_types[Natts_ev] = {
+	INT4OID, INT8OID, UUIDOID, TIMESTAMPTZOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID
+};
+
+/*
+ * Checks that a segment table still has the columns pg_eventbus writes and
+ * reads by position (its owner could have altered the topic's parent), and
+ * finds its usable (partition, position) and idempotency key indexes.  Looked
+ * up each time from the relcache, which follows index changes such as
+ * REINDEX CONCURRENTLY.
+ */
 void
 eb_segment_resolve_indexes(EbSegment *seg, Relation rel)
 {
+	TupleDesc	desc = RelationGetDescr(rel);
 	List	   *indexes;
 	ListCell   *lc;
+	int			i;
+	bool		ok = desc->natts == Natts_ev;
 
-	if (OidIsValid(seg->pk_index))
-		return;
+	for (i = 0; ok && i < Natts_ev; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped || att->atttypid != eb_event_types[i])
+			ok = false;
+	}
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("segment table \"%s\" does not have the columns of an event table",
+						RelationGetRelationName(rel)),
+				 errdetail("Its columns were changed, probably by ALTER TABLE on the topic's table."),
+				 errhint("Do not alter the tables in schema %s by hand.", EB_DATA_SCHEMA)));
+
+	seg->pk_index = InvalidOid;
+	seg->idem_index = InvalidOid;
 	indexes = RelationGetIndexList(rel);
 	foreach(lc, indexes)
 	{
@@ -71,13 +101,19 @@ eb_segment_resolve_indexes(EbSegment *seg, Relation rel)
 		if (!HeapTupleIsValid(tup))
 			continue;
 		ix = (Form_pg_index) GETSTRUCT(tup);
-		if (ix->indnatts == 2 && ix->indisunique &&
-			ix->indkey.values[0] == Anum_ev_partition &&
-			ix->indkey.values[1] == Anum_ev_position)
-			seg->pk_index = indexoid;
-		else if (ix->indnatts == 1 &&
-				 ix->indkey.values[0] == Anum_ev_idempotency_key)
-			seg->idem_index = indexoid;
+		if (ix->indisvalid && ix->indisready && ix->indislive)
+		{
+			if (ix->indnatts == 2 && ix->indisunique &&
+				ix->indkey.values[0] == Anum_ev_partition &&
+				ix->indkey.values[1] == Anum_ev_position &&
+				heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
+				heap_attisnull(tup, Anum_pg_index_indpred, NULL))
+				seg->pk_index = indexoid;
+			else if (ix->indnatts == 1 &&
+					 ix->indkey.values[0] == Anum_ev_idempotency_key &&
+					 heap_attisnull(tup, Anum_pg_index_indexprs, NULL))
+				seg->idem_index = indexoid;
+		}
 		ReleaseSysCache(tup);
 	}
 	list_free(indexes);

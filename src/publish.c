@@ -30,6 +30,7 @@
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "common/pg_prng.h"
+#include "executor/executor.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -173,147 +174,71 @@ eb_check_publish_privilege(EbTopic *topic)
 						 EB_DATA_SCHEMA, quote_identifier(topic->name))));
 }
 
-/* The cached segment entry of an open segment relation, resolving its indexes. */
-static EbSegment *
-eb_segment_of(EbTopic *topic, Relation rel, EbSegment *scratch)
-{
-	int			i;
-	EbSegment  *seg = NULL;
-
-	for (i = topic->nsegments - 1; i >= 0; i--)
-	{
-		if (topic->segments[i].relid == RelationGetRelid(rel))
-		{
-			seg = &topic->segments[i];
-			break;
-		}
-	}
-	if (seg == NULL)
-	{
-		/* switched to a segment created after our cache was loaded */
-		memset(scratch, 0, sizeof(*scratch));
-		scratch->relid = RelationGetRelid(rel);
-		seg = scratch;
-	}
-	eb_segment_resolve_indexes(seg, rel);
-	return seg;
-}
-
 /*
  * Inserts events[0..n-1], all of one partition with consecutive positions,
- * into an open segment relation, and their index entries.
+ * into an open segment relation, and maintains all its ready indexes the way
+ * INSERT does (including any an administrator added or is rebuilding).
  */
 static void
 eb_insert_events(EbTopic *topic, Relation rel, EbEvent **events, int n)
 {
-	TupleDesc	desc = RelationGetDescr(rel);
 	CommandId	cid = GetCurrentCommandId(true);
 	TimestampTz now = GetCurrentTimestamp();
 	EbSegment	scratch;
-	EbSegment  *seg = eb_segment_of(topic, rel, &scratch);
-	Relation	pkidx;
-	Relation	idemidx = NULL;
-	IndexInfo  *pkinfo;
-	IndexInfo  *ideminfo = NULL;
-	ItemPointerData *tids = palloc(sizeof(ItemPointerData) * n);
-	TupleTableSlot **slots = NULL;
+	EState	   *estate;
+	ResultRelInfo *rri;
+	TupleTableSlot **slots = palloc(sizeof(TupleTableSlot *) * n);
 	int			i;
 
-	if (n == 1)
-	{
-		Datum		values[Natts_ev];
-		bool		nulls[Natts_ev];
-		HeapTuple	tup;
-		pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
-		EbEvent    *ev = events[0];
+	/* validates the table's columns */
+	memset(&scratch, 0, sizeof(scratch));
+	eb_segment_resolve_indexes(&scratch, rel);
 
-		eb_uuid_v7(id);
-		memset(nulls, 0, sizeof(nulls));
-		values[Anum_ev_partition - 1] = Int32GetDatum(ev->partition);
-		values[Anum_ev_position - 1] = Int64GetDatum(ev->position);
-		values[Anum_ev_event_id - 1] = UUIDPGetDatum(id);
-		values[Anum_ev_created_at - 1] = TimestampTzGetDatum(now);
-		values[Anum_ev_key - 1] = ev->key ? PointerGetDatum(ev->key) : (Datum) 0;
-		nulls[Anum_ev_key - 1] = ev->key == NULL;
-		values[Anum_ev_value - 1] = ev->value;
-		values[Anum_ev_headers - 1] = ev->headers ? JsonbPGetDatum(ev->headers) : (Datum) 0;
-		nulls[Anum_ev_headers - 1] = ev->headers == NULL;
-		values[Anum_ev_idempotency_key - 1] = ev->idem ? PointerGetDatum(ev->idem) : (Datum) 0;
-		nulls[Anum_ev_idempotency_key - 1] = ev->idem == NULL;
-		tup = heap_form_tuple(desc, values, nulls);
-		heap_insert(rel, tup, cid, 0, NULL);
-		tids[0] = tup->t_self;
-	}
-	else
-	{
-		slots = palloc(sizeof(TupleTableSlot *) * n);
-		for (i = 0; i < n; i++)
-		{
-			TupleTableSlot *slot = table_slot_create(rel, NULL);
-			pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
-			EbEvent    *ev = events[i];
+	estate = CreateExecutorState();
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	ExecOpenIndices(rri, false);
 
-			eb_uuid_v7(id);
-			ExecClearTuple(slot);
-			memset(slot->tts_isnull, 0, sizeof(bool) * Natts_ev);
-			slot->tts_values[Anum_ev_partition - 1] = Int32GetDatum(ev->partition);
-			slot->tts_values[Anum_ev_position - 1] = Int64GetDatum(ev->position);
-			slot->tts_values[Anum_ev_event_id - 1] = UUIDPGetDatum(id);
-			slot->tts_values[Anum_ev_created_at - 1] = TimestampTzGetDatum(now);
-			slot->tts_values[Anum_ev_key - 1] = ev->key ? PointerGetDatum(ev->key) : (Datum) 0;
-			slot->tts_isnull[Anum_ev_key - 1] = ev->key == NULL;
-			slot->tts_values[Anum_ev_value - 1] = ev->value;
-			slot->tts_values[Anum_ev_headers - 1] = ev->headers ? JsonbPGetDatum(ev->headers) : (Datum) 0;
-			slot->tts_isnull[Anum_ev_headers - 1] = ev->headers == NULL;
-			slot->tts_values[Anum_ev_idempotency_key - 1] = (Datum) 0;
-			slot->tts_isnull[Anum_ev_idempotency_key - 1] = true;
-			ExecStoreVirtualTuple(slot);
-			slots[i] = slot;
-		}
-		table_multi_insert(rel, slots, n, cid, 0, NULL);
-		for (i = 0; i < n; i++)
-			tids[i] = slots[i]->tts_tid;
-	}
-
-	pkidx = index_open(seg->pk_index, RowExclusiveLock);
-	pkinfo = BuildIndexInfo(pkidx);
 	for (i = 0; i < n; i++)
 	{
-		Datum		iv[2];
-		bool		inull[2] = {false, false};
+		TupleTableSlot *slot = table_slot_create(rel, NULL);
+		pg_uuid_t  *id = palloc(sizeof(pg_uuid_t));
+		EbEvent    *ev = events[i];
 
-		iv[0] = Int32GetDatum(events[i]->partition);
-		iv[1] = Int64GetDatum(events[i]->position);
-		index_insert(pkidx, iv, inull, &tids[i], rel, UNIQUE_CHECK_YES, false, pkinfo);
-
-		if (events[i]->idem != NULL)
-		{
-			Datum		kv[1];
-			bool		knull[1] = {false};
-
-			if (idemidx == NULL)
-			{
-				if (!OidIsValid(seg->idem_index))
-					ereport(ERROR,
-							(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-							 errmsg("segment table \"%s\" has no idempotency key index",
-									RelationGetRelationName(rel))));
-				idemidx = index_open(seg->idem_index, RowExclusiveLock);
-				ideminfo = BuildIndexInfo(idemidx);
-			}
-			kv[0] = PointerGetDatum(events[i]->idem);
-			index_insert(idemidx, kv, knull, &tids[i], rel, UNIQUE_CHECK_NO, false, ideminfo);
-		}
+		eb_uuid_v7(id);
+		ExecClearTuple(slot);
+		memset(slot->tts_isnull, 0, sizeof(bool) * Natts_ev);
+		slot->tts_values[Anum_ev_partition - 1] = Int32GetDatum(ev->partition);
+		slot->tts_values[Anum_ev_position - 1] = Int64GetDatum(ev->position);
+		slot->tts_values[Anum_ev_event_id - 1] = UUIDPGetDatum(id);
+		slot->tts_values[Anum_ev_created_at - 1] = TimestampTzGetDatum(now);
+		slot->tts_values[Anum_ev_key - 1] = ev->key ? PointerGetDatum(ev->key) : (Datum) 0;
+		slot->tts_isnull[Anum_ev_key - 1] = ev->key == NULL;
+		slot->tts_values[Anum_ev_value - 1] = ev->value;
+		slot->tts_values[Anum_ev_headers - 1] = ev->headers ? JsonbPGetDatum(ev->headers) : (Datum) 0;
+		slot->tts_isnull[Anum_ev_headers - 1] = ev->headers == NULL;
+		slot->tts_values[Anum_ev_idempotency_key - 1] = ev->idem ? PointerGetDatum(ev->idem) : (Datum) 0;
+		slot->tts_isnull[Anum_ev_idempotency_key - 1] = ev->idem == NULL;
+		ExecStoreVirtualTuple(slot);
+		slots[i] = slot;
 	}
-	if (idemidx != NULL)
-		index_close(idemidx, RowExclusiveLock);
-	index_close(pkidx, RowExclusiveLock);
 
-	if (slots != NULL)
+	if (n == 1)
+		table_tuple_insert(rel, slots[0], cid, 0, NULL);
+	else
+		table_multi_insert(rel, slots, n, cid, 0, NULL);
+
+	for (i = 0; i < n; i++)
 	{
-		for (i = 0; i < n; i++)
-			ExecDropSingleTupleTableSlot(slots[i]);
+		List	   *recheck = ExecInsertIndexTuples(rri, slots[i], estate, false, false,
+													NULL, NIL);
+
+		list_free(recheck);
+		ResetPerTupleExprContext(estate);
+		ExecDropSingleTupleTableSlot(slots[i]);
 	}
+	ExecCloseIndices(rri);
+	FreeExecutorState(estate);
 }
 
 /*

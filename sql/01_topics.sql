@@ -81,6 +81,18 @@ BEGIN;
 SELECT eventbus.drop_topic('rolled-back');
 ROLLBACK;
 SELECT * FROM eventbus.publish('rolled-back', '2', partition => 1);
+-- a drop rolled back to a savepoint leaves the topic and its positions
+-- alone: the counter still remembers position 2, rolled back and vacuumed
+BEGIN;
+SELECT * FROM eventbus.publish('rolled-back', '"gone"', partition => 1);
+ROLLBACK;
+VACUUM eventbus_data."rolled-back$1";
+BEGIN;
+SAVEPOINT s;
+SELECT eventbus.drop_topic('rolled-back');
+ROLLBACK TO SAVEPOINT s;
+COMMIT;
+SELECT * FROM eventbus.publish('rolled-back', '3', partition => 1);
 SELECT eventbus.drop_topic('rolled-back');
 
 -- topic DDL cannot be prepared

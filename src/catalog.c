@@ -21,6 +21,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
@@ -51,6 +52,7 @@ typedef struct EbForget
 	int64		uid;
 	int32		partitions;
 	bool		at_commit;
+	SubTransactionId subid;		/* subtransaction that queued it */
 } EbForget;
 
 static bool xact_changed = false;
@@ -407,6 +409,7 @@ eb_forget_add(int64 uid, int32 partitions, bool at_commit)
 	f->uid = uid;
 	f->partitions = partitions;
 	f->at_commit = at_commit;
+	f->subid = GetCurrentSubTransactionId();
 	forget_list = lappend(forget_list, f);
 	MemoryContextSwitchTo(oldcxt);
 }
@@ -423,6 +426,35 @@ void
 eb_catalog_forget_at_abort(int64 uid, int32 partitions)
 {
 	eb_forget_add(uid, partitions, false);
+}
+
+/*
+ * A subtransaction ended: what it queued moves to its parent on commit; on
+ * abort, drops it queued never happened and topics it created are gone.
+ */
+void
+eb_catalog_subxact_end(SubTransactionId mySubid, SubTransactionId parentSubid, bool commit)
+{
+	ListCell   *lc;
+
+	foreach(lc, forget_list)
+	{
+		EbForget   *f = lfirst(lc);
+
+		if (f->subid != mySubid)
+			continue;
+		if (commit)
+			f->subid = parentSubid;
+		else
+		{
+			if (!f->at_commit)
+				eb_shared_forget_topic(f->dboid, f->uid, f->partitions);
+			forget_list = foreach_delete_current(forget_list, lc);
+			pfree(f);
+		}
+	}
+	if (!commit && xact_changed)
+		eb_topic_cache_invalidate();
 }
 
 void

@@ -74,6 +74,8 @@ extern void eb_catalog_changed(void);
 extern void eb_catalog_forget_at_commit(int64 uid, int32 partitions);
 extern void eb_catalog_forget_at_abort(int64 uid, int32 partitions);
 extern void eb_catalog_xact_end(bool commit);
+extern void eb_catalog_subxact_end(SubTransactionId mySubid,
+								   SubTransactionId parentSubid, bool commit);
 extern bool eb_catalog_changed_in_xact(void);
 
 #endif							/* EB_CATALOG_H */

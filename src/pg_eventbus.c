@@ -75,9 +75,10 @@ eb_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	{
 		/* an interrupted publish in this subtransaction leaves no pending range */
 		eb_pending_clear();
-		if (eb_catalog_changed_in_xact())
-			eb_topic_cache_reset();
+		eb_catalog_subxact_end(mySubid, parentSubid, false);
 	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+		eb_catalog_subxact_end(mySubid, parentSubid, true);
 }
 
 void

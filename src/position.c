@@ -306,9 +306,44 @@ eb_topic_state(EbTopic *topic)
 }
 
 /*
+ * Highest position of a partition that a consumer group has stored
+ * (committed, or handed to a lease holder), -1 if none.  Groups may store
+ * positions of events that rolled back and were vacuumed away ('latest',
+ * seek, commit), so counters never restart below them.
+ */
+static int64
+eb_group_position_floor(EbTopic *topic, int32 partition)
+{
+	static SPIPlanPtr plan = NULL;
+	EbSpi		spi;
+	Oid			argtypes[2] = {INT4OID, INT4OID};
+	Datum		values[2];
+	int64		floor = -1;
+	bool		isnull;
+	Datum		d;
+
+	eb_spi_begin(&spi, true);
+	eb_spi_plan(&plan,
+				"SELECT max(greatest(gp.committed_position, gp.fetched_position)) "
+				"FROM eventbus.group_partition gp "
+				"JOIN eventbus.consumer_group g USING (group_id) "
+				"WHERE g.topic_id = $1 AND gp.partition = $2",
+				2, argtypes);
+	values[0] = Int32GetDatum(topic->topic_id);
+	values[1] = Int32GetDatum(partition);
+	eb_spi_run(plan, values, NULL, true);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (!isnull)
+		floor = DatumGetInt64(d);
+	eb_spi_end(&spi);
+	return floor;
+}
+
+/*
  * Rebuilds a partition's counter from the tables: *next is one past the
- * highest position present anywhere (and not below any recorded segment
- * start); *seg_start is where segment cur_no begins for this partition.
+ * highest position present anywhere, and not below any recorded segment
+ * start or any position a group stored; *seg_start is where segment cur_no
+ * begins for this partition.
  */
 static void
 eb_part_rebuild(EbTopic *topic, int32 partition, int32 cur_no,
@@ -358,6 +393,7 @@ eb_part_rebuild(EbTopic *topic, int32 partition, int32 cur_no,
 			known_start = Max(known_start, seg->start[partition]);
 	}
 	*next = Max(max_all + 1, known_start);
+	*next = Max(*next, eb_group_position_floor(topic, partition) + 1);
 	*seg_start = cur_start >= 0 ? cur_start : max_before + 1;
 }
 

@@ -412,13 +412,20 @@ eb_shared_forget_topic(Oid dboid, int64 uid, int32 partitions)
 		if (pe != NULL)
 		{
 			EbPartShared *p = &eb_shared->parts[pe->idx];
+			bool		busy;
 
 			LWLockAcquire(&p->lock, LW_EXCLUSIVE);
-			p->in_use = false;
-			p->initialized = false;
-			memset(&p->key, 0, sizeof(p->key));
+			/* a publisher between assignment and insertion: leave it be */
+			busy = p->npending > 0;
+			if (!busy)
+			{
+				p->in_use = false;
+				p->initialized = false;
+				memset(&p->key, 0, sizeof(p->key));
+			}
 			LWLockRelease(&p->lock);
-			hash_search(part_map, &pkey, HASH_REMOVE, NULL);
+			if (!busy)
+				hash_search(part_map, &pkey, HASH_REMOVE, NULL);
 		}
 	}
 	LWLockRelease(eb_shared->map_lock);
@@ -443,6 +450,7 @@ eb_pending_set(EbPartShared *part, int64 lo)
 	Assert(LWLockHeldByMeInMode(&part->lock, LW_EXCLUSIVE));
 	Assert(mine->part == NULL);
 	mine->part = part;
+	mine->key = part->key;
 	mine->lo = lo;
 	part->npending++;
 }
@@ -471,8 +479,12 @@ eb_pending_clear(void)
 	if (part == NULL)
 		return;
 	LWLockAcquire(&part->lock, LW_EXCLUSIVE);
-	part->npending--;
-	Assert(part->npending >= 0);
+	/* the slot cannot have been released meanwhile (see forget), but check */
+	if (part->in_use && memcmp(&part->key, &mine->key, sizeof(EbPartKey)) == 0)
+	{
+		part->npending--;
+		Assert(part->npending >= 0);
+	}
 	mine->part = NULL;
 	LWLockRelease(&part->lock);
 }

@@ -68,6 +68,7 @@ typedef struct EbPartShared
 typedef struct EbPending
 {
 	EbPartShared *part;			/* NULL when none */
+	EbPartKey	key;			/* part's key when set */
 	int64		lo;				/* lowest position of the assignment */
 } EbPending;
 

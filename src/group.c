@@ -19,6 +19,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -550,13 +551,15 @@ eb_group_status(PG_FUNCTION_ARGS)
 		if (p >= topic->partitions)
 			break;
 		memset(nulls, 0, sizeof(nulls));
-		(void) eb_read_horizon(topic, p, &end);
+		end = eb_end_position(topic, p);
 		first = eb_first_position(topic, p);
 		from = committed + 1;
 		if (first >= 0 && first > from)
 			from = first;
 		ft.found = false;
-		(void) eb_read_partition(topic, p, from - 1, 1, snapshot, eb_first_time_emit, &ft);
+		/* a standby cannot tell which events are safe to read: no time lag */
+		if (!RecoveryInProgress())
+			(void) eb_read_partition(topic, p, from - 1, 1, snapshot, eb_first_time_emit, &ft);
 
 		out[0] = Int32GetDatum(p);
 		out[1] = Int64GetDatum(committed);

@@ -377,6 +377,7 @@ eb_wait(PG_FUNCTION_ARGS)
 
 	topic = eb_topic_get(topic_name, false);
 	eb_check_read_privilege(topic);
+	eb_require_primary();
 	t = eb_topic_state(topic);
 	deadline = GetCurrentTimestamp() + timeout_us;
 

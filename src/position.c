@@ -31,6 +31,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/xlog.h"
 #include "access/relation.h"
 #include "access/stratnum.h"
 #include "access/table.h"
@@ -263,11 +264,28 @@ eb_pick_current_segment(EbTopic *topic)
 	return &topic->segments[0];
 }
 
+/*
+ * A standby cannot know which positions the primary is still writing (that
+ * is not in WAL), and state cached during recovery would outlive promotion.
+ */
+void
+eb_require_primary(void)
+{
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("pg_eventbus topics cannot be read or written on a standby"),
+				 errdetail("A standby does not know which positions the primary is still writing, so it cannot tell which events are safe to read."),
+				 errhint("Connect to the primary.")));
+}
+
 /* The topic's shared slot, with its current segment known. */
 EbTopicShared *
 eb_topic_state(EbTopic *topic)
 {
 	EbTopicShared *t = topic->tshared;
+
+	eb_require_primary();
 
 	for (;;)
 	{
@@ -404,6 +422,7 @@ eb_part_state(EbTopic *topic, int32 partition)
 	EbPartShared *p;
 
 	Assert(partition >= 0 && partition < topic->partitions);
+	eb_require_primary();
 	p = topic->pshared[partition];
 	for (;;)
 	{
@@ -516,6 +535,26 @@ eb_assign_positions(EbTopic *topic, int32 partition, int n, int64 *first)
 		LWLockRelease(&t->lock);
 		return rel;
 	}
+}
+
+/*
+ * The position the next event of a partition will get.  On a standby it is
+ * computed from the tables each time and not cached.
+ */
+int64
+eb_end_position(EbTopic *topic, int32 partition)
+{
+	int64		next;
+	int64		seg_start;
+
+	if (!RecoveryInProgress())
+	{
+		(void) eb_read_horizon(topic, partition, &next);
+		return next;
+	}
+	eb_part_rebuild(topic, partition, eb_pick_current_segment(topic)->seg_no,
+					&next, &seg_start);
+	return next;
 }
 
 /*

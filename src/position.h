@@ -18,6 +18,8 @@ extern EbTopicShared *eb_topic_state(EbTopic *topic);
 extern EbPartShared *eb_part_state(EbTopic *topic, int32 partition);
 extern Relation eb_assign_positions(EbTopic *topic, int32 partition, int n,
 									int64 *first);
+extern void eb_require_primary(void);
+extern int64 eb_end_position(EbTopic *topic, int32 partition);
 extern int64 eb_read_horizon(EbTopic *topic, int32 partition, int64 *end_position);
 extern void eb_segment_resolve_indexes(EbSegment *seg, Relation rel);
 extern int64 eb_first_position(EbTopic *topic, int32 partition);

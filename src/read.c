@@ -223,6 +223,7 @@ eb_read(PG_FUNCTION_ARGS)
 
 	topic = eb_topic_get(name, false);
 	eb_check_read_privilege(topic);
+	eb_require_primary();
 	eb_arg_not_null(fcinfo, 1, "partition");
 	partition = PG_GETARG_INT32(1);
 	eb_check_partition_arg(topic, partition);

@@ -22,6 +22,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "funcapi.h"
@@ -326,7 +327,7 @@ eb_relay_backlog(PG_FUNCTION_ARGS)
 
 		if (topic == NULL)
 			continue;
-		for (p = 0; p < topic->partitions; p++)
+		for (p = 0; p < topic->partitions && !RecoveryInProgress(); p++)
 		{
 			int64		end;
 			int64		relayed;
@@ -346,7 +347,7 @@ eb_relay_backlog(PG_FUNCTION_ARGS)
 		values[0] = CStringGetTextDatum(topic->name);
 		values[1] = CStringGetTextDatum((char *) lfirst(lc2));
 		values[2] = Int64GetDatum(backlog);
-		nulls[2] = !known;
+		nulls[2] = !known || RecoveryInProgress();
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -263,9 +263,10 @@ eb_record_start(int32 topic_id, int32 seg_no, int64 *starts, int n, bool activat
 	values[1] = Int32GetDatum(seg_no);
 	values[2] = eb_int8_array(starts, n);
 	values[3] = BoolGetDatum(activate_now);
+	/* recorded start positions are never overwritten */
 	eb_spi_exec("UPDATE eventbus.segment "
 				"SET activated_at = CASE WHEN $4 THEN now() ELSE coalesce(activated_at, now()) END, "
-				"start_positions = CASE WHEN $4 THEN $3 ELSE coalesce(start_positions, $3) END "
+				"start_positions = coalesce(start_positions, $3) "
 				"WHERE topic_id = $1 AND segment = $2",
 				4, argtypes, values, NULL, false);
 }
@@ -362,7 +363,17 @@ eb_maintain_topic(const char *name, EbMaintReport report, void *arg)
 		}
 	}
 
-	/* 2. Rotate when the current segment is old enough and not empty. */
+	/*
+	 * 2. Rotate when the current segment is old enough and not empty.  A
+	 * spare that was already activated means shared memory is behind the
+	 * catalog, which must not happen: refuse rather than reuse positions.
+	 */
+	if (spare_idx >= 0 && segs[spare_idx].activated)
+	{
+		report(arg, name, "skipped", segs[spare_idx].seg_no,
+			   "the next segment is already active; shared memory is behind the catalog");
+		spare_idx = -2;
+	}
 	if (has_retention && segs[cur_idx].rotation_due && spare_idx >= 0 &&
 		eb_relation_has_blocks(segs[cur_idx].relid) &&
 		eb_relation_committed(segs[spare_idx].relid))
@@ -384,7 +395,7 @@ eb_maintain_topic(const char *name, EbMaintReport report, void *arg)
 	}
 
 	/* 3. Keep one spare segment ahead of the current one. */
-	if (spare_idx < 0)
+	if (spare_idx == -1)
 	{
 		int32		seg_no = segs[nsegs - 1].seg_no + 1;
 

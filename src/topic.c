@@ -308,7 +308,7 @@ eb_topic_partitions(PG_FUNCTION_ARGS)
 		int64		end;
 		int64		first;
 
-		(void) eb_read_horizon(topic, p, &end);
+		end = eb_end_position(topic, p);
 		first = eb_first_position(topic, p);
 		values[0] = Int32GetDatum(p);
 		values[1] = Int64GetDatum(first >= 0 ? first : end);

@@ -43,9 +43,36 @@ SELECT * FROM eventbus.run_maintenance();
 SELECT count(*) FROM eventbus.topic;
 RESET ROLE;
 
+-- consuming through a group needs the privileges of the group's owner
+SET ROLE eb_admin;
+SELECT eventbus.create_topic('priv.dlq', 2);
+GRANT INSERT ON eventbus_data."priv.dlq" TO eb_consumer;
+RESET ROLE;
+GRANT SELECT ON eventbus_data.priv TO eb_producer;
+SET ROLE eb_consumer;
+SELECT eventbus.create_group('billing', 'priv', 'earliest');
+SELECT count(*) FROM eventbus.poll('billing', 'priv', 10, commit => true);
+RESET ROLE;
+SET ROLE eb_producer;
+SELECT count(*) FROM eventbus.poll('billing', 'priv', 10, commit => true);
+SELECT eventbus.commit('billing', 'priv', 0, 1);
+SELECT eventbus.wait('billing', 'priv', '0');
+SELECT eventbus.seek('billing', 'priv', 'earliest');
+SELECT eventbus.delete_group('billing');
+RESET ROLE;
+GRANT eb_consumer TO eb_producer;
+SET ROLE eb_producer;
+SELECT eventbus.wait('billing', 'priv', '0');
+RESET ROLE;
+REVOKE eb_consumer FROM eb_producer;
+SET ROLE eb_consumer;
+SELECT eventbus.delete_group('billing');
+RESET ROLE;
+
 SET ROLE eb_admin;
 SELECT eventbus.alter_topic('priv', partitions => 3);
 SELECT eventbus.drop_topic('priv');
+SELECT eventbus.drop_topic('priv.dlq');
 RESET ROLE;
 
 REVOKE CREATE ON SCHEMA eventbus_data FROM eb_admin;

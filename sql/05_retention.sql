@@ -41,6 +41,15 @@ SELECT segment, start_positions
   FROM eventbus.segment WHERE topic_id = (SELECT topic_id FROM eventbus.topic WHERE topic = 'ret')
  ORDER BY segment;
 
+-- a failure maintaining one topic is reported and the others go on: a
+-- table squatting on the name of ret-empty's next segment
+SELECT eventbus.publish('ret-empty', '{}');
+SELECT * FROM eventbus.publish('ret', '{"seg": 4}', key => 'a');
+CREATE TABLE eventbus_data."ret-empty$3" (x int);
+SELECT pg_sleep(0.3);
+SELECT topic, action, segment, left(detail, 40) AS detail FROM eventbus.run_maintenance() ORDER BY topic, action;
+DROP TABLE eventbus_data."ret-empty$3";
+
 SELECT eventbus.drop_topic('forever');
 SELECT eventbus.drop_topic('ret-empty');
 SELECT eventbus.drop_topic('ret');

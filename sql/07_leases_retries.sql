@@ -39,6 +39,14 @@ SELECT eventbus.commit('expiring', 'lz', :pa, 2, member => 'w2');
 SELECT partition, committed_position FROM eventbus.consumer_lag
  WHERE group_name = 'expiring' AND partition = :pa;
 
+-- a member that comes back in a new session (it restarted under the same
+-- name) gets its uncommitted events again instead of skipping them
+SELECT eventbus.create_group('restarting', 'lz', 'earliest');
+SELECT partition, position FROM eventbus.poll('restarting', 'lz', 2, member => 'wr', lease => '1 hour');
+\c
+SELECT partition, position FROM eventbus.poll('restarting', 'lz', 2, member => 'wr', lease => '1 hour');
+SELECT partition, position FROM eventbus.poll('restarting', 'lz', 2, member => 'wr', lease => '1 hour');
+
 -- retries: a nacked event comes back after its delay, with its attempt
 -- number, without holding up the events behind it
 SELECT eventbus.create_group('retrying', 'lz', 'earliest', max_attempts => 3);
@@ -83,6 +91,10 @@ SELECT count(*) FROM eventbus.group_retry r JOIN eventbus.consumer_group g USING
  WHERE g.group_name = 'retrying';
 
 -- nack errors
+BEGIN;
+SELECT position AS gone FROM eventbus.publish('lz', '{"n": "gone"}', key => 'a') \gset
+ROLLBACK;
+SELECT eventbus.nack('retrying', 'lz', :pa, :gone);
 SELECT eventbus.nack('retrying', 'lz', :pa, 99);
 SELECT eventbus.nack('retrying', 'lz', :pa, 0, retry_after => '-1 second');
 SELECT eventbus.nack('retrying', 'lz', :pa, 0, retry_after => NULL);

@@ -42,9 +42,11 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/jsonb.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+#include "utils/uuid.h"
 #include "utils/tuplestore.h"
 
 #include "pg_eventbus.h"
@@ -157,9 +159,9 @@ static bool
 eb_claim(EbGroup *g, int32 partition, const char *member, Interval *lease,
 		 int64 *committed, int64 *fetched)
 {
-	Oid			argtypes[4] = {INT4OID, INT4OID, TEXTOID, INTERVALOID};
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Oid			argtypes[5] = {INT4OID, INT4OID, TEXTOID, INTERVALOID, TEXTOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
 	HeapTuple	tup;
 	TupleDesc	desc;
@@ -190,19 +192,25 @@ eb_claim(EbGroup *g, int32 partition, const char *member, Interval *lease,
 	if (member == NULL)
 		return true;
 
-	/* Lease it; a new holder starts after the committed position. */
+	/*
+	 * Lease it.  A new holder, an expired lease or a holder in another
+	 * session starts again after the committed position.
+	 */
 	values[3] = IntervalPGetDatum(lease);
+	values[4] = CStringGetTextDatum(eb_session_id());
 	eb_spi_plan(&plan_lease,
 				"UPDATE eventbus.group_partition SET "
 				"  generation = generation + "
 				"    CASE WHEN member IS DISTINCT FROM $3 THEN 1 ELSE 0 END, "
 				"  fetched_position = CASE WHEN member IS DISTINCT FROM $3 "
 				"    OR lease_until IS NULL OR lease_until <= now() "
+				"    OR fetched_session IS DISTINCT FROM $5 "
 				"    THEN committed_position ELSE fetched_position END, "
+				"  fetched_session = $5, "
 				"  member = $3, lease_until = now() + $4 "
 				"WHERE group_id = $1 AND partition = $2 "
 				"RETURNING committed_position, fetched_position",
-				4, argtypes);
+				5, argtypes);
 	eb_spi_run(plan_lease, values, nulls, false);
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
@@ -289,6 +297,21 @@ eb_record_delivery(EbGroup *g, int32 partition, int64 last, bool advance,
 	}
 }
 
+/* Drops a retry whose event retention removed: it can never be delivered. */
+static void
+eb_forget_retry(EbGroup *g, int32 partition, int64 position)
+{
+	Oid			argtypes[3] = {INT4OID, INT4OID, INT8OID};
+	Datum		values[3];
+
+	values[0] = Int32GetDatum(g->group_id);
+	values[1] = Int32GetDatum(partition);
+	values[2] = Int64GetDatum(position);
+	eb_spi_exec("DELETE FROM eventbus.group_retry "
+				"WHERE group_id = $1 AND partition = $2 AND position = $3",
+				3, argtypes, values, NULL, false);
+}
+
 /*
  * poll(group_name, topic, max_events, member, lease, commit)
  */
@@ -310,9 +333,9 @@ eb_poll(PG_FUNCTION_ARGS)
 	int			nretries;
 	int			remaining = max_events;
 	Snapshot	snapshot;
-	Oid			argtypes[2] = {INT4OID, TEXTOID};
-	Datum		values[2];
-	char		nulls[2] = {' ', ' '};
+	Oid			argtypes[3] = {INT4OID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
 	uint64		r;
 	int32		i;
 	int32		start;
@@ -347,6 +370,7 @@ eb_poll(PG_FUNCTION_ARGS)
 
 	eb_spi_begin(&spi, true);
 	eb_group_lookup(group_name, topic, &g);
+	eb_check_group_member(&g, group_name, spi.save_userid);
 	eb_group_ensure_partitions(&g, topic);
 
 	/* Where each partition stands, without locking anything yet. */
@@ -355,12 +379,14 @@ eb_poll(PG_FUNCTION_ARGS)
 		values[1] = CStringGetTextDatum(member);
 	else
 		nulls[1] = 'n';
+	values[2] = CStringGetTextDatum(eb_session_id());
 	eb_spi_plan(&plan_rows,
 				"SELECT partition, committed_position, fetched_position, "
 				"  coalesce(member IS DISTINCT FROM $2 AND lease_until > now(), false), "
-				"  coalesce(member = $2 AND lease_until > now(), false) "
+				"  coalesce(member = $2 AND lease_until > now() "
+				"           AND fetched_session = $3, false) "
 				"FROM eventbus.group_partition WHERE group_id = $1",
-				2, argtypes);
+				3, argtypes);
 	/* not read-only: must see the rows eb_group_ensure_partitions just added */
 	eb_spi_run(plan_rows, values, nulls, false);
 	rows = palloc0(sizeof(EbPartRow) * topic->partitions);
@@ -459,6 +485,8 @@ eb_poll(PG_FUNCTION_ARGS)
 				retried[nretried++] = retries[k].position;
 				remaining--;
 			}
+			else if (retries[k].position < eb_first_position(topic, p))
+				eb_forget_retry(&g, p, retries[k].position);
 		}
 
 		/* Then new events, skipping those waiting for a retry. */
@@ -573,6 +601,7 @@ eb_commit(PG_FUNCTION_ARGS)
 
 	eb_spi_begin(&spi, true);
 	eb_group_lookup(group_name, topic, &g);
+	eb_check_group_member(&g, group_name, spi.save_userid);
 	eb_group_ensure_partitions(&g, topic);
 	eb_lock_for_ack(&g, group_name, topic, partition, member, &committed);
 	values[0] = Int32GetDatum(g.group_id);
@@ -617,8 +646,25 @@ eb_fetch_one_emit(void *arg, EbTopic *topic, TupleTableSlot *slot)
 		f->key = DatumGetTextPCopy(slot_getattr(slot, Anum_ev_key, &isnull));
 	if (!slot_attisnull(slot, Anum_ev_headers))
 		f->headers = DatumGetJsonbPCopy(slot_getattr(slot, Anum_ev_headers, &isnull));
-	f->event_id = slot_getattr(slot, Anum_ev_event_id, &isnull);
+	/* by reference into the buffer: copy before the slot lets it go */
+	f->event_id = datumCopy(slot_getattr(slot, Anum_ev_event_id, &isnull), false, UUID_LEN);
 	return EB_EMIT_STOP;
+}
+
+/* Reads one committed event; errors out if there is none at that position. */
+static void
+eb_fetch_event(EbTopic *topic, int32 partition, int64 position, EbFetchOne *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->want = position;
+	(void) eb_read_partition(topic, partition, position - 1, 1, GetActiveSnapshot(),
+							 eb_fetch_one_emit, f);
+	if (!f->found)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("there is no event at position %lld of partition %d of topic \"%s\"",
+						(long long) position, partition, topic->name),
+				 errdetail("It was not committed, was rolled back, or was removed by retention.")));
 }
 
 /*
@@ -627,9 +673,9 @@ eb_fetch_one_emit(void *arg, EbTopic *topic, TupleTableSlot *slot)
  */
 static void
 eb_dead_letter(EbGroup *g, const char *group_name, EbTopic *topic, int32 partition,
-			   int64 position, int32 attempts, const char *reason)
+			   int64 position, int32 attempts, const char *reason, EbFetchOne *event)
 {
-	EbFetchOne	f;
+	EbFetchOne	f = *event;
 	EbTopic    *dlq;
 	Oid			argtypes[8] = {JSONBOID, TEXTOID, TEXTOID, INT4OID, INT8OID, UUIDOID, INT4OID, TEXTOID};
 	Datum		values[8];
@@ -638,17 +684,6 @@ eb_dead_letter(EbGroup *g, const char *group_name, EbTopic *topic, int32 partiti
 	bool		isnull;
 	int32		dpart;
 	int64		dpos;
-
-	memset(&f, 0, sizeof(f));
-	f.want = position;
-	(void) eb_read_partition(topic, partition, position - 1, 1, GetActiveSnapshot(),
-							 eb_fetch_one_emit, &f);
-	if (!f.found)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("event at position %lld of partition %d of topic \"%s\" cannot be read",
-						(long long) position, partition, topic->name),
-				 errdetail("It was not committed, was removed by retention, or never existed.")));
 
 	if (f.headers)
 		values[0] = JsonbPGetDatum(f.headers);
@@ -696,6 +731,7 @@ eb_nack(PG_FUNCTION_ARGS)
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
 	const char *result;
+	EbFetchOne	event;
 
 	eb_check_writable("eventbus.nack()");
 	eb_arg_not_null(fcinfo, 4, "retry_after");
@@ -710,8 +746,10 @@ eb_nack(PG_FUNCTION_ARGS)
 
 	eb_spi_begin(&spi, true);
 	eb_group_lookup(group_name, topic, &g);
+	eb_check_group_member(&g, group_name, spi.save_userid);
 	eb_group_ensure_partitions(&g, topic);
 	eb_lock_for_ack(&g, group_name, topic, partition, member, &committed);
+	eb_fetch_event(topic, partition, position, &event);
 
 	values[0] = Int32GetDatum(g.group_id);
 	values[1] = Int32GetDatum(partition);
@@ -725,7 +763,7 @@ eb_nack(PG_FUNCTION_ARGS)
 
 	if (attempts >= g.max_attempts)
 	{
-		eb_dead_letter(&g, group_name, topic, partition, position, attempts, reason);
+		eb_dead_letter(&g, group_name, topic, partition, position, attempts, reason, &event);
 		eb_spi_exec("DELETE FROM eventbus.group_retry "
 					"WHERE group_id = $1 AND partition = $2 AND position = $3",
 					3, argtypes, values, NULL, false);
@@ -776,6 +814,7 @@ eb_release(PG_FUNCTION_ARGS)
 
 	eb_spi_begin(&spi, true);
 	eb_group_lookup(group_name, topic, &g);
+	eb_check_group_member(&g, group_name, spi.save_userid);
 	values[0] = Int32GetDatum(g.group_id);
 	values[1] = CStringGetTextDatum(member);
 	eb_spi_exec("UPDATE eventbus.group_partition SET member = NULL, lease_until = NULL, "

@@ -57,6 +57,17 @@ typedef enum EbStartKind
 
 static SPIPlanPtr plan_lookup = NULL;
 
+/*
+ * This database session, as recorded with what a lease holder was handed: a
+ * member that comes back in another session (it restarted) gets its
+ * uncommitted events again.
+ */
+char *
+eb_session_id(void)
+{
+	return psprintf("%d/" INT64_FORMAT, MyProcPid, (int64) MyStartTimestamp);
+}
+
 void
 eb_group_lookup(const char *group_name, EbTopic *topic, EbGroup *g)
 {
@@ -112,10 +123,27 @@ eb_group_ensure_partitions(EbGroup *g, EbTopic *topic)
 	eb_spi_run(plan, values, NULL, false);
 }
 
-static void
-eb_check_group_owner(EbGroup *g, const char *group_name)
+/*
+ * Consuming through a group (poll, commit, nack, release, wait) needs the
+ * privileges of its owner: one team's group is not another's to move.
+ */
+void
+eb_check_group_member(EbGroup *g, const char *group_name, Oid caller)
 {
-	if (!has_privs_of_role(GetUserId(), g->owner))
+	if (!has_privs_of_role(caller, g->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to consume through group \"%s\"", group_name),
+				 errdetail("The group is owned by role \"%s\".",
+						   GetUserNameFromId(g->owner, false)),
+				 errhint("Grant that role to the consuming role: GRANT %s TO role;",
+						 quote_identifier(GetUserNameFromId(g->owner, false)))));
+}
+
+static void
+eb_check_group_owner(EbGroup *g, const char *group_name, Oid caller)
+{
+	if (!has_privs_of_role(caller, g->owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("must be owner of consumer group \"%s\"", group_name),
@@ -241,7 +269,7 @@ eb_create_group(PG_FUNCTION_ARGS)
 	eb_spi_begin(&spi, true);
 	values[0] = CStringGetTextDatum(group_name);
 	values[1] = Int32GetDatum(topic->topic_id);
-	values[2] = ObjectIdGetDatum(GetUserId());
+	values[2] = ObjectIdGetDatum(spi.save_userid);	/* the caller, not the extension owner */
 	values[3] = Int32GetDatum(max_attempts);
 	values[4] = CStringGetTextDatum(dlq);
 	eb_spi_exec("INSERT INTO eventbus.consumer_group "
@@ -265,12 +293,15 @@ eb_create_group(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* Looks up a group the caller owns; the caller is inside eb_spi_begin. */
+/*
+ * Looks up a group the calling role owns.  Runs inside eb_spi_begin, where
+ * the current user is the extension owner: the caller comes from spi.
+ */
 static void
-eb_owned_group(const char *group_name, EbTopic *topic, EbGroup *g)
+eb_owned_group(const char *group_name, EbTopic *topic, EbGroup *g, EbSpi *spi)
 {
 	eb_group_lookup(group_name, topic, g);
-	eb_check_group_owner(g, group_name);
+	eb_check_group_owner(g, group_name, spi->save_userid);
 }
 
 /*
@@ -321,7 +352,7 @@ eb_alter_group(PG_FUNCTION_ARGS)
 		nulls[2] = 'n';
 
 	eb_spi_begin(&spi, true);
-	eb_owned_group(group_name, topic, &g);
+	eb_owned_group(group_name, topic, &g, &spi);
 	values[0] = Int32GetDatum(g.group_id);
 	eb_spi_exec("UPDATE eventbus.consumer_group SET "
 				"max_attempts = coalesce($2, max_attempts), "
@@ -381,7 +412,7 @@ eb_delete_group(PG_FUNCTION_ARGS)
 		EbGroup		g;
 
 		eb_spi_begin(&spi, true);
-		eb_owned_group(group_name, topic, &g);
+		eb_owned_group(group_name, topic, &g, &spi);
 		values[0] = Int32GetDatum(g.group_id);
 		eb_spi_exec("DELETE FROM eventbus.consumer_group WHERE group_id = $1",
 					1, argtypes, values, NULL, false);
@@ -429,7 +460,7 @@ eb_seek_all(PG_FUNCTION_ARGS)
 	topic = eb_topic_get(topic_name, false);
 
 	eb_spi_begin(&spi, true);
-	eb_owned_group(group_name, topic, &g);
+	eb_owned_group(group_name, topic, &g, &spi);
 	eb_group_ensure_partitions(&g, topic);
 	for (p = 0; p < topic->partitions; p++)
 		eb_set_position(&g, p, eb_start_committed(topic, p, kind, ts));
@@ -470,7 +501,7 @@ eb_seek_position(PG_FUNCTION_ARGS)
 						   (long long) end)));
 
 	eb_spi_begin(&spi, true);
-	eb_owned_group(group_name, topic, &g);
+	eb_owned_group(group_name, topic, &g, &spi);
 	eb_group_ensure_partitions(&g, topic);
 	eb_set_position(&g, partition, position - 1);
 	eb_spi_end(&spi);

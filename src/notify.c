@@ -284,9 +284,9 @@ eb_group_has_events(const char *group_name, EbTopic *topic, const char *member)
 {
 	EbSpi		spi;
 	EbGroup		g;
-	Oid			argtypes[2] = {INT4OID, TEXTOID};
-	Datum		values[2];
-	char		nulls[2] = {' ', ' '};
+	Oid			argtypes[3] = {INT4OID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
 	Snapshot	snapshot;
 	bool		result = false;
 	uint64		i;
@@ -300,19 +300,22 @@ eb_group_has_events(const char *group_name, EbTopic *topic, const char *member)
 	PushActiveSnapshot(snapshot);
 	eb_spi_begin(&spi, true);
 	eb_group_lookup(group_name, topic, &g);
+	eb_check_group_member(&g, group_name, spi.save_userid);
 	values[0] = Int32GetDatum(g.group_id);
 	if (member)
 		values[1] = CStringGetTextDatum(member);
 	else
 		nulls[1] = 'n';
+	values[2] = CStringGetTextDatum(eb_session_id());
 	eb_spi_exec("SELECT gp.partition, "
 				"  CASE WHEN gp.member = $2 AND gp.lease_until > now() "
+				"        AND gp.fetched_session = $3 "
 				"       THEN gp.fetched_position ELSE gp.committed_position END, "
 				"  coalesce(gp.member IS DISTINCT FROM $2 AND gp.lease_until > now(), false), "
 				"  EXISTS (SELECT 1 FROM eventbus.group_retry r WHERE r.group_id = $1 "
 				"          AND r.partition = gp.partition AND r.not_before <= now()) "
 				"FROM eventbus.group_partition gp WHERE gp.group_id = $1",
-				2, argtypes, values, nulls, true);
+				3, argtypes, values, nulls, true);
 	rows = SPI_tuptable;
 	nrows = SPI_processed;
 

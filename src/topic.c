@@ -18,6 +18,7 @@
 #include "access/relation.h"
 #include "access/stratnum.h"
 #include "access/tableam.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/pg_prng.h"
 #include "funcapi.h"
@@ -30,6 +31,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
@@ -215,6 +217,7 @@ eb_alter_topic(PG_FUNCTION_ARGS)
 	LockRelationOid(topic->relid, ShareUpdateExclusiveLock);
 	eb_topic_cache_reset();
 	topic = eb_topic_get(name, false);
+	eb_check_topic_owner(topic);
 
 	if (!PG_ARGISNULL(1))
 	{
@@ -266,11 +269,16 @@ eb_drop_topic(PG_FUNCTION_ARGS)
 	eb_check_writable("eventbus.drop_topic()");
 	topic = eb_topic_get(name, false);
 	eb_check_topic_owner(topic);
+
+	/* serialize with other topic DDL, then look again */
+	LockRelationOid(eb_catalog_relid("topic"), ShareUpdateExclusiveLock);
+	eb_topic_cache_reset();
+	topic = eb_topic_get(name, false);
+	eb_check_topic_owner(topic);
 	uid = topic->uid;
 	partitions = topic->partitions;
 	values[0] = Int32GetDatum(topic->topic_id);
 
-	LockRelationOid(eb_catalog_relid("topic"), ShareUpdateExclusiveLock);
 	eb_spi_begin(&spi, true);
 	/* the segment tables go with the parent: no need to list them */
 	(void) set_config_option("client_min_messages", "warning", PGC_USERSET,
@@ -364,10 +372,36 @@ eb_run_maintenance(PG_FUNCTION_ARGS)
 	{
 		char	   *name = lfirst(lc);
 		EbTopic    *topic = eb_topic_get(name, true);
+		MemoryContext oldcontext = CurrentMemoryContext;
+		ResourceOwner oldowner = CurrentResourceOwner;
 
 		if (topic == NULL || !pg_class_ownercheck(topic->relid, GetUserId()))
 			continue;
-		eb_maintain_topic(name, eb_maint_to_tuplestore, &out);
+
+		/* each topic in a subtransaction: a failure is reported, not fatal */
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(oldcontext);
+		PG_TRY();
+		{
+			eb_maintain_topic(name, eb_maint_to_tuplestore, &out);
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(oldcontext);
+			CurrentResourceOwner = oldowner;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(oldcontext);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(oldcontext);
+			CurrentResourceOwner = oldowner;
+			eb_maint_to_tuplestore(&out, name, "failed", 0, edata->message);
+			FreeErrorData(edata);
+		}
+		PG_END_TRY();
 	}
 	return (Datum) 0;
 }

@@ -280,12 +280,32 @@ eb_worker_pass(MemoryContext loop_cxt)
 
 		CHECK_FOR_INTERRUPTS();
 		pgstat_report_activity(STATE_RUNNING, "maintenance");
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		eb_maintain_topic(name, eb_maint_log, NULL);
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		/* one topic's failure must not stop the others' maintenance */
+		PG_TRY();
+		{
+			SetCurrentStatementStartTimestamp();
+			StartTransactionCommand();
+			PushActiveSnapshot(GetTransactionSnapshot());
+			eb_maintain_topic(name, eb_maint_log, NULL);
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			HOLD_INTERRUPTS();
+			MemoryContextSwitchTo(loop_cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			RESUME_INTERRUPTS();
+			ereport(WARNING,
+					(errmsg("pg_eventbus: maintenance of topic \"%s\" failed: %s",
+							name, edata->message)));
+			FreeErrorData(edata);
+		}
+		PG_END_TRY();
 	}
 	pgstat_report_activity(STATE_IDLE, NULL);
 }

@@ -28,10 +28,11 @@ CREATE TABLE eventbus.group_partition (
     lease_until        timestamptz,
     generation         bigint NOT NULL DEFAULT 0,
     fetched_position   bigint NOT NULL,
+    fetched_session    text,
     PRIMARY KEY (group_id, partition)
 ) WITH (fillfactor = 50);
 COMMENT ON TABLE eventbus.group_partition IS
-  'Position of each group in each partition (internal): committed_position is the last position done; member/lease_until/generation belong to leased consumption; fetched_position is the last position handed to the lease holder.';
+  'Position of each group in each partition (internal): committed_position is the last position done; member/lease_until/generation belong to leased consumption; fetched_position is the last position handed to the lease holder, in the database session fetched_session.';
 
 CREATE TABLE eventbus.group_retry (
     group_id    integer NOT NULL REFERENCES eventbus.consumer_group ON DELETE CASCADE,

@@ -525,6 +525,30 @@ eb_first_time_emit(void *arg, EbTopic *topic, TupleTableSlot *slot)
 	return EB_EMIT_STOP;
 }
 
+#define EB_LAG_COUNT_MAX 100000
+
+static EbEmitResult
+eb_count_emit(void *arg, EbTopic *topic, TupleTableSlot *slot)
+{
+	return EB_EMIT_TAKEN;
+}
+
+/*
+ * Events a group has yet to consume in a partition: counted exactly (only
+ * committed events) up to EB_LAG_COUNT_MAX, estimated from positions beyond
+ * that or on a standby (then rolled-back positions count too).
+ */
+static int64
+eb_group_lag(EbTopic *topic, int32 partition, int64 from, int64 end, Snapshot snapshot)
+{
+	if (end <= from)
+		return 0;
+	if (end - from > EB_LAG_COUNT_MAX || RecoveryInProgress())
+		return end - from;
+	return eb_read_partition(topic, partition, from - 1, EB_LAG_COUNT_MAX, snapshot,
+							 eb_count_emit, NULL);
+}
+
 /*
  * group_status(group_name, topic): one row per partition (see the
  * consumer_lag view).  Shows metadata only, so no privilege is needed.
@@ -595,7 +619,7 @@ eb_group_status(PG_FUNCTION_ARGS)
 		out[0] = Int32GetDatum(p);
 		out[1] = Int64GetDatum(committed);
 		out[2] = Int64GetDatum(end);
-		out[3] = Int64GetDatum(end > from ? end - from : 0);
+		out[3] = Int64GetDatum(eb_group_lag(topic, p, from, end, snapshot));
 		out[4] = TimestampTzGetDatum(ft.created_at);
 		nulls[4] = !ft.found;
 		for (c = 3; c <= 6; c++)

@@ -3,9 +3,19 @@
 \pset footer off
 
 \echo
-\echo '== 1. Install the extension and create a topic with 3 partitions'
+\echo '== 1. Install the extension, create a topic with 3 partitions, relay it to Kafka'
 CREATE EXTENSION pg_eventbus;
 SELECT eventbus.create_topic('orders', partitions => 3);
+-- the relay worker creates its replication slot once the extension exists
+DO $$
+BEGIN
+  FOR i IN 1 .. 300 LOOP
+    EXIT WHEN (SELECT state FROM eventbus.relay_status) = 'running';
+    PERFORM pg_sleep(0.1);
+  END LOOP;
+END $$;
+SELECT eventbus.relay_topic('orders');
+SELECT state, slot_name FROM eventbus.relay_status;
 
 \echo
 \echo '== 2. Publish an event in the same transaction as the business write'
@@ -50,8 +60,22 @@ SELECT position, value FROM eventbus.read('orders', 1, after_position => 2);
 SELECT dblink_exec('producer', 'COMMIT');
 SELECT position, value FROM eventbus.read('orders', 1, after_position => 2);
 SELECT dblink_disconnect('producer');
+\echo '   (Kafka gets transactions in commit order: there 48 comes before 47, see below.)'
 
 \echo
-\echo '== 7. What a DBA sees'
-SELECT topic, partitions, end_positions, events, segments, pg_size_pretty(size_bytes) AS size
+\echo '== 7. A consumer group applies each event exactly once, in the same transaction as its work'
+CREATE TABLE invoices (order_id int PRIMARY KEY);
+SELECT eventbus.create_group('billing', 'orders', start_at => 'earliest');
+INSERT INTO invoices
+SELECT (value->>'order_id')::int FROM eventbus.poll('billing', 'orders', 100, commit => true);
+SELECT * FROM invoices ORDER BY order_id;
+SELECT count(*) AS polled_again FROM eventbus.poll('billing', 'orders', 100, commit => true);
+
+\echo
+\echo '== 8. What a DBA sees'
+SELECT topic, partitions, end_positions, events, segments, pg_size_pretty(size_bytes) AS size, relayed_to
   FROM eventbus.topics;
+SELECT group_name, partition, committed_position, end_position, lag FROM eventbus.consumer_lag;
+SELECT pg_sleep(1);
+SELECT state, events_relayed, messages_in_flight, latency_p50_ms IS NOT NULL AS measured, last_error
+  FROM eventbus.relay_status;

@@ -10,8 +10,9 @@ dies, its leases run out and another copy takes over from the last commit.
     python3 worker.py "dbname=app" billing orders worker-1
 
 Processing here just prints each event as a JSON line; replace handle().
-For the tests, --fail-key makes every event with that key fail, and
---idle-exit ends the worker after that many seconds without events.
+For the tests, --fail-key makes every event with that key fail,
+--delay simulates that many seconds of work per event, and --idle-exit
+ends the worker after that many seconds without events.
 """
 
 import argparse
@@ -29,7 +30,9 @@ class Failed(Exception):
     pass
 
 
-def handle(event, fail_key):
+def handle(event, fail_key, delay):
+    if delay:
+        time.sleep(delay)
     if fail_key is not None and event["key"] == fail_key:
         raise Failed("refusing key %s" % event["key"])
     print(json.dumps(event, default=str), flush=True)
@@ -43,6 +46,7 @@ def main():
     parser.add_argument("member")
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--fail-key")
+    parser.add_argument("--delay", type=float, default=0)
     parser.add_argument("--idle-exit", type=float)
     args = parser.parse_args()
 
@@ -75,7 +79,7 @@ def main():
                 event = {"partition": partition, "position": position,
                          "key": key, "value": value, "attempt": attempt}
                 try:
-                    handle(event, args.fail_key)
+                    handle(event, args.fail_key, args.delay)
                 except Failed as e:
                     conn.execute(
                         "SELECT eventbus.nack(%s, %s, %s, %s, retry_after => '0.2 seconds',"

@@ -98,7 +98,9 @@ for suite in "${suites[@]}"; do
 done
 
 if [ ${#failed[@]} -gt 0 ]; then
-	eb_say "FAILED: ${failed[*]}"
+	eb_say "FAILED: ${failed[*]} (servers' logs and outputs are kept in $WORK)"
 	exit 1
 fi
+# Nothing to look at after a clean run.
+rm -rf "$WORK"
 eb_say "All test suites passed: ${suites[*]}"

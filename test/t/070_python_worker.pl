@@ -32,13 +32,16 @@ $node->safe_psql('postgres', q{
 my $script = "$ENV{EB_SRC}/examples/worker.py";
 my $dsn = $node->connstr('postgres');
 my (%out, @runs);
+# 5 ms of simulated work per event keeps the first copy busy long enough
+# for the second to start; without it one copy can finish everything alone.
 foreach my $member ('w1', 'w2')
 {
 	$out{$member} = '';
 	my $err = '';
 	push @runs, [ $member, \$err,
 		start([ $python, $script, $dsn, 'billing', 'orders', $member,
-				'--batch', '17', '--fail-key', 'bad', '--idle-exit', '3' ],
+				'--batch', '17', '--fail-key', 'bad', '--delay', '0.005',
+				'--idle-exit', '3' ],
 			'>', \$out{$member}, '2>', \$err, timeout(120)) ];
 }
 foreach my $run (@runs)

@@ -384,13 +384,17 @@ eb_topic_get_text(text *name, bool missing_ok)
 
 /*
  * Notes that this transaction changed topics or segments: cached entries
- * are reloaded now, and other backends reload after commit.
+ * are reloaded now, and other backends reload after commit.  The relcache
+ * invalidation of eventbus.topic reaches the relay's output plugin, which
+ * caches topics' rows (partitions, relay_to) and replays it when decoding
+ * past this commit.
  */
 void
 eb_catalog_changed(void)
 {
 	xact_changed = true;
 	eb_topic_cache_invalidate();
+	CacheInvalidateRelcacheByRelid(eb_catalog_relid("topic"));
 }
 
 bool

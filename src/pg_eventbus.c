@@ -76,9 +76,13 @@ eb_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		/* an interrupted publish in this subtransaction leaves no pending range */
 		eb_pending_clear();
 		eb_catalog_subxact_end(mySubid, parentSubid, false);
+		eb_outbox_subxact_end(GetCurrentTransactionNestLevel(), false);
 	}
 	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
 		eb_catalog_subxact_end(mySubid, parentSubid, true);
+		eb_outbox_subxact_end(GetCurrentTransactionNestLevel(), true);
+	}
 }
 
 void

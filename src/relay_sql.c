@@ -22,6 +22,7 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
@@ -32,8 +33,8 @@
 #include "replication/slot.h"
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
-#include "utils/inval.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
@@ -55,7 +56,36 @@ PG_FUNCTION_INFO_V1(eb_outbox);
 PG_FUNCTION_INFO_V1(eb_relay_stats);
 PG_FUNCTION_INFO_V1(eb_relay_backlog);
 
-static uint64 outbox_in_xact = 0;
+/*
+ * Outbox messages written by the current transaction, per subtransaction
+ * nesting level (in TopTransactionContext), so that a rolled-back savepoint
+ * takes its messages out of the count as logical decoding drops them.
+ */
+typedef struct EbOutboxLevel
+{
+	int			level;
+	uint64		count;
+} EbOutboxLevel;
+
+static List *outbox_levels = NIL;
+
+static void
+eb_outbox_count(int level, uint64 count)
+{
+	EbOutboxLevel *last = outbox_levels ? llast(outbox_levels) : NULL;
+
+	if (last == NULL || last->level != level)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+
+		last = palloc(sizeof(EbOutboxLevel));
+		last->level = level;
+		last->count = 0;
+		outbox_levels = lappend(outbox_levels, last);
+		MemoryContextSwitchTo(old);
+	}
+	last->count += count;
+}
 
 /* Kafka's rule: 1 to 249 of [a-zA-Z0-9._-], not "." or "..". */
 bool
@@ -94,13 +124,41 @@ eb_kafka_topic_arg(FunctionCallInfo fcinfo, int argno)
 	return name;
 }
 
-/* Publishing transactions at commit: count outbox messages for the status. */
+/*
+ * A subtransaction at nesting level "level" ended: its messages move to the
+ * parent level on commit and are forgotten on abort.
+ */
+void
+eb_outbox_subxact_end(int level, bool commit)
+{
+	uint64		moved = 0;
+
+	while (outbox_levels != NIL &&
+		   ((EbOutboxLevel *) llast(outbox_levels))->level >= level)
+	{
+		EbOutboxLevel *last = llast(outbox_levels);
+
+		moved += last->count;
+		outbox_levels = list_delete_last(outbox_levels);
+		pfree(last);
+	}
+	if (commit && moved > 0)
+		eb_outbox_count(level - 1, moved);
+}
+
+/* Transactions at commit: count outbox messages for the status. */
 void
 eb_outbox_xact_end(bool commit)
 {
-	if (commit && outbox_in_xact > 0 && eb_shared != NULL)
-		pg_atomic_fetch_add_u64(&eb_shared->relay.outbox_committed, outbox_in_xact);
-	outbox_in_xact = 0;
+	ListCell   *lc;
+	uint64		total = 0;
+
+	foreach(lc, outbox_levels)
+		total += ((EbOutboxLevel *) lfirst(lc))->count;
+	if (commit && total > 0 && eb_shared != NULL)
+		pg_atomic_fetch_add_u64(&eb_shared->relay.outbox_committed, total);
+	/* the cells live in TopTransactionContext, which goes away now */
+	outbox_levels = NIL;
 }
 
 static void
@@ -128,7 +186,6 @@ eb_set_relay(FunctionCallInfo fcinfo, const char *name, const char *kafka_topic)
 	eb_spi_end(&spi);
 
 	/* the relay's output plugin sees this when decoding past our commit */
-	CacheInvalidateRelcacheByRelid(eb_catalog_relid("topic"));
 	eb_catalog_changed();
 
 	eb_relay_slot_name(MyDatabaseId, slot);
@@ -219,7 +276,7 @@ eb_outbox(PG_FUNCTION_ARGS)
 	eb_put_field(&buf, text, strlen(text));
 
 	(void) LogLogicalMessage(EB_OUTBOX_PREFIX, buf.data, buf.len, true);
-	outbox_in_xact++;
+	eb_outbox_count(GetCurrentTransactionNestLevel(), 1);
 	eb_xact_published = true;
 	PG_RETURN_UUID_P(id);
 }

@@ -87,6 +87,8 @@ int			eb_relay_max_in_flight = 100000;
 #define EB_STATS_MS 100
 #define EB_LATENCY_RING 2048
 #define EB_ERROR_LOG_INTERVAL_MS 60000
+/* room for the relay's headers and a record's framing above an event's size */
+#define EB_RELAY_RECORD_OVERHEAD 65536
 
 /* A decoded transaction waiting for its messages to be acknowledged. */
 typedef struct EbRelayTxn
@@ -450,10 +452,19 @@ eb_producer_create(char *err, size_t errlen)
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	char		errstr[512];
 	char		buf[32];
+	char		maxbytes[32];
 	rd_kafka_t *rk;
 
 	snprintf(buf, sizeof(buf), "%d", Max(eb_relay_max_in_flight * 2, 1000));
+	/*
+	 * The producer must take the largest event publish() accepts, plus the
+	 * headers the relay adds and the record's own overhead; librdkafka's
+	 * default (1000000 bytes) is below eventbus.max_event_size's default.
+	 */
+	snprintf(maxbytes, sizeof(maxbytes), "%d",
+			 Min(Max(eb_max_event_size + EB_RELAY_RECORD_OVERHEAD, 1000000), 1000000000));
 	if (!eb_conf_set(conf, "bootstrap.servers", eb_kafka_brokers, err, errlen) ||
+		!eb_conf_set(conf, "message.max.bytes", maxbytes, err, errlen) ||
 		!eb_conf_set(conf, "client.id", "pg_eventbus", err, errlen) ||
 		!eb_conf_set(conf, "enable.idempotence", "true", err, errlen) ||
 		!eb_conf_set(conf, "partitioner", "murmur2_random", err, errlen) ||
@@ -855,7 +866,8 @@ eb_relay_ready(const char *slot, char *why, size_t whylen)
 					(errmsg("pg_eventbus relay: dropped replication slot \"%s\" because the extension is no longer installed",
 							slot)));
 		}
-		snprintf(why, whylen, "extension pg_eventbus is not installed in this database");
+		/* not an error: the relay starts once the extension exists */
+		why[0] = '\0';
 		return false;
 	}
 
@@ -1025,9 +1037,14 @@ eb_relay_main(Datum arg)
 
 		if (!eb_relay_ready(slot, why, sizeof(why)))
 		{
-			eb_relay_set_state("waiting");
-			eb_relay_error(why);
-			eb_relay_pause(10000L);
+			if (why[0] == '\0')
+				eb_relay_set_state("waiting for CREATE EXTENSION");
+			else
+			{
+				eb_relay_set_state("waiting");
+				eb_relay_error(why);
+			}
+			eb_relay_pause(2000L);
 			continue;
 		}
 		producer = eb_producer_create(why, sizeof(why));

@@ -20,11 +20,14 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "storage/lmgr.h"
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -33,6 +36,7 @@
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
@@ -459,6 +463,114 @@ eb_catalog_subxact_end(SubTransactionId mySubid, SubTransactionId parentSubid, b
 	}
 	if (!commit && xact_changed)
 		eb_topic_cache_invalidate();
+}
+
+/* What eb_catalog_reclaim_slots found to exist. */
+typedef struct EbLiveTopics
+{
+	int64	   *uids;			/* topics of this database, sorted */
+	int			nuids;
+	List	   *gone;			/* other databases that no longer exist */
+} EbLiveTopics;
+
+static int
+eb_cmp_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return (x > y) - (x < y);
+}
+
+static bool
+eb_slot_is_stale(Oid dboid, int64 uid, void *arg)
+{
+	EbLiveTopics *live = arg;
+
+	if (dboid != MyDatabaseId)
+		return list_member_oid(live->gone, dboid);
+	return bsearch(&uid, live->uids, live->nuids, sizeof(int64), eb_cmp_int64) == NULL;
+}
+
+/*
+ * Frees the shared slots of topics that no longer exist: those of this
+ * database missing from eventbus.topic (the extension was dropped and
+ * created again) and those of dropped databases.  Called when the slot
+ * arrays are full; returns the number of slots freed.
+ *
+ * A SHARE lock on eventbus.topic waits for transactions that are creating
+ * or dropping topics, whose slots may already be in use, and keeps new ones
+ * out while the table is read with the latest snapshot.  Slots of another
+ * database that still exists are left alone even if its extension is gone:
+ * its catalog cannot be read from here.
+ */
+int
+eb_catalog_reclaim_slots(void)
+{
+	Oid			relid = eb_catalog_relid("topic");
+	Relation	rel;
+	TableScanDesc scan;
+	Snapshot	snap;
+	HeapTuple	tup;
+	AttrNumber	uid_att;
+	EbLiveTopics live;
+	List	   *others;
+	ListCell   *lc;
+	int			cap = 64;
+	int			freed;
+
+	LockRelationOid(relid, ShareLock);
+	rel = table_open(relid, NoLock);
+	uid_att = get_attnum(relid, "uid");
+	if (uid_att == InvalidAttrNumber)
+		elog(ERROR, "eventbus.topic has no column uid");
+
+	live.uids = palloc(sizeof(int64) * cap);
+	live.nuids = 0;
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	scan = table_beginscan(rel, snap, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, uid_att, RelationGetDescr(rel), &isnull);
+
+		if (isnull)
+			continue;
+		if (live.nuids == cap)
+		{
+			cap *= 2;
+			live.uids = repalloc(live.uids, sizeof(int64) * cap);
+		}
+		live.uids[live.nuids++] = DatumGetInt64(d);
+	}
+	table_endscan(scan);
+	UnregisterSnapshot(snap);
+	qsort(live.uids, live.nuids, sizeof(int64), eb_cmp_int64);
+
+	live.gone = NIL;
+	others = eb_shared_other_databases();
+	foreach(lc, others)
+	{
+		Oid			dboid = lfirst_oid(lc);
+
+		if (!SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(dboid)))
+			live.gone = lappend_oid(live.gone, dboid);
+	}
+
+	freed = eb_shared_reclaim(eb_slot_is_stale, &live);
+
+	table_close(rel, NoLock);
+	/* creating and dropping topics may go on: nothing is left to reclaim */
+	UnlockRelationOid(relid, ShareLock);
+
+	if (freed > 0)
+		ereport(DEBUG1,
+				(errmsg("pg_eventbus: reclaimed %d shared slots of topics that no longer exist",
+						freed)));
+	list_free(others);
+	list_free(live.gone);
+	pfree(live.uids);
+	return freed;
 }
 
 void

@@ -72,6 +72,7 @@ extern void eb_catalog_init(void);
 /* Transaction-scoped bookkeeping of topic DDL. */
 extern void eb_catalog_changed(void);
 extern void eb_catalog_forget_at_commit(int64 uid, int32 partitions);
+extern int	eb_catalog_reclaim_slots(void);
 extern void eb_catalog_forget_at_abort(int64 uid, int32 partitions);
 extern void eb_catalog_xact_end(bool commit);
 extern void eb_catalog_subxact_end(SubTransactionId mySubid,

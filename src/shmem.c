@@ -32,7 +32,10 @@
  *	  cleared at exit under the relay spinlock.
  *
  * Nothing here survives a restart: a topic's state is rebuilt from its
- * tables the first time it is used (see topic.c).
+ * tables the first time it is used (see topic.c).  A dropped topic's slots
+ * are freed when the drop commits; those that DROP EXTENSION or DROP
+ * DATABASE leave behind are reclaimed when the arrays are full (see
+ * eb_catalog_reclaim_slots).
  *
  *-------------------------------------------------------------------------
  */
@@ -43,9 +46,11 @@
 #include "storage/ipc.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+#include "nodes/pg_list.h"
 #include "utils/hsearch.h"
 
 #include "pg_eventbus.h"
+#include "catalog.h"
 #include "shmem.h"
 
 EbShared   *eb_shared = NULL;
@@ -242,71 +247,113 @@ eb_part_key_matches(EbPartShared *p, Oid dboid, int64 uid, int32 partition)
 }
 
 /*
+ * Takes a free topic slot for key, or returns NULL when all are in use.
+ */
+static EbTopicShared *
+topic_slot_alloc(const EbTopicKey *key)
+{
+	EbTopicMapEntry *e;
+	EbTopicShared *t = NULL;
+	bool		found;
+	int			i;
+
+	LWLockAcquire(eb_shared->map_lock, LW_EXCLUSIVE);
+	e = hash_search(topic_map, key, HASH_ENTER_NULL, &found);
+	if (e != NULL && found)
+		t = &eb_shared->topics[e->idx];
+	for (i = 0; e != NULL && !found && i < eb_shared->max_topics; i++)
+	{
+		if (eb_shared->topics[i].in_use)
+			continue;
+		t = &eb_shared->topics[i];
+		LWLockAcquire(&t->lock, LW_EXCLUSIVE);
+		t->key = *key;
+		t->in_use = true;
+		t->initialized = false;
+		t->seg_relid = InvalidOid;
+		t->seg_no = 0;
+		t->name[0] = '\0';
+		pg_atomic_write_u32(&t->notify_pending, 0);
+		LWLockRelease(&t->lock);
+		e->idx = i;
+		break;
+	}
+	if (t == NULL && e != NULL)
+		hash_search(topic_map, key, HASH_REMOVE, NULL);
+	LWLockRelease(eb_shared->map_lock);
+	return t;
+}
+
+/* Takes a free partition slot for key, or returns NULL when all are in use. */
+static EbPartShared *
+part_slot_alloc(const EbPartKey *key)
+{
+	EbPartMapEntry *e;
+	EbPartShared *p = NULL;
+	bool		found;
+	int			i;
+
+	LWLockAcquire(eb_shared->map_lock, LW_EXCLUSIVE);
+	e = hash_search(part_map, key, HASH_ENTER_NULL, &found);
+	if (e != NULL && found)
+		p = &eb_shared->parts[e->idx];
+	for (i = 0; e != NULL && !found && i < eb_shared->max_partitions; i++)
+	{
+		if (eb_shared->parts[i].in_use)
+			continue;
+		p = &eb_shared->parts[i];
+		LWLockAcquire(&p->lock, LW_EXCLUSIVE);
+		p->key = *key;
+		p->in_use = true;
+		p->initialized = false;
+		p->npending = 0;
+		p->next_position = 0;
+		p->seg_no = 0;
+		p->seg_start = 0;
+		p->relayed_position = -1;
+		LWLockRelease(&p->lock);
+		e->idx = i;
+		break;
+	}
+	if (p == NULL && e != NULL)
+		hash_search(part_map, key, HASH_REMOVE, NULL);
+	LWLockRelease(eb_shared->map_lock);
+	return p;
+}
+
+/*
  * Finds (and with create, allocates) the shared slot of a topic.  The caller
  * must take the slot's lock and check the key with eb_topic_key_matches
- * before trusting it.
+ * before trusting it.  When every slot is in use, the slots of topics that
+ * no longer exist are reclaimed once before giving up.
  */
 EbTopicShared *
 eb_topic_shared(Oid dboid, int64 uid, bool create)
 {
 	EbTopicKey	key;
 	EbTopicMapEntry *e;
-	bool		found;
-	int			i;
+	EbTopicShared *t = NULL;
 
 	topic_key(&key, dboid, uid);
 
 	LWLockAcquire(eb_shared->map_lock, LW_SHARED);
 	e = hash_search(topic_map, &key, HASH_FIND, NULL);
 	if (e != NULL)
-	{
-		EbTopicShared *t = &eb_shared->topics[e->idx];
-
-		LWLockRelease(eb_shared->map_lock);
-		return t;
-	}
+		t = &eb_shared->topics[e->idx];
 	LWLockRelease(eb_shared->map_lock);
-	if (!create)
-		return NULL;
-
-	LWLockAcquire(eb_shared->map_lock, LW_EXCLUSIVE);
-	e = hash_search(topic_map, &key, HASH_ENTER_NULL, &found);
-	if (e != NULL && found)
-	{
-		EbTopicShared *t = &eb_shared->topics[e->idx];
-
-		LWLockRelease(eb_shared->map_lock);
+	if (t != NULL || !create)
 		return t;
-	}
-	for (i = 0; e != NULL && i < eb_shared->max_topics; i++)
-	{
-		EbTopicShared *t = &eb_shared->topics[i];
 
-		if (!t->in_use)
-		{
-			LWLockAcquire(&t->lock, LW_EXCLUSIVE);
-			t->key = key;
-			t->in_use = true;
-			t->initialized = false;
-			t->seg_relid = InvalidOid;
-			t->seg_no = 0;
-			t->name[0] = '\0';
-			pg_atomic_write_u32(&t->notify_pending, 0);
-			LWLockRelease(&t->lock);
-			e->idx = i;
-			LWLockRelease(eb_shared->map_lock);
-			return t;
-		}
-	}
-	if (e != NULL)
-		hash_search(topic_map, &key, HASH_REMOVE, NULL);
-	LWLockRelease(eb_shared->map_lock);
-	ereport(ERROR,
-			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-			 errmsg("too many topics in use"),
-			 errdetail("Shared memory has room for %d topics.", eb_shared->max_topics),
-			 errhint("Raise eventbus.max_topics and restart the server.")));
-	return NULL;				/* keep compiler quiet */
+	t = topic_slot_alloc(&key);
+	if (t == NULL && eb_catalog_reclaim_slots() > 0)
+		t = topic_slot_alloc(&key);
+	if (t == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many topics in use"),
+				 errdetail("Shared memory has room for %d topics.", eb_shared->max_topics),
+				 errhint("Raise eventbus.max_topics and restart the server.")));
+	return t;
 }
 
 EbPartShared *
@@ -314,64 +361,112 @@ eb_part_shared(Oid dboid, int64 uid, int32 partition, bool create)
 {
 	EbPartKey	key;
 	EbPartMapEntry *e;
-	bool		found;
-	int			i;
+	EbPartShared *p = NULL;
 
 	part_key(&key, dboid, uid, partition);
 
 	LWLockAcquire(eb_shared->map_lock, LW_SHARED);
 	e = hash_search(part_map, &key, HASH_FIND, NULL);
 	if (e != NULL)
-	{
-		EbPartShared *p = &eb_shared->parts[e->idx];
-
-		LWLockRelease(eb_shared->map_lock);
-		return p;
-	}
+		p = &eb_shared->parts[e->idx];
 	LWLockRelease(eb_shared->map_lock);
-	if (!create)
-		return NULL;
-
-	LWLockAcquire(eb_shared->map_lock, LW_EXCLUSIVE);
-	e = hash_search(part_map, &key, HASH_ENTER_NULL, &found);
-	if (e != NULL && found)
-	{
-		EbPartShared *p = &eb_shared->parts[e->idx];
-
-		LWLockRelease(eb_shared->map_lock);
+	if (p != NULL || !create)
 		return p;
+
+	p = part_slot_alloc(&key);
+	if (p == NULL && eb_catalog_reclaim_slots() > 0)
+		p = part_slot_alloc(&key);
+	if (p == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many partitions in use"),
+				 errdetail("Shared memory has room for %d partitions across all topics.",
+						   eb_shared->max_partitions),
+				 errhint("Raise eventbus.max_partitions and restart the server.")));
+	return p;
+}
+
+/*
+ * The databases, other than the current one, that own slots.
+ */
+List *
+eb_shared_other_databases(void)
+{
+	List	   *dbs = NIL;
+	int			i;
+
+	LWLockAcquire(eb_shared->map_lock, LW_SHARED);
+	for (i = 0; i < eb_shared->max_topics; i++)
+	{
+		EbTopicShared *t = &eb_shared->topics[i];
+
+		if (t->in_use && t->key.dboid != MyDatabaseId)
+			dbs = list_append_unique_oid(dbs, t->key.dboid);
 	}
-	for (i = 0; e != NULL && i < eb_shared->max_partitions; i++)
+	for (i = 0; i < eb_shared->max_partitions; i++)
 	{
 		EbPartShared *p = &eb_shared->parts[i];
 
-		if (!p->in_use)
+		if (p->in_use && p->key.dboid != MyDatabaseId)
+			dbs = list_append_unique_oid(dbs, p->key.dboid);
+	}
+	LWLockRelease(eb_shared->map_lock);
+	return dbs;
+}
+
+/*
+ * Frees every slot whose topic stale() says no longer exists.  stale() is
+ * called under map_lock and must not do anything but look at its argument.
+ * Partitions with a publisher between assignment and insertion are left
+ * alone.  Returns the number of slots freed.
+ */
+int
+eb_shared_reclaim(bool (*stale) (Oid dboid, int64 uid, void *arg), void *arg)
+{
+	int			freed = 0;
+	int			i;
+
+	LWLockAcquire(eb_shared->map_lock, LW_EXCLUSIVE);
+	for (i = 0; i < eb_shared->max_topics; i++)
+	{
+		EbTopicShared *t = &eb_shared->topics[i];
+		EbTopicKey	key = t->key;
+
+		if (!t->in_use || !stale(key.dboid, key.uid, arg))
+			continue;
+		LWLockAcquire(&t->lock, LW_EXCLUSIVE);
+		t->in_use = false;
+		t->initialized = false;
+		memset(&t->key, 0, sizeof(t->key));
+		LWLockRelease(&t->lock);
+		hash_search(topic_map, &key, HASH_REMOVE, NULL);
+		freed++;
+	}
+	for (i = 0; i < eb_shared->max_partitions; i++)
+	{
+		EbPartShared *p = &eb_shared->parts[i];
+		EbPartKey	key = p->key;
+		bool		busy;
+
+		if (!p->in_use || !stale(key.dboid, key.uid, arg))
+			continue;
+		LWLockAcquire(&p->lock, LW_EXCLUSIVE);
+		busy = p->npending > 0;
+		if (!busy)
 		{
-			LWLockAcquire(&p->lock, LW_EXCLUSIVE);
-			p->key = key;
-			p->in_use = true;
+			p->in_use = false;
 			p->initialized = false;
-			p->npending = 0;
-			p->next_position = 0;
-			p->seg_no = 0;
-			p->seg_start = 0;
-			p->relayed_position = -1;
-			LWLockRelease(&p->lock);
-			e->idx = i;
-			LWLockRelease(eb_shared->map_lock);
-			return p;
+			memset(&p->key, 0, sizeof(p->key));
+		}
+		LWLockRelease(&p->lock);
+		if (!busy)
+		{
+			hash_search(part_map, &key, HASH_REMOVE, NULL);
+			freed++;
 		}
 	}
-	if (e != NULL)
-		hash_search(part_map, &key, HASH_REMOVE, NULL);
 	LWLockRelease(eb_shared->map_lock);
-	ereport(ERROR,
-			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-			 errmsg("too many partitions in use"),
-			 errdetail("Shared memory has room for %d partitions across all topics.",
-					   eb_shared->max_partitions),
-			 errhint("Raise eventbus.max_partitions and restart the server.")));
-	return NULL;				/* keep compiler quiet */
+	return freed;
 }
 
 /*

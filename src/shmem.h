@@ -126,6 +126,8 @@ extern EbPartShared *eb_part_shared(Oid dboid, int64 uid, int32 partition, bool 
 extern bool eb_topic_key_matches(EbTopicShared *t, Oid dboid, int64 uid);
 extern bool eb_part_key_matches(EbPartShared *p, Oid dboid, int64 uid, int32 partition);
 extern void eb_shared_forget_topic(Oid dboid, int64 uid, int32 partitions);
+extern struct List *eb_shared_other_databases(void);
+extern int	eb_shared_reclaim(bool (*stale) (Oid dboid, int64 uid, void *arg), void *arg);
 
 extern void eb_pending_set(EbPartShared *part, int64 lo);
 extern void eb_pending_clear(void);

@@ -71,6 +71,8 @@ typedef struct EbNotified
 
 static HTAB *notified = NULL;
 
+static void eb_notify_wake_worker(Oid dboid);
+
 void
 eb_notify_record(EbTopic *topic)
 {
@@ -106,7 +108,6 @@ void
 eb_notify_xact_end(bool commit)
 {
 	int			i;
-	Latch	   *latch = NULL;
 
 	if (commit && eb_shared != NULL && (npublished > 0 || published_overflow))
 	{
@@ -116,24 +117,45 @@ eb_notify_xact_end(bool commit)
 				eb_notify_signal(published[i]);
 		}
 		if (published_overflow)
-		{
-			for (i = 0; i < eb_shared->max_topics; i++)
-			{
-				EbTopicShared *t = &eb_shared->topics[i];
-
-				if (t->in_use && t->key.dboid == MyDatabaseId)
-					eb_notify_signal(t);
-			}
-		}
-		SpinLockAcquire(&eb_shared->relay.mutex);
-		if (eb_shared->notify_dboid == MyDatabaseId)
-			latch = eb_shared->notify_latch;
-		SpinLockRelease(&eb_shared->relay.mutex);
-		if (latch != NULL)
-			SetLatch(latch);
+			eb_notify_database(MyDatabaseId, false);
+		eb_notify_wake_worker(MyDatabaseId);
 	}
 	npublished = 0;
 	published_overflow = false;
+}
+
+/* Tells the worker sending notifications, if it serves dboid, to look. */
+static void
+eb_notify_wake_worker(Oid dboid)
+{
+	Latch	   *latch = NULL;
+
+	SpinLockAcquire(&eb_shared->relay.mutex);
+	if (eb_shared->notify_dboid == dboid)
+		latch = eb_shared->notify_latch;
+	SpinLockRelease(&eb_shared->relay.mutex);
+	if (latch != NULL)
+		SetLatch(latch);
+}
+
+/*
+ * Every topic of a database may have new events (too many topics to track,
+ * or a prepared transaction committed): wakes them all.
+ */
+void
+eb_notify_database(Oid dboid, bool wake_worker)
+{
+	int			i;
+
+	for (i = 0; i < eb_shared->max_topics; i++)
+	{
+		EbTopicShared *t = &eb_shared->topics[i];
+
+		if (t->in_use && t->key.dboid == dboid)
+			eb_notify_signal(t);
+	}
+	if (wake_worker)
+		eb_notify_wake_worker(dboid);
 }
 
 /* The database worker announces itself as the sender of notifications. */

@@ -11,6 +11,7 @@
 #include "access/xact.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "tcop/utility.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
@@ -32,9 +33,98 @@ int			eb_maintenance_naptime = 10000;
 
 void		_PG_init(void);
 
+/*
+ * Prepared transactions.  A transaction that published events or outbox
+ * messages and is then prepared is remembered under its GID in shared
+ * memory; when COMMIT PREPARED succeeds (in any session), its database's
+ * topics are woken up, the relay too, and its outbox messages are counted.
+ */
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
+/* The GID of the PREPARE TRANSACTION ending the current transaction. */
+static char prepare_gid[GIDSIZE];
+
+static void
+eb_prepared_remember(uint64 outbox)
+{
+	int			i;
+
+	if (eb_shared == NULL || prepare_gid[0] == '\0')
+		return;
+	LWLockAcquire(eb_shared->map_lock, LW_EXCLUSIVE);
+	for (i = 0; i < eb_shared->nprepared; i++)
+	{
+		EbPrepared *e = &eb_shared->prepared[i];
+
+		if (e->used)
+			continue;
+		e->used = true;
+		strlcpy(e->gid, prepare_gid, sizeof(e->gid));
+		e->dboid = MyDatabaseId;
+		e->outbox = outbox;
+		break;
+	}
+	LWLockRelease(eb_shared->map_lock);
+}
+
+static void
+eb_prepared_finished(const char *gid, bool commit)
+{
+	int			i;
+	bool		found = false;
+	EbPrepared	copy;
+
+	if (eb_shared == NULL || eb_shared->nprepared == 0)
+		return;
+	LWLockAcquire(eb_shared->map_lock, LW_EXCLUSIVE);
+	for (i = 0; i < eb_shared->nprepared && !found; i++)
+	{
+		EbPrepared *e = &eb_shared->prepared[i];
+
+		if (!e->used || strcmp(e->gid, gid) != 0)
+			continue;
+		copy = *e;
+		e->used = false;
+		found = true;
+	}
+	LWLockRelease(eb_shared->map_lock);
+	if (!found || !commit)
+		return;
+	eb_outbox_count_committed(copy.outbox);
+	eb_notify_database(copy.dboid, true);
+	eb_relay_wake();
+}
+
+static void
+eb_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+				   ProcessUtilityContext context, ParamListInfo params,
+				   QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+	TransactionStmt *stmt = NULL;
+
+	if (IsA(parsetree, TransactionStmt))
+		stmt = (TransactionStmt *) parsetree;
+	if (stmt != NULL && stmt->kind == TRANS_STMT_PREPARE)
+		strlcpy(prepare_gid, stmt->gid, sizeof(prepare_gid));
+
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context, params,
+							 queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+								queryEnv, dest, qc);
+
+	if (stmt != NULL && (stmt->kind == TRANS_STMT_COMMIT_PREPARED ||
+						 stmt->kind == TRANS_STMT_ROLLBACK_PREPARED))
+		eb_prepared_finished(stmt->gid, stmt->kind == TRANS_STMT_COMMIT_PREPARED);
+}
+
 static void
 eb_xact_callback(XactEvent event, void *arg)
 {
+	uint64		outbox;
+
 	switch (event)
 	{
 		case XACT_EVENT_PRE_PREPARE:
@@ -46,21 +136,31 @@ eb_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			eb_catalog_xact_end(true);
-			eb_outbox_xact_end(true);
+			(void) eb_outbox_xact_end(true);
 			eb_notify_xact_end(true);
 			/* the commit is visible and flushed: let the relay read it now */
 			if (eb_xact_published)
 				eb_relay_wake();
 			eb_xact_published = false;
 			break;
-		case XACT_EVENT_ABORT:
-		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			eb_pending_clear();
 			eb_catalog_xact_end(false);
-			eb_outbox_xact_end(false);
+			outbox = eb_outbox_xact_end(false);
+			eb_notify_xact_end(false);
+			if (eb_xact_published)
+				eb_prepared_remember(outbox);
+			eb_xact_published = false;
+			prepare_gid[0] = '\0';
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			eb_pending_clear();
+			eb_catalog_xact_end(false);
+			(void) eb_outbox_xact_end(false);
 			eb_notify_xact_end(false);
 			eb_xact_published = false;
+			prepare_gid[0] = '\0';
 			break;
 		default:
 			break;
@@ -206,5 +306,7 @@ _PG_init(void)
 	{
 		eb_shmem_init();
 		eb_worker_register();
+		prev_process_utility = ProcessUtility_hook;
+		ProcessUtility_hook = eb_process_utility;
 	}
 }

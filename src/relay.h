@@ -61,7 +61,8 @@ extern void eb_relay_output_reset(void);
 
 /* relay_sql.c */
 extern bool eb_kafka_topic_name_valid(const char *name);
-extern void eb_outbox_xact_end(bool commit);
+extern uint64 eb_outbox_xact_end(bool commit);
+extern void eb_outbox_count_committed(uint64 count);
 extern void eb_outbox_subxact_end(int level, bool commit);
 
 #endif							/* EB_RELAY_H */

@@ -146,8 +146,12 @@ eb_outbox_subxact_end(int level, bool commit)
 		eb_outbox_count(level - 1, moved);
 }
 
-/* Transactions at commit: count outbox messages for the status. */
-void
+/*
+ * The end of a transaction: on commit, counts its outbox messages for the
+ * status.  Returns how many it wrote (a prepared transaction's are counted
+ * at COMMIT PREPARED, see pg_eventbus.c).
+ */
+uint64
 eb_outbox_xact_end(bool commit)
 {
 	ListCell   *lc;
@@ -155,10 +159,19 @@ eb_outbox_xact_end(bool commit)
 
 	foreach(lc, outbox_levels)
 		total += ((EbOutboxLevel *) lfirst(lc))->count;
-	if (commit && total > 0 && eb_shared != NULL)
-		pg_atomic_fetch_add_u64(&eb_shared->relay.outbox_committed, total);
 	/* the cells live in TopTransactionContext, which goes away now */
 	outbox_levels = NIL;
+	if (commit)
+		eb_outbox_count_committed(total);
+	return total;
+}
+
+/* Outbox messages committed: the relay status counts them as backlog. */
+void
+eb_outbox_count_committed(uint64 count)
+{
+	if (count > 0 && eb_shared != NULL)
+		pg_atomic_fetch_add_u64(&eb_shared->relay.outbox_committed, count);
 }
 
 static void

@@ -23,7 +23,8 @@
  *	  points to, and read by others under that lock.
  *
  *	- EbRelayShared.mutex (a spinlock) protects the relay worker's status;
- *	  the outbox counters are atomics.
+ *	  the outbox counters are atomics.  Prepared transactions that
+ *	  published (prepared[]) are under map_lock.
  *	- EbTopicShared.name is written under the topic lock
  *	  when the slot is initialized; notify_pending is an atomic flag set at
  *	  commit and cleared by the worker that sends NOTIFY; "committed" is a
@@ -88,6 +89,7 @@ eb_shmem_size(void)
 	size = add_size(size, mul_size(eb_max_topics, sizeof(EbTopicShared)));
 	size = add_size(size, mul_size(eb_max_partitions, sizeof(EbPartShared)));
 	size = add_size(size, mul_size(eb_pending_slots(), sizeof(EbPending)));
+	size = add_size(size, mul_size(max_prepared_xacts, sizeof(EbPrepared)));
 	size = add_size(size, hash_estimate_size(eb_max_topics, sizeof(EbTopicMapEntry)));
 	size = add_size(size, hash_estimate_size(eb_max_partitions, sizeof(EbPartMapEntry)));
 	return size;
@@ -155,6 +157,13 @@ eb_shmem_startup(void)
 			LWLockInitialize(&pt->lock, eb_shared->tranche_id);
 		}
 		memset(eb_shared->pending, 0, mul_size(eb_shared->npending, sizeof(EbPending)));
+		eb_shared->nprepared = max_prepared_xacts;
+		if (max_prepared_xacts > 0)
+		{
+			p = ShmemAlloc(mul_size(max_prepared_xacts, sizeof(EbPrepared)));
+			eb_shared->prepared = (EbPrepared *) p;
+			memset(p, 0, mul_size(max_prepared_xacts, sizeof(EbPrepared)));
+		}
 
 		memset(&eb_shared->relay, 0, sizeof(eb_shared->relay));
 		SpinLockInit(&eb_shared->relay.mutex);

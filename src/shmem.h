@@ -11,6 +11,7 @@
 #ifndef EB_SHMEM_H
 #define EB_SHMEM_H
 
+#include "access/xact.h"
 #include "access/xlogdefs.h"
 #include "datatype/timestamp.h"
 #include "port/atomics.h"
@@ -98,6 +99,18 @@ typedef struct EbRelayShared
 	pg_atomic_uint64 outbox_relayed;	/* outbox messages acknowledged */
 } EbRelayShared;
 
+/*
+ * A prepared transaction that published events or outbox messages: at
+ * COMMIT PREPARED its topics are notified and its messages counted.
+ */
+typedef struct EbPrepared
+{
+	bool		used;
+	char		gid[GIDSIZE];
+	Oid			dboid;
+	uint64		outbox;			/* outbox messages */
+} EbPrepared;
+
 typedef struct EbShared
 {
 	LWLock	   *map_lock;		/* protects the two hash maps and in_use */
@@ -112,6 +125,9 @@ typedef struct EbShared
 	EbPartShared *parts;
 	EbPending  *pending;
 	EbRelayShared relay;
+	EbPrepared *prepared;		/* max_prepared_transactions entries, under
+								 * map_lock */
+	int			nprepared;
 	Latch	   *notify_latch;	/* the database worker's, NULL if none */
 	Oid			notify_dboid;	/* database it serves */
 } EbShared;

@@ -1,7 +1,8 @@
 # Wake-ups: LISTEN "eventbus.<topic>" is notified after a publishing
 # transaction commits, never before and never for a rollback; bursts are
 # coalesced; eventbus.wait() returns at once for events committed before
-# the call, wakes on a commit during the call and times out otherwise; and
+# the call, wakes on a commit during the call and times out otherwise; a
+# prepared transaction wakes them at COMMIT PREPARED, not at PREPARE; and
 # without the database worker, LISTEN stays silent but wait() still works.
 use strict;
 use warnings;
@@ -18,6 +19,7 @@ wal_level = logical
 eventbus.database = 'postgres'
 eventbus.notify_interval = 50ms
 eventbus.maintenance_naptime = 1h
+max_prepared_transactions = 5
 });
 $node->start;
 $node->safe_psql('postgres', q{
@@ -120,6 +122,37 @@ my $woke = $waiter->query_until(qr/done/, '');
 like($woke, qr/done t/, 'wait returned true after a commit during the call');
 cmp_ok(time() - $t0, '<', 10, 'well before its timeout');
 $waiter->quit;
+
+# A prepared transaction: nothing at PREPARE TRANSACTION, a notification
+# and a woken wait() at COMMIT PREPARED (from another session).
+$node->safe_psql('postgres', q{SELECT count(*) FROM eventbus.poll('g', 'w', 100000, commit => true)});
+notifications($listener);
+$producer->query_safe('BEGIN');
+$producer->query_safe(q{SELECT eventbus.publish('w', '{"n": "prepared"}')});
+$producer->query_safe(q{PREPARE TRANSACTION 'wake-1'});
+$waiter = $node->background_psql('postgres');
+$waiter->query_until(qr/waiting/, q{\echo waiting
+SELECT eventbus.wait('g', 'w', '60 seconds') AS woke \gset
+\echo done :woke
+});
+usleep(600_000);
+is(scalar @{ notifications($listener) }, 0, 'no notification at PREPARE TRANSACTION');
+$t0 = time();
+$node->safe_psql('postgres', q{COMMIT PREPARED 'wake-1'});
+$got = wait_for_notifications($listener, 10);
+is(scalar @$got, 1, 'a notification after COMMIT PREPARED');
+$woke = $waiter->query_until(qr/done/, '');
+like($woke, qr/done t/, 'wait returned true after COMMIT PREPARED');
+cmp_ok(time() - $t0, '<', 10, 'well before its timeout');
+$waiter->quit;
+
+# ROLLBACK PREPARED: nothing.
+$producer->query_safe('BEGIN');
+$producer->query_safe(q{SELECT eventbus.publish('w', '{"n": "rolled back"}')});
+$producer->query_safe(q{PREPARE TRANSACTION 'wake-2'});
+$node->safe_psql('postgres', q{ROLLBACK PREPARED 'wake-2'});
+usleep(600_000);
+is(scalar @{ notifications($listener) }, 0, 'no notification for ROLLBACK PREPARED');
 
 # Without the database worker: no notifications, wait() still works.
 $node->safe_psql('postgres', 'CREATE DATABASE elsewhere');

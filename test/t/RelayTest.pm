@@ -1,0 +1,325 @@
+#
+# RelayTest.pm
+#	Helpers shared by the Kafka relay TAP tests (test/t/08*_relay*.pl):
+#
+#	  RelayTest::MockKafka->start(ARGS)	the mock Kafka helper (test/mock_kafka.c),
+#										its bootstrap servers, commands on stdin
+#	  relay_node(NAME, ...)				a server configured for the relay
+#	  wait_relay_running(NODE, DB)		until the relay runs and has its slot
+#	  relay_status(NODE, DB)			eventbus.relay_status as a hash
+#	  kafka_read(BOOTSTRAP, TOPIC)		every message of a Kafka topic (kcat)
+#	  wait_for_kafka(...)				until a topic holds enough messages
+#	  poll_until(SECONDS, CODE)			until CODE returns true
+#	  slot_confirmed_lsn, lsn_cmp		the relay slot's confirmed LSN, LSN order
+#	  by_event_id(MESSAGES)				messages grouped by eventbus-event-id
+#	  log_since(NODE, OFFSET)			the server log from a byte offset on
+#
+# $ENV{EB_MOCK_KAFKA} is the helper's path (scripts/test.sh sets it); kcat
+# must be in PATH.  Every wait is bounded.
+#
+package RelayTest;
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use IPC::Run qw(run timeout);
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep time);
+
+our @EXPORT = qw(compare_delivery relay_node wait_relay_running relay_status kafka_read
+  wait_for_kafka poll_until slot_confirmed_lsn lsn_cmp by_event_id
+  log_since);
+
+my $kcat_timeout = 30;    # seconds for one kcat run
+
+# Calls $code every $interval_ms until it returns a true value, for at most
+# $seconds.  Returns that value, or undef when time ran out.
+sub poll_until
+{
+	my ($seconds, $code, $interval_ms) = @_;
+	my $deadline = time() + $seconds;
+	$interval_ms //= 100;
+	while (1)
+	{
+		my $r = $code->();
+		return $r if $r;
+		return undef if time() > $deadline;
+		usleep($interval_ms * 1000);
+	}
+}
+
+# A new node with the library preloaded and wal_level = logical; conf: more
+# postgresql.conf lines; database => the relay's database (default
+# postgres).  Not started unless start => 1: then the extension is created
+# in that database first, eventbus.kafka_brokers is set to bootstrap => and
+# the configuration reloaded, and the relay is waited for.  Without start,
+# bootstrap => goes straight into postgresql.conf.
+sub relay_node
+{
+	my ($name, %opts) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	my $db = $opts{database} // 'postgres';
+	$node->init;
+	my $conf = qq{
+shared_preload_libraries = 'pg_eventbus'
+wal_level = logical
+max_replication_slots = 4
+};
+	$conf .= "eventbus.database = '$db'\n" if defined $opts{database};
+	$conf .= $opts{conf} if defined $opts{conf};
+	$conf .= "eventbus.kafka_brokers = '$opts{bootstrap}'\n"
+	  if defined $opts{bootstrap} && !$opts{start};
+	$node->append_conf('postgresql.conf', $conf);
+	if ($opts{start})
+	{
+		$node->start;
+		$node->safe_psql('postgres', "CREATE DATABASE $db")
+		  if $db ne 'postgres';
+		$node->safe_psql($db, 'CREATE EXTENSION pg_eventbus');
+		if (defined $opts{bootstrap})
+		{
+			$node->append_conf('postgresql.conf',
+				"eventbus.kafka_brokers = '$opts{bootstrap}'\n");
+			$node->reload;
+			wait_relay_running($node, $db)
+			  or die "the relay did not start on node $name";
+		}
+	}
+	return $node;
+}
+
+# eventbus.relay_status as a hash (JSON nulls are undef).
+sub relay_status
+{
+	my ($node, $db) = @_;
+	my $json = $node->safe_psql($db // 'postgres',
+		'SELECT row_to_json(s) FROM eventbus.relay_status s');
+	return decode_json($json);
+}
+
+# Waits until the relay runs with its slot in place; true on success.
+sub wait_relay_running
+{
+	my ($node, $db, $seconds) = @_;
+	my $ok = poll_until(
+		$seconds // 30,
+		sub {
+			$node->safe_psql($db // 'postgres',
+				"SELECT state = 'running' AND confirmed_lsn IS NOT NULL FROM eventbus.relay_status"
+			) eq 't';
+		});
+	diag('relay status: ' . encode_json(relay_status($node, $db)))
+	  unless $ok;
+	return $ok;
+}
+
+# The relay slot's confirmed_flush_lsn from pg_replication_slots.
+sub slot_confirmed_lsn
+{
+	my ($node) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name LIKE 'pg_eventbus_relay_%'"
+	);
+}
+
+# Compares two LSNs written X/Y (as <=> does).
+sub lsn_cmp
+{
+	my ($a, $b) = @_;
+	my ($ah, $al) = map { hex } split m{/}, $a;
+	my ($bh, $bl) = map { hex } split m{/}, $b;
+	return $ah <=> $bh || $al <=> $bl;
+}
+
+# Every message of a Kafka topic, from the beginning to the current end, as
+# a list of hashes: partition, offset, key (undef: none), timestamp (ms),
+# value, headers (name => value) and header_list ([name, value] pairs in
+# order; kcat prints a header without value as NULL).  Sorted by partition
+# and offset.  Returns undef if kcat fails (for instance while every broker
+# is down).
+sub kafka_read
+{
+	my ($bootstrap, $topic) = @_;
+	my ($out, $err) = ('', '');
+	# fields separated by \x1f, messages ended by \x1e: values are JSON text
+	my $fmt = '%p\x1f%o\x1f%K\x1f%k\x1f%T\x1f%h\x1f%S\x1f%s\x1e';
+	my $ok = eval {
+		run([
+				'kcat', '-C', '-b', $bootstrap, '-t', $topic,
+				'-o', 'beginning', '-e', '-q', '-f', $fmt
+			],
+			'<', \undef, '>', \$out, '2>', \$err,
+			timeout($kcat_timeout));
+	};
+	if (!$ok)
+	{
+		note "kcat -C -t $topic failed ($?): $err " . ($@ // '');
+		return undef;
+	}
+	my @msgs;
+	foreach my $rec (split /\x1e/, $out)
+	{
+		my ($p, $o, $klen, $k, $ts, $h, $vlen, $v) = split /\x1f/, $rec, 8;
+		die "unparsable kcat output \"$rec\"" unless defined $v;
+		die "value of $topic [$p] at $o is cut: \"$v\""
+		  unless length($v) == $vlen;
+		my (%headers, @list);
+		foreach my $pair (split /,/, $h)
+		{
+			my ($name, $value) = split /=/, $pair, 2;
+			push @list, [ $name, $value ];
+			$headers{$name} = $value;
+		}
+		push @msgs,
+		  {
+			topic => $topic,
+			partition => $p,
+			offset => $o,
+			key => $klen == -1 ? undef : $k,
+			timestamp => $ts,
+			headers => \%headers,
+			header_list => \@list,
+			value => $v,
+		  };
+	}
+	return [ sort { $a->{partition} <=> $b->{partition}
+			  || $a->{offset} <=> $b->{offset} } @msgs ];
+}
+
+# Waits until a topic holds at least $count messages; returns them (all of
+# them, also when time ran out).
+sub wait_for_kafka
+{
+	my ($bootstrap, $topic, $count, $seconds) = @_;
+	my $msgs;
+	poll_until(
+		$seconds // 30,
+		sub {
+			$msgs = kafka_read($bootstrap, $topic);
+			return $msgs && @$msgs >= $count;
+		},
+		250);
+	$msgs //= [];
+	note scalar(@$msgs) . " messages in Kafka topic $topic, waited for $count";
+	return $msgs;
+}
+
+# Messages grouped by their eventbus-event-id header: id => [messages].
+sub by_event_id
+{
+	my ($msgs) = @_;
+	my %by;
+	push @{ $by{ $_->{headers}{'eventbus-event-id'} // '' } }, $_
+	  foreach @$msgs;
+	return \%by;
+}
+
+# Compares Kafka's messages with the committed events (event id => {value,
+# partition, position}).  Returns lists of ids missing from Kafka, messages
+# that are no committed event, copies that differ from the event or from
+# the first copy's LSN, and the number of re-sent copies.
+sub compare_delivery
+{
+	my ($want, $msgs) = @_;
+	my $by_id = by_event_id($msgs);
+	my (@missing, @unknown, @differ);
+	my $resent = 0;
+	foreach my $id (sort keys %$want)
+	{
+		push @missing, $id unless $by_id->{$id};
+	}
+	foreach my $id (sort keys %$by_id)
+	{
+		my $copies = $by_id->{$id};
+		my $e = $want->{$id};
+		if (!$e)
+		{
+			push @unknown, "id \"$id\": $copies->[0]{value}";
+			next;
+		}
+		$resent += @$copies - 1;
+		foreach my $m (@$copies)
+		{
+			my $h = $m->{headers};
+			push @differ, "$id at $m->{partition}/$m->{offset}"
+			  unless $m->{value} eq $e->{value}
+			  && $m->{partition} == $e->{partition}
+			  && ($h->{'eventbus-partition'} // '') eq $e->{partition}
+			  && ($h->{'eventbus-position'} // '') eq $e->{position}
+			  && ($h->{'eventbus-lsn'} // '') eq ($copies->[0]{headers}{'eventbus-lsn'} // '-');
+		}
+	}
+	return (\@missing, \@unknown, \@differ, $resent);
+}
+
+# The server log from byte $offset on.
+sub log_since
+{
+	my ($node, $offset) = @_;
+	return substr(slurp_file($node->logfile), $offset // 0);
+}
+
+#
+# The mock Kafka cluster, driven over its stdin.
+#
+package RelayTest::MockKafka;
+
+use IPC::Run;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $answer_timeout = 10;    # seconds for the helper to start or answer
+
+# Starts the helper with the given arguments (--brokers N, --topic NAME:N)
+# and waits for its bootstrap line; dies if it does not come.
+sub start
+{
+	my ($class, @args) = @_;
+	my $path = $ENV{EB_MOCK_KAFKA}
+	  or die "EB_MOCK_KAFKA must name the mock_kafka helper (see scripts/test.sh)";
+	my $self = bless { in => '', out => '', err => '' }, $class;
+	$self->{timer} = IPC::Run::timer($answer_timeout);
+	$self->{h} = IPC::Run::start([ $path, @args ],
+		'<', \$self->{in}, '>', \$self->{out}, '2>', \$self->{err},
+		$self->{timer});
+	pump_until($self->{h}, $self->{timer}, \$self->{out}, qr/\n/);
+	($self->{bootstrap}) = $self->{out} =~ /\ABOOTSTRAP=(\S+)\n\z/
+	  or die "mock_kafka did not start: \"$self->{out}\" \"$self->{err}\"";
+	note "mock Kafka cluster at $self->{bootstrap}";
+	return $self;
+}
+
+sub bootstrap { return $_[0]->{bootstrap}; }
+
+# Sends a command ("down 1", "up 1", "create t 3") and returns the answer
+# ("ok" or "error ...").
+sub command
+{
+	my ($self, $cmd) = @_;
+	$self->{out} = '';
+	$self->{in} .= "$cmd\n";
+	$self->{timer}->start($answer_timeout);
+	pump_until($self->{h}, $self->{timer}, \$self->{out}, qr/\n/);
+	my $answer =
+	  $self->{out} =~ /\A(.*)\n\z/ ? $1 : "no answer: \"$self->{out}\"";
+	note "mock_kafka: $cmd -> $answer";
+	return $answer;
+}
+
+# Ends the helper.
+sub stop
+{
+	my ($self) = @_;
+	return unless $self->{h};
+	$self->command('quit');
+	$self->{timer}->start($answer_timeout);
+	eval { $self->{h}->finish; 1 } or $self->{h}->kill_kill;
+	note "mock_kafka stderr: $self->{err}" if $self->{err} ne '';
+	delete $self->{h};
+}
+
+1;

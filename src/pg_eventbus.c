@@ -142,6 +142,7 @@ eb_xact_callback(XactEvent event, void *arg)
 			if (eb_xact_published)
 				eb_relay_wake();
 			eb_xact_published = false;
+			prepare_gid[0] = '\0';
 			break;
 		case XACT_EVENT_PREPARE:
 			eb_pending_clear();

@@ -5,11 +5,16 @@
 #   A  one event per transaction:  eventbus.publish, plain INSERT, PgQ
 #   B  many events per statement:  eventbus.publish_batch, multi-row INSERT, PgQ
 #   C  one partition against eight: eventbus.publish to 1 and to 8 partitions
+#   D  consuming, batches of 100 and 1000, 1 and 4 consumers: eventbus.poll
+#      (consumer group), PgQ batches, a queue table drained with SKIP LOCKED
+#      (bench/consume.sh)
 #
 # Each round runs every contender of a workload back to back (the order
 # rotates from round to round); a contender's figure is its median over the
-# rounds.  Prints a table and the ratios with their targets, and writes it
-# all to bench/results/<timestamp>.txt.  See docs/benchmarks.md.
+# rounds.  A, B and C run for a fixed time; D, after them, drains a fixed
+# set of events written beforehand.  Prints a table and the ratios with
+# their targets, and writes it all to bench/results/<timestamp>.txt.  See
+# docs/benchmarks.md.
 #
 # Settings (environment):
 #   EB_BENCH_SECONDS=20        seconds per pgbench run (3 for a smoke run)
@@ -19,9 +24,12 @@
 #   EB_BENCH_BATCH_CLIENTS=4   clients in B
 #   EB_BENCH_BATCH_SIZE=100    events per statement in B
 #   EB_BENCH_THREADS=          pgbench threads (default: CPUs, at most the clients)
-#   EB_BENCH_WORKLOADS="A B C" workloads to run
+#   EB_BENCH_WORKLOADS="A B C D" workloads to run
+#   EB_BENCH_CONSUME_EVENTS=300000  events each contender of D drains (a multiple
+#                              of 4000; default 100000 when EB_BENCH_SECONDS < 10)
 #   EB_BENCH_PROFILE=1         after the rounds, perf-record the server during
-#                              A's publish and INSERT (needs perf: linux-perf)
+#                              A's publish and INSERT and D's poll (needs perf:
+#                              linux-perf)
 #   EB_BENCH_STRESS=1          afterwards, run test/t/030_stress.pl for 60 s
 #   EB_BENCH_STRICT=1          exit 1 when a target is missed
 #   EB_BENCH_KEEP=1            keep the server's directory
@@ -36,15 +44,38 @@ CLIENTS=${EB_BENCH_CLIENTS:-8}
 BATCH_CLIENTS=${EB_BENCH_BATCH_CLIENTS:-4}
 BATCH_SIZE=${EB_BENCH_BATCH_SIZE:-100}
 NCPU=$(nproc)
-WORKLOADS=${EB_BENCH_WORKLOADS:-A B C}
+WORKLOADS=${EB_BENCH_WORKLOADS:-A B C D}
+if [ "$SECS" -lt 10 ] 2>/dev/null; then
+	CONSUME_EVENTS=${EB_BENCH_CONSUME_EVENTS:-100000}
+else
+	CONSUME_EVENTS=${EB_BENCH_CONSUME_EVENTS:-300000}
+fi
 
-for v in SECS ROUNDS CLIENTS BATCH_CLIENTS BATCH_SIZE; do
+for v in SECS ROUNDS CLIENTS BATCH_CLIENTS BATCH_SIZE CONSUME_EVENTS; do
 	if ! [[ ${!v} =~ ^[1-9][0-9]*$ ]]; then
 		echo "bench: $v must be a positive integer (got '${!v}')" >&2
 		exit 2
 	fi
 done
 [[ $WARMUP =~ ^[0-9]+$ ]] || { echo "bench: EB_BENCH_WARMUP must be an integer" >&2; exit 2; }
+if [ $((CONSUME_EVENTS % 4000)) -ne 0 ]; then
+	# 4 partitions, each drained in whole batches of 1000
+	echo "bench: EB_BENCH_CONSUME_EVENTS must be a multiple of 4000 (got $CONSUME_EVENTS)" >&2
+	exit 2
+fi
+# A, B and C are timed pgbench runs; D (consuming) has its own driver.
+TIMED_WORKLOADS=
+RUN_D=0
+for w in $WORKLOADS; do
+	case $w in
+	A | B | C) TIMED_WORKLOADS+="$w " ;;
+	D) RUN_D=1 ;;
+	*)
+		echo "bench: unknown workload '$w' in EB_BENCH_WORKLOADS (A, B, C, D)" >&2
+		exit 2
+		;;
+	esac
+done
 
 # pgbench threads for a given client count.
 threads_for() {
@@ -118,7 +149,11 @@ declare -A TITLE=(
 	[B]="B. $BATCH_SIZE events per statement, $BATCH_CLIENTS clients"
 	[C]="C. $CLIENTS clients, 1 partition against 8"
 )
-declare -A TPS LAT
+declare -A TPS LAT MED_EV
+
+# Workload D's contenders and driver.
+# shellcheck source=bench/consume.sh
+. "$BENCH_DIR/consume.sh"
 
 # Other PostgreSQL servers on this machine (tests running alongside make
 # the figures noisy).
@@ -157,21 +192,24 @@ pgbench_run() {
 	echo "server: $(as_user postgres --version), fsync on, synchronous_commit on, shared_buffers 1GB"
 	echo "runs: ${SECS}s x $ROUNDS rounds per contender (warm-up ${WARMUP}s), pgbench -M prepared," \
 		"workloads: $WORKLOADS"
+	if [ "$RUN_D" = 1 ]; then
+		echo "workload D: each contender drains $CONSUME_EVENTS events once per round (4-partition topic)"
+	fi
 	echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg), $(other_servers)"
 } | tee -a "$RESULTS"
 
-if [ "$WARMUP" -gt 0 ]; then
+if [ "$WARMUP" -gt 0 ] && [ -n "$TIMED_WORKLOADS" ]; then
 	eb_say "Warm-up (${WARMUP}s per contender)"
-	for w in $WORKLOADS; do
+	for w in $TIMED_WORKLOADS; do
 		for id in ${ORDER[$w]}; do
 			pgbench_run "$id" "$WARMUP" "$WORK/warmup.out"
 		done
 	done
 fi
 
-for ((r = 1; r <= ROUNDS; r++)); do
+for ((r = 1; r <= ROUNDS && ${#TIMED_WORKLOADS} > 0; r++)); do
 	eb_say "Round $r of $ROUNDS"
-	for w in $WORKLOADS; do
+	for w in $TIMED_WORKLOADS; do
 		# rotate the order so no contender always runs first
 		read -r -a ids <<<"${ORDER[$w]}"
 		n=${#ids[@]}
@@ -189,15 +227,27 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	done
 done
 
+# Workload D, after the others, so that its events (written just before
+# it runs) do not change what A, B and C measure.
+if [ "$RUN_D" = 1 ]; then
+	consume_fill
+	consume_warmup
+	for ((r = 1; r <= ROUNDS; r++)); do
+		eb_say "Workload D, round $r of $ROUNDS"
+		consume_round "$r"
+	done
+fi
+
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 minmax() { tr ' ' '\n' | grep . | sort -g | awk 'NR==1 {lo=$1} {hi=$1} END {printf "%.0f-%.0f", lo, hi}'; }
 
-declare -A MED_EV
 say ""
 say "load average at end: $(cut -d' ' -f1-3 /proc/loadavg), $(other_servers)"
-say ""
-say "Results (median of $ROUNDS rounds of ${SECS}s; range in brackets)"
-for w in $WORKLOADS; do
+if [ -n "$TIMED_WORKLOADS" ]; then
+	say ""
+	say "Results (median of $ROUNDS rounds of ${SECS}s; range in brackets)"
+fi
+for w in $TIMED_WORKLOADS; do
 	say ""
 	say "${TITLE[$w]}"
 	say "$(printf '  %-46s %7s %12s %12s  %s' contender clients 'tx/s' 'events/s' 'range tx/s')"
@@ -208,6 +258,10 @@ for w in $WORKLOADS; do
 			"${MED_EV[$id]}" "$(echo "${TPS[$id]}" | minmax)")"
 	done
 done
+
+if [ "$RUN_D" = 1 ]; then
+	consume_report
+fi
 
 # Spread over the rounds: above 10 % the ratios are not to be trusted.
 noisy=$(for id in "${!TPS[@]}"; do echo "${TPS[$id]}"; done | awk '{
@@ -242,18 +296,20 @@ EOF
 	printf '  %-22s %12s events %8.0f bytes/event\n' "$name" "$events" "$(awk -v b="$bytes" -v e="$events" 'BEGIN {print b / e}')"
 done | tee -a "$RESULTS"
 
-# Ratios: name, numerator, denominator, target.
+# Ratios: name, numerator, denominator, target (empty: for information).
 missed=0
 say ""
 say "Ratios (events/s, medians)"
 ratio() {
 	local name=$1 num=$2 den=$3 target=$4 value verdict
 	if [ -z "${MED_EV[$num]:-}" ] || [ -z "${MED_EV[$den]:-}" ]; then
-		say "$(printf '  %-34s %6s   target >= %-5s %s' "$name" "-" "$target" "not run")"
+		say "$(printf '  %-44s %6s   target >= %-5s %s' "$name" "-" "${target:--}" "not run")"
 		return
 	fi
 	value=$(awk -v a="${MED_EV[$num]}" -v b="${MED_EV[$den]}" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
-	if awk -v v="$value" -v t="$target" 'BEGIN {exit !(v >= t)}'; then
+	if [ -z "$target" ]; then
+		verdict=
+	elif awk -v v="$value" -v t="$target" 'BEGIN {exit !(v >= t)}'; then
 		verdict=MET
 	else
 		verdict=MISSED
@@ -264,13 +320,20 @@ ratio() {
 		n = split(a, x, " "); split(b, y, " ")
 		for (i = 1; i <= n; i++) printf "%s%.2f", (i > 1 ? " " : ""), (y[i] > 0 ? x[i] * ea / (y[i] * eb) : 0)
 	}')
-	say "$(printf '  %-34s %6s   target >= %-5s %-7s rounds: %s' "$name" "$value" "$target" "$verdict" "$rounds")"
+	if [ -z "$target" ]; then
+		say "$(printf '  %-44s %6s   %-24s rounds: %s' "$name" "$value" "(no target)" "$rounds")"
+	else
+		say "$(printf '  %-44s %6s   target >= %-5s %-7s rounds: %s' "$name" "$value" "$target" "$verdict" "$rounds")"
+	fi
 }
 ratio "A  publish / INSERT" a_publish a_insert 0.9
 ratio "A  publish / PgQ" a_publish a_pgq 1.0
 ratio "B  publish_batch / INSERT" b_publish b_insert 0.8
 ratio "B  publish_batch / PgQ" b_publish b_pgq 1.0
 ratio "C  1 partition / 8 partitions" c_1p c_8p 0.9
+if [ "$RUN_D" = 1 ]; then
+	consume_ratios
+fi
 
 # Raw pgbench output of every measured run.
 {
@@ -285,14 +348,36 @@ ratio "C  1 partition / 8 partitions" c_1p c_8p 0.9
 } >>"$RESULTS"
 
 # Where the time goes: perf on the server's processes during A's publish
-# and INSERT, after the measured rounds so it does not disturb them.
+# and INSERT and during one drain of D's poll with batches of 100 and of
+# 1000, after the measured rounds so it does not disturb them.
+profile_report() {
+	local id=$1 pdata=$2 report
+	if ! [ -s "$pdata" ]; then
+		say "profile of $id: perf record failed (it needs root, or kernel.perf_event_paranoid <= 1)"
+		return 0
+	fi
+	report="$RESULTS_DIR/$STAMP-perf-$id.txt"
+	perf report -i "$pdata" --no-children --sort dso,symbol --stdio 2>/dev/null >"$report" || true
+	say ""
+	say "profile of $id: self time by object, then the top 25 functions"
+	say "(call graphs: ${report#"$EB_ROOT"/})"
+	{
+		perf report -i "$pdata" --no-children -g none --sort dso --stdio 2>/dev/null |
+			grep -E '^ +[0-9.]+%' | sed -n 1,8p
+		echo
+		perf report -i "$pdata" --no-children -g none --sort dso,symbol --stdio 2>/dev/null |
+			grep -E '^ +[0-9.]+%' | sed 's/ *- *- *$//' | sed -n 1,25p
+	} | tee -a "$RESULTS"
+}
 if [ "${EB_BENCH_PROFILE:-0}" = 1 ]; then
 	if ! command -v perf >/dev/null; then
 		say ""
 		say "profile: perf is not installed (Debian package linux-perf); skipped"
 	else
 		postmaster=$(head -1 "$WORK/data/postmaster.pid")
-		for id in a_publish a_insert; do
+		profile_ids=
+		case " $TIMED_WORKLOADS " in *" A "*) profile_ids="a_publish a_insert" ;; esac
+		for id in $profile_ids; do
 			eb_say "Profiling $id"
 			pdata="$WORK/perf.$id.data"
 			pgbench_run "$id" "$SECS" "$WORK/profile.$id.out" &
@@ -307,23 +392,17 @@ if [ "${EB_BENCH_PROFILE:-0}" = 1 ]; then
 			perf record -q -g -o "$pdata" -p "$pids" -- sleep $((SECS > 3 ? SECS - 2 : 1)) >/dev/null 2>&1 || true
 			wait "$BG_PID" || true
 			BG_PID=
-			if ! [ -s "$pdata" ]; then
-				say "profile of $id: perf record failed (it needs root, or kernel.perf_event_paranoid <= 1)"
-				continue
-			fi
-			report="$RESULTS_DIR/$STAMP-perf-$id.txt"
-			perf report -i "$pdata" --no-children --sort dso,symbol --stdio 2>/dev/null >"$report" || true
-			say ""
-			say "profile of $id: self time by object, then the top 25 functions"
-			say "(call graphs: ${report#"$EB_ROOT"/})"
-			{
-				perf report -i "$pdata" --no-children -g none --sort dso --stdio 2>/dev/null |
-					grep -E '^ +[0-9.]+%' | sed -n 1,8p
-				echo
-				perf report -i "$pdata" --no-children -g none --sort dso,symbol --stdio 2>/dev/null |
-					grep -E '^ +[0-9.]+%' | sed 's/ *- *- *$//' | sed -n 1,25p
-			} | tee -a "$RESULTS"
+			profile_report "$id" "$pdata"
 		done
+		if [ "$RUN_D" = 1 ]; then
+			for id in d_poll_100_1 d_poll_1000_1; do
+				eb_say "Profiling $id"
+				# perf follows the backends the postmaster forks for pgbench
+				pdata="$WORK/perf.$id.data"
+				consume_run "$id" "$WORK/profile.$id.out" 1 "$pdata"
+				profile_report "$id" "$pdata"
+			done
+		fi
 	fi
 fi
 

@@ -100,6 +100,9 @@ static SPIPlanPtr plan_rows = NULL;
 static SPIPlanPtr plan_retries = NULL;
 static SPIPlanPtr plan_lock = NULL;
 static SPIPlanPtr plan_lease = NULL;
+static SPIPlanPtr plan_ack_lock = NULL;
+static SPIPlanPtr plan_commit = NULL;
+static SPIPlanPtr plan_commit_retries = NULL;
 static SPIPlanPtr plan_advance = NULL;
 static SPIPlanPtr plan_retry_delivered = NULL;
 static SPIPlanPtr plan_retry_done = NULL;
@@ -371,7 +374,6 @@ eb_poll(PG_FUNCTION_ARGS)
 	eb_spi_begin(&spi, true);
 	eb_group_lookup(group_name, topic, &g);
 	eb_check_group_member(&g, group_name, spi.save_userid);
-	eb_group_ensure_partitions(&g, topic);
 
 	/* Where each partition stands, without locking anything yet. */
 	values[0] = Int32GetDatum(g.group_id);
@@ -387,8 +389,14 @@ eb_poll(PG_FUNCTION_ARGS)
 				"           AND fetched_session = $3, false) "
 				"FROM eventbus.group_partition WHERE group_id = $1",
 				3, argtypes);
-	/* not read-only: must see the rows eb_group_ensure_partitions just added */
+	/* not read-only: must see the rows eb_group_ensure_partitions adds */
 	eb_spi_run(plan_rows, values, nulls, false);
+	if (SPI_processed < (uint64) topic->partitions)
+	{
+		/* the topic grew since the group last saw it */
+		eb_group_ensure_partitions(&g, topic);
+		eb_spi_run(plan_rows, values, nulls, false);
+	}
 	rows = palloc0(sizeof(EbPartRow) * topic->partitions);
 	for (i = 0; i < topic->partitions; i++)
 		rows[i].held_by_other = true;	/* until seen */
@@ -526,13 +534,24 @@ eb_lock_for_ack(EbGroup *g, const char *group_name, EbTopic *topic, int32 partit
 	bool		isnull;
 	char	   *holder;
 	bool		active;
+	bool		ensured = false;
 
 	values[0] = Int32GetDatum(g->group_id);
 	values[1] = Int32GetDatum(partition);
-	eb_spi_exec("SELECT committed_position, member, coalesce(lease_until > now(), false) "
-				"FROM eventbus.group_partition WHERE group_id = $1 AND partition = $2 "
-				"FOR UPDATE",
-				2, argtypes, values, NULL, false);
+	for (;;)
+	{
+		eb_spi_plan(&plan_ack_lock,
+					"SELECT committed_position, member, coalesce(lease_until > now(), false) "
+					"FROM eventbus.group_partition WHERE group_id = $1 AND partition = $2 "
+					"FOR UPDATE",
+					2, argtypes);
+		eb_spi_run(plan_ack_lock, values, NULL, false);
+		if (SPI_processed > 0 || ensured)
+			break;
+		/* a partition added to the topic since the group last saw it */
+		eb_group_ensure_partitions(g, topic);
+		ensured = true;
+	}
 	if (SPI_processed != 1)
 		elog(ERROR, "partition %d of group \"%s\" has no position row", partition, group_name);
 	tup = SPI_tuptable->vals[0];
@@ -602,19 +621,22 @@ eb_commit(PG_FUNCTION_ARGS)
 	eb_spi_begin(&spi, true);
 	eb_group_lookup(group_name, topic, &g);
 	eb_check_group_member(&g, group_name, spi.save_userid);
-	eb_group_ensure_partitions(&g, topic);
 	eb_lock_for_ack(&g, group_name, topic, partition, member, &committed);
 	values[0] = Int32GetDatum(g.group_id);
 	values[1] = Int32GetDatum(partition);
 	values[2] = Int64GetDatum(position);
-	eb_spi_exec("UPDATE eventbus.group_partition SET "
+	eb_spi_plan(&plan_commit,
+				"UPDATE eventbus.group_partition SET "
 				"committed_position = greatest(committed_position, $3), "
 				"fetched_position = greatest(fetched_position, $3), committed_at = now() "
 				"WHERE group_id = $1 AND partition = $2",
-				3, argtypes, values, NULL, false);
-	eb_spi_exec("DELETE FROM eventbus.group_retry "
+				3, argtypes);
+	eb_spi_run(plan_commit, values, NULL, false);
+	eb_spi_plan(&plan_commit_retries,
+				"DELETE FROM eventbus.group_retry "
 				"WHERE group_id = $1 AND partition = $2 AND position <= $3 AND delivered",
-				3, argtypes, values, NULL, false);
+				3, argtypes);
+	eb_spi_run(plan_commit_retries, values, NULL, false);
 	eb_spi_end(&spi);
 	PG_RETURN_VOID();
 }
@@ -747,7 +769,6 @@ eb_nack(PG_FUNCTION_ARGS)
 	eb_spi_begin(&spi, true);
 	eb_group_lookup(group_name, topic, &g);
 	eb_check_group_member(&g, group_name, spi.save_userid);
-	eb_group_ensure_partitions(&g, topic);
 	eb_lock_for_ack(&g, group_name, topic, partition, member, &committed);
 	eb_fetch_event(topic, partition, position, &event);
 

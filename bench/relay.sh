@@ -1,0 +1,638 @@
+#!/usr/bin/env bash
+# The Kafka relay against kcat, in one run on one throwaway server and one
+# mock Kafka cluster (test/mock_kafka: librdkafka's mock broker, 1 broker on
+# loopback).  See bench/relay.md.
+#
+#   throughput  for events of 100 and of 1000 bytes (keyed, 4 partitions):
+#               the relay drains a backlog of N committed events (it is
+#               stopped while they are published, by clearing
+#               eventbus.kafka_brokers, then started again), against kcat
+#               producing the same N keys and values from a file to a topic
+#               of the same cluster with the relay's producer settings.
+#               events/s = N over the relay worker's start to its last
+#               acknowledgement, and over kcat's whole run.  Each round runs
+#               both (the order alternates); figures are medians.
+#   latency     pgbench publishes one event per transaction at a fixed rate
+#               (1000/s) for EB_BENCH_RELAY_SECONDS with the relay running,
+#               twice.  Run 1, the relay alone: commit-to-acknowledgement
+#               p50/p99 from eventbus.relay_status (read every second: the
+#               relay keeps the last 2048 transactions); the target is
+#               checked against the highest p99 read.  Run 2 adds a Kafka
+#               consumer (bench/relay_consumer.sh) for an independent
+#               measurement: each message's arrival against its
+#               transaction's commit timestamp (track_commit_timestamp).
+#               pgbench's own transaction times give the floor (the commit).
+#
+# Prints a table and the ratios with their targets (relay/kcat >= 0.5 for
+# both sizes, p99 <= 50 ms at 1000 events/s), and writes it all to
+# bench/results/<timestamp>-relay.txt.
+#
+# Settings (environment):
+#   EB_BENCH_RELAY_EVENTS=100000  events per throughput run (N)
+#   EB_BENCH_ROUNDS=3             rounds of the throughput runs
+#   EB_BENCH_RELAY_SECONDS=20     length of the latency run's measured period
+#   EB_BENCH_RELAY_WARMUP=3       seconds at the same rate before it (at least 3)
+#   EB_BENCH_RELAY_RATE=1000      events/s in the latency run
+#   EB_BENCH_RELAY_SIZES="100 1000"  value sizes in bytes for the throughput runs
+#   EB_BENCH_RELAY_LATENCY_SIZE=1000 value size in the latency run
+#   EB_BENCH_RELAY_CLIENTS=16     pgbench clients in the latency run (enough to keep the
+#                                 rate when commits are slow)
+#   EB_BENCH_RELAY_SMOKE=1        smoke run: 20000 events, 1 round, 5 s of latency
+#                                 (also when EB_BENCH_SECONDS < 10, as in bench/run.sh)
+#   EB_BENCH_PROFILE=1            afterwards, perf-record the relay worker during
+#                                 one more drain (needs perf: linux-perf)
+#   EB_BENCH_STRICT=1             exit 1 when a target is missed
+#   EB_BENCH_KEEP=1               keep the server's directory
+#   EB_BENCH_STAMP=...            timestamp for the results file (default: now)
+set -euo pipefail
+. "$(dirname "$0")/../scripts/common.sh"
+
+BENCH_DIR="$EB_ROOT/bench"
+SMOKE=${EB_BENCH_RELAY_SMOKE:-0}
+if [ "${EB_BENCH_SECONDS:-20}" -lt 10 ] 2>/dev/null; then SMOKE=1; fi
+if [ "$SMOKE" = 1 ]; then
+	EVENTS=${EB_BENCH_RELAY_EVENTS:-20000}
+	ROUNDS=${EB_BENCH_ROUNDS:-1}
+	LAT_SECS=${EB_BENCH_RELAY_SECONDS:-5}
+	LAT_WARMUP=${EB_BENCH_RELAY_WARMUP:-3}
+else
+	EVENTS=${EB_BENCH_RELAY_EVENTS:-100000}
+	ROUNDS=${EB_BENCH_ROUNDS:-3}
+	LAT_SECS=${EB_BENCH_RELAY_SECONDS:-20}
+	LAT_WARMUP=${EB_BENCH_RELAY_WARMUP:-3}
+fi
+RATE=${EB_BENCH_RELAY_RATE:-1000}
+SIZES=${EB_BENCH_RELAY_SIZES:-100 1000}
+LAT_SIZE=${EB_BENCH_RELAY_LATENCY_SIZE:-1000}
+LAT_CLIENTS=${EB_BENCH_RELAY_CLIENTS:-16}
+PARTITIONS=4
+TARGET_RATIO=0.5
+TARGET_P99_MS=50
+# kcat's consumer in the latency run asks the broker to answer a fetch
+# after at most this long when it has nothing new (the mock broker then
+# waits that long, without answering early when data arrives)
+FETCH_WAIT_MS=5
+
+for v in EVENTS ROUNDS LAT_SECS RATE LAT_SIZE LAT_CLIENTS; do
+	if ! [[ ${!v} =~ ^[1-9][0-9]*$ ]]; then
+		echo "relay bench: $v must be a positive integer (got '${!v}')" >&2
+		exit 2
+	fi
+done
+for s in $SIZES; do
+	if ! [[ $s =~ ^[1-9][0-9]*$ ]] || [ "$s" -lt 80 ]; then
+		echo "relay bench: EB_BENCH_RELAY_SIZES: sizes are bytes, at least 80 (got '$s')" >&2
+		exit 2
+	fi
+done
+if ! [[ $LAT_WARMUP =~ ^[0-9]+$ ]] || [ "$LAT_WARMUP" -lt 3 ]; then
+	echo "relay bench: EB_BENCH_RELAY_WARMUP must be at least 3 (the relay's ring holds about 2 s at 1000/s)" >&2
+	exit 2
+fi
+[ "$LAT_SIZE" -ge 80 ] || { echo "relay bench: EB_BENCH_RELAY_LATENCY_SIZE must be at least 80" >&2; exit 2; }
+command -v kcat >/dev/null || { echo "relay bench: kcat is not installed (Debian package kcat)" >&2; exit 2; }
+
+size_label() { if [ "$1" -ge 1000 ] && [ $(($1 % 1000)) -eq 0 ]; then echo "$(($1 / 1000)) KB"; else echo "$1 B"; fi; }
+
+eb_build
+
+WORK=$(eb_workdir relay-bench)
+PORT=$(eb_free_port)
+STAMP=${EB_BENCH_STAMP:-$(date -u +%Y%m%dT%H%M%SZ)}
+RESULTS_DIR="$BENCH_DIR/results"
+RESULTS="$RESULTS_DIR/$STAMP-relay.txt"
+mkdir -p "$RESULTS_DIR"
+: >"$RESULTS"
+
+KAFKA_PID=
+CONSUMER_PID=
+SAMPLER_PID=
+PERF_PID=
+cleanup() {
+	local pid
+	[ -n "$PERF_PID" ] && { kill -INT "$PERF_PID" 2>/dev/null || true; wait "$PERF_PID" 2>/dev/null || true; }
+	for pid in "$SAMPLER_PID" "$CONSUMER_PID"; do
+		# the consumer runs in a process group of its own (setsid)
+		[ -n "$pid" ] && { kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true; }
+	done
+	eb_cluster_stop "$WORK"
+	if [ -n "$KAFKA_PID" ]; then
+		kill "$KAFKA_PID" 2>/dev/null || true
+		wait "$KAFKA_PID" 2>/dev/null || true
+	fi
+	if [ "${EB_BENCH_KEEP:-0}" = 1 ]; then
+		echo "relay bench: server directory kept in $WORK"
+	else
+		rm -rf "$WORK"
+	fi
+}
+trap cleanup EXIT
+
+say() { echo "$*" | tee -a "$RESULTS"; }
+# details that go to the results file only
+log() { echo "$*" >>"$RESULTS"; }
+
+psql_q() {
+	as_user psql -X -q -v ON_ERROR_STOP=1 -h "$WORK" -p "$PORT" -U postgres -d postgres "$@"
+}
+# one value (or one row, fields separated by spaces)
+sql() { psql_q -At -F ' ' -c "$1"; }
+
+# ---------- the mock Kafka cluster ----------
+
+eb_say "Starting a mock Kafka cluster (librdkafka's, 1 broker on loopback)"
+topics=()
+for s in $SIZES; do topics+=(--topic "relay_$s:$PARTITIONS" --topic "kcat_$s:$PARTITIONS"); done
+topics+=(--topic "relay_lat:$PARTITIONS")
+"$EB_ROOT/test/mock_kafka" "${topics[@]}" --no-stdin >"$WORK/kafka.out" 2>&1 &
+KAFKA_PID=$!
+for _ in $(seq 1 100); do
+	grep -q '^BOOTSTRAP=' "$WORK/kafka.out" && break
+	sleep 0.1
+done
+BOOTSTRAP=$(sed -n 's/^BOOTSTRAP=//p' "$WORK/kafka.out")
+[ -n "$BOOTSTRAP" ] || { cat "$WORK/kafka.out" >&2; exit 1; }
+
+# The end offsets (high watermarks) of a Kafka topic's partitions, in
+# partition order; kafka_end: their sum.
+kafka_ends() {
+	local args=() p
+	for ((p = 0; p < PARTITIONS; p++)); do args+=(-t "$1:$p:-1"); done
+	kcat -Q -b "$BOOTSTRAP" "${args[@]}" 2>/dev/null |
+		sed -n 's/^[^ ]* \[\([0-9]*\)\] offset \([0-9]*\).*/\1 \2/p' | sort -n | awk '{printf "%s%s", (NR > 1 ? " " : ""), $2} END {print ""}'
+}
+kafka_end() { kafka_ends "$1" | awk '{for (i = 1; i <= NF; i++) s += $i} END {if (NF) print s; else print "?"}'; }
+
+# ---------- the server ----------
+
+# Durable commits, as in bench/run.sh; the relay reads only flushed WAL, so
+# the flush is part of its latency.  track_commit_timestamp gives each
+# transaction's commit time for the consumer-side latency measurement.
+eb_say "Starting a server (fsync on, synchronous_commit on, relay to $BOOTSTRAP)"
+eb_cluster_start "$WORK" "$PORT" \
+	"fsync = on" \
+	"synchronous_commit = on" \
+	"shared_buffers = '1GB'" \
+	"max_wal_size = '16GB'" \
+	"checkpoint_timeout = '1h'" \
+	"max_connections = 50" \
+	"track_commit_timestamp = on" \
+	"eventbus.database = 'postgres'" \
+	"eventbus.kafka_brokers = '$BOOTSTRAP'"
+
+psql_q -f "$BENCH_DIR/relay_setup.sql" >/dev/null
+# the relay creates its slot once the extension exists; topics are relayed
+# from transactions that commit after that
+[ "$(sql "SELECT bench_relay.wait_relay(false, 60)")" = t ] ||
+	{ sql "SELECT * FROM eventbus.relay_stats()" >&2; echo "relay bench: the relay did not start" >&2; exit 1; }
+for s in $SIZES; do
+	sql "SELECT eventbus.create_topic('bench_relay_$s', $PARTITIONS), eventbus.relay_topic('bench_relay_$s', 'relay_$s')" >/dev/null
+done
+sql "SELECT eventbus.create_topic('bench_lat', $PARTITIONS), eventbus.relay_topic('bench_lat', 'relay_lat')" >/dev/null
+
+# The relay's producer settings (relay_worker.c), given to kcat as well.
+MAX_EVENT_BYTES=$(sql "SELECT pg_size_bytes(current_setting('eventbus.max_event_size'))")
+MAX_IN_FLIGHT=$(sql "SHOW eventbus.relay_max_in_flight")
+MESSAGE_MAX=$((MAX_EVENT_BYTES + 65536))
+[ "$MESSAGE_MAX" -lt 1000000 ] && MESSAGE_MAX=1000000
+QUEUE_MAX=$((MAX_IN_FLIGHT * 2))
+[ "$QUEUE_MAX" -lt 1000 ] && QUEUE_MAX=1000
+KCAT_PROPS=(-X enable.idempotence=true -X partitioner=murmur2_random -X linger.ms=5
+	-X message.timeout.ms=0 -X "queue.buffering.max.messages=$QUEUE_MAX"
+	-X "message.max.bytes=$MESSAGE_MAX" -X client.id=kcat)
+
+# kcat input files: the same keys and values the relay sends.  The relay
+# adds five headers to every message; kcat sends five static headers of
+# the same names and about the same lengths.
+for s in $SIZES; do
+	psql_q -At -c "SELECT * FROM bench_relay.kcat_lines($s, $EVENTS)" >"$WORK/kcat_$s.txt"
+	psql_q -At -c "SELECT * FROM bench_relay.kcat_lines($s, 1000)" >"$WORK/kcat_warmup_$s.txt"
+done
+kcat_headers() {
+	echo -H "eventbus-event-id=$(cat /proc/sys/kernel/random/uuid)" -H "eventbus-topic=bench_relay_$1" \
+		-H eventbus-partition=2 -H eventbus-position=123456 -H eventbus-lsn=0/8A3C51F0
+}
+
+# ---------- runs ----------
+
+relay_enable() {
+	if [ "$1" = on ]; then
+		psql_q -c "ALTER SYSTEM RESET eventbus.kafka_brokers" -c "SELECT pg_reload_conf()" >/dev/null
+	else
+		psql_q -c "ALTER SYSTEM SET eventbus.kafka_brokers = ''" -c "SELECT pg_reload_conf()" >/dev/null
+		[ "$(sql "SELECT bench_relay.wait_relay(true, 60)")" = t ] ||
+			{ echo "relay bench: the relay did not stop" >&2; exit 1; }
+	fi
+}
+
+declare -A RATES
+# relay_run SIZE [EVENTS]: the relay drains a backlog of EVENTS events.
+# Sets RUN_RATE, RUN_SECS.
+relay_run() {
+	local s=$1 n=${2:-$EVENTS} topic=bench_relay_$1 k0 k1 target reload_at done_at row
+	local pid events bytes secs wall wal
+	relay_enable off
+	k0=$(kafka_end "relay_$s")
+	psql_q -c "CALL bench_relay.fill('$topic', $s, $n)" >/dev/null
+	target=$(sql "SELECT pg_current_wal_lsn()")
+	psql_q -c "CHECKPOINT" >/dev/null
+	# how much WAL the worker will read: from its slot's restart point
+	wal=$(sql "SELECT round(pg_wal_lsn_diff('$target', restart_lsn) / 1048576.0, 1)
+	           FROM pg_replication_slots WHERE slot_name = (SELECT slot_name FROM eventbus.relay_stats())")
+	if [ -n "${PROFILE_DATA:-}" ]; then
+		# perf follows the relay worker the postmaster forks
+		perf record -q -g -o "$PROFILE_DATA" -p "$(head -1 "$WORK/data/postmaster.pid")" >/dev/null 2>&1 &
+		PERF_PID=$!
+		sleep 1
+	fi
+	reload_at=$(sql "SELECT clock_timestamp()")
+	relay_enable on
+	done_at=$(sql "SELECT bench_relay.wait_confirmed('$target', 900)")
+	if [ -n "$PERF_PID" ]; then
+		kill -INT "$PERF_PID" 2>/dev/null || true
+		wait "$PERF_PID" 2>/dev/null || true
+		PERF_PID=
+	fi
+	if [ -z "$done_at" ]; then
+		sql "SELECT * FROM eventbus.relay_stats()" >&2
+		echo "relay bench: the relay did not drain $n events in 15 minutes" >&2
+		exit 1
+	fi
+	# the worker publishes its counters at most every 100 ms, and when it
+	# wakes up (at least every second)
+	sleep 1.2
+	row=$(sql "SELECT worker_pid, events_relayed, bytes_relayed,
+	                  extract(epoch FROM last_ack_at - started_at),
+	                  extract(epoch FROM '$done_at'::timestamptz - '$reload_at'::timestamptz)
+	           FROM eventbus.relay_stats()")
+	read -r pid events bytes secs wall <<<"$row"
+	k1=$(kafka_end "relay_$s")
+	if [ "$((k1 - k0))" != "$n" ]; then
+		echo "relay bench: Kafka topic relay_$s grew by $((k1 - k0)) messages, expected $n" >&2
+		exit 1
+	fi
+	# the counters are the new worker's (they start at 0 with each worker)
+	[ "$events" = "$n" ] || log "note: relay worker $pid reports $events events relayed, expected $n"
+	log "relay $s B: worker $pid, $events events, $bytes bytes of keys and values," \
+		"worker start to last ack ${secs}s, reload to slot confirmed ${wall}s, ${wal} MB of WAL read, Kafka +$((k1 - k0))"
+	RUN_SECS=$secs
+	RUN_RATE=$(awk -v n="$n" -v t="$secs" 'BEGIN {printf "%.1f", n / t}')
+	RELAY_PID=$pid
+}
+
+# kcat_run SIZE [FILE]: kcat produces the lines of FILE.
+kcat_run() {
+	local s=$1 file=${2:-$WORK/kcat_$1.txt} n k0 k1 t0 t1 hdrs
+	n=$(wc -l <"$file")
+	read -r -a hdrs <<<"$(kcat_headers "$s")"
+	k0=$(kafka_end "kcat_$s")
+	t0=$(date +%s%N)
+	if ! kcat -P -b "$BOOTSTRAP" -t "kcat_$s" -K '|' "${KCAT_PROPS[@]}" "${hdrs[@]}" -l "$file" 2>"$WORK/kcat.err"; then
+		cat "$WORK/kcat.err" >&2
+		echo "relay bench: kcat failed" >&2
+		exit 1
+	fi
+	t1=$(date +%s%N)
+	k1=$(kafka_end "kcat_$s")
+	if [ "$((k1 - k0))" != "$n" ]; then
+		cat "$WORK/kcat.err" >&2
+		echo "relay bench: Kafka topic kcat_$s grew by $((k1 - k0)) messages, expected $n" >&2
+		exit 1
+	fi
+	RUN_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b - a) / 1e9}')
+	RUN_RATE=$(awk -v n="$n" -v t="$RUN_SECS" 'BEGIN {printf "%.1f", n / t}')
+	log "kcat $s B: $n messages in ${RUN_SECS}s, Kafka +$((k1 - k0))"
+}
+
+other_servers() {
+	local n
+	n=$(pgrep -a -x postgres | grep -- ' -D ' | grep -vcF -- "$WORK/data" || true)
+	echo "other PostgreSQL servers running: $n"
+}
+
+{
+	echo "pg_eventbus relay benchmark $STAMP"
+	echo "commit: $(git -C "$EB_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+		"($(git -C "$EB_ROOT" status --porcelain 2>/dev/null | wc -l) files changed or untracked)"
+	echo "machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)," \
+		"$(awk '/MemTotal/ {printf "%.0f GB RAM", $2/1048576}' /proc/meminfo)"
+	echo "server: $(as_user postgres --version), fsync on, synchronous_commit on; kcat $(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\).*/\1/p')" \
+		"with librdkafka $(kcat -V 2>&1 | sed -n 's/.*librdkafka \([0-9][^ ]*\).*/\1/p' | head -1)"
+	echo "Kafka: test/mock_kafka (librdkafka's mock cluster, 1 broker), topics of $PARTITIONS partitions"
+	echo "throughput: $EVENTS keyed events per run, values of $(for s in $SIZES; do printf '%s ' "$(size_label "$s")"; done)x $ROUNDS rounds"
+	echo "latency: ${LAT_WARMUP}s + ${LAT_SECS}s at $RATE events/s, $(size_label "$LAT_SIZE") values, $LAT_CLIENTS pgbench clients"
+	echo "producer settings (relay and kcat): $(printf '%s\n' "${KCAT_PROPS[@]}" | grep -v '^-X$' | grep -v '^client.id' | paste -sd' ')"
+	echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg), $(other_servers)"
+} | tee -a "$RESULTS"
+
+eb_say "Warm-up (1000 events per contender)"
+for s in $SIZES; do
+	relay_run "$s" 1000
+	kcat_run "$s" "$WORK/kcat_warmup_$s.txt"
+done
+
+for ((r = 1; r <= ROUNDS; r++)); do
+	eb_say "Throughput, round $r of $ROUNDS"
+	for s in $SIZES; do
+		if [ $((r % 2)) = 1 ]; then order="relay kcat"; else order="kcat relay"; fi
+		for c in $order; do
+			"${c}_run" "$s"
+			RATES[$c.$s]+="$RUN_RATE "
+			printf '  %-6s %-34s %10.0f events/s %8.2f s  (load %s)\n' "$(size_label "$s")" \
+				"$([ "$c" = relay ] && echo "relay (drains a backlog)" || echo "kcat -P -l (from a file)")" \
+				"$RUN_RATE" "$RUN_SECS" "$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$RESULTS"
+		done
+	done
+done
+
+# Both contenders sent the same keys: with the same partitioner (murmur2),
+# their Kafka topics hold the same number of messages in each partition.
+for s in $SIZES; do
+	a=$(kafka_ends "relay_$s")
+	b=$(kafka_ends "kcat_$s")
+	if [ "$a" = "$b" ]; then
+		log "messages per Kafka partition, relay_$s and kcat_$s: $a (the same)"
+	else
+		say "note: messages per Kafka partition differ: relay_$s $a, kcat_$s $b"
+	fi
+done
+
+# ---------- latency ----------
+
+# relay_status every second, from one psql session (\watch): its
+# percentiles cover the last 2048 transactions
+cat >"$WORK/sampler.sql" <<'EOF2'
+SELECT extract(epoch FROM clock_timestamp()), events_relayed, messages_in_flight,
+       latency_p50_ms, latency_p99_ms FROM eventbus.relay_stats()
+\watch 1
+EOF2
+
+declare -A LAT
+# latency_run TAG CONSUMER(0|1): one latency run; results in LAT[TAG.*].
+latency_run() {
+	local tag=$1 consumer=$2 lat_t0 lat_start end_lsn i prev cur n final
+	# a fresh worker, so that its latency ring holds this run's transactions only
+	relay_enable off
+	relay_enable on
+	[ "$(sql "SELECT bench_relay.wait_relay(false, 60)")" = t ] || { echo "relay bench: the relay is not running" >&2; exit 1; }
+
+	: >"$WORK/received.tsv"
+	if [ "$consumer" = 1 ]; then
+		# A Kafka consumer of the latency topic (bench/relay_consumer.sh): each
+		# message's event id and arrival time.  In a process group of its own.
+		setsid "$BENCH_DIR/relay_consumer.sh" "$BOOTSTRAP" relay_lat "$FETCH_WAIT_MS" >>"$WORK/received.tsv" &
+		CONSUMER_PID=$!
+	fi
+	# a probe event, until the consumer receives it (the relay's first
+	# message also waits for its producer to connect)
+	for ((i = 0; i < 100; i++)); do
+		sql "SELECT eventbus.publish('bench_lat', '{\"probe\": true}', key => 'probe')" >/dev/null
+		sleep 0.2
+		if [ "$consumer" = 0 ] || [ -s "$WORK/received.tsv" ]; then break; fi
+	done
+	[ "$consumer" = 0 ] || [ -s "$WORK/received.tsv" ] || { echo "relay bench: the Kafka consumer received nothing" >&2; exit 1; }
+	[ -n "$(sql "SELECT bench_relay.wait_confirmed(pg_current_wal_lsn(), 60)")" ] ||
+		{ echo "relay bench: the relay does not relay" >&2; exit 1; }
+	sleep 0.5
+
+	setsid bash -c '. "$1"; shift; as_user "$@"' _ "$EB_ROOT/scripts/common.sh" \
+		psql -X -At -F ' ' -h "$WORK" -p "$PORT" -U postgres -d postgres -f "$WORK/sampler.sql" \
+		>"$WORK/samples.$tag.txt" 2>/dev/null &
+	SAMPLER_PID=$!
+
+	# One pgbench run; what is measured starts after the warm-up (by then the
+	# relay's ring of 2048 transactions holds none from before the run).
+	lat_t0=$(sql "SELECT extract(epoch FROM clock_timestamp()) + $LAT_WARMUP")
+	lat_start="to_timestamp($lat_t0)"
+	if ! as_user pgbench -n -M prepared -R "$RATE" -T "$((LAT_WARMUP + LAT_SECS))" -c "$LAT_CLIENTS" -j 2 \
+		-D size="$LAT_SIZE" -l --log-prefix="$WORK/pgbench_$tag" -f "$BENCH_DIR/relay_latency.sql" \
+		-h "$WORK" -p "$PORT" -U postgres postgres >"$WORK/latency.$tag.out" 2>&1; then
+		cat "$WORK/latency.$tag.out" >&2
+		echo "relay bench: pgbench failed" >&2
+		exit 1
+	fi
+	end_lsn=$(sql "SELECT pg_current_wal_lsn()")
+	[ -n "$(sql "SELECT bench_relay.wait_confirmed('$end_lsn', 120)")" ] ||
+		{ echo "relay bench: the relay did not catch up after the latency run" >&2; exit 1; }
+	sleep 1.5
+	kill -- "-$SAMPLER_PID" 2>/dev/null || true
+	wait "$SAMPLER_PID" 2>/dev/null || true
+	SAMPLER_PID=
+	# the reading after the relay caught up: the run's last 2048 transactions
+	final=$(sql "SELECT extract(epoch FROM clock_timestamp()), events_relayed, messages_in_flight,
+	                    latency_p50_ms, latency_p99_ms FROM eventbus.relay_stats()")
+	echo "$final" >>"$WORK/samples.$tag.txt"
+	read -r _ _ _ "LAT[$tag.final_p50]" "LAT[$tag.final_p99]" <<<"$(echo "$final" |
+		awk '{printf "%s %s %s %.1f %.1f\n", $1, $2, $3, $4, $5}')"
+
+	n=$(sql "SELECT count(*) FROM eventbus_data.bench_lat WHERE created_at >= $lat_start")
+	LAT[$tag.events]=$n
+	# the rate pgbench kept in the measured period, from its log (end times)
+	LAT[$tag.rate]=$(cat "$WORK"/pgbench_"$tag".* 2>/dev/null | awk -v t0="$lat_t0" '
+		NF >= 7 && $5 + $6 / 1e6 >= t0 {n++; e = $5 + $6 / 1e6; if (e > last) last = e}
+		END {printf "%.0f", (last > t0 ? n / (last - t0) : 0)}')
+	LAT[$tag.lag]=$(sed -n 's/^rate limit schedule lag: avg \([0-9.]*\) .*/\1/p' "$WORK/latency.$tag.out")
+	# pgbench's per-transaction log: client, transaction, time (us, from the
+	# scheduled start), script, end (s, us), schedule lag (us).  time minus
+	# lag is how long the transaction took from being sent to COMMIT
+	# returning, mostly the wait for the WAL flush: a floor for the
+	# commit-to-ack time.
+	read -r "LAT[$tag.t_p50]" "LAT[$tag.t_p99]" "LAT[$tag.t_max]" <<<"$(cat "$WORK"/pgbench_"$tag".* 2>/dev/null |
+		awk -v t0="$lat_t0" 'NF >= 7 && $5 + $6 / 1e6 >= t0 {print ($3 - $7) / 1000}' | sort -g |
+		awk '{a[NR] = $1} END {if (NR) printf "%.1f %.1f %.1f\n", a[int((NR - 1) * 0.5) + 1], a[int((NR - 1) * 0.99) + 1], a[NR]; else print "- - -"}')"
+
+	# the relay's own figures: the readings taken in the measured period and
+	# the final one (each covers the 2048 transactions before it)
+	read -r "LAT[$tag.readings]" "LAT[$tag.r_p50]" "LAT[$tag.r_p99]" "LAT[$tag.r_p99_max]" <<<"$(awk -v t0="$lat_t0" '
+		$1 >= t0 && $4 != "" {
+			n++; p50[n] = $4; p99[n] = $5
+		}
+		function med(a, n,   i, j, t, b) {
+			for (i = 1; i <= n; i++) b[i] = a[i]
+			for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (b[j] < b[i]) { t = b[i]; b[i] = b[j]; b[j] = t }
+			return n % 2 ? b[(n + 1) / 2] : (b[n / 2] + b[n / 2 + 1]) / 2
+		}
+		END {
+			if (!n) { print "0 - - -"; exit }
+			mx = 0; for (i = 1; i <= n; i++) if (p99[i] > mx) mx = p99[i]
+			printf "%d %.1f %.1f %.1f\n", n, med(p50, n), med(p99, n), mx
+		}' "$WORK/samples.$tag.txt")"
+
+	[ "$consumer" = 1 ] || return 0
+	# everything is acknowledged: let the consumer read the last messages
+	prev=-1
+	for ((i = 0; i < 50; i++)); do
+		cur=$(wc -l <"$WORK/received.tsv")
+		[ "$cur" = "$prev" ] && break
+		prev=$cur
+		sleep 0.3
+	done
+	kill -- "-$CONSUMER_PID" 2>/dev/null || true
+	wait "$CONSUMER_PID" 2>/dev/null || true
+	CONSUMER_PID=
+	# independently: arrival at a Kafka consumer against the commit timestamp
+	psql_q -c "TRUNCATE bench_relay.received" -c "\\copy bench_relay.received FROM '$WORK/received.tsv'"
+	read -r "LAT[$tag.c_count]" "LAT[$tag.c_p50]" "LAT[$tag.c_p99]" "LAT[$tag.c_p999]" "LAT[$tag.c_max]" "LAT[$tag.c_over]" <<<"$(sql "
+		WITH l AS (
+		  SELECT (r.received_at - extract(epoch FROM pg_xact_commit_timestamp(e.xmin))) * 1000 AS ms
+		  FROM eventbus_data.bench_lat e JOIN bench_relay.received r USING (event_id)
+		  WHERE e.created_at >= $lat_start)
+		SELECT count(*),
+		       round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 1),
+		       round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 1),
+		       round(percentile_cont(0.999) WITHIN GROUP (ORDER BY ms)::numeric, 1),
+		       round(max(ms)::numeric, 1),
+		       count(*) FILTER (WHERE ms > $TARGET_P99_MS)
+		FROM l")"
+	LAT[$tag.c_missing]=$(sql "SELECT count(*) FROM eventbus_data.bench_lat e
+		WHERE e.created_at >= $lat_start
+		  AND NOT EXISTS (SELECT FROM bench_relay.received r WHERE r.event_id = e.event_id)")
+}
+
+# Run 1, the relay alone: its own figures, checked against the target.
+# Run 2, with a Kafka consumer of the topic: an independent measurement.
+# The consumer (kcat, Perl, the broker serving its fetches) takes CPU from
+# the relay on a small machine, so it does not run during run 1.
+eb_say "Latency, run 1: the relay alone, $RATE events/s, ${LAT_WARMUP}s of warm-up and ${LAT_SECS}s measured"
+latency_run alone 0
+eb_say "Latency, run 2: with a Kafka consumer, $RATE events/s, ${LAT_WARMUP}s of warm-up and ${LAT_SECS}s measured"
+latency_run consumer 1
+
+# ---------- report ----------
+
+median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+minmax() { tr ' ' '\n' | grep . | sort -g | awk 'NR==1 {lo=$1} {hi=$1} END {printf "%.0f-%.0f", lo, hi}'; }
+
+say ""
+say "load average at end: $(cut -d' ' -f1-3 /proc/loadavg), $(other_servers)"
+say ""
+say "E. Relay throughput: $EVENTS keyed events, $PARTITIONS partitions (median of $ROUNDS rounds; range in brackets)"
+say "$(printf '  %-6s %-34s %12s  %s' size contender 'events/s' 'range')"
+declare -A MED
+for s in $SIZES; do
+	for c in relay kcat; do
+		MED[$c.$s]=$(echo "${RATES[$c.$s]}" | median)
+		say "$(printf '  %-6s %-34s %12.0f  [%s]' "$(size_label "$s")" \
+			"$([ "$c" = relay ] && echo "relay (drains a backlog)" || echo "kcat -P -l (ceiling)")" \
+			"${MED[$c.$s]}" "$(echo "${RATES[$c.$s]}" | minmax)")"
+	done
+done
+
+say ""
+say "E. Commit-to-acknowledgement latency, $RATE events/s, ${LAT_SECS}s measured ($(size_label "$LAT_SIZE") values)"
+say "$(printf '  %-62s %8s %8s %8s' '' 'p50 ms' 'p99 ms' 'max ms')"
+for tag in alone consumer; do
+	if [ "$tag" = alone ]; then say "  run 1, the relay alone:"; else say "  run 2, with a Kafka consumer reading the topic:"; fi
+	say "    ${LAT[$tag.events]} events (${LAT[$tag.rate]}/s), pgbench schedule lag avg ${LAT[$tag.lag]:--} ms"
+	if awk -v a="${LAT[$tag.rate]:-0}" -v r="$RATE" 'BEGIN {exit !(a < 0.95 * r)}'; then
+		say "    note: pgbench did not keep the rate (busy machine, or raise EB_BENCH_RELAY_CLIENTS): events came in bursts"
+	fi
+	say "$(printf '    %-60s %8s %8s %8s' "pgbench: a transaction, sent to COMMIT returned (the floor)" \
+		"${LAT[$tag.t_p50]}" "${LAT[$tag.t_p99]}" "${LAT[$tag.t_max]}")"
+	say "$(printf '    %-60s %8s %8s' "relay_status at the end (the last 2048 transactions)" \
+		"${LAT[$tag.final_p50]:--}" "${LAT[$tag.final_p99]:--}")"
+	say "$(printf '    %-60s %8s %8s %8s' "relay_status, ${LAT[$tag.readings]} readings (median p50, p99; highest p99)" \
+		"${LAT[$tag.r_p50]}" "${LAT[$tag.r_p99]}" "${LAT[$tag.r_p99_max]}")"
+	if [ "$tag" = consumer ]; then
+		say "$(printf '    %-60s %8s %8s %8s' "consumer: commit timestamp to arrival, every event" \
+			"${LAT[$tag.c_p50]:--}" "${LAT[$tag.c_p99]:--}" "${LAT[$tag.c_max]:--}")"
+		say "    consumer: ${LAT[$tag.c_count]} events received, ${LAT[$tag.c_missing]} missing, p99.9 ${LAT[$tag.c_p999]:--} ms," \
+			"${LAT[$tag.c_over]} above $TARGET_P99_MS ms (includes up to ${FETCH_WAIT_MS} ms of fetch wait)"
+	fi
+done
+
+# Spread over the rounds: above 10 % the ratios are not to be trusted.
+if [ "$ROUNDS" -gt 1 ]; then
+	noisy=$(for k in "${!RATES[@]}"; do echo "${RATES[$k]}"; done | awk '{
+		lo = hi = $1; s = 0
+		for (i = 1; i <= NF; i++) { if ($i < lo) lo = $i; if ($i > hi) hi = $i; s += $i }
+		if (NF > 1 && (hi - lo) / (s / NF) > w) w = (hi - lo) / (s / NF)
+	} END {printf "%.0f", w * 100}')
+	if [ "$noisy" -gt 10 ]; then
+		say ""
+		say "note: runs of one contender differ by up to $noisy % between rounds: the machine was busy or"
+		say "      the runs too short; compare the ratios with care (see bench/relay.md)"
+	fi
+fi
+
+missed=0
+# verdict 1|0: sets VERDICT, counts misses
+verdict() {
+	if [ "$1" = 1 ]; then VERDICT=MET; else VERDICT=MISSED; missed=$((missed + 1)); fi
+}
+say ""
+say "Ratios and targets"
+for s in $SIZES; do
+	value=$(awk -v a="${MED[relay.$s]}" -v b="${MED[kcat.$s]}" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+	rounds=$(awk -v a="${RATES[relay.$s]}" -v b="${RATES[kcat.$s]}" 'BEGIN {
+		n = split(a, x, " "); split(b, y, " ")
+		for (i = 1; i <= n; i++) printf "%s%.2f", (i > 1 ? " " : ""), (y[i] > 0 ? x[i] / y[i] : 0)
+	}')
+	verdict "$(awk -v v="$value" -v t="$TARGET_RATIO" 'BEGIN {print (v >= t) ? 1 : 0}')"
+	say "$(printf '  %-44s %6s   target >= %-5s %-7s rounds: %s' "E  relay / kcat, $(size_label "$s") events" "$value" \
+		"$TARGET_RATIO" "$VERDICT" "$rounds")"
+done
+P99=${LAT[alone.r_p99_max]}
+if [ "$P99" = - ]; then
+	say "$(printf '  %-44s %6s   target <= %-5s %s' "E  p99 commit-to-ack at $RATE/s (ms)" - "$TARGET_P99_MS" "not measured")"
+	missed=$((missed + 1))
+else
+	verdict "$(awk -v v="$P99" -v t="$TARGET_P99_MS" 'BEGIN {print (v <= t) ? 1 : 0}')"
+	say "$(printf '  %-44s %6s   target <= %-5s %-7s (run 1, highest reading; run 2: %s, consumer %s)' \
+		"E  p99 commit-to-ack at $RATE/s (ms)" "$P99" "$TARGET_P99_MS" "$VERDICT" \
+		"${LAT[consumer.r_p99_max]}" "${LAT[consumer.c_p99]:--}")"
+fi
+
+for tag in alone consumer; do
+	echo ""
+	echo "latency run '$tag': relay_status readings (epoch, events_relayed, in flight, p50 ms, p99 ms)"
+	cat "$WORK/samples.$tag.txt"
+	echo ""
+	echo "latency run '$tag': pgbench output"
+	cat "$WORK/latency.$tag.out"
+done >>"$RESULTS"
+
+# ---------- profile ----------
+
+if [ "${EB_BENCH_PROFILE:-0}" = 1 ]; then
+	if ! command -v perf >/dev/null; then
+		say ""
+		say "profile: perf is not installed (Debian package linux-perf); skipped"
+	else
+		s=$(echo "$SIZES" | awk '{print $NF}')
+		eb_say "Profiling the relay draining $EVENTS events of $(size_label "$s")"
+		pdata="$WORK/perf.relay.data"
+		PROFILE_DATA=$pdata
+		relay_run "$s"
+		PROFILE_DATA=
+		report="$RESULTS_DIR/$STAMP-relay-perf.txt"
+		perf report -i "$pdata" --pid "$RELAY_PID" --percentage relative --no-children --sort dso,symbol \
+			--stdio 2>/dev/null >"$report" || true
+		perf report -i "$pdata" --pid "$RELAY_PID" --percentage relative --no-children -g none --sort dso,symbol \
+			--stdio 2>/dev/null | grep -E '^ +[0-9.]+%' | sed 's/ *- *- *$//' >"$WORK/perf.symbols" || true
+		say ""
+		say "profile of the relay worker (pid $RELAY_PID; $(printf '%.0f' "$RUN_RATE") events/s while recorded)"
+		say "(call graphs: ${report#"$EB_ROOT"/})"
+		{
+			echo "CPU samples by thread:"
+			perf report -i "$pdata" --no-children -g none --sort pid --stdio 2>/dev/null |
+				grep -E '^ +[0-9.]+%' | grep -E " $RELAY_PID:|:rdk:" |
+				awk '{sub("%", "", $1); p[NR] = $1; t[NR] = $2; s += $1}
+				     END {for (i = 1; i <= NR; i++) printf "  %6.1f%%  %s\n", 100 * p[i] / s, t[i]}' || true
+			echo "by object:"
+			awk '{sub("%", "", $1); s[$2] += $1} END {for (d in s) printf "  %6.1f%%  %s\n", s[d], d}' "$WORK/perf.symbols" |
+				sort -rn | sed -n 1,8p
+			echo "top 25 functions (self):"
+			sed -n 1,25p "$WORK/perf.symbols"
+		} | tee -a "$RESULTS"
+	fi
+fi
+
+status=0
+say ""
+say "results: ${RESULTS#"$EB_ROOT"/}"
+if [ "$missed" -gt 0 ]; then
+	say "$missed target(s) missed"
+	[ "${EB_BENCH_STRICT:-0}" = 1 ] && status=1
+fi
+exit $status

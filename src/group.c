@@ -253,6 +253,12 @@ eb_create_group(PG_FUNCTION_ARGS)
 	topic = eb_topic_get(topic_name, false);
 	eb_check_read_privilege(topic);
 
+	/*
+	 * One create_group at a time (the lock conflicts with itself), so that
+	 * two groups of one topic do not both create its dead-letter topic.
+	 */
+	LockRelationOid(eb_catalog_relid("consumer_group"), ShareUpdateExclusiveLock);
+
 	/* The dead-letter topic must exist and accept the creator's events. */
 	dlq_topic = eb_topic_get(dlq, true);
 	if (dlq_topic == NULL)
@@ -263,7 +269,6 @@ eb_create_group(PG_FUNCTION_ARGS)
 				 errmsg("permission denied to publish to dead-letter topic \"%s\"", dlq)));
 	topic = eb_topic_get(topic_name, false);
 
-	LockRelationOid(eb_catalog_relid("consumer_group"), ShareUpdateExclusiveLock);
 	starts = eb_start_positions(topic, kind, ts);
 
 	eb_spi_begin(&spi, true);

@@ -96,11 +96,18 @@ eb_notify_record(EbTopic *topic)
 		published_overflow = true;
 }
 
-static void
+/*
+ * Marks the topic for a notification and wakes its wait()ers.  Returns true
+ * if it was not marked yet: otherwise the worker already knows, and sends
+ * the notification when the topic's interval has passed.
+ */
+static bool
 eb_notify_signal(EbTopicShared *t)
 {
-	pg_atomic_write_u32(&t->notify_pending, 1);
+	bool		first = pg_atomic_exchange_u32(&t->notify_pending, 1) == 0;
+
 	ConditionVariableBroadcast(&t->committed);
+	return first;
 }
 
 /* Called at the end of every transaction. */
@@ -111,14 +118,21 @@ eb_notify_xact_end(bool commit)
 
 	if (commit && eb_shared != NULL && (npublished > 0 || published_overflow))
 	{
+		bool		wake = false;
+
 		for (i = 0; i < npublished; i++)
 		{
-			if (published[i]->key.uid == published_uid[i])
-				eb_notify_signal(published[i]);
+			if (published[i]->key.uid == published_uid[i] &&
+				eb_notify_signal(published[i]))
+				wake = true;
 		}
 		if (published_overflow)
+		{
 			eb_notify_database(MyDatabaseId, false);
-		eb_notify_wake_worker(MyDatabaseId);
+			wake = true;
+		}
+		if (wake)
+			eb_notify_wake_worker(MyDatabaseId);
 	}
 	npublished = 0;
 	published_overflow = false;
@@ -152,7 +166,7 @@ eb_notify_database(Oid dboid, bool wake_worker)
 		EbTopicShared *t = &eb_shared->topics[i];
 
 		if (t->in_use && t->key.dboid == dboid)
-			eb_notify_signal(t);
+			(void) eb_notify_signal(t);
 	}
 	if (wake_worker)
 		eb_notify_wake_worker(dboid);
@@ -304,6 +318,7 @@ eb_any_emit(void *arg, EbTopic *topic, TupleTableSlot *slot)
 static bool
 eb_group_has_events(const char *group_name, EbTopic *topic, const char *member)
 {
+	static SPIPlanPtr plan_positions = NULL;
 	EbSpi		spi;
 	EbGroup		g;
 	Oid			argtypes[3] = {INT4OID, TEXTOID, TEXTOID};
@@ -329,7 +344,8 @@ eb_group_has_events(const char *group_name, EbTopic *topic, const char *member)
 	else
 		nulls[1] = 'n';
 	values[2] = CStringGetTextDatum(eb_session_id());
-	eb_spi_exec("SELECT gp.partition, "
+	eb_spi_plan(&plan_positions,
+				"SELECT gp.partition, "
 				"  CASE WHEN gp.member = $2 AND gp.lease_until > now() "
 				"        AND gp.fetched_session = $3 "
 				"       THEN gp.fetched_position ELSE gp.committed_position END, "
@@ -337,7 +353,8 @@ eb_group_has_events(const char *group_name, EbTopic *topic, const char *member)
 				"  EXISTS (SELECT 1 FROM eventbus.group_retry r WHERE r.group_id = $1 "
 				"          AND r.partition = gp.partition AND r.not_before <= now()) "
 				"FROM eventbus.group_partition gp WHERE gp.group_id = $1",
-				3, argtypes, values, nulls, true);
+				3, argtypes);
+	eb_spi_run(plan_positions, values, nulls, true);
 	rows = SPI_tuptable;
 	nrows = SPI_processed;
 

@@ -43,7 +43,9 @@
  */
 #include "postgres.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -83,7 +85,13 @@ char	   *eb_kafka_properties = NULL;
 char	   *eb_kafka_properties_file = NULL;
 int			eb_relay_max_in_flight = 100000;
 
-#define EB_SLOT_SAVE_MS 200
+/*
+ * The confirmed position is written to disk at most this often (and by
+ * checkpoints, at shutdown and whenever the slot's restart point or xmin
+ * moves): each save fsyncs, which stalls the loop.  After a crash the relay
+ * may send again what was acknowledged since the last save.
+ */
+#define EB_SLOT_SAVE_MS 10000
 #define EB_STATS_MS 100
 #define EB_LATENCY_RING 2048
 #define EB_ERROR_LOG_INTERVAL_MS 60000
@@ -135,6 +143,9 @@ static TimestampTz last_save = 0;
 static volatile sig_atomic_t shutdown_requested = false;
 
 /* counters published to shared memory */
+/* written by librdkafka when the main queue gets events; read end polled */
+static int	kafka_event_fd[2] = {-1, -1};
+
 static uint64 stat_events = 0;
 static uint64 stat_bytes = 0;
 static TimestampTz stat_last_ack = 0;
@@ -212,7 +223,7 @@ eb_cmp_double(const void *a, const void *b)
 	return x < y ? -1 : (x > y ? 1 : 0);
 }
 
-/* Copies the counters to shared memory, at most once a second unless forced. */
+/* Copies the counters to shared memory, at most every EB_STATS_MS unless forced. */
 static void
 eb_relay_publish_stats(bool force)
 {
@@ -454,6 +465,7 @@ eb_producer_create(char *err, size_t errlen)
 	char		buf[32];
 	char		maxbytes[32];
 	rd_kafka_t *rk;
+	rd_kafka_queue_t *mainq;
 
 	snprintf(buf, sizeof(buf), "%d", Max(eb_relay_max_in_flight * 2, 1000));
 	/*
@@ -469,7 +481,7 @@ eb_producer_create(char *err, size_t errlen)
 		!eb_conf_set(conf, "enable.idempotence", "true", err, errlen) ||
 		!eb_conf_set(conf, "partitioner", "murmur2_random", err, errlen) ||
 		!eb_conf_set(conf, "message.timeout.ms", "0", err, errlen) ||
-		!eb_conf_set(conf, "linger.ms", "5", err, errlen) ||
+		!eb_conf_set(conf, "linger.ms", "1", err, errlen) ||
 		!eb_conf_set(conf, "queue.buffering.max.messages", buf, err, errlen) ||
 		!eb_conf_set(conf, "log.queue", "true", err, errlen) ||
 		!eb_conf_apply_properties(conf, err, errlen) ||
@@ -490,7 +502,29 @@ eb_producer_create(char *err, size_t errlen)
 		return NULL;
 	}
 	rd_kafka_set_log_queue(rk, NULL);
+
+	/* librdkafka writes a byte to the pipe when delivery reports wait */
+	if (kafka_event_fd[0] < 0 && pipe2(kafka_event_fd, O_NONBLOCK | O_CLOEXEC) != 0)
+	{
+		snprintf(err, errlen, "could not create a pipe for the Kafka producer: %m");
+		kafka_event_fd[0] = kafka_event_fd[1] = -1;
+		rd_kafka_destroy(rk);
+		return NULL;
+	}
+	mainq = rd_kafka_queue_get_main(rk);
+	rd_kafka_queue_io_event_enable(mainq, kafka_event_fd[1], "1", 1);
+	rd_kafka_queue_destroy(mainq);
 	return rk;
+}
+
+/* Empties the producer's event pipe; the reports are served by rd_kafka_poll. */
+static void
+eb_drain_event_fd(void)
+{
+	char		buf[64];
+
+	while (read(kafka_event_fd[0], buf, sizeof(buf)) > 0)
+		;
 }
 
 /* Destroys the producer; nothing can be called back afterwards. */
@@ -687,11 +721,12 @@ eb_relay_confirm(LogicalDecodingContext *ctx, bool caught_up, bool force_save)
 	{
 		LogicalConfirmReceivedLocation(upto);
 		confirmed = upto;
+		/* a checkpoint saves the slot from now on */
+		ReplicationSlotMarkDirty();
 		slot_dirty = true;
 	}
 	if (slot_dirty && (force_save || TimestampDifferenceExceeds(last_save, now, EB_SLOT_SAVE_MS)))
 	{
-		ReplicationSlotMarkDirty();
 		ReplicationSlotSave();
 		last_save = now;
 		slot_dirty = false;
@@ -758,6 +793,7 @@ eb_relay_session(const char *slot)
 		XLogRecPtr	flush;
 		bool		caught_up;
 		int			n = 0;
+		int			rc;
 
 		CHECK_FOR_INTERRUPTS();
 		if (shutdown_requested || session_failed)
@@ -794,15 +830,18 @@ eb_relay_session(const char *slot)
 
 		if (!caught_up && in_flight < eb_relay_max_in_flight)
 			continue;
-		if (in_flight > 0)
-		{
-			/* wait for acknowledgements; new commits are read next round */
-			rd_kafka_poll(producer, caught_up ? 5 : 50);
-			continue;
-		}
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1000L, PG_WAIT_EXTENSION);
+
+		/*
+		 * Sleep until a commit sets the latch or librdkafka queues a
+		 * delivery report (kafka_event_fd), whichever comes first.
+		 */
+		rc = WaitLatchOrSocket(MyLatch,
+							   WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							   kafka_event_fd[0], in_flight > 0 ? 100L : 1000L,
+							   PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
+		if (rc & WL_SOCKET_READABLE)
+			eb_drain_event_fd();
 	}
 
 	/* Let what is in flight arrive (briefly), confirm it, and leave. */
@@ -998,6 +1037,9 @@ eb_relay_main(Datum arg)
 	eb_shared->relay.pid = MyProcPid;
 	eb_shared->relay.latch = MyLatch;
 	eb_shared->relay.started_at = GetCurrentTimestamp();
+	/* the counters go on from the previous worker's (since server start) */
+	stat_events = eb_shared->relay.events_relayed;
+	stat_bytes = eb_shared->relay.bytes_relayed;
 	strlcpy(eb_shared->relay.slot_name, slot, NAMEDATALEN);
 	strlcpy(eb_shared->relay.state, "starting", EB_RELAY_STATE_LEN);
 	SpinLockRelease(&eb_shared->relay.mutex);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Kafka relay against kcat, in one run on one throwaway server and one
 # mock Kafka cluster (test/mock_kafka: librdkafka's mock broker, 1 broker on
-# loopback).  See bench/relay.md.
+# loopback).  See docs/benchmarks.md (workload E).
 #
 #   throughput  for events of 100 and of 1000 bytes (keyed, 4 partitions):
 #               the relay drains a backlog of N committed events (it is
@@ -551,7 +551,7 @@ if [ "$ROUNDS" -gt 1 ]; then
 	if [ "$noisy" -gt 10 ]; then
 		say ""
 		say "note: runs of one contender differ by up to $noisy % between rounds: the machine was busy or"
-		say "      the runs too short; compare the ratios with care (see bench/relay.md)"
+		say "      the runs too short; compare the ratios with care (see docs/benchmarks.md, workload E)"
 	fi
 fi
 

@@ -8,6 +8,10 @@
 #   D  consuming, batches of 100 and 1000, 1 and 4 consumers: eventbus.poll
 #      (consumer group), PgQ batches, a queue table drained with SKIP LOCKED
 #      (bench/consume.sh)
+#   E  the Kafka relay against kcat, and its commit-to-acknowledgement
+#      latency (bench/relay.sh, its own server and mock Kafka cluster)
+#   F  wake-ups: publishing with and without subscribers, against NOTIFY in
+#      every transaction, and commit-to-wake latency (bench/wakeups.sh)
 #
 # Each round runs every contender of a workload back to back (the order
 # rotates from round to round); a contender's figure is its median over the
@@ -24,7 +28,7 @@
 #   EB_BENCH_BATCH_CLIENTS=4   clients in B
 #   EB_BENCH_BATCH_SIZE=100    events per statement in B
 #   EB_BENCH_THREADS=          pgbench threads (default: CPUs, at most the clients)
-#   EB_BENCH_WORKLOADS="A B C D" workloads to run
+#   EB_BENCH_WORKLOADS="A B C D E F" workloads to run
 #   EB_BENCH_CONSUME_EVENTS=300000  events each contender of D drains (a multiple
 #                              of 4000; default 100000 when EB_BENCH_SECONDS < 10)
 #   EB_BENCH_PROFILE=1         after the rounds, perf-record the server during
@@ -44,7 +48,7 @@ CLIENTS=${EB_BENCH_CLIENTS:-8}
 BATCH_CLIENTS=${EB_BENCH_BATCH_CLIENTS:-4}
 BATCH_SIZE=${EB_BENCH_BATCH_SIZE:-100}
 NCPU=$(nproc)
-WORKLOADS=${EB_BENCH_WORKLOADS:-A B C D}
+WORKLOADS=${EB_BENCH_WORKLOADS:-A B C D E F}
 if [ "$SECS" -lt 10 ] 2>/dev/null; then
 	CONSUME_EVENTS=${EB_BENCH_CONSUME_EVENTS:-100000}
 else
@@ -63,15 +67,21 @@ if [ $((CONSUME_EVENTS % 4000)) -ne 0 ]; then
 	echo "bench: EB_BENCH_CONSUME_EVENTS must be a multiple of 4000 (got $CONSUME_EVENTS)" >&2
 	exit 2
 fi
-# A, B and C are timed pgbench runs; D (consuming) has its own driver.
+# A, B and C are timed pgbench runs; D (consuming) has its own driver; E
+# (the Kafka relay) and F (wake-ups) are scripts of their own, with their
+# own servers, run after the others.
 TIMED_WORKLOADS=
 RUN_D=0
+RUN_E=0
+RUN_F=0
 for w in $WORKLOADS; do
 	case $w in
 	A | B | C) TIMED_WORKLOADS+="$w " ;;
 	D) RUN_D=1 ;;
+	E) RUN_E=1 ;;
+	F) RUN_F=1 ;;
 	*)
-		echo "bench: unknown workload '$w' in EB_BENCH_WORKLOADS (A, B, C, D)" >&2
+		echo "bench: unknown workload '$w' in EB_BENCH_WORKLOADS (A, B, C, D, E, F)" >&2
 		exit 2
 		;;
 	esac
@@ -404,6 +414,26 @@ if [ "${EB_BENCH_PROFILE:-0}" = 1 ]; then
 			done
 		fi
 	fi
+fi
+
+# E and F: their scripts print their own tables and ratios; they are copied
+# into this run's results, and their misses counted with the others.
+run_part() {
+	local name=$1 script=$2 out
+	out="$WORK/$name.out"
+	say ""
+	eb_say "$name ($script)"
+	if ! EB_BENCH_STAMP=$STAMP EB_BENCH_STRICT=0 "$BENCH_DIR/$script" 2>&1 | tee "$out"; then
+		echo "$script failed" | tee -a "$out"
+		missed=$((missed + 1))
+	fi
+	cat "$out" >>"$RESULTS"
+	missed=$((missed + $(grep -c 'MISSED' "$out" || true)))
+}
+if [ "$RUN_E" = 1 ] || [ "$RUN_F" = 1 ]; then
+	eb_cluster_stop "$WORK"
+	[ "$RUN_E" = 1 ] && run_part "Workload E: the Kafka relay" relay.sh
+	[ "$RUN_F" = 1 ] && run_part "Workload F: wake-ups" wakeups.sh
 fi
 
 status=0

@@ -29,7 +29,7 @@
 # is woken: a LISTEN "eventbus.wake_lat" subscriber and an eventbus.wait()
 # loop (both polling after the wake-up), and, in runs of their own, a
 # LISTEN subscriber of the naive NOTIFY-per-transaction producer.
-# p50/p99 pooled over the rounds.  See bench/wakeups.md.
+# p50/p99 pooled over the rounds.  See docs/benchmarks.md (workload F).
 #
 # Prints a table and the ratios and targets, and writes them with the raw
 # output to bench/results/<timestamp>-wakeups.txt.
@@ -117,7 +117,7 @@ eb_build
 WORK=$(eb_workdir wakeups)
 PORT=$(eb_free_port)
 DSN="host=$WORK port=$PORT user=postgres dbname=postgres"
-STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+STAMP=${EB_BENCH_STAMP:-$(date -u +%Y%m%dT%H%M%SZ)}
 RESULTS_DIR="$BENCH_DIR/results"
 RESULTS="$RESULTS_DIR/$STAMP-wakeups.txt"
 mkdir -p "$RESULTS_DIR"

@@ -25,7 +25,7 @@ Modes:
   report        Pooled percentiles of the samples of several latency runs,
                 with the targets.
 
-How commit-to-wake latency is measured (docs: bench/wakeups.md):
+How commit-to-wake latency is measured (docs: docs/benchmarks.md, workload F):
 
   Every process reads the same clock, CLOCK_MONOTONIC (time.monotonic_ns).
   A producer records, per event, the time just before it sends COMMIT
@@ -650,7 +650,7 @@ def main():
     s.add_argument("--grace", type=float, default=1.5, help="seconds to wait for the last wake-ups")
     s.add_argument("--tail", type=float, default=0.5, help="seconds of unmeasured commits after the run")
     s.add_argument("--sub-sync", choices=["on", "off"], default="off",
-                   help="synchronous_commit of the subscribers' polls (see bench/wakeups.md)")
+                   help="synchronous_commit of the subscribers' polls (see docs/benchmarks.md, workload F)")
     s.add_argument("--out", required=True)
 
     s = sp.add_parser("report")

@@ -405,7 +405,9 @@ if [ "$RUN_TP" = 1 ]; then
 		say "$(printf '  %-44s %6s   target >= %-5s %-7s rounds: %s' "$name" "$value" "$target" "$verdict" "$rounds")"
 	}
 	ratio "publish: LISTEN, no poll / no subscribers" tp_publish_listen tp_publish 0.95
-	ratio "publish: poll after wake / no subscribers" tp_publish_subs tp_publish 0.95
+	# consuming subscribers compete with the producers for CPU and WAL flushes:
+	# no target, compared with subscribers that poll on a timer instead
+	ratio "publish: poll after wake / no subscribers" tp_publish_subs tp_publish ""
 	ratio "publish: poll after wake / poll on a timer" tp_publish_subs tp_publish_timer ""
 	ratio "naive INSERT + NOTIFY / publish" tp_notify tp_publish ""
 	ratio "naive INSERT + NOTIFY / INSERT, no NOTIFY" tp_notify tp_insert ""

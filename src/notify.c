@@ -34,6 +34,7 @@
 #include "pgstat.h"
 #include "storage/condition_variable.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/json.h"
 #include "utils/memutils.h"
@@ -284,6 +285,16 @@ eb_notify_pass(void)
 	{
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
+
+		/*
+		 * A notification is not data: a crash that loses this commit loses
+		 * no event, and listeners do not survive a crash anyway.  Not
+		 * waiting for the commit's WAL flush shortens the time the NOTIFY
+		 * lock is held and keeps a slow disk from delaying the next
+		 * notifications.
+		 */
+		(void) set_config_option("synchronous_commit", "off", PGC_SUSET,
+								 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 		PushActiveSnapshot(GetTransactionSnapshot());
 		foreach(lc, names)
 		{

@@ -197,7 +197,7 @@ MESSAGE_MAX=$((MAX_EVENT_BYTES + 65536))
 [ "$MESSAGE_MAX" -lt 1000000 ] && MESSAGE_MAX=1000000
 QUEUE_MAX=$((MAX_IN_FLIGHT * 2))
 [ "$QUEUE_MAX" -lt 1000 ] && QUEUE_MAX=1000
-KCAT_PROPS=(-X enable.idempotence=true -X partitioner=murmur2_random -X linger.ms=5
+KCAT_PROPS=(-X enable.idempotence=true -X partitioner=murmur2_random -X linger.ms=1
 	-X message.timeout.ms=0 -X "queue.buffering.max.messages=$QUEUE_MAX"
 	-X "message.max.bytes=$MESSAGE_MAX" -X client.id=kcat)
 
@@ -230,7 +230,7 @@ declare -A RATES
 # Sets RUN_RATE, RUN_SECS.
 relay_run() {
 	local s=$1 n=${2:-$EVENTS} topic=bench_relay_$1 k0 k1 target reload_at done_at row
-	local pid events bytes secs wall wal
+	local pid events events0 bytes bytes0 secs wall wal
 	relay_enable off
 	k0=$(kafka_end "relay_$s")
 	psql_q -c "CALL bench_relay.fill('$topic', $s, $n)" >/dev/null
@@ -245,6 +245,8 @@ relay_run() {
 		PERF_PID=$!
 		sleep 1
 	fi
+	# the counters go on across worker restarts: count from here
+	read -r events0 bytes0 <<<"$(sql "SELECT events_relayed, bytes_relayed FROM eventbus.relay_stats()")"
 	reload_at=$(sql "SELECT clock_timestamp()")
 	relay_enable on
 	done_at=$(sql "SELECT bench_relay.wait_confirmed('$target', 900)")
@@ -266,12 +268,12 @@ relay_run() {
 	                  extract(epoch FROM '$done_at'::timestamptz - '$reload_at'::timestamptz)
 	           FROM eventbus.relay_stats()")
 	read -r pid events bytes secs wall <<<"$row"
+	events=$((events - events0)) bytes=$((bytes - bytes0))
 	k1=$(kafka_end "relay_$s")
 	if [ "$((k1 - k0))" != "$n" ]; then
 		echo "relay bench: Kafka topic relay_$s grew by $((k1 - k0)) messages, expected $n" >&2
 		exit 1
 	fi
-	# the counters are the new worker's (they start at 0 with each worker)
 	[ "$events" = "$n" ] || log "note: relay worker $pid reports $events events relayed, expected $n"
 	log "relay $s B: worker $pid, $events events, $bytes bytes of keys and values," \
 		"worker start to last ack ${secs}s, reload to slot confirmed ${wall}s, ${wal} MB of WAL read, Kafka +$((k1 - k0))"

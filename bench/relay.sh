@@ -230,7 +230,15 @@ declare -A RATES
 # Sets RUN_RATE, RUN_SECS.
 relay_run() {
 	local s=$1 n=${2:-$EVENTS} topic=bench_relay_$1 k0 k1 target reload_at done_at row
-	local pid events events0 bytes bytes0 secs wall wal
+	local pid events events0 bytes bytes0 secs wall wal lsn
+	# Start where a relay that kept running would restart: with its slot's
+	# restart point past the earlier runs' WAL.  A checkpoint logs the
+	# running transactions, where decoding can restart; the running worker
+	# reads it and confirms past it.
+	lsn=$(sql "SELECT pg_current_wal_lsn()")
+	psql_q -c "CHECKPOINT" >/dev/null
+	[ -n "$(sql "SELECT bench_relay.wait_restart('$lsn', 60)")" ] ||
+		log "note: the slot's restart point did not pass $lsn in 60 s"
 	relay_enable off
 	k0=$(kafka_end "relay_$s")
 	psql_q -c "CALL bench_relay.fill('$topic', $s, $n)" >/dev/null

@@ -100,5 +100,23 @@ BEGIN
     END LOOP;
 END $$;
 
+-- Waits until the relay's slot may restart decoding at target or later.
+CREATE FUNCTION bench_relay.wait_restart(target pg_lsn, timeout double precision) RETURNS timestamptz
+LANGUAGE plpgsql AS $$
+DECLARE
+    deadline timestamptz := clock_timestamp() + make_interval(secs => timeout);
+BEGIN
+    LOOP
+        IF (SELECT restart_lsn >= target FROM pg_replication_slots
+            WHERE slot_name = (SELECT slot_name FROM eventbus.relay_stats())) THEN
+            RETURN clock_timestamp();
+        END IF;
+        IF clock_timestamp() > deadline THEN
+            RETURN NULL;
+        END IF;
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END $$;
+
 -- Arrival times of the latency run's messages at a Kafka consumer.
 CREATE TABLE bench_relay.received (event_id uuid, received_at double precision);

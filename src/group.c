@@ -254,10 +254,13 @@ eb_create_group(PG_FUNCTION_ARGS)
 	eb_check_read_privilege(topic);
 
 	/*
-	 * One create_group at a time (the lock conflicts with itself), so that
-	 * two groups of one topic do not both create its dead-letter topic.
+	 * Take the lock of topic DDL (it conflicts with itself) before looking
+	 * for the dead-letter topic: two groups of one topic then do not both
+	 * create it, and a transaction that creates a topic and then a group
+	 * takes the same lock in the same order as this one.
 	 */
-	LockRelationOid(eb_catalog_relid("consumer_group"), ShareUpdateExclusiveLock);
+	LockRelationOid(eb_catalog_relid("topic"), ShareUpdateExclusiveLock);
+	eb_topic_cache_reset();
 
 	/* The dead-letter topic must exist and accept the creator's events. */
 	dlq_topic = eb_topic_get(dlq, true);

@@ -56,6 +56,8 @@ int			eb_notify_interval = 10;
 
 #define EB_PUBLISHED_MAX 32
 #define EB_NOTIFY_PAYLOAD_MAX 7900
+/* wait() sleeps at most a day */
+#define EB_WAIT_MAX_US ((int64) 24 * 3600 * USECS_PER_SEC)
 
 /* Topics this transaction published to. */
 static EbTopicShared *published[EB_PUBLISHED_MAX];
@@ -166,7 +168,11 @@ eb_notify_database(Oid dboid, bool wake_worker)
 	{
 		EbTopicShared *t = &eb_shared->topics[i];
 
-		if (t->in_use && t->key.dboid == dboid)
+		/*
+		 * Not a slot still being set up: its flag would stay set, and
+		 * publishers, finding it set, would not wake the worker.
+		 */
+		if (t->in_use && t->initialized && t->key.dboid == dboid)
 			(void) eb_notify_signal(t);
 	}
 	if (wake_worker)
@@ -424,9 +430,13 @@ eb_wait(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("timeout must not be negative")));
-	timeout_us = timeout->time +
-		((int64) timeout->day + (int64) timeout->month * DAYS_PER_MONTH) * USECS_PER_DAY;
-	timeout_us = Min(timeout_us, (int64) 24 * 3600 * USECS_PER_SEC);
+	{
+		/* in double: years of timeout would overflow int64 microseconds */
+		double		us = (double) timeout->time +
+			((double) timeout->day + (double) timeout->month * DAYS_PER_MONTH) * USECS_PER_DAY;
+
+		timeout_us = us >= (double) EB_WAIT_MAX_US ? EB_WAIT_MAX_US : (int64) us;
+	}
 
 	topic = eb_topic_get(topic_name, false);
 	eb_check_read_privilege(topic);

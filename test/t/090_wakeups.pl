@@ -102,6 +102,10 @@ my $t0 = time();
 is($node->safe_psql('postgres', q{SELECT eventbus.wait('g', 'w', '0.5 seconds')}), 'f',
 	'wait times out without events');
 cmp_ok(time() - $t0, '>=', 0.45, 'after the timeout');
+# A timeout of ages is capped at a day, not wrapped around to "now".
+my ($rc, $out, $err) = $node->psql('postgres',
+	q{SET statement_timeout = '1s'; SELECT eventbus.wait('g', 'w', '1000000 years')});
+like($err, qr/statement timeout/, 'a timeout of a million years sleeps (until statement_timeout)');
 $node->safe_psql('postgres', q{SELECT eventbus.publish('w', '{"n": 3}')});
 $t0 = time();
 is($node->safe_psql('postgres', q{SELECT eventbus.wait('g', 'w', '30 seconds')}), 't',

@@ -52,6 +52,7 @@
 #                               (their polls; on: a wake-up can wait for the
 #                               subscriber's own WAL flush)
 #   EB_BENCH_WAKE_TARGET_MS=20  p99 target for LISTEN and wait()
+#   EB_BENCH_NOTIFY_INTERVAL=10ms  eventbus.notify_interval of the server
 #   EB_BENCH_WAKE_PHASES="throughput latency"  what to run
 #   EB_BENCH_STRICT=1           exit 1 when a target is missed
 #   EB_BENCH_KEEP=1             keep the server's directory
@@ -159,7 +160,8 @@ eb_cluster_start "$WORK" "$PORT" \
 	"max_wal_size = '16GB'" \
 	"checkpoint_timeout = '1h'" \
 	"max_connections = 50" \
-	"eventbus.database = 'postgres'"
+	"eventbus.database = 'postgres'" \
+	"eventbus.notify_interval = '${EB_BENCH_NOTIFY_INTERVAL:-10ms}'"
 
 psql_q -f "$BENCH_DIR/wakeups_setup.sql" >/dev/null
 

@@ -247,6 +247,23 @@ eb_notify_pass(void)
 		notified = hash_create("pg_eventbus notified topics", 64, &ctl,
 							   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
+	else if (hash_get_num_entries(notified) > eb_shared->max_topics)
+	{
+		/*
+		 * Only topics notified within the last interval matter.  Forget
+		 * the others, or every topic ever dropped would stay here for the
+		 * worker's life.
+		 */
+		HASH_SEQ_STATUS seq;
+		EbNotified *n;
+
+		hash_seq_init(&seq, notified);
+		while ((n = hash_seq_search(&seq)) != NULL)
+		{
+			if ((now - n->at) / 1000 >= eb_notify_interval)
+				(void) hash_search(notified, &n->uid, HASH_REMOVE, NULL);
+		}
+	}
 
 	for (i = 0; i < eb_shared->max_topics; i++)
 	{

@@ -517,6 +517,37 @@ eb_producer_create(char *err, size_t errlen)
 	return rk;
 }
 
+/*
+ * Sleeps until a commit sets the latch, librdkafka queues an event
+ * (kafka_event_fd) or the timeout passes.  The wait set is built once.  While
+ * reading WAL is paused because too much is in flight, commits cannot be
+ * relayed anyway: the latch is left out, and only acknowledgements (or the
+ * timeout, which bounds how late a shutdown request is seen) wake the loop.
+ */
+static int
+eb_relay_wait(bool paused, long timeout_ms)
+{
+	static WaitEventSet *set = NULL;
+	static int	latch_pos = -1;
+	WaitEvent	events[3];
+	int			n;
+	int			i;
+	int			rc = 0;
+
+	if (set == NULL)
+	{
+		set = CreateWaitEventSet(TopMemoryContext, 3);
+		latch_pos = AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+		AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+		AddWaitEventToSet(set, WL_SOCKET_READABLE, kafka_event_fd[0], NULL, NULL);
+	}
+	ModifyWaitEvent(set, latch_pos, WL_LATCH_SET, paused ? NULL : MyLatch);
+	n = WaitEventSetWait(set, timeout_ms, events, lengthof(events), PG_WAIT_EXTENSION);
+	for (i = 0; i < n; i++)
+		rc |= events[i].events;
+	return rc;
+}
+
 /* Empties the producer's event pipe; the reports are served by rd_kafka_poll. */
 static void
 eb_drain_event_fd(void)
@@ -835,10 +866,8 @@ eb_relay_session(const char *slot)
 		 * Sleep until a commit sets the latch or librdkafka queues a
 		 * delivery report (kafka_event_fd), whichever comes first.
 		 */
-		rc = WaitLatchOrSocket(MyLatch,
-							   WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							   kafka_event_fd[0], in_flight > 0 ? 100L : 1000L,
-							   PG_WAIT_EXTENSION);
+		rc = eb_relay_wait(in_flight >= eb_relay_max_in_flight,
+						   in_flight > 0 ? 100L : 1000L);
 		ResetLatch(MyLatch);
 		if (rc & WL_SOCKET_READABLE)
 			eb_drain_event_fd();

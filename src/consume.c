@@ -64,14 +64,6 @@ PG_FUNCTION_INFO_V1(eb_release);
 
 #define EB_POLL_MAX_EVENTS 100000
 
-typedef struct EbPartRow
-{
-	int64		committed;
-	int64		fetched;
-	bool		held_by_other;	/* an active lease of another member */
-	bool		mine;			/* an active lease of this member */
-} EbPartRow;
-
 typedef struct EbRetry
 {
 	int32		partition;
@@ -96,7 +88,6 @@ typedef struct EbPollState
 static uint32 poll_rotation = 0;
 static bool poll_rotation_seeded = false;
 
-static SPIPlanPtr plan_rows = NULL;
 static SPIPlanPtr plan_retries = NULL;
 static SPIPlanPtr plan_lock = NULL;
 static SPIPlanPtr plan_lease = NULL;
@@ -331,14 +322,13 @@ eb_poll(PG_FUNCTION_ARGS)
 	EbGroup		g;
 	EbSpi		spi;
 	EbPollState st;
-	EbPartRow  *rows;
+	EbPartState *rows;
 	EbRetry    *retries = NULL;
 	int			nretries;
 	int			remaining = max_events;
 	Snapshot	snapshot;
-	Oid			argtypes[3] = {INT4OID, TEXTOID, TEXTOID};
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ' '};
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1];
 	uint64		r;
 	int32		i;
 	int32		start;
@@ -376,45 +366,9 @@ eb_poll(PG_FUNCTION_ARGS)
 	eb_check_group_member(&g, group_name, spi.save_userid);
 
 	/* Where each partition stands, without locking anything yet. */
+	rows = eb_group_partition_states(&g, topic, member, true);
+
 	values[0] = Int32GetDatum(g.group_id);
-	if (member)
-		values[1] = CStringGetTextDatum(member);
-	else
-		nulls[1] = 'n';
-	values[2] = CStringGetTextDatum(eb_session_id());
-	eb_spi_plan(&plan_rows,
-				"SELECT partition, committed_position, fetched_position, "
-				"  coalesce(member IS DISTINCT FROM $2 AND lease_until > now(), false), "
-				"  coalesce(member = $2 AND lease_until > now() "
-				"           AND fetched_session = $3, false) "
-				"FROM eventbus.group_partition WHERE group_id = $1",
-				3, argtypes);
-	/* not read-only: must see the rows eb_group_ensure_partitions adds */
-	eb_spi_run(plan_rows, values, nulls, false);
-	if (SPI_processed < (uint64) topic->partitions)
-	{
-		/* the topic grew since the group last saw it */
-		eb_group_ensure_partitions(&g, topic);
-		eb_spi_run(plan_rows, values, nulls, false);
-	}
-	rows = palloc0(sizeof(EbPartRow) * topic->partitions);
-	for (i = 0; i < topic->partitions; i++)
-		rows[i].held_by_other = true;	/* until seen */
-	for (r = 0; r < SPI_processed; r++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[r];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		int32		p = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-
-		if (p < 0 || p >= topic->partitions)
-			continue;
-		rows[p].committed = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-		rows[p].fetched = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
-		rows[p].held_by_other = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
-		rows[p].mine = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
-	}
-
 	eb_spi_plan(&plan_retries,
 				"SELECT partition, position, attempts, not_before <= now() "
 				"FROM eventbus.group_retry WHERE group_id = $1 "

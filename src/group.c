@@ -124,6 +124,72 @@ eb_group_ensure_partitions(EbGroup *g, EbTopic *topic)
 }
 
 /*
+ * Where each partition of the group stands for member (NULL: none), as
+ * poll() and wait() both see it; topic->partitions entries.  Without
+ * add_missing (read-only, with the active snapshot), a partition the group
+ * has no row for yet (the topic grew) counts from the start, as
+ * eb_group_ensure_partitions() will record it.  With add_missing, the
+ * missing rows are added and read again; a row this snapshot still cannot
+ * see counts as held by another member.
+ */
+EbPartState *
+eb_group_partition_states(EbGroup *g, EbTopic *topic, const char *member,
+						  bool add_missing)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[3] = {INT4OID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+	EbPartState *states;
+	uint64		r;
+	int32		p;
+
+	values[0] = Int32GetDatum(g->group_id);
+	if (member)
+		values[1] = CStringGetTextDatum(member);
+	else
+		nulls[1] = 'n';
+	values[2] = CStringGetTextDatum(eb_session_id());
+	eb_spi_plan(&plan,
+				"SELECT partition, committed_position, fetched_position, "
+				"  coalesce(member IS DISTINCT FROM $2 AND lease_until > now(), false), "
+				"  coalesce(member = $2 AND lease_until > now() "
+				"           AND fetched_session = $3, false) "
+				"FROM eventbus.group_partition WHERE group_id = $1",
+				3, argtypes);
+	/* not read-only when adding: must see the rows it adds */
+	eb_spi_run(plan, values, nulls, !add_missing);
+	if (add_missing && SPI_processed < (uint64) topic->partitions)
+	{
+		eb_group_ensure_partitions(g, topic);
+		eb_spi_run(plan, values, nulls, false);
+	}
+
+	states = palloc(sizeof(EbPartState) * topic->partitions);
+	for (p = 0; p < topic->partitions; p++)
+	{
+		states[p].committed = states[p].fetched = -1;
+		states[p].held_by_other = add_missing;
+		states[p].mine = false;
+	}
+	for (r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		p = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		if (p < 0 || p >= topic->partitions)
+			continue;
+		states[p].committed = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		states[p].fetched = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		states[p].held_by_other = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+		states[p].mine = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+	}
+	return states;
+}
+
+/*
  * Consuming through a group (poll, commit, nack, release, wait) needs the
  * privileges of its owner: one team's group is not another's to move.
  */

@@ -18,6 +18,16 @@ typedef struct EbGroup
 	char	   *dead_letter_topic;
 } EbGroup;
 
+/* Where one partition of a group stands for the polling member. */
+typedef struct EbPartState
+{
+	int64		committed;
+	int64		fetched;
+	bool		held_by_other;	/* an active lease of another member */
+	bool		mine;			/* an active lease of this member, fetched in
+								 * this session: count from fetched */
+} EbPartState;
+
 /*
  * These run between eb_spi_begin(..., true) and eb_spi_end, where the
  * current user is the extension owner: pass the caller (EbSpi.save_userid).
@@ -25,6 +35,8 @@ typedef struct EbGroup
 extern char *eb_session_id(void);
 extern void eb_group_lookup(const char *group_name, EbTopic *topic, EbGroup *g);
 extern void eb_group_ensure_partitions(EbGroup *g, EbTopic *topic);
+extern EbPartState *eb_group_partition_states(EbGroup *g, EbTopic *topic,
+											  const char *member, bool add_missing);
 extern void eb_check_group_member(EbGroup *g, const char *group_name, Oid caller);
 
 #endif							/* EB_GROUP_H */

@@ -352,19 +352,15 @@ eb_any_emit(void *arg, EbTopic *topic, TupleTableSlot *slot)
 static bool
 eb_group_has_events(const char *group_name, EbTopic *topic, const char *member)
 {
-	static SPIPlanPtr plan_positions = NULL;
+	static SPIPlanPtr plan_due = NULL;
 	EbSpi		spi;
 	EbGroup		g;
-	Oid			argtypes[3] = {INT4OID, TEXTOID, TEXTOID};
-	Datum		values[3];
-	char		nulls[3] = {' ', ' ', ' '};
+	EbPartState *states;
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1];
 	Snapshot	snapshot;
 	bool		result = false;
 	uint64		i;
-	SPITupleTable *rows;
-	uint64		nrows;
-	int64	   *from;
-	bool	   *skip;
 	int32		p;
 
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
@@ -372,51 +368,32 @@ eb_group_has_events(const char *group_name, EbTopic *topic, const char *member)
 	eb_spi_begin(&spi, true);
 	eb_group_lookup(group_name, topic, &g);
 	eb_check_group_member(&g, group_name, spi.save_userid);
-	values[0] = Int32GetDatum(g.group_id);
-	if (member)
-		values[1] = CStringGetTextDatum(member);
-	else
-		nulls[1] = 'n';
-	values[2] = CStringGetTextDatum(eb_session_id());
-	eb_spi_plan(&plan_positions,
-				"SELECT gp.partition, "
-				"  CASE WHEN gp.member = $2 AND gp.lease_until > now() "
-				"        AND gp.fetched_session = $3 "
-				"       THEN gp.fetched_position ELSE gp.committed_position END, "
-				"  coalesce(gp.member IS DISTINCT FROM $2 AND gp.lease_until > now(), false), "
-				"  EXISTS (SELECT 1 FROM eventbus.group_retry r WHERE r.group_id = $1 "
-				"          AND r.partition = gp.partition AND r.not_before <= now()) "
-				"FROM eventbus.group_partition gp WHERE gp.group_id = $1",
-				3, argtypes);
-	eb_spi_run(plan_positions, values, nulls, true);
-	rows = SPI_tuptable;
-	nrows = SPI_processed;
+	states = eb_group_partition_states(&g, topic, member, false);
 
-	/* partitions without a row yet (the topic grew) are read from the start */
-	from = palloc(sizeof(int64) * topic->partitions);
-	skip = palloc0(sizeof(bool) * topic->partitions);
-	for (p = 0; p < topic->partitions; p++)
-		from[p] = -1;
-	for (i = 0; i < nrows; i++)
+	/* a retry that is due counts as an event */
+	values[0] = Int32GetDatum(g.group_id);
+	eb_spi_plan(&plan_due,
+				"SELECT DISTINCT partition FROM eventbus.group_retry "
+				"WHERE group_id = $1 AND not_before <= now()",
+				1, argtypes);
+	eb_spi_run(plan_due, values, NULL, true);
+	for (i = 0; i < SPI_processed && !result; i++)
 	{
-		HeapTuple	tup = rows->vals[i];
 		bool		isnull;
 
-		p = DatumGetInt32(SPI_getbinval(tup, rows->tupdesc, 1, &isnull));
-		if (p < 0 || p >= topic->partitions)
-			continue;
-		from[p] = DatumGetInt64(SPI_getbinval(tup, rows->tupdesc, 2, &isnull));
-		skip[p] = DatumGetBool(SPI_getbinval(tup, rows->tupdesc, 3, &isnull));
-		if (!skip[p] && DatumGetBool(SPI_getbinval(tup, rows->tupdesc, 4, &isnull)))
+		p = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		if (p >= 0 && p < topic->partitions && !states[p].held_by_other)
 			result = true;
 	}
 	for (p = 0; p < topic->partitions && !result; p++)
 	{
 		EbAnyEvent	any = {false};
 
-		if (skip[p])
+		if (states[p].held_by_other)
 			continue;
-		(void) eb_read_partition(topic, p, from[p], 1, snapshot, eb_any_emit, &any);
+		(void) eb_read_partition(topic, p,
+								 states[p].mine ? states[p].fetched : states[p].committed,
+								 1, snapshot, eb_any_emit, &any);
 		result = any.found;
 	}
 	eb_spi_end(&spi);

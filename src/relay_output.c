@@ -232,30 +232,54 @@ eb_timestamp_ms(TimestampTz ts)
 	return ts / 1000 + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY * 1000;
 }
 
-/* Adds the event's own headers (a JSON object of strings or nulls). */
-static int
-eb_user_headers(Jsonb *headers, const char **names, const char **values, int max)
+/*
+ * Gives the message room for the event's own headers (headers: a JSON
+ * object of strings or nulls, or NULL) plus ours more, and adds the
+ * event's own.
+ */
+static void
+eb_message_headers(EbRelayMessage *m, Jsonb *headers, int ours)
 {
-	JsonbIterator *it = JsonbIteratorInit(&headers->root);
+	int			max = ours + (headers ? JsonContainerSize(&headers->root) : 0);
+	char	   *pending_name = NULL;
+	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
-	int			n = 0;
-	char	   *pending_name = NULL;
 
+	m->header_names = palloc(sizeof(char *) * max);
+	m->header_values = palloc(sizeof(char *) * max);
+	m->nheaders = 0;
+	if (headers == NULL)
+		return;
+	it = JsonbIteratorInit(&headers->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
 		if (tok == WJB_KEY)
 			pending_name = pnstrdup(v.val.string.val, v.val.string.len);
-		else if (tok == WJB_VALUE && pending_name != NULL && n < max)
+		else if (tok == WJB_VALUE && pending_name != NULL && m->nheaders < max - ours)
 		{
-			names[n] = pending_name;
-			values[n] = v.type == jbvString ?
+			m->header_names[m->nheaders] = pending_name;
+			m->header_values[m->nheaders] = v.type == jbvString ?
 				pnstrdup(v.val.string.val, v.val.string.len) : NULL;
-			n++;
+			m->nheaders++;
 			pending_name = NULL;
 		}
 	}
-	return n;
+}
+
+/* Adds one of our headers; eb_message_headers() made room for it. */
+static void
+eb_message_header(EbRelayMessage *m, const char *name, const char *value)
+{
+	m->header_names[m->nheaders] = name;
+	m->header_values[m->nheaders++] = value;
+}
+
+/* The eventbus-lsn header's value: the transaction's commit LSN. */
+static char *
+eb_lsn_header(ReorderBufferTXN *txn)
+{
+	return psprintf("%X/%X", LSN_FORMAT_ARGS(txn->final_lsn));
 }
 
 static void
@@ -270,12 +294,7 @@ eb_output_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	MemoryContext old;
 	EbRelayMessage m;
 	Jsonb	   *value;
-	int			nuser = 0;
-	int			max_headers;
-	const char **names;
-	const char **hvalues;
 	Jsonb	   *headers = NULL;
-	char		lsn[32];
 
 	if (change->action != REORDER_BUFFER_CHANGE_INSERT ||
 		change->data.tp.newtuple == NULL)
@@ -308,25 +327,13 @@ eb_output_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 
 	if (!nulls[Anum_ev_headers - 1])
 		headers = DatumGetJsonbP(values[Anum_ev_headers - 1]);
-	max_headers = 5 + (headers ? JsonContainerSize(&headers->root) : 0);
-	names = palloc(sizeof(char *) * max_headers);
-	hvalues = palloc(sizeof(char *) * max_headers);
-	if (headers)
-		nuser = eb_user_headers(headers, names, hvalues, max_headers - 5);
-	snprintf(lsn, sizeof(lsn), "%X/%X", LSN_FORMAT_ARGS(txn->final_lsn));
-	names[nuser] = "eventbus-event-id";
-	hvalues[nuser++] = DatumGetCString(DirectFunctionCall1(uuid_out, values[Anum_ev_event_id - 1]));
-	names[nuser] = "eventbus-topic";
-	hvalues[nuser++] = t->topic;
-	names[nuser] = "eventbus-partition";
-	hvalues[nuser++] = psprintf("%d", m.partition);
-	names[nuser] = "eventbus-position";
-	hvalues[nuser++] = psprintf(INT64_FORMAT, m.position);
-	names[nuser] = "eventbus-lsn";
-	hvalues[nuser++] = lsn;
-	m.nheaders = nuser;
-	m.header_names = names;
-	m.header_values = hvalues;
+	eb_message_headers(&m, headers, 5);
+	eb_message_header(&m, "eventbus-event-id",
+					  DatumGetCString(DirectFunctionCall1(uuid_out, values[Anum_ev_event_id - 1])));
+	eb_message_header(&m, "eventbus-topic", t->topic);
+	eb_message_header(&m, "eventbus-partition", psprintf("%d", m.partition));
+	eb_message_header(&m, "eventbus-position", psprintf(INT64_FORMAT, m.position));
+	eb_message_header(&m, "eventbus-lsn", eb_lsn_header(txn));
 	m.part = eb_part_shared(MyDatabaseId, t->uid, m.partition, false);
 
 	eb_relay_send(&m);
@@ -372,11 +379,6 @@ eb_output_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	int64		created_at;
 	pg_uuid_t	id;
 	Jsonb	   *headers = NULL;
-	int			nuser = 0;
-	int			max_headers;
-	const char **names;
-	const char **hvalues;
-	char		lsn[32];
 	MemoryContext old;
 
 	if (!transactional || strcmp(prefix, EB_OUTBOX_PREFIX) != 0)
@@ -418,19 +420,10 @@ eb_output_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	m.value = field;
 	m.valuelen = len;
 
-	max_headers = 2 + (headers ? JsonContainerSize(&headers->root) : 0);
-	names = palloc(sizeof(char *) * max_headers);
-	hvalues = palloc(sizeof(char *) * max_headers);
-	if (headers)
-		nuser = eb_user_headers(headers, names, hvalues, max_headers - 2);
-	snprintf(lsn, sizeof(lsn), "%X/%X", LSN_FORMAT_ARGS(txn->final_lsn));
-	names[nuser] = "eventbus-event-id";
-	hvalues[nuser++] = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&id)));
-	names[nuser] = "eventbus-lsn";
-	hvalues[nuser++] = lsn;
-	m.nheaders = nuser;
-	m.header_names = names;
-	m.header_values = hvalues;
+	eb_message_headers(&m, headers, 2);
+	eb_message_header(&m, "eventbus-event-id",
+					  DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&id))));
+	eb_message_header(&m, "eventbus-lsn", eb_lsn_header(txn));
 
 	eb_relay_send(&m);
 	MemoryContextSwitchTo(old);

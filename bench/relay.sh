@@ -237,7 +237,7 @@ relay_run() {
 	# reads it and confirms past it.
 	lsn=$(sql "SELECT pg_current_wal_lsn()")
 	psql_q -c "CHECKPOINT" >/dev/null
-	[ -n "$(sql "SELECT bench_relay.wait_restart('$lsn', 60)")" ] ||
+	[ -n "$(sql "SELECT bench_relay.wait_slot('$lsn', 60, restart => true)")" ] ||
 		log "note: the slot's restart point did not pass $lsn in 60 s"
 	relay_enable off
 	k0=$(kafka_end "relay_$s")
@@ -257,7 +257,7 @@ relay_run() {
 	read -r events0 bytes0 <<<"$(sql "SELECT events_relayed, bytes_relayed FROM eventbus.relay_stats()")"
 	reload_at=$(sql "SELECT clock_timestamp()")
 	relay_enable on
-	done_at=$(sql "SELECT bench_relay.wait_confirmed('$target', 900)")
+	done_at=$(sql "SELECT bench_relay.wait_slot('$target', 900)")
 	if [ -n "$PERF_PID" ]; then
 		kill -INT "$PERF_PID" 2>/dev/null || true
 		wait "$PERF_PID" 2>/dev/null || true
@@ -401,7 +401,7 @@ latency_run() {
 		if [ "$consumer" = 0 ] || [ -s "$WORK/received.tsv" ]; then break; fi
 	done
 	[ "$consumer" = 0 ] || [ -s "$WORK/received.tsv" ] || { echo "relay bench: the Kafka consumer received nothing" >&2; exit 1; }
-	[ -n "$(sql "SELECT bench_relay.wait_confirmed(pg_current_wal_lsn(), 60)")" ] ||
+	[ -n "$(sql "SELECT bench_relay.wait_slot(pg_current_wal_lsn(), 60)")" ] ||
 		{ echo "relay bench: the relay does not relay" >&2; exit 1; }
 	sleep 0.5
 
@@ -422,7 +422,7 @@ latency_run() {
 		exit 1
 	fi
 	end_lsn=$(sql "SELECT pg_current_wal_lsn()")
-	[ -n "$(sql "SELECT bench_relay.wait_confirmed('$end_lsn', 120)")" ] ||
+	[ -n "$(sql "SELECT bench_relay.wait_slot('$end_lsn', 120)")" ] ||
 		{ echo "relay bench: the relay did not catch up after the latency run" >&2; exit 1; }
 	sleep 1.5
 	kill -- "-$SAMPLER_PID" 2>/dev/null || true

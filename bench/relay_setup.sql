@@ -82,33 +82,18 @@ END $$;
 
 -- Waits until the relay's slot is confirmed at or past target: every
 -- transaction that committed before target has been acknowledged by Kafka.
+-- With restart, until the slot may restart decoding at target or later.
 -- Returns when that was seen, or NULL after timeout seconds.
-CREATE FUNCTION bench_relay.wait_confirmed(target pg_lsn, timeout double precision) RETURNS timestamptz
+CREATE FUNCTION bench_relay.wait_slot(target pg_lsn, timeout double precision,
+                                      restart boolean DEFAULT false) RETURNS timestamptz
 LANGUAGE plpgsql AS $$
 DECLARE
     deadline timestamptz := clock_timestamp() + make_interval(secs => timeout);
 BEGIN
     LOOP
-        IF (SELECT confirmed_flush_lsn >= target FROM pg_replication_slots
-            WHERE slot_name = (SELECT slot_name FROM eventbus.relay_stats())) THEN
-            RETURN clock_timestamp();
-        END IF;
-        IF clock_timestamp() > deadline THEN
-            RETURN NULL;
-        END IF;
-        PERFORM pg_sleep(0.05);
-    END LOOP;
-END $$;
-
--- Waits until the relay's slot may restart decoding at target or later.
-CREATE FUNCTION bench_relay.wait_restart(target pg_lsn, timeout double precision) RETURNS timestamptz
-LANGUAGE plpgsql AS $$
-DECLARE
-    deadline timestamptz := clock_timestamp() + make_interval(secs => timeout);
-BEGIN
-    LOOP
-        IF (SELECT restart_lsn >= target FROM pg_replication_slots
-            WHERE slot_name = (SELECT slot_name FROM eventbus.relay_stats())) THEN
+        IF (SELECT CASE WHEN restart THEN restart_lsn ELSE confirmed_flush_lsn END >= target
+              FROM pg_replication_slots
+             WHERE slot_name = (SELECT slot_name FROM eventbus.relay_stats())) THEN
             RETURN clock_timestamp();
         END IF;
         IF clock_timestamp() > deadline THEN

@@ -46,6 +46,7 @@
 #   EB_BENCH_STAMP=...            timestamp for the results file (default: now)
 set -euo pipefail
 . "$(dirname "$0")/../scripts/common.sh"
+. "$(dirname "$0")/common.sh"
 
 BENCH_DIR="$EB_ROOT/bench"
 SMOKE=${EB_BENCH_RELAY_SMOKE:-0}
@@ -120,21 +121,13 @@ cleanup() {
 		kill "$KAFKA_PID" 2>/dev/null || true
 		wait "$KAFKA_PID" 2>/dev/null || true
 	fi
-	if [ "${EB_BENCH_KEEP:-0}" = 1 ]; then
-		echo "relay bench: server directory kept in $WORK"
-	else
-		rm -rf "$WORK"
-	fi
+	eb_bench_remove_server "relay bench"
 }
 trap cleanup EXIT
 
-say() { echo "$*" | tee -a "$RESULTS"; }
 # details that go to the results file only
 log() { echo "$*" >>"$RESULTS"; }
 
-psql_q() {
-	as_user psql -X -q -v ON_ERROR_STOP=1 -h "$WORK" -p "$PORT" -U postgres -d postgres "$@"
-}
 # one value (or one row, fields separated by spaces)
 sql() { psql_q -At -F ' ' -c "$1"; }
 
@@ -314,11 +307,6 @@ kcat_run() {
 	log "kcat $s B: $n messages in ${RUN_SECS}s, Kafka +$((k1 - k0))"
 }
 
-other_servers() {
-	local n
-	n=$(pgrep -a -x postgres | grep -- ' -D ' | grep -vcF -- "$WORK/data" || true)
-	echo "other PostgreSQL servers running: $n"
-}
 
 {
 	echo "pg_eventbus relay benchmark $STAMP"
@@ -510,8 +498,6 @@ latency_run consumer 1
 
 # ---------- report ----------
 
-median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
-minmax() { tr ' ' '\n' | grep . | sort -g | awk 'NR==1 {lo=$1} {hi=$1} END {printf "%.0f-%.0f", lo, hi}'; }
 
 say ""
 say "load average at end: $(cut -d' ' -f1-3 /proc/loadavg), $(other_servers)"

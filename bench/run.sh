@@ -39,6 +39,7 @@
 #   EB_BENCH_KEEP=1            keep the server's directory
 set -euo pipefail
 . "$(dirname "$0")/../scripts/common.sh"
+. "$(dirname "$0")/common.sh"
 
 BENCH_DIR="$EB_ROOT/bench"
 SECS=${EB_BENCH_SECONDS:-20}
@@ -88,11 +89,6 @@ for w in $WORKLOADS; do
 done
 
 # pgbench threads for a given client count.
-threads_for() {
-	local c=$1 t=${EB_BENCH_THREADS:-$NCPU}
-	[ "$t" -gt "$c" ] && t=$c
-	echo "$t"
-}
 
 eb_build
 
@@ -107,21 +103,12 @@ mkdir -p "$RESULTS_DIR"
 BG_PID=
 cleanup() {
 	if [ -n "$BG_PID" ]; then kill "$BG_PID" 2>/dev/null || true; fi
-	eb_cluster_stop "$WORK"
-	if [ "${EB_BENCH_KEEP:-0}" = 1 ]; then
-		echo "bench: server directory kept in $WORK"
-	else
-		rm -rf "$WORK"
-	fi
+	eb_bench_remove_server "bench"
 }
 trap cleanup EXIT
 
 # Console and results file.
-say() { echo "$*" | tee -a "$RESULTS"; }
 
-psql_q() {
-	as_user psql -X -q -v ON_ERROR_STOP=1 -h "$WORK" -p "$PORT" -U postgres -d postgres "$@"
-}
 
 # The same settings for every contender: durable commits (fsync and
 # synchronous_commit on, overriding eb_cluster_start's fsync = off), room
@@ -167,11 +154,6 @@ declare -A TPS LAT MED_EV
 
 # Other PostgreSQL servers on this machine (tests running alongside make
 # the figures noisy).
-other_servers() {
-	local n
-	n=$(pgrep -a -x postgres | grep -- ' -D ' | grep -vcF -- "$WORK/data" || true)
-	echo "other PostgreSQL servers running: $n"
-}
 
 # pgbench_run ID SECONDS OUTFILE: one pgbench run of a contender; prints
 # its pgbench output to OUTFILE; fails if pgbench aborted or had failures.
@@ -248,8 +230,6 @@ if [ "$RUN_D" = 1 ]; then
 	done
 fi
 
-median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
-minmax() { tr ' ' '\n' | grep . | sort -g | awk 'NR==1 {lo=$1} {hi=$1} END {printf "%.0f-%.0f", lo, hi}'; }
 
 say ""
 say "load average at end: $(cut -d' ' -f1-3 /proc/loadavg), $(other_servers)"

@@ -58,6 +58,7 @@
 #   EB_BENCH_KEEP=1             keep the server's directory
 set -euo pipefail
 . "$(dirname "$0")/../scripts/common.sh"
+. "$(dirname "$0")/common.sh"
 
 BENCH_DIR="$EB_ROOT/bench"
 DRIVER="$BENCH_DIR/wakeups_driver.py"
@@ -107,11 +108,6 @@ if ! "$PYTHON" -c 'import psycopg' 2>/dev/null; then
 	exit 2
 fi
 
-threads_for() {
-	local c=$1 t=${EB_BENCH_THREADS:-$NCPU}
-	[ "$t" -gt "$c" ] && t=$c
-	echo "$t"
-}
 
 eb_build
 
@@ -133,20 +129,11 @@ cleanup() {
 		for _ in $(seq 50); do kill -0 "$SUB_PID" 2>/dev/null || break; sleep 0.1; done
 		kill "$SUB_PID" 2>/dev/null || true
 	fi
-	eb_cluster_stop "$WORK"
-	if [ "${EB_BENCH_KEEP:-0}" = 1 ]; then
-		echo "wakeups: server directory kept in $WORK"
-	else
-		rm -rf "$WORK"
-	fi
+	eb_bench_remove_server "wakeups"
 }
 trap cleanup EXIT
 
-say() { echo "$*" | tee -a "$RESULTS"; }
 
-psql_q() {
-	as_user psql -X -q -v ON_ERROR_STOP=1 -h "$WORK" -p "$PORT" -U postgres -d postgres "$@"
-}
 
 driver() {
 	as_user "$PYTHON" "$DRIVER" "$@"
@@ -180,11 +167,6 @@ NOTIFY_INTERVAL=$(psql_q -At -c "SHOW eventbus.notify_interval")
 NOTIFY_MS=$(psql_q -At -c "SELECT setting FROM pg_settings WHERE name = 'eventbus.notify_interval'")
 NSUBS=$((LISTENERS + WAITERS))
 
-other_servers() {
-	local n
-	n=$(pgrep -a -x postgres | grep -- ' -D ' | grep -vcF -- "$WORK/data" || true)
-	echo "other PostgreSQL servers running: $n"
-}
 
 {
 	echo "pg_eventbus wake-ups benchmark $STAMP"
@@ -330,8 +312,6 @@ tp_run() {
 	fi
 }
 
-median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
-minmax() { tr ' ' '\n' | grep . | sort -g | awk 'NR==1 {lo=$1} {hi=$1} END {printf "%.0f-%.0f", lo, hi}'; }
 
 missed=0
 declare -A MED

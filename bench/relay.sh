@@ -539,16 +539,7 @@ done
 
 # Spread over the rounds: above 10 % the ratios are not to be trusted.
 if [ "$ROUNDS" -gt 1 ]; then
-	noisy=$(for k in "${!RATES[@]}"; do echo "${RATES[$k]}"; done | awk '{
-		lo = hi = $1; s = 0
-		for (i = 1; i <= NF; i++) { if ($i < lo) lo = $i; if ($i > hi) hi = $i; s += $i }
-		if (NF > 1 && (hi - lo) / (s / NF) > w) w = (hi - lo) / (s / NF)
-	} END {printf "%.0f", w * 100}')
-	if [ "$noisy" -gt 10 ]; then
-		say ""
-		say "note: runs of one contender differ by up to $noisy % between rounds: the machine was busy or"
-		say "      the runs too short; compare the ratios with care (see docs/benchmarks.md, workload E)"
-	fi
+	for k in "${!RATES[@]}"; do echo "${RATES[$k]}"; done | noise_note "see docs/benchmarks.md, workload E"
 fi
 
 missed=0

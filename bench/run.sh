@@ -254,16 +254,7 @@ if [ "$RUN_D" = 1 ]; then
 fi
 
 # Spread over the rounds: above 10 % the ratios are not to be trusted.
-noisy=$(for id in "${!TPS[@]}"; do echo "${TPS[$id]}"; done | awk '{
-	lo = hi = $1; s = 0
-	for (i = 1; i <= NF; i++) { if ($i < lo) lo = $i; if ($i > hi) hi = $i; s += $i }
-	if (NF > 1 && (hi - lo) / (s / NF) > w) w = (hi - lo) / (s / NF)
-} END {printf "%.0f", w * 100}')
-if [ "$noisy" -gt 10 ]; then
-	say ""
-	say "note: runs of one contender differ by up to $noisy % between rounds: the machine was busy or"
-	say "      the runs too short; compare the ratios with care (see docs/benchmarks.md)"
-fi
+for id in "${!TPS[@]}"; do echo "${TPS[$id]}"; done | noise_note "see docs/benchmarks.md"
 
 # Storage per event, for reference.
 say ""

@@ -354,16 +354,7 @@ if [ "$RUN_TP" = 1 ]; then
 		say "$(printf '  %-50s %8.0f  [%s]' "${C_LABEL[$id]}" "${MED[$id]}" "$(echo "${TPS[$id]}" | minmax)")"
 	done
 
-	noisy=$(for id in $TP_ORDER; do echo "${TPS[$id]}"; done | awk '{
-		lo = hi = $1; s = 0
-		for (i = 1; i <= NF; i++) { if ($i < lo) lo = $i; if ($i > hi) hi = $i; s += $i }
-		if (NF > 1 && (hi - lo) / (s / NF) > w) w = (hi - lo) / (s / NF)
-	} END {printf "%.0f", w * 100}')
-	if [ "$noisy" -gt 10 ]; then
-		say ""
-		say "note: runs of one contender differ by up to $noisy % between rounds: the machine was busy or"
-		say "      the runs too short; compare the ratios with care"
-	fi
+	for id in $TP_ORDER; do echo "${TPS[$id]}"; done | noise_note
 
 	say ""
 	say "Ratios (tx/s, medians)"

@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # make test: installs what is missing, builds, and runs every test suite:
-# pg_regress (sql/, expected/), isolation specs (test/specs/), TAP tests
+# pg_regress (sql/, expected/), the security suite (test/security/: attacks
+# by an unprivileged role), isolation specs (test/specs/), TAP tests
 # (test/t/) and pgTAP (test/pgtap/).  Each suite starts its own servers.
+# The run fails if any server log shows a backend terminated by a signal,
+# a failed assertion (TRAP) or a PANIC.
 #
-#   scripts/test.sh [regress] [isolation] [tap] [pgtap]   run some suites
+#   scripts/test.sh [regress] [security] [isolation] [tap] [pgtap]   run some suites
 #   EB_TAP_TESTS="test/t/020_crash.pl" scripts/test.sh tap  some TAP files
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
 suites=("$@")
-[ ${#suites[@]} -eq 0 ] && suites=(regress isolation tap pgtap)
+[ ${#suites[@]} -eq 0 ] && suites=(regress security isolation tap pgtap)
+
+# The suites use the installed extension: one run at a time per machine.
+exec 9>"${TMPDIR:-/tmp}/pg_eventbus-test.lock"
+flock 9
 
 eb_build
 
@@ -39,6 +46,22 @@ run_regress() {
 		--bindir="$PGBIN" --dbname=contrib_regression \
 		$tests || {
 		[ -f "$WORK/regress/regression.diffs" ] && cat "$WORK/regress/regression.diffs"
+		return 1
+	}
+}
+
+run_security() {
+	eb_say "security suite (attacks by an unprivileged role)"
+	local tests
+	tests=$(cd "$SRC/test/security/sql" && ls ./*.sql | sed 's|^\./||; s|\.sql$||' | sort)
+	# shellcheck disable=SC2086
+	as_user "$PGXS_DIR/src/test/regress/pg_regress" \
+		--temp-instance="$WORK/security/instance" \
+		--temp-config="$SRC/test/regress.conf" \
+		--inputdir="$SRC/test/security" --outputdir="$WORK/security" \
+		--bindir="$PGBIN" --dbname=security_regression \
+		$tests || {
+		[ -f "$WORK/security/regression.diffs" ] && cat "$WORK/security/regression.diffs"
 		return 1
 	}
 }
@@ -92,10 +115,19 @@ run_pgtap() {
 
 for suite in "${suites[@]}"; do
 	case "$suite" in
-		regress | isolation | tap | pgtap) "run_$suite" || failed+=("$suite") ;;
+		regress | security | isolation | tap | pgtap) "run_$suite" || failed+=("$suite") ;;
 		*) echo "unknown suite: $suite" >&2; exit 2 ;;
 	esac
 done
+
+# A crash anywhere fails the run, even when every assertion passed.
+eb_say "server logs: no backend killed by a signal, no TRAP, no PANIC"
+crashes=$(find "$WORK" -name '*.log' -type f -print0 2>/dev/null |
+	xargs -0 -r grep -HnE 'terminated by signal|TRAP:|PANIC:' 2>/dev/null || true)
+if [ -n "$crashes" ]; then
+	echo "$crashes"
+	failed+=(server-logs)
+fi
 
 if [ ${#failed[@]} -gt 0 ]; then
 	eb_say "FAILED: ${failed[*]} (servers' logs and outputs are kept in $WORK)"

@@ -1,6 +1,12 @@
 # pg_eventbus: PGXS build, plus the two set-up commands of the README:
 #   make demo   installs what is missing, builds, runs a short example
 #   make test   installs what is missing, builds, runs every test suite
+#
+# PG=N picks the PostgreSQL major (15 by default, the host's).  Majors the
+# host's Debian does not package run in a chroot of a newer Debian suite
+# (scripts/chroot.sh, docs/development.md):
+#   make test PG=18   every test suite against PostgreSQL 18
+#   make test-all     every test suite against every supported major
 
 EXTENSION  = pg_eventbus
 EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).control)
@@ -11,19 +17,34 @@ DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 DATA       = $(wildcard sql/$(EXTENSION)--*--*.sql)
 PG_CPPFLAGS = -I$(srcdir)/src
 SHLIB_LINK  = -lrdkafka
-EXTRA_CLEAN = test/mock_kafka
+EXTRA_CLEAN = test/mock_kafka .pg_built_for
 
-# PostgreSQL 15 is the supported server; prefer its pg_config.
-PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
-PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+# Supported majors; those in CHROOT_MAJORS are tested in a chroot.
+MAJORS        = 15 17 18 19
+CHROOT_MAJORS = 17 18 19
+PG ?= $(or $(PG_MAJOR),15)
+export PG_MAJOR := $(PG)
 
-.PHONY: deps demo test bench
+# Debian's pg_config for that major; for the default major, any pg_config
+# in PATH otherwise.
+PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/$(PG)/bin/pg_config) \
+	$(if $(filter 15,$(PG)),pg_config))
+PGXS := $(if $(PG_CONFIG),$(shell $(PG_CONFIG) --pgxs 2>/dev/null))
+
+.PHONY: deps demo test test-all bench
 
 ifneq ($(PGXS),)
 include $(PGXS)
+# Objects built for another PostgreSQL (another PG=, or a build in a
+# chroot) are rebuilt rather than linked into this one's module.
+EB_BUILT_FOR := $(shell $(PG_CONFIG) --version)
+ifneq ($(EB_BUILT_FOR),$(shell cat .pg_built_for 2>/dev/null))
+$(shell echo '$(EB_BUILT_FOR)' > .pg_built_for)
+endif
+$(OBJS): .pg_built_for
 else
 all:
-	@echo "PostgreSQL 15 server development files are missing: run 'make deps', 'make demo' or 'make test'." >&2
+	@echo "PostgreSQL $(PG) server development files are missing: run 'make deps PG=$(PG)' or 'make test PG=$(PG)' (a chroot for $(CHROOT_MAJORS))." >&2
 	@exit 1
 endif
 
@@ -40,8 +61,21 @@ deps:
 demo: deps
 	@scripts/demo.sh
 
+# In a chroot (EB_CHROOT is set there) every major is local.
+ifneq ($(and $(filter $(PG),$(CHROOT_MAJORS)),$(if $(EB_CHROOT),,host)),)
+test:
+	@scripts/chroot.sh test $(PG)
+else
 test: deps
 	@scripts/test.sh
+endif
+
+test-all:
+	@failed=; for v in $(MAJORS); do \
+		$(MAKE) --no-print-directory test PG=$$v || failed="$$failed $$v"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make test-all: failed on PostgreSQL$$failed" >&2; exit 1; fi; \
+	echo "make test-all: passed on PostgreSQL $(MAJORS)"
 
 bench: deps
 	@bench/run.sh

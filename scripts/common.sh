@@ -6,7 +6,8 @@
 # packages); a normal user runs them as themselves and installs with sudo.
 
 EB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PG_MAJOR=15
+# The PostgreSQL major to build and test against (make test PG=N sets it).
+PG_MAJOR=${PG_MAJOR:-15}
 PGBIN=/usr/lib/postgresql/$PG_MAJOR/bin
 PG_CONFIG=$PGBIN/pg_config
 
@@ -33,8 +34,8 @@ as_user() {
 # Builds the extension and the test helper, and installs the extension
 # unless the installed files are already these.
 eb_build() {
-	eb_say "Building pg_eventbus"
-	make -C "$EB_ROOT" -s all test/mock_kafka
+	eb_say "Building pg_eventbus for PostgreSQL $PG_MAJOR"
+	make -C "$EB_ROOT" -s PG="$PG_MAJOR" PG_CONFIG="$PG_CONFIG" all test/mock_kafka
 	local version libdir sharedir
 	version=$(sed -n "s/^default_version *= *'\(.*\)'/\1/p" "$EB_ROOT/pg_eventbus.control")
 	libdir=$($PG_CONFIG --pkglibdir)
@@ -45,9 +46,9 @@ eb_build() {
 		return 0
 	fi
 	if [ -n "$SUDO" ] && ! [ -w "$libdir" ]; then
-		$SUDO make -C "$EB_ROOT" -s install
+		$SUDO make -C "$EB_ROOT" -s PG="$PG_MAJOR" PG_CONFIG="$PG_CONFIG" install
 	else
-		make -C "$EB_ROOT" -s install
+		make -C "$EB_ROOT" -s PG="$PG_MAJOR" PG_CONFIG="$PG_CONFIG" install
 	fi
 }
 

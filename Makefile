@@ -31,7 +31,7 @@ PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/$(PG)/bin/pg_config) \
 	$(if $(filter 15,$(PG)),pg_config))
 PGXS := $(if $(PG_CONFIG),$(shell $(PG_CONFIG) --pgxs 2>/dev/null))
 
-.PHONY: deps demo test test-all bench
+.PHONY: deps demo test test-all bench compat-check
 
 ifneq ($(PGXS),)
 include $(PGXS)
@@ -54,6 +54,13 @@ $(EXTENSION)--$(EXTVERSION).sql: $(sort $(wildcard src/sql/*.sql))
 # Test helper: librdkafka's mock Kafka cluster.
 test/mock_kafka: test/mock_kafka.c
 	$(CC) -O2 -Wall -Wextra $(EB_CFLAGS) -o $@ $< -lrdkafka
+
+# src/compat.h compiles against this major, warning-free (its inline
+# functions included).  Another major: scripts/chroot.sh make 18 compat-check
+compat-check:
+	@printf '#include "compat.h"\n' | \
+		$(CC) $(CFLAGS) $(CPPFLAGS) -Wextra -Wno-unused-parameter -Werror -fsyntax-only -x c - && \
+		echo "src/compat.h compiles against $$($(PG_CONFIG) --version)"
 
 deps:
 	@scripts/deps.sh

@@ -10,10 +10,13 @@ PACKAGES=(
 	make gcc
 	"postgresql-$PG_MAJOR" "postgresql-server-dev-$PG_MAJOR"
 	librdkafka-dev kcat
-	"postgresql-$PG_MAJOR-pgtap" pgtap libtap-parser-sourcehandler-pgtap-perl
+	libtap-parser-sourcehandler-pgtap-perl
 	libipc-run-perl
 	python3 python3-psycopg
 )
+# pgTAP for this major; see install_pgtap_sql for a major without it.
+PGTAP="postgresql-$PG_MAJOR-pgtap"
+PGTAP_CONTROL="/usr/share/postgresql/$PG_MAJOR/extension/pgtap.control"
 # Only the benchmarks need these: installed where the suite has them.
 OPTIONAL=(
 	"postgresql-$PG_MAJOR-pgq3"
@@ -31,9 +34,30 @@ has_candidate() {
 	[[ $policy == *"Candidate: "[!\(]* ]]
 }
 
+# pgTAP is SQL only, and a release candidate of PostgreSQL may not have its
+# own package yet: then the SQL files of the newest older major's package
+# are installed for this major.
+install_pgtap_sql() {
+	local n dir
+	for ((n = PG_MAJOR - 1; n >= 15; n--)); do
+		has_candidate "postgresql-$n-pgtap" || continue
+		echo "No $PGTAP: installing the pgTAP SQL files of postgresql-$n-pgtap for PostgreSQL $PG_MAJOR"
+		dir=$(mktemp -d)
+		(cd "$dir" && apt-get download -q "postgresql-$n-pgtap" >/dev/null) &&
+			dpkg-deb -x "$dir"/*.deb "$dir/root" &&
+			$SUDO cp "$dir/root/usr/share/postgresql/$n/extension/"pgtap* "$(dirname "$PGTAP_CONTROL")/"
+		rm -rf "$dir"
+		[ -f "$PGTAP_CONTROL" ] && return 0
+	done
+	echo "No pgTAP package for PostgreSQL $PG_MAJOR or an older major" >&2
+	return 1
+}
+
 mapfile -t missing < <(not_installed "${PACKAGES[@]}")
 mapfile -t optional < <(not_installed "${OPTIONAL[@]}")
-if [ ${#missing[@]} -eq 0 ]; then
+pgtap_ok=false
+[ -f "$PGTAP_CONTROL" ] && pgtap_ok=true
+if [ ${#missing[@]} -eq 0 ] && $pgtap_ok; then
 	# Optional packages that this suite does not have are not missing.
 	wanted=()
 	for pkg in "${optional[@]}"; do has_candidate "$pkg" && wanted+=("$pkg"); done
@@ -46,5 +70,14 @@ SUDO=
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
 for pkg in "${optional[@]}"; do has_candidate "$pkg" && missing+=("$pkg"); done
-echo "Installing missing packages: ${missing[*]}"
-$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+pgtap_sql=false
+if ! $pgtap_ok; then
+	if has_candidate "$PGTAP"; then missing+=("$PGTAP"); else pgtap_sql=true; fi
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "Installing missing packages: ${missing[*]}"
+	$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+if $pgtap_sql; then
+	install_pgtap_sql
+fi

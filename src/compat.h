@@ -1,0 +1,353 @@
+/*-------------------------------------------------------------------------
+ *
+ * compat.h
+ *	  One spelling of every PostgreSQL API that changed between the
+ *	  supported majors (15 to 19) and that pg_eventbus uses.
+ *
+ * Every test of PG_VERSION_NUM lives here: the rest of the code calls the
+ * eb_ spelling below and never tests the version itself.  Each entry names
+ * the major that changed the API; each was checked against that major's
+ * own headers (16 against its source, the others against Debian's
+ * postgresql-server-dev packages).
+ *
+ * APIs that pg_eventbus uses and that did not change from 15 to 19, so need
+ * nothing here: pg_class_aclcheck, InitMaterializedSRF, MarkGUCPrefixReserved,
+ * shmem_request_hook, RequestNamedLWLockTranche / GetNamedLWLockTranche,
+ * GetFlushRecPtr, XL_ROUTINE, CreateDecodingContext, ReplicationSlotDrop,
+ * ProcessUtility_hook_type, RegisterSnapshot, heap_getattr, pqsignal, die,
+ * ConditionVariableTimedSleep, WaitLatch, the BackgroundWorker API and
+ * PG_WAIT_EXTENSION.
+ *
+ * Headers that moved: get_database_name is declared in utils/lsyscache.h
+ * from 19 (commands/dbcommands.h before); this header includes both.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef EB_COMPAT_H
+#define EB_COMPAT_H
+
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/tableam.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_namespace.h"
+#include "commands/dbcommands.h"
+#include "executor/executor.h"
+#include "replication/logical.h"
+#include "replication/message.h"
+#include "replication/reorderbuffer.h"
+#include "replication/slot.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/shmem.h"
+#include "utils/acl.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/wait_event.h"
+
+#if PG_VERSION_NUM < 150000 || PG_VERSION_NUM >= 200000
+#error "pg_eventbus supports PostgreSQL 15 to 19"
+#endif
+
+/*
+ * Switch cases that fall through: 19 builds with -Wimplicit-fallthrough=5,
+ * where only its pg_fallthrough attribute counts (not a comment).
+ */
+#ifndef pg_fallthrough
+#if defined(__has_attribute)
+#if __has_attribute(fallthrough)
+#define pg_fallthrough __attribute__((fallthrough))
+#endif
+#endif
+#ifndef pg_fallthrough
+#define pg_fallthrough do {} while (0)
+#endif
+#endif
+
+/*
+ * The check that a function has the type of a callback: 19 renamed
+ * AssertVariableIsOfType to StaticAssertVariableIsOfType.
+ */
+#if PG_VERSION_NUM >= 190000
+#define EB_ASSERT_VARIABLE_IS_OF_TYPE(varname, typename) \
+	StaticAssertVariableIsOfType(varname, typename)
+#else
+#define EB_ASSERT_VARIABLE_IS_OF_TYPE(varname, typename) \
+	AssertVariableIsOfType(varname, typename)
+#endif
+
+/*
+ * Privileges.  16 replaced the per-catalog pg_<kind>_ownercheck and most
+ * pg_<kind>_aclcheck functions by object_ownercheck and object_aclcheck
+ * (pg_class_aclcheck stays).
+ */
+static inline bool
+eb_relation_ownercheck(Oid relid, Oid roleid)
+{
+#if PG_VERSION_NUM >= 160000
+	return object_ownercheck(RelationRelationId, relid, roleid);
+#else
+	return pg_class_ownercheck(relid, roleid);
+#endif
+}
+
+static inline AclResult
+eb_namespace_aclcheck(Oid nspid, Oid roleid, AclMode mode)
+{
+#if PG_VERSION_NUM >= 160000
+	return object_aclcheck(NamespaceRelationId, nspid, roleid, mode);
+#else
+	return pg_namespace_aclcheck(nspid, roleid, mode);
+#endif
+}
+
+/*
+ * Index entries for a tuple just inserted (not an update, no ON CONFLICT):
+ * 16 added onlySummarizing; 19 replaced the booleans by flags and reordered
+ * the arguments.  Returns the indexes needing a recheck.
+ */
+static inline List *
+eb_insert_index_tuples(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate)
+{
+#if PG_VERSION_NUM >= 190000
+	return ExecInsertIndexTuples(rri, estate, 0, slot, NIL, NULL);
+#elif PG_VERSION_NUM >= 160000
+	return ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL, false);
+#else
+	return ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL);
+#endif
+}
+
+/*
+ * Scans: 18 added index_beginscan's instrumentation (NULL: none), 19 the
+ * scan option flags of index_beginscan and table_beginscan (SO_NONE: as
+ * before).
+ */
+static inline IndexScanDesc
+eb_index_beginscan(Relation heap, Relation index, Snapshot snapshot,
+				   int nkeys, int norderbys)
+{
+#if PG_VERSION_NUM >= 190000
+	return index_beginscan(heap, index, snapshot, NULL, nkeys, norderbys, SO_NONE);
+#elif PG_VERSION_NUM >= 180000
+	return index_beginscan(heap, index, snapshot, NULL, nkeys, norderbys);
+#else
+	return index_beginscan(heap, index, snapshot, nkeys, norderbys);
+#endif
+}
+
+static inline TableScanDesc
+eb_table_beginscan(Relation rel, Snapshot snapshot, int nkeys, ScanKeyData *key)
+{
+#if PG_VERSION_NUM >= 190000
+	return table_beginscan(rel, snapshot, nkeys, key, SO_NONE);
+#else
+	return table_beginscan(rel, snapshot, nkeys, key);
+#endif
+}
+
+/*
+ * A shared hash table of a fixed number of entries: 19 replaced the initial
+ * and maximum sizes by one number of elements.
+ */
+static inline HTAB *
+eb_shmem_init_hash(const char *name, long nelems, HASHCTL *info, int flags)
+{
+#if PG_VERSION_NUM >= 190000
+	return ShmemInitHash(name, nelems, info, flags);
+#else
+	return ShmemInitHash(name, nelems, nelems, info, flags);
+#endif
+}
+
+/*
+ * The new tuple of a decoded INSERT, or NULL: up to 16 a ReorderBufferTupleBuf
+ * wrapping it, from 17 the HeapTuple itself.
+ */
+static inline HeapTuple
+eb_change_new_tuple(ReorderBufferChange *change)
+{
+#if PG_VERSION_NUM >= 170000
+	return change->data.tp.newtuple;
+#else
+	return change->data.tp.newtuple ? &change->data.tp.newtuple->tuple : NULL;
+#endif
+}
+
+/* A decoded transaction's commit time: 19 made xact_time an anonymous union. */
+static inline TimestampTz
+eb_txn_commit_time(ReorderBufferTXN *txn)
+{
+#if PG_VERSION_NUM >= 190000
+	return txn->commit_time;
+#else
+	return txn->xact_time.commit_time;
+#endif
+}
+
+/*
+ * A logical decoding message: 17 added flush (whether to flush WAL at once;
+ * a transactional message is flushed by its commit, so never).
+ */
+static inline XLogRecPtr
+eb_log_logical_message(const char *prefix, const char *message, size_t size,
+					   bool transactional)
+{
+#if PG_VERSION_NUM >= 170000
+	return LogLogicalMessage(prefix, message, size, transactional, false);
+#else
+	return LogLogicalMessage(prefix, message, size, transactional);
+#endif
+}
+
+/*
+ * A wait event set for the life of the process: 17 replaced the memory
+ * context by a resource owner (NULL: the session's lifetime, allocated in
+ * TopMemoryContext as before).
+ */
+static inline WaitEventSet *
+eb_create_wait_event_set(int nevents)
+{
+#if PG_VERSION_NUM >= 170000
+	return CreateWaitEventSet(NULL, nevents);
+#else
+	return CreateWaitEventSet(TopMemoryContext, nevents);
+#endif
+}
+
+/*
+ * A wait event of the extension's own, named in pg_stat_activity from 17
+ * (WaitEventExtensionNew); before, every wait is "Extension".  Call it once
+ * per process and name (it takes a lock from 17 on) and keep the result.
+ */
+static inline uint32
+eb_wait_event(const char *name)
+{
+#if PG_VERSION_NUM >= 170000
+	return WaitEventExtensionNew(name);
+#else
+	(void) name;
+	return PG_WAIT_EXTENSION;
+#endif
+}
+
+/* The index of a PGPROC in ProcGlobal->allProcs: 17 removed pgprocno. */
+static inline int
+eb_proc_number(PGPROC *proc)
+{
+#if PG_VERSION_NUM >= 170000
+	return GetNumberFromPGProc(proc);
+#else
+	return proc->pgprocno;
+#endif
+}
+
+/*
+ * Replication slots.
+ *
+ * Failover slots (synchronized to standbys by slotsync) exist from 17;
+ * earlier, failover is ignored and EB_HAVE_FAILOVER_SLOTS is not defined.
+ */
+#if PG_VERSION_NUM >= 170000
+#define EB_HAVE_FAILOVER_SLOTS 1
+#endif
+
+static inline void
+eb_replication_slot_create(const char *name, bool db_specific,
+						   ReplicationSlotPersistency persistency,
+						   bool two_phase, bool failover)
+{
+#if PG_VERSION_NUM >= 190000
+	/* 19 added repack (slots of REPACK CONCURRENTLY) */
+	ReplicationSlotCreate(name, db_specific, persistency, two_phase, false, failover, false);
+#elif PG_VERSION_NUM >= 170000
+	ReplicationSlotCreate(name, db_specific, persistency, two_phase, failover, false);
+#else
+	(void) failover;
+	ReplicationSlotCreate(name, db_specific, persistency, two_phase);
+#endif
+}
+
+/*
+ * Logical decoding for a new slot: 19 added the repack argument (false: an
+ * ordinary logical slot) to both functions.
+ */
+static inline void
+eb_check_logical_decoding_requirements(void)
+{
+#if PG_VERSION_NUM >= 190000
+	CheckLogicalDecodingRequirements(false);
+#else
+	CheckLogicalDecodingRequirements();
+#endif
+}
+
+static inline LogicalDecodingContext *
+eb_create_init_decoding_context(const char *plugin, List *options,
+								bool need_full_snapshot, XLogRecPtr restart_lsn,
+								XLogReaderRoutine *xl_routine,
+								LogicalOutputPluginWriterPrepareWrite prepare_write,
+								LogicalOutputPluginWriterWrite do_write,
+								LogicalOutputPluginWriterUpdateProgress update_progress)
+{
+#if PG_VERSION_NUM >= 190000
+	return CreateInitDecodingContext(plugin, options, need_full_snapshot, false,
+									 restart_lsn, xl_routine, prepare_write,
+									 do_write, update_progress);
+#else
+	return CreateInitDecodingContext(plugin, options, need_full_snapshot,
+									 restart_lsn, xl_routine, prepare_write,
+									 do_write, update_progress);
+#endif
+}
+
+/*
+ * Acquires a slot: 18 added error_if_invalid, and checks there what 17 and
+ * earlier checked when decoding from the slot; true, as core's logical
+ * decoding functions pass.
+ */
+static inline void
+eb_replication_slot_acquire(const char *name, bool nowait)
+{
+#if PG_VERSION_NUM >= 180000
+	ReplicationSlotAcquire(name, nowait, true);
+#else
+	ReplicationSlotAcquire(name, nowait);
+#endif
+}
+
+/*
+ * Whether a slot's persistent data says it was invalidated, and why, in the
+ * words of pg_replication_slots.invalidation_reason (NULL when valid).  15
+ * only knew the WAL position at which WAL it needed was removed; 16 keeps
+ * the cause instead; 18 added idle_timeout.  The caller holds the slot's
+ * mutex or has it acquired.
+ */
+static inline const char *
+eb_slot_invalidation_reason(const ReplicationSlotPersistentData *data)
+{
+#if PG_VERSION_NUM >= 160000
+	switch (data->invalidated)
+	{
+		case RS_INVAL_NONE:
+			return NULL;
+		case RS_INVAL_WAL_REMOVED:
+			return "wal_removed";
+		case RS_INVAL_HORIZON:
+			return "rows_removed";
+		case RS_INVAL_WAL_LEVEL:
+			return "wal_level_insufficient";
+#if PG_VERSION_NUM >= 180000
+		case RS_INVAL_IDLE_TIMEOUT:
+			return "idle_timeout";
+#endif
+	}
+	return "unknown";
+#else
+	return XLogRecPtrIsInvalid(data->invalidated_at) ? NULL : "wal_removed";
+#endif
+}
+
+#endif							/* EB_COMPAT_H */

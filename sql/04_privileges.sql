@@ -1,5 +1,6 @@
 -- Privileges: creating needs CREATE on eventbus_data; the topic's parent
 -- table carries publish (INSERT) and read (SELECT) rights; owners alter/drop.
+-- The tables belong to the extension owner; the creator owns the topic.
 CREATE ROLE eb_admin;
 CREATE ROLE eb_producer;
 CREATE ROLE eb_consumer;
@@ -12,11 +13,25 @@ RESET ROLE;
 GRANT CREATE ON SCHEMA eventbus_data TO eb_admin;
 SET ROLE eb_admin;
 SELECT eventbus.create_topic('priv', 2);
-SELECT tableowner FROM pg_tables WHERE schemaname = 'eventbus_data' AND tablename LIKE 'priv%' ORDER BY tablename;
+-- the owner may not change the tables behind publish()
+ALTER TABLE eventbus_data.priv ADD COLUMN extra integer;
+CREATE INDEX ON eventbus_data."priv$1" (key);
 GRANT INSERT ON eventbus_data.priv TO eb_producer;
 GRANT SELECT ON eventbus_data.priv TO eb_consumer;
 SELECT position FROM eventbus.publish('priv', '{"by": "owner"}', partition => 0);
 RESET ROLE;
+SELECT c.relname, c.relowner = e.extowner AS extension_owns
+FROM pg_class c, pg_extension e
+WHERE c.relnamespace = 'eventbus_data'::regnamespace AND c.relname LIKE 'priv%'
+  AND c.relkind = 'r' AND e.extname = 'pg_eventbus'
+ORDER BY 1;
+SELECT topic, owner FROM eventbus.topic WHERE topic = 'priv';
+SELECT a.grantee::regrole, a.grantor::regrole = e.extowner AS from_extension_owner,
+       a.privilege_type, a.is_grantable
+FROM pg_class c, pg_extension e, aclexplode(c.relacl) a
+WHERE c.oid = 'eventbus_data.priv'::regclass AND e.extname = 'pg_eventbus'
+  AND a.grantee <> c.relowner
+ORDER BY 1, 3;
 
 SET ROLE eb_producer;
 SELECT position FROM eventbus.publish('priv', '{"by": "producer"}', partition => 0);
@@ -69,6 +84,12 @@ SET ROLE eb_consumer;
 SELECT eventbus.delete_group('billing');
 RESET ROLE;
 
+-- a role with the privileges of the topic owner may alter it
+CREATE ROLE eb_admin_deputy IN ROLE eb_admin;
+SET ROLE eb_admin_deputy;
+SELECT eventbus.alter_topic('priv', partitions => 3);
+RESET ROLE;
+DROP ROLE eb_admin_deputy;
 SET ROLE eb_admin;
 SELECT eventbus.alter_topic('priv', partitions => 3);
 SELECT eventbus.drop_topic('priv');

@@ -12,9 +12,8 @@
  * spare segments make this safe: a segment is in the catalog before it can
  * receive events.
  *
- * Internal SQL runs through eb_spi_begin/eb_spi_end, which pin search_path
- * to pg_catalog and, for changes to the extension's own tables, switch to
- * the extension owner (the same way core runs maintenance functions).
+ * The catalog is read and written with internal SQL run as the extension
+ * owner through privileged.c, which checks every such statement.
  *
  *-------------------------------------------------------------------------
  */
@@ -61,80 +60,6 @@ typedef struct EbForget
 
 static bool xact_changed = false;
 static List *forget_list = NIL;
-
-/* ---------- SPI helpers ---------- */
-
-void
-eb_spi_begin(EbSpi *s, bool as_owner)
-{
-	Oid			owner = InvalidOid;
-
-	if (as_owner)
-		owner = eb_extension_owner();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	GetUserIdAndSecContext(&s->save_userid, &s->save_sec_context);
-	if (as_owner)
-		SetUserIdAndSecContext(owner,
-							   s->save_sec_context | SECURITY_LOCAL_USERID_CHANGE);
-	s->save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-}
-
-void
-eb_spi_end(EbSpi *s)
-{
-	AtEOXact_GUC(true, s->save_nestlevel);
-	SetUserIdAndSecContext(s->save_userid, s->save_sec_context);
-	if (SPI_finish() != SPI_OK_FINISH)
-		elog(ERROR, "SPI_finish failed");
-}
-
-int
-eb_spi_exec(const char *sql, int nargs, Oid *argtypes, Datum *values,
-			const char *nulls, bool read_only)
-{
-	int			rc;
-
-	rc = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, read_only, 0);
-	if (rc < 0)
-		elog(ERROR, "internal query failed (%s): %s", SPI_result_code_string(rc), sql);
-	return rc;
-}
-
-/*
- * A prepared statement kept for the life of the backend in *cache.  Call
- * between eb_spi_begin and eb_spi_end; the plan cache revalidates it if the
- * tables change.
- */
-SPIPlanPtr
-eb_spi_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*cache == NULL)
-	{
-		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
-
-		if (plan == NULL)
-			elog(ERROR, "could not prepare internal query (%s): %s",
-				 SPI_result_code_string(SPI_result), sql);
-		if (SPI_keepplan(plan) != 0)
-			elog(ERROR, "could not keep internal query plan");
-		*cache = plan;
-	}
-	return *cache;
-}
-
-int
-eb_spi_run(SPIPlanPtr plan, Datum *values, const char *nulls, bool read_only)
-{
-	int			rc = SPI_execute_plan(plan, values, nulls, read_only, 0);
-
-	if (rc < 0)
-		elog(ERROR, "internal query failed: %s", SPI_result_code_string(rc));
-	return rc;
-}
 
 /* ---------- object lookups ---------- */
 
@@ -241,31 +166,51 @@ datum_to_int8_array(Datum d, int *n)
 	return out;
 }
 
+static AttrNumber
+eb_catalog_attnum(Oid relid, const char *column)
+{
+	AttrNumber	attnum = get_attnum(relid, column);
+
+	if (attnum == InvalidAttrNumber)
+		elog(ERROR, "pg_eventbus catalog table %u has no column %s", relid, column);
+	return attnum;
+}
+
+static int
+eb_cmp_segment(const void *a, const void *b)
+{
+	int32		x = ((const EbSegment *) a)->seg_no;
+	int32		y = ((const EbSegment *) b)->seg_no;
+
+	return (x > y) - (x < y);
+}
+
 /*
  * (Re)loads a cache entry from the catalog with the latest snapshot.
  * Returns false if the topic does not exist.
+ *
+ * The two small catalog tables are scanned directly, as the caller: this
+ * runs on the publish path, where nothing switches users, and reading them
+ * evaluates nothing.
  */
 static bool
 eb_topic_load(EbTopic *entry)
 {
-	EbSpi		spi;
 	uint64		version = eb_catalog_version();
-	Oid			argtypes[1];
-	Datum		values[1];
+	Oid			topic_relid = eb_catalog_relid("topic");
+	Oid			segment_relid = eb_catalog_relid("segment");
+	Relation	rel;
+	TableScanDesc scan;
+	Snapshot	snap;
+	HeapTuple	tup;
+	TupleDesc	desc;
 	bool		found = false;
+	int			cap = 8;
 	MemoryContext oldcxt;
 
-	known_topic_relid = eb_catalog_relid("topic");
-	known_segment_relid = eb_catalog_relid("segment");
+	known_topic_relid = topic_relid;
+	known_segment_relid = segment_relid;
 
-	PushActiveSnapshot(GetLatestSnapshot());
-	eb_spi_begin(&spi, true);
-
-	argtypes[0] = TEXTOID;
-	values[0] = CStringGetTextDatum(entry->name);
-	eb_spi_exec("SELECT topic_id, uid, partitions, table_oid::oid "
-				"FROM eventbus.topic WHERE topic = $1",
-				1, argtypes, values, NULL, true);
 	MemoryContextReset(entry->cxt);
 	entry->segments = NULL;
 	entry->nsegments = 0;
@@ -273,49 +218,88 @@ eb_topic_load(EbTopic *entry)
 	entry->npshared = 0;
 	entry->tshared = NULL;
 
-	if (SPI_processed == 1)
+	snap = RegisterSnapshot(GetLatestSnapshot());
+
+	rel = table_open(topic_relid, AccessShareLock);
+	desc = RelationGetDescr(rel);
 	{
-		HeapTuple	tup = SPI_tuptable->vals[0];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		uint64		i;
+		AttrNumber	a_topic = eb_catalog_attnum(topic_relid, "topic");
+		AttrNumber	a_id = eb_catalog_attnum(topic_relid, "topic_id");
+		AttrNumber	a_uid = eb_catalog_attnum(topic_relid, "uid");
+		AttrNumber	a_parts = eb_catalog_attnum(topic_relid, "partitions");
+		AttrNumber	a_table = eb_catalog_attnum(topic_relid, "table_oid");
+		AttrNumber	a_owner = eb_catalog_attnum(topic_relid, "owner");
 
-		found = true;
-		entry->topic_id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-		entry->uid = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-		entry->partitions = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-		entry->relid = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
+		scan = table_beginscan(rel, snap, 0, NULL);
+		while (!found && (tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+		{
+			bool		isnull;
+			Datum		d = heap_getattr(tup, a_topic, desc, &isnull);
+			char	   *name;
 
-		argtypes[0] = INT4OID;
-		values[0] = Int32GetDatum(entry->topic_id);
-		eb_spi_exec("SELECT segment, table_oid::oid, activated_at IS NOT NULL, start_positions "
-					"FROM eventbus.segment WHERE topic_id = $1 ORDER BY segment",
-					1, argtypes, values, NULL, true);
+			if (isnull)
+				continue;
+			name = TextDatumGetCString(d);
+			if (strcmp(name, entry->name) == 0)
+			{
+				found = true;
+				entry->topic_id = DatumGetInt32(heap_getattr(tup, a_id, desc, &isnull));
+				entry->uid = DatumGetInt64(heap_getattr(tup, a_uid, desc, &isnull));
+				entry->partitions = DatumGetInt32(heap_getattr(tup, a_parts, desc, &isnull));
+				entry->relid = DatumGetObjectId(heap_getattr(tup, a_table, desc, &isnull));
+				entry->owner = DatumGetObjectId(heap_getattr(tup, a_owner, desc, &isnull));
+			}
+			pfree(name);
+		}
+		table_endscan(scan);
+	}
+	table_close(rel, AccessShareLock);
+
+	if (found)
+	{
+		AttrNumber	a_id = eb_catalog_attnum(segment_relid, "topic_id");
+		AttrNumber	a_seg = eb_catalog_attnum(segment_relid, "segment");
+		AttrNumber	a_table = eb_catalog_attnum(segment_relid, "table_oid");
+		AttrNumber	a_act = eb_catalog_attnum(segment_relid, "activated_at");
+		AttrNumber	a_start = eb_catalog_attnum(segment_relid, "start_positions");
 
 		oldcxt = MemoryContextSwitchTo(entry->cxt);
-		entry->nsegments = (int) SPI_processed;
-		entry->segments = palloc0(sizeof(EbSegment) * Max(entry->nsegments, 1));
-		for (i = 0; i < SPI_processed; i++)
+		entry->segments = palloc0(sizeof(EbSegment) * cap);
+		rel = table_open(segment_relid, AccessShareLock);
+		desc = RelationGetDescr(rel);
+		scan = table_beginscan(rel, snap, 0, NULL);
+		while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
 		{
-			EbSegment  *seg = &entry->segments[i];
+			bool		isnull;
+			EbSegment  *seg;
 			Datum		d;
 
-			tup = SPI_tuptable->vals[i];
-			desc = SPI_tuptable->tupdesc;
-			seg->seg_no = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-			seg->relid = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
-			seg->activated = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
-			d = SPI_getbinval(tup, desc, 4, &isnull);
+			if (DatumGetInt32(heap_getattr(tup, a_id, desc, &isnull)) != entry->topic_id)
+				continue;
+			if (entry->nsegments == cap)
+			{
+				entry->segments = repalloc(entry->segments, sizeof(EbSegment) * cap * 2);
+				memset(entry->segments + cap, 0, sizeof(EbSegment) * cap);
+				cap *= 2;
+			}
+			seg = &entry->segments[entry->nsegments++];
+			seg->seg_no = DatumGetInt32(heap_getattr(tup, a_seg, desc, &isnull));
+			seg->relid = DatumGetObjectId(heap_getattr(tup, a_table, desc, &isnull));
+			(void) heap_getattr(tup, a_act, desc, &isnull);
+			seg->activated = !isnull;
+			d = heap_getattr(tup, a_start, desc, &isnull);
 			if (!isnull)
 				seg->start = datum_to_int8_array(d, &seg->nstart);
 		}
+		table_endscan(scan);
+		table_close(rel, AccessShareLock);
+		qsort(entry->segments, entry->nsegments, sizeof(EbSegment), eb_cmp_segment);
 		entry->pshared = palloc0(sizeof(EbPartShared *) * entry->partitions);
 		entry->npshared = entry->partitions;
 		MemoryContextSwitchTo(oldcxt);
 	}
 
-	eb_spi_end(&spi);
-	PopActiveSnapshot();
+	UnregisterSnapshot(snap);
 
 	entry->version = version;
 	entry->valid = found;

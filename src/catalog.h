@@ -11,6 +11,7 @@
 #include "executor/spi.h"
 #include "utils/snapshot.h"
 
+#include "privileged.h"
 #include "shmem.h"
 
 typedef struct EbSegment
@@ -33,6 +34,7 @@ typedef struct EbTopic
 	int64		uid;
 	int32		partitions;
 	Oid			relid;			/* the topic's parent table */
+	Oid			owner;			/* the role that created the topic */
 	int			nsegments;
 	EbSegment  *segments;		/* ascending seg_no */
 	MemoryContext cxt;			/* holds segments */
@@ -40,24 +42,6 @@ typedef struct EbTopic
 	EbPartShared **pshared;		/* cached partition slots, same */
 	int			npshared;
 } EbTopic;
-
-/* Running internal SQL with a pinned search_path, optionally as owner. */
-typedef struct EbSpi
-{
-	Oid			save_userid;
-	int			save_sec_context;
-	int			save_nestlevel;
-} EbSpi;
-
-extern void eb_spi_begin(EbSpi *s, bool as_owner);
-extern void eb_spi_end(EbSpi *s);
-extern int	eb_spi_exec(const char *sql, int nargs, Oid *argtypes, Datum *values,
-						const char *nulls, bool read_only);
-
-extern SPIPlanPtr eb_spi_plan(SPIPlanPtr *cache, const char *sql, int nargs,
-							  Oid *argtypes);
-extern int	eb_spi_run(SPIPlanPtr plan, Datum *values, const char *nulls,
-					   bool read_only);
 
 extern Oid	eb_schema_oid(bool missing_ok);
 extern Oid	eb_data_schema_oid(void);

@@ -4,8 +4,12 @@
  *	  eventbus.publish() and eventbus.publish_batch().
  *
  * Events are inserted straight into the topic's current segment table with
- * the heap and index access methods, in the caller's transaction: they
- * exist if and only if it commits.  Nothing on this path updates or deletes
+ * the heap and index access methods, as the caller and in the caller's
+ * transaction: they exist if and only if it commits.  Only the segment's
+ * own two indexes are written, with values built here; a segment with any
+ * other index, a trigger, a rule, row security or a CHECK constraint is
+ * refused rather than half-maintained (segment tables belong to the
+ * extension owner, so only a superuser could have added one).  Nothing on this path updates or deletes
  * a row, and no lock is held until commit, so producers of one partition
  * never wait for each other (see position.c).
  *
@@ -19,6 +23,8 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/nbtree.h"
+#include "access/transam.h"
 #include "access/heapam.h"
 #include "access/relation.h"
 #include "access/stratnum.h"
@@ -27,6 +33,8 @@
 #include "access/detoast.h"
 #include "access/xact.h"
 #include "catalog/index.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "common/pg_prng.h"
@@ -35,6 +43,8 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "nodes/execnodes.h"
+#include "nodes/makefuncs.h"
+#include "nodes/primnodes.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "utils/acl.h"
@@ -46,6 +56,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 #include "utils/uuid.h"
@@ -66,6 +77,9 @@ PG_FUNCTION_INFO_V1(eb_partition_for_key);
 #define EB_IDEMPOTENCY_LOCK_CLASS 3
 
 #define EB_RESERVED_HEADER_PREFIX "eventbus-"
+
+/* A segment's own two indexes, and a copy of each during a reindex */
+#define EB_MAX_SEGMENT_INDEXES 4
 
 typedef struct EbEvent
 {
@@ -174,10 +188,146 @@ eb_check_publish_privilege(EbTopic *topic)
 						 EB_DATA_SCHEMA, quote_identifier(topic->name))));
 }
 
+/* The indexes of a segment that publishing writes to. */
+typedef struct EbPublishIndexes
+{
+	int			n;
+	Relation	idx[EB_MAX_SEGMENT_INDEXES];
+	IndexInfo  *info[EB_MAX_SEGMENT_INDEXES];
+	bool		is_idem[EB_MAX_SEGMENT_INDEXES];
+} EbPublishIndexes;
+
+static void
+eb_refuse_segment(Relation rel, const char *what, const char *name)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("cannot publish to segment table %s.%s: it has %s%s%s%s",
+					EB_DATA_SCHEMA, quote_identifier(RelationGetRelationName(rel)),
+					what, name ? " \"" : "", name ? name : "", name ? "\"" : ""),
+			 errdetail("Publishing writes a segment's rows and its two own indexes only; anything else on a segment table would be silently ignored."),
+			 errhint("Remove it from the segment table; only a superuser can have added it.")));
+}
+
+/* Is the index's predicate exactly "idempotency_key IS NOT NULL"? */
+static bool
+eb_is_idem_predicate(HeapTuple indtup)
+{
+	bool		isnull;
+	Datum		d = SysCacheGetAttr(INDEXRELID, indtup, Anum_pg_index_indpred, &isnull);
+	Node	   *pred;
+	NullTest   *nt;
+
+	if (isnull)
+		return false;
+	pred = stringToNode(TextDatumGetCString(d));
+	if (IsA(pred, List))
+	{
+		if (list_length((List *) pred) != 1)
+			return false;
+		pred = linitial((List *) pred);
+	}
+	if (!IsA(pred, NullTest))
+		return false;
+	nt = (NullTest *) pred;
+	return nt->nulltesttype == IS_NOT_NULL && !nt->argisrow &&
+		nt->arg != NULL && IsA(nt->arg, Var) &&
+		((Var *) nt->arg)->varattno == Anum_ev_idempotency_key;
+}
+
+/*
+ * Opens the indexes of a segment that publishing maintains: its primary key
+ * (partition, position) and its partial index on idempotency_key, by OID,
+ * recognized from their pg_index rows (a REINDEX CONCURRENTLY may add a
+ * copy of either for a while).  Anything else that INSERT would evaluate or
+ * enforce (another index, a trigger, a rule, row security, a CHECK
+ * constraint) makes publishing refuse: it would be ignored otherwise, and
+ * evaluating it could run code of whoever wrote it.
+ */
+static void
+eb_open_segment_indexes(Relation rel, EbPublishIndexes *out)
+{
+	List	   *indexes;
+	ListCell   *lc;
+	int			npk = 0;
+
+	if (rel->trigdesc != NULL && rel->trigdesc->numtriggers > 0)
+		eb_refuse_segment(rel, "trigger", rel->trigdesc->triggers[0].tgname);
+	if (rel->rd_rules != NULL)
+		eb_refuse_segment(rel, "rules", NULL);
+	if (rel->rd_rel->relrowsecurity || rel->rd_rel->relforcerowsecurity)
+		eb_refuse_segment(rel, "row security enabled", NULL);
+	if (rel->rd_att->constr != NULL && rel->rd_att->constr->num_check > 0)
+		eb_refuse_segment(rel, "check constraint", rel->rd_att->constr->check[0].ccname);
+
+	out->n = 0;
+	indexes = RelationGetIndexList(rel);
+	foreach(lc, indexes)
+	{
+		Oid			indexoid = lfirst_oid(lc);
+		HeapTuple	tup;
+		Form_pg_index ix;
+		bool		is_pk;
+		bool		is_idem;
+		bool		ready;
+		Relation	idx;
+		int			i;
+
+		tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
+		if (!HeapTupleIsValid(tup))
+			elog(ERROR, "cache lookup failed for index %u", indexoid);
+		ix = (Form_pg_index) GETSTRUCT(tup);
+		is_pk = ix->indnatts == 2 && ix->indnkeyatts == 2 && ix->indisunique &&
+			!ix->indisexclusion && ix->indimmediate &&
+			ix->indkey.values[0] == Anum_ev_partition &&
+			ix->indkey.values[1] == Anum_ev_position &&
+			heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
+			heap_attisnull(tup, Anum_pg_index_indpred, NULL);
+		is_idem = ix->indnatts == 1 && ix->indnkeyatts == 1 && !ix->indisunique &&
+			!ix->indisexclusion &&
+			ix->indkey.values[0] == Anum_ev_idempotency_key &&
+			heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
+			eb_is_idem_predicate(tup);
+		ready = ix->indisready && ix->indislive;
+		ReleaseSysCache(tup);
+
+		if (!is_pk && !is_idem)
+			eb_refuse_segment(rel, "index", get_rel_name(indexoid));
+		if (!ready)
+			continue;
+		if (out->n == EB_MAX_SEGMENT_INDEXES)
+			eb_refuse_segment(rel, "too many copies of its indexes", NULL);
+
+		idx = index_open(indexoid, RowExclusiveLock);
+		/* built-in btree with built-in operator classes only */
+		if (idx->rd_rel->relam != BTREE_AM_OID)
+			eb_refuse_segment(rel, "index", RelationGetRelationName(idx));
+		for (i = 0; i < IndexRelationGetNumberOfKeyAttributes(idx); i++)
+			if (idx->rd_opfamily[i] >= FirstNormalObjectId)
+				eb_refuse_segment(rel, "index", RelationGetRelationName(idx));
+		if (is_pk)
+			npk++;
+		out->idx[out->n] = idx;
+		out->is_idem[out->n] = is_idem;
+		/* nothing to evaluate: no expressions, no predicate given */
+		out->info[out->n] = makeIndexInfo(is_pk ? 2 : 1, is_pk ? 2 : 1, BTREE_AM_OID,
+										  NIL, NIL, is_pk, false, true, false);
+		out->n++;
+	}
+	list_free(indexes);
+	if (npk == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("segment table %s.%s has no (partition, position) index",
+						EB_DATA_SCHEMA, quote_identifier(RelationGetRelationName(rel))),
+				 errhint("Do not alter the tables in schema %s by hand.", EB_DATA_SCHEMA)));
+}
+
 /*
  * Inserts events[0..n-1], all of one partition with consecutive positions,
- * into an open segment relation, and maintains all its ready indexes the way
- * INSERT does (including any an administrator added or is rebuilding).
+ * into an open segment relation, and inserts their entries into the
+ * segment's own two indexes, with values built here: nothing of the table's
+ * is evaluated, as the caller or anyone else.
  */
 static void
 eb_insert_events(EbTopic *topic, Relation rel, EbEvent **events, int n)
@@ -185,19 +335,15 @@ eb_insert_events(EbTopic *topic, Relation rel, EbEvent **events, int n)
 	CommandId	cid = GetCurrentCommandId(true);
 	TimestampTz now = GetCurrentTimestamp();
 	EbSegment	scratch;
-	EState	   *estate;
-	ResultRelInfo *rri;
+	EbPublishIndexes ix;
 	TupleTableSlot **slots = palloc(sizeof(TupleTableSlot *) * n);
 	int			i;
+	int			j;
 
 	/* validates the table's columns */
 	memset(&scratch, 0, sizeof(scratch));
 	eb_segment_resolve_indexes(&scratch, rel);
-
-	estate = CreateExecutorState();
-	rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	ExecOpenIndices(rri, false);
+	eb_open_segment_indexes(rel, &ix);
 
 	for (i = 0; i < n; i++)
 	{
@@ -230,15 +376,33 @@ eb_insert_events(EbTopic *topic, Relation rel, EbEvent **events, int n)
 
 	for (i = 0; i < n; i++)
 	{
-		List	   *recheck = ExecInsertIndexTuples(rri, slots[i], estate, false, false,
-													NULL, NIL);
+		EbEvent    *ev = events[i];
 
-		list_free(recheck);
-		ResetPerTupleExprContext(estate);
+		for (j = 0; j < ix.n; j++)
+		{
+			Datum		values[2];
+			bool		isnull[2] = {false, false};
+
+			if (ix.is_idem[j])
+			{
+				if (ev->idem == NULL)
+					continue;
+				values[0] = PointerGetDatum(ev->idem);
+				(void) index_insert(ix.idx[j], values, isnull, &slots[i]->tts_tid, rel,
+									UNIQUE_CHECK_NO, false, ix.info[j]);
+			}
+			else
+			{
+				values[0] = Int32GetDatum(ev->partition);
+				values[1] = Int64GetDatum(ev->position);
+				(void) index_insert(ix.idx[j], values, isnull, &slots[i]->tts_tid, rel,
+									UNIQUE_CHECK_YES, false, ix.info[j]);
+			}
+		}
 		ExecDropSingleTupleTableSlot(slots[i]);
 	}
-	ExecCloseIndices(rri);
-	FreeExecutorState(estate);
+	for (j = 0; j < ix.n; j++)
+		index_close(ix.idx[j], NoLock);
 }
 
 /*

@@ -42,6 +42,7 @@
 #include "pg_eventbus.h"
 #include "catalog.h"
 #include "position.h"
+#include "privileged.h"
 #include "segment.h"
 #include "shmem.h"
 
@@ -54,12 +55,6 @@ typedef struct EbMaintSeg
 	bool		rotation_due;	/* activated longer ago than retention / 8 */
 	bool		expired;		/* activated longer ago than retention */
 } EbMaintSeg;
-
-static char *
-eb_segment_name(const char *topic, int32 seg_no)
-{
-	return psprintf("%s$%d", topic, seg_no);
-}
 
 static Datum
 eb_int8_array(int64 *values, int n)
@@ -74,49 +69,25 @@ eb_int8_array(int64 *values, int n)
 }
 
 /*
- * Creates segment seg_no of a topic, owned by the owner of the topic's parent
- * table.  The first segment of a topic is created activated, starting every
- * partition at position 0.
+ * Creates segment seg_no of a topic (its table belongs to the extension
+ * owner, see privileged.c) and records it.  The first segment of a topic is
+ * created activated, starting every partition at position 0.
  */
 void
 eb_segment_create(int32 topic_id, const char *topic, int32 seg_no,
 				  bool activated, int32 partitions)
 {
 	EbSpi		spi;
-	char	   *seg = eb_segment_name(topic, seg_no);
-	const char *qseg = quote_identifier(seg);
-	const char *qtopic = quote_identifier(topic);
-	Oid			parent = get_relname_relid(topic, eb_data_schema_oid());
-	HeapTuple	tup;
-	Oid			owner;
-	Oid			argtypes[5] = {INT4OID, INT4OID, TEXTOID, BOOLOID, INT4OID};
+	Oid			relid;
+	Oid			argtypes[5] = {INT4OID, INT4OID, OIDOID, BOOLOID, INT4OID};
 	Datum		values[5];
 
-	if (!OidIsValid(parent))
-		elog(ERROR, "parent table of topic \"%s\" does not exist", topic);
-	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(parent));
-	if (!HeapTupleIsValid(tup))
-		elog(ERROR, "cache lookup failed for relation %u", parent);
-	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
-	ReleaseSysCache(tup);
+	relid = eb_priv_create_segment(topic, seg_no);
 
 	eb_spi_begin(&spi, true);
-	eb_spi_exec(psprintf("CREATE TABLE %s.%s () INHERITS (%s.%s) USING heap",
-						 EB_DATA_SCHEMA, qseg, EB_DATA_SCHEMA, qtopic),
-				0, NULL, NULL, NULL, false);
-	eb_spi_exec(psprintf("ALTER TABLE %s.%s ADD PRIMARY KEY (partition, position)",
-						 EB_DATA_SCHEMA, qseg),
-				0, NULL, NULL, NULL, false);
-	eb_spi_exec(psprintf("CREATE INDEX ON %s.%s (idempotency_key) WHERE idempotency_key IS NOT NULL",
-						 EB_DATA_SCHEMA, qseg),
-				0, NULL, NULL, NULL, false);
-	eb_spi_exec(psprintf("ALTER TABLE %s.%s OWNER TO %s", EB_DATA_SCHEMA, qseg,
-						 quote_identifier(GetUserNameFromId(owner, false))),
-				0, NULL, NULL, NULL, false);
-
 	values[0] = Int32GetDatum(topic_id);
 	values[1] = Int32GetDatum(seg_no);
-	values[2] = CStringGetTextDatum(psprintf("%s.%s", EB_DATA_SCHEMA, qseg));
+	values[2] = ObjectIdGetDatum(relid);
 	values[3] = BoolGetDatum(activated);
 	values[4] = Int32GetDatum(partitions);
 	eb_spi_exec("INSERT INTO eventbus.segment "
@@ -418,9 +389,7 @@ eb_maintain_topic(const char *name, EbMaintReport report, void *arg)
 				   "segment past retention is in use; will retry");
 			break;
 		}
-		eb_spi_exec(psprintf("DROP TABLE %s.%s", EB_DATA_SCHEMA,
-							 quote_identifier(eb_segment_name(name, segs[i].seg_no))),
-					0, NULL, NULL, NULL, false);
+		eb_priv_drop_segment(name, segs[i].seg_no, segs[i].relid);
 		dvalues[0] = Int32GetDatum(topic->topic_id);
 		dvalues[1] = Int32GetDatum(segs[i].seg_no);
 		eb_spi_exec("DELETE FROM eventbus.segment WHERE topic_id = $1 AND segment = $2",

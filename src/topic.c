@@ -5,10 +5,15 @@
  *	  SQL entry point of maintenance.
  *
  * Privileges: creating a topic needs CREATE on schema eventbus_data; the
- * creator owns the topic's parent table eventbus_data."<topic>", and that
- * table's privileges are the topic's: INSERT to publish, SELECT to read.
- * Altering or dropping needs ownership.  Rows of the extension's own tables
- * are written as the extension owner once these checks have passed.
+ * creator becomes the topic's owner (eventbus.topic.owner).  The topic's
+ * tables, the parent eventbus_data."<topic>" and its segments, belong to
+ * the extension owner, so no other role can add indexes, triggers, rules,
+ * constraints or columns to them, or write rows behind publish().  The
+ * parent table's privileges are the topic's: INSERT to publish, SELECT to
+ * read; the topic owner has both with grant option and grants them on.
+ * Altering or dropping a topic needs the privileges of its owner.  Tables
+ * and rows of the extension's own tables are created and written through
+ * privileged.c once these checks have passed.
  *
  *-------------------------------------------------------------------------
  */
@@ -19,6 +24,7 @@
 #include "access/stratnum.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "common/pg_prng.h"
 #include "funcapi.h"
@@ -38,6 +44,7 @@
 #include "pg_eventbus.h"
 #include "catalog.h"
 #include "position.h"
+#include "privileged.h"
 #include "segment.h"
 #include "topic.h"
 #include "util.h"
@@ -57,17 +64,30 @@ eb_check_partition_count(int32 partitions)
 				 errmsg("partitions must be between 1 and %d", EB_MAX_PARTITIONS_PER_TOPIC)));
 }
 
-/* NULL, or a positive interval; zero or less means "keep forever". */
+/*
+ * NULL, or a positive interval; zero means "no time limit" (*clear).  A
+ * negative interval means nothing and is refused.
+ */
 static Interval *
 eb_retention_arg(FunctionCallInfo fcinfo, int argno, bool *clear)
 {
 	Interval   *iv;
+	int			sign;
 
 	*clear = false;
 	if (PG_ARGISNULL(argno))
 		return NULL;
 	iv = PG_GETARG_INTERVAL_P(argno);
-	if (eb_interval_sign(iv) <= 0)
+	sign = eb_interval_sign(iv);
+	if (sign < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("retention must be a positive interval, '0' or NULL"),
+				 errdetail("Retention %s is negative.",
+						   DatumGetCString(DirectFunctionCall1(interval_out,
+															   IntervalPGetDatum(iv)))),
+				 errhint("Use '0' to keep events without a time limit; NULL keeps them forever in create_topic() and leaves the retention unchanged in alter_topic().")));
+	if (sign == 0)
 	{
 		*clear = true;
 		return NULL;
@@ -75,15 +95,38 @@ eb_retention_arg(FunctionCallInfo fcinfo, int argno, bool *clear)
 	return iv;
 }
 
+/* Altering, dropping and relaying need the privileges of the topic's owner. */
 void
 eb_check_topic_owner(EbTopic *topic)
 {
-	if (!pg_class_ownercheck(topic->relid, GetUserId()))
+	if (!has_privs_of_role(GetUserId(), topic->owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("must be owner of topic \"%s\"", topic->name),
-				 errdetail("The owner of table %s.%s owns the topic.",
-						   EB_DATA_SCHEMA, quote_identifier(topic->name))));
+				 errdetail("Topic \"%s\" is owned by role \"%s\"; only roles with its privileges may change it.",
+						   topic->name, GetUserNameFromId(topic->owner, true) ?
+						   GetUserNameFromId(topic->owner, true) : "(dropped)")));
+}
+
+/*
+ * Who may see a topic's positions (topic_partitions() and the topics
+ * view): a role that may read or publish to it, a role with the privileges
+ * of its owner, and members of pg_monitor.
+ */
+void
+eb_check_topic_visible(EbTopic *topic)
+{
+	Oid			userid = GetUserId();
+
+	if (pg_class_aclcheck(topic->relid, userid, ACL_SELECT | ACL_INSERT) == ACLCHECK_OK ||
+		has_privs_of_role(userid, topic->owner) ||
+		has_privs_of_role(userid, ROLE_PG_MONITOR))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied for topic \"%s\"", topic->name),
+			 errhint("Seeing a topic needs SELECT or INSERT on %s.%s, the privileges of its owner, or membership in pg_monitor.",
+					 EB_DATA_SCHEMA, quote_identifier(topic->name))));
 }
 
 static int64
@@ -98,7 +141,8 @@ eb_new_uid(void)
 
 /*
  * Creates a topic owned by the current user; the caller has validated the
- * name and the arguments.
+ * name and the arguments.  The topic's tables belong to the extension
+ * owner; the current user gets SELECT and INSERT on the parent table.
  */
 void
 eb_topic_create(const char *name, int32 partitions, Interval *retention)
@@ -107,9 +151,11 @@ eb_topic_create(const char *name, int32 partitions, Interval *retention)
 	EbSpi		spi;
 	int64		uid;
 	int32		topic_id;
-	Oid			argtypes[5] = {TEXTOID, INT8OID, INT4OID, INTERVALOID, TEXTOID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	Oid			relid;
+	Oid			owner = GetUserId();
+	Oid			argtypes[6] = {TEXTOID, INT8OID, INT4OID, INTERVALOID, OIDOID, OIDOID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
 
 	datansp = eb_data_schema_oid();
@@ -128,26 +174,8 @@ eb_topic_create(const char *name, int32 partitions, Interval *retention)
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("topic \"%s\" already exists", name)));
 
-	/* The parent table is created as the caller, who then owns the topic. */
-	eb_spi_begin(&spi, false);
-	eb_spi_exec(psprintf("CREATE TABLE %s.%s ("
-						 "partition pg_catalog.int4 NOT NULL, "
-						 "position pg_catalog.int8 NOT NULL, "
-						 "event_id pg_catalog.uuid NOT NULL, "
-						 "created_at pg_catalog.timestamptz NOT NULL, "
-						 "key pg_catalog.text, "
-						 "value pg_catalog.jsonb NOT NULL, "
-						 "headers pg_catalog.jsonb, "
-						 "idempotency_key pg_catalog.text, "
-						 "CONSTRAINT use_eventbus_publish CHECK (false) NO INHERIT"
-						 ") USING heap",
-						 EB_DATA_SCHEMA, quote_identifier(name)),
-				0, NULL, NULL, NULL, false);
-	eb_spi_exec(psprintf("COMMENT ON TABLE %s.%s IS %s", EB_DATA_SCHEMA,
-						 quote_identifier(name),
-						 quote_literal_cstr(psprintf("Events of topic %s, in segment tables that inherit from this one. Publish with eventbus.publish(); grant INSERT to publish and SELECT to read.", name))),
-				0, NULL, NULL, NULL, false);
-	eb_spi_end(&spi);
+	/* The tables belong to the extension owner; the caller owns the topic. */
+	relid = eb_priv_create_topic_tables(name, owner);
 
 	uid = eb_new_uid();
 	eb_spi_begin(&spi, true);
@@ -158,10 +186,11 @@ eb_topic_create(const char *name, int32 partitions, Interval *retention)
 		values[3] = IntervalPGetDatum(retention);
 	else
 		nulls[3] = 'n';
-	values[4] = CStringGetTextDatum(psprintf("%s.%s", EB_DATA_SCHEMA, quote_identifier(name)));
-	eb_spi_exec("INSERT INTO eventbus.topic (topic, uid, partitions, retention, table_oid) "
-				"VALUES ($1, $2, $3, $4, $5::regclass) RETURNING topic_id",
-				5, argtypes, values, nulls, false);
+	values[4] = ObjectIdGetDatum(relid);
+	values[5] = ObjectIdGetDatum(owner);
+	eb_spi_exec("INSERT INTO eventbus.topic (topic, uid, partitions, retention, table_oid, owner) "
+				"VALUES ($1, $2, $3, $4, $5::regclass, $6::regrole) RETURNING topic_id",
+				6, argtypes, values, nulls, false);
 	topic_id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	eb_spi_end(&spi);
 
@@ -279,12 +308,8 @@ eb_drop_topic(PG_FUNCTION_ARGS)
 	partitions = topic->partitions;
 	values[0] = Int32GetDatum(topic->topic_id);
 
+	eb_priv_drop_topic_tables(name, topic->relid);
 	eb_spi_begin(&spi, true);
-	/* the segment tables go with the parent: no need to list them */
-	(void) set_config_option("client_min_messages", "warning", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	eb_spi_exec(psprintf("DROP TABLE %s.%s CASCADE", EB_DATA_SCHEMA, quote_identifier(name)),
-				0, NULL, NULL, NULL, false);
 	eb_spi_exec("DELETE FROM eventbus.topic WHERE topic_id = $1",
 				1, argtypes, values, NULL, false);
 	eb_spi_end(&spi);
@@ -308,6 +333,7 @@ eb_topic_partitions(PG_FUNCTION_ARGS)
 	int32		p;
 
 	topic = eb_topic_get(name, false);
+	eb_check_topic_visible(topic);
 	InitMaterializedSRF(fcinfo, 0);
 	for (p = 0; p < topic->partitions; p++)
 	{
@@ -352,7 +378,8 @@ eb_maint_to_tuplestore(void *arg, const char *topic, const char *action,
 
 /*
  * run_maintenance() returns setof (topic, action, segment, detail): one
- * maintenance pass over the topics the caller owns (all for superusers).
+ * maintenance pass over the topics whose owner's privileges the caller has
+ * (all for superusers).
  * The background worker runs the same pass periodically.
  */
 Datum
@@ -375,7 +402,7 @@ eb_run_maintenance(PG_FUNCTION_ARGS)
 		MemoryContext oldcontext = CurrentMemoryContext;
 		ResourceOwner oldowner = CurrentResourceOwner;
 
-		if (topic == NULL || !pg_class_ownercheck(topic->relid, GetUserId()))
+		if (topic == NULL || !has_privs_of_role(GetUserId(), topic->owner))
 			continue;
 
 		/* each topic in a subtransaction: a failure is reported, not fatal */

@@ -13,6 +13,7 @@
 #include "catalog.h"
 
 extern void eb_check_topic_owner(EbTopic *topic);
+extern void eb_check_topic_visible(EbTopic *topic);
 extern void eb_topic_create(const char *name, int32 partitions, Interval *retention);
 
 #endif							/* EB_TOPIC_H */

@@ -17,12 +17,13 @@ CREATE TABLE eventbus.topic (
     partitions  integer NOT NULL CHECK (partitions > 0),
     retention   interval CHECK (retention > interval '0'),
     table_oid   regclass NOT NULL,
+    owner       regrole NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now(),
     relay_to    text
 ) WITH (user_catalog_table = true);
 ALTER SEQUENCE eventbus.topic_id_seq OWNED BY eventbus.topic.topic_id;
 COMMENT ON TABLE eventbus.topic IS
-  'Topics (internal; use the eventbus.topics view). uid identifies the topic in shared memory; relay_to is the Kafka topic its events are relayed to. A catalog table for logical decoding, so that the relay reads it as of each decoded transaction.';
+  'Topics (internal; use the eventbus.topics view). owner is the role that created the topic (table_oid, its parent table, belongs to the extension owner; owner has SELECT and INSERT on it with grant option); uid identifies the topic in shared memory; relay_to is the Kafka topic its events are relayed to. A catalog table for logical decoding, so that the relay reads it as of each decoded transaction.';
 
 CREATE TABLE eventbus.segment (
     topic_id        integer NOT NULL REFERENCES eventbus.topic ON DELETE CASCADE,
@@ -64,7 +65,7 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'eb_create_topic'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.create_topic(text, integer, interval) IS
-  'Creates a topic with the given number of partitions; retention NULL keeps events forever. Needs CREATE on schema eventbus_data; the caller owns the topic.';
+  'Creates a topic with the given number of partitions; retention NULL or ''0'' keeps events forever, a negative one is refused. Needs CREATE on schema eventbus_data; the caller owns the topic and gets SELECT and INSERT on its table eventbus_data.<topic> with grant option.';
 
 CREATE FUNCTION eventbus.alter_topic(topic text, partitions integer DEFAULT NULL,
                                      retention interval DEFAULT NULL)
@@ -72,14 +73,14 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'eb_alter_topic'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.alter_topic(text, integer, interval) IS
-  'Changes a topic: partitions can only grow; retention ''0'' removes the time limit; NULL leaves a setting unchanged. Owner only.';
+  'Changes a topic: partitions can only grow; retention ''0'' removes the time limit, a negative one is refused; NULL leaves a setting unchanged. Topic owner (or a role with its privileges) only.';
 
 CREATE FUNCTION eventbus.drop_topic(topic text)
 RETURNS void
 AS 'MODULE_PATHNAME', 'eb_drop_topic'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.drop_topic(text) IS
-  'Drops a topic and all its events. Owner only.';
+  'Drops a topic and all its events. Topic owner (or a role with its privileges) only.';
 
 CREATE FUNCTION eventbus.publish(topic text, value jsonb, key text DEFAULT NULL,
                                  headers jsonb DEFAULT NULL, partition integer DEFAULT NULL,
@@ -119,7 +120,7 @@ RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'eb_topic_partitions'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.topic_partitions(text) IS
-  'Per partition: first position still retained and end position (the position the next event will get).';
+  'Per partition: first position still retained and end position (the position the next event will get). Needs SELECT or INSERT on the topic, the privileges of its owner, or membership in pg_monitor.';
 
 CREATE FUNCTION eventbus.run_maintenance(OUT topic text, OUT action text,
                                          OUT segment integer, OUT detail text)
@@ -127,9 +128,9 @@ RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'eb_run_maintenance'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.run_maintenance() IS
-  'One maintenance pass (segment rotation and retention) over the topics the caller owns; the background worker does this periodically.';
+  'One maintenance pass (segment rotation and retention) over the topics whose owner''s privileges the caller has (every topic for a superuser); the background worker does this periodically.';
 
-CREATE VIEW eventbus.topics AS
+CREATE VIEW eventbus.topics WITH (security_barrier) AS
 SELECT t.topic,
        t.partitions,
        t.retention,
@@ -148,7 +149,12 @@ CROSS JOIN LATERAL (
     SELECT count(*)::integer AS segments,
            coalesce(sum(pg_catalog.pg_total_relation_size(sg.table_oid)), 0)::bigint AS size_bytes
     FROM eventbus.segment sg
-    WHERE sg.topic_id = t.topic_id) s;
+    WHERE sg.topic_id = t.topic_id) s
+-- the topics the caller may see, as eventbus.topic_partitions() checks
+WHERE pg_catalog.has_table_privilege(t.table_oid, 'SELECT')
+   OR pg_catalog.has_table_privilege(t.table_oid, 'INSERT')
+   OR pg_catalog.pg_has_role(t.owner, 'USAGE')
+   OR pg_catalog.pg_has_role('pg_monitor', 'USAGE');
 COMMENT ON VIEW eventbus.topics IS
-  'Topics with partition count, retention, end position of each partition, retained events (positions; aborted publishes leave gaps), segment count and size, and the Kafka topic they are relayed to.';
+  'Topics the caller may read or publish to, whose owner''s privileges it has, or all for members of pg_monitor: partition count, retention, end position of each partition, retained events (positions; aborted publishes leave gaps), segment count and size, and the Kafka topic they are relayed to.';
 GRANT SELECT ON eventbus.topics TO PUBLIC;

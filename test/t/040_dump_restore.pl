@@ -9,7 +9,9 @@
 # ids, keys, values, headers, timestamps, segment tables); publishing there
 # continues at the right positions, also in a partition whose events were
 # all dropped by retention; an idempotency key published before the dump
-# still returns the original position.
+# still returns the original position.  A topic created by an ordinary role
+# keeps its owner and grants: the tables stay the extension owner's, the
+# owner can still alter it and grant it on, and its reader can still read.
 
 use strict;
 use warnings;
@@ -107,6 +109,17 @@ is($idem42, '0|1', 'idempotency key order-42 is at partition 0, position 1');
 
 $node->safe_psql($src, "SELECT eventbus.create_topic('empty', 1)");
 
+# A topic of an ordinary role, granted on to a reader.
+$node->safe_psql('postgres', 'CREATE ROLE team_owner; CREATE ROLE team_reader');
+$node->safe_psql($src, 'GRANT CREATE ON SCHEMA eventbus_data TO team_owner');
+$node->safe_psql(
+	$src, q{
+	SET ROLE team_owner;
+	SELECT eventbus.create_topic('owned');
+	SELECT eventbus.publish('owned', '{"o": 1}');
+	GRANT SELECT ON eventbus_data.owned TO team_reader;
+	});
+
 # ---------------------------------------------------------------------------
 # What must survive the dump.
 
@@ -130,6 +143,14 @@ sub state_of
 		       s.start_positions
 		FROM eventbus.segment s JOIN eventbus.topic t USING (topic_id)
 		ORDER BY 1, 2});
+	$s{owners} = $node->safe_psql($db,
+		'SELECT topic, owner FROM eventbus.topic ORDER BY topic');
+	$s{acls} = $node->safe_psql(
+		$db, q{
+		SELECT c.relname, c.relowner::regrole, c.relacl
+		FROM pg_class c
+		WHERE c.relnamespace = 'eventbus_data'::regnamespace AND c.relkind = 'r'
+		ORDER BY 1});
 	$s{tables} = $node->safe_psql(
 		$db, q{
 		SELECT c.relname, i.inhparent::regclass::text
@@ -161,6 +182,12 @@ sub state_of
 }
 
 my $before = state_of($src);
+like($before->{owners}, qr/^owned\|team_owner$/m, 'the topic owner is recorded');
+like(
+	$before->{acls},
+	qr/^owned\|\w+\|\{.*team_owner=a\*r\*\/\w+.*team_reader=r\/team_owner.*\}$/m,
+	'the owner holds SELECT and INSERT with grant option, and granted SELECT on'
+);
 like($before->{"read plain"}, qr/"big"/, 'the large value is read back');
 is( scalar(split /\n/, $before->{"read plain"}),
 	9, 'topic plain has nine committed events');
@@ -267,6 +294,23 @@ for my $db ('dst_custom', 'dst_plain')
 		),
 		'2:4',
 		"$db: the new event of the emptied partition is readable");
+
+	# The topic of an ordinary role: its reader reads, its owner alters.
+	is( $node->safe_psql(
+			$db,
+			"SET ROLE team_reader; SELECT count(*) FROM eventbus.read('owned', 0)"),
+		'1',
+		"$db: the owner's grant to a reader survived");
+	$node->safe_psql($db,
+		"SET ROLE team_owner; SELECT eventbus.alter_topic('owned', partitions => 2)");
+	is( $node->safe_psql(
+			$db, "SELECT partitions FROM eventbus.topics WHERE topic = 'owned'"),
+		'2',
+		"$db: the restored topic owner may alter its topic");
+	my ($rc, $out, $err) = $node->psql($db,
+		"SET ROLE team_owner; ALTER TABLE eventbus_data.owned ADD COLUMN x int");
+	like($err, qr/must be owner of table owned/,
+		"$db: the restored topic owner still cannot alter the table");
 
 	# Maintenance and topic DDL work on the restored catalog.
 	is($node->safe_psql($db, 'SELECT * FROM eventbus.run_maintenance()'),

@@ -9,13 +9,22 @@
  * them to the worker (relay_worker.c), transaction by transaction in commit
  * order.  They never write to the database.
  *
- * Whether a segment table is relayed, and where to, comes from
- * eventbus.topic, a catalog table for logical decoding
- * (user_catalog_table), read with the historic snapshot of the transaction
- * being decoded: a topic is relayed exactly from the transaction that
- * called relay_topic() on.  Lookups are cached per relation; relay_topic()
- * and stop_relay() invalidate eventbus.topic's relcache entry, which the
- * decoding replays at the right point and which empties the cache.
+ * The plugin trusts only what the extension wrote.  A relation is relayed
+ * only if eventbus.segment registers it (by OID) as a segment table of a
+ * topic whose eventbus.topic row has relay_to set; both are catalog tables
+ * for logical decoding (user_catalog_table), read with the historic
+ * snapshot of the transaction being decoded, so a topic is relayed exactly
+ * from the transaction that called relay_topic() on.  Lookups are cached
+ * per relation; relay_topic() and stop_relay() invalidate eventbus.topic's
+ * relcache entry, which the decoding replays at the right point and which
+ * empties the cache.
+ *
+ * Nothing in WAL can stop the relay: content that cannot be relayed (a
+ * registered table whose columns are not an event table's, a row with a
+ * NULL where an event has none or a partition out of range, an outbox
+ * message that is malformed) is skipped, never an error.  Skips are counted
+ * in shared memory with the LSN and the reason (relay_status) and logged at
+ * most once a minute.
  *
  *-------------------------------------------------------------------------
  */
@@ -25,6 +34,7 @@
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "catalog/pg_type.h"
 #include "catalog/namespace.h"
 #include "miscadmin.h"
 #include "replication/logical.h"
@@ -36,6 +46,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 #include "pg_eventbus.h"
@@ -44,10 +55,18 @@
 
 extern PGDLLEXPORT void _PG_output_plugin_init(OutputPluginCallbacks *cb);
 
+/* Column types of a segment table, in order (as position.c checks them). */
+static const Oid eb_relay_event_types[Natts_ev] = {
+	INT4OID, INT8OID, UUIDOID, TIMESTAMPTZOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID
+};
+
+#define EB_SKIP_LOG_INTERVAL_MS 60000
+
 typedef struct EbRelayTarget
 {
 	Oid			relid;			/* hash key */
 	bool		relayed;
+	char		skip[EB_RELAY_ERROR_LEN];	/* non-empty: skip its rows, why */
 	char		topic[NAMEDATALEN];
 	char		kafka_topic[EB_KAFKA_TOPIC_MAX + 1];
 	int32		partitions;
@@ -56,8 +75,47 @@ typedef struct EbRelayTarget
 
 static HTAB *targets = NULL;
 static Oid	topic_catalog_relid = InvalidOid;
+static Oid	segment_catalog_relid = InvalidOid;
 static MemoryContext change_cxt = NULL;
 static bool callback_registered = false;
+static TimestampTz skip_logged_at = 0;
+
+/*
+ * Content that cannot be relayed: count it, remember the LSN and the
+ * reason for relay_status, and log it (at most once a minute).
+ */
+static void
+eb_relay_skip(XLogRecPtr lsn, const char *reason)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	uint64		count;
+
+	SpinLockAcquire(&eb_shared->relay.mutex);
+	count = ++eb_shared->relay.skipped;
+	eb_shared->relay.last_skipped_lsn = lsn;
+	strlcpy(eb_shared->relay.last_skip_reason, reason, EB_RELAY_ERROR_LEN);
+	SpinLockRelease(&eb_shared->relay.mutex);
+
+	if (skip_logged_at == 0 ||
+		TimestampDifferenceExceeds(skip_logged_at, now, EB_SKIP_LOG_INTERVAL_MS))
+	{
+		ereport(WARNING,
+				(errmsg("pg_eventbus relay: skipped content at %X/%X that cannot be relayed: %s",
+						LSN_FORMAT_ARGS(lsn), reason),
+				 errdetail("%llu changes or messages were skipped since the server started.",
+						   (unsigned long long) count)));
+		skip_logged_at = now;
+	}
+}
+
+/* A table in the extension's schema, by name; InvalidOid if none. */
+static Oid
+eb_relay_catalog(const char *name)
+{
+	Oid			nsp = get_namespace_oid(EB_SCHEMA, true);
+
+	return OidIsValid(nsp) ? get_relname_relid(name, nsp) : InvalidOid;
+}
 
 /*
  * Relcache invalidation: a change of eventbus.topic (relay_topic() and
@@ -69,7 +127,8 @@ eb_relay_invalidate(Datum arg, Oid relid)
 {
 	if (targets == NULL)
 		return;
-	if (relid == InvalidOid || relid == topic_catalog_relid)
+	if (relid == InvalidOid || relid == topic_catalog_relid ||
+		relid == segment_catalog_relid)
 	{
 		hash_destroy(targets);
 		targets = NULL;
@@ -88,17 +147,59 @@ eb_relay_output_reset(void)
 }
 
 /*
- * Reads the topic's row of eventbus.topic with the historic snapshot.
+ * Finds the topic of a registered segment table in eventbus.segment, by
+ * OID, with the historic snapshot; InvalidOid-like -1 if none.
  */
-static void
-eb_relay_lookup(const char *topic, EbRelayTarget *t)
+static int32
+eb_relay_segment_topic(Oid relid)
 {
-	Oid			nsp = get_namespace_oid(EB_SCHEMA, true);
-	Oid			relid = OidIsValid(nsp) ? get_relname_relid("topic", nsp) : InvalidOid;
+	Oid			catalog = eb_relay_catalog("segment");
 	Relation	rel;
 	SysScanDesc scan;
 	HeapTuple	tup;
 	AttrNumber	att_topic,
+				att_table;
+	int32		topic_id = -1;
+
+	if (!OidIsValid(catalog))
+		return -1;
+	segment_catalog_relid = catalog;
+	att_topic = get_attnum(catalog, "topic_id");
+	att_table = get_attnum(catalog, "table_oid");
+	if (att_topic == InvalidAttrNumber || att_table == InvalidAttrNumber)
+		return -1;
+
+	rel = table_open(catalog, AccessShareLock);
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	while ((tup = systable_getnext(scan)) != NULL)
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, att_table, RelationGetDescr(rel), &isnull);
+
+		if (isnull || DatumGetObjectId(d) != relid)
+			continue;
+		d = heap_getattr(tup, att_topic, RelationGetDescr(rel), &isnull);
+		if (!isnull)
+			topic_id = DatumGetInt32(d);
+		break;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return topic_id;
+}
+
+/*
+ * Reads the topic's row of eventbus.topic with the historic snapshot.
+ */
+static void
+eb_relay_lookup(int32 topic_id, EbRelayTarget *t)
+{
+	Oid			relid = eb_relay_catalog("topic");
+	Relation	rel;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	AttrNumber	att_id,
+				att_topic,
 				att_relay,
 				att_partitions,
 				att_uid;
@@ -107,31 +208,44 @@ eb_relay_lookup(const char *topic, EbRelayTarget *t)
 	if (!OidIsValid(relid))
 		return;
 	topic_catalog_relid = relid;
+	att_id = get_attnum(relid, "topic_id");
 	att_topic = get_attnum(relid, "topic");
 	att_relay = get_attnum(relid, "relay_to");
 	att_partitions = get_attnum(relid, "partitions");
 	att_uid = get_attnum(relid, "uid");
-	if (att_topic == InvalidAttrNumber || att_relay == InvalidAttrNumber)
+	if (att_id == InvalidAttrNumber || att_topic == InvalidAttrNumber ||
+		att_relay == InvalidAttrNumber || att_partitions == InvalidAttrNumber ||
+		att_uid == InvalidAttrNumber)
 		return;
 
 	rel = table_open(relid, AccessShareLock);
 	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
 	while ((tup = systable_getnext(scan)) != NULL)
 	{
+		TupleDesc	desc = RelationGetDescr(rel);
 		bool		isnull;
-		Datum		d = heap_getattr(tup, att_topic, RelationGetDescr(rel), &isnull);
+		bool		n1,
+					n2,
+					n3;
+		Datum		d = heap_getattr(tup, att_id, desc, &isnull);
+		Datum		name,
+					partitions,
+					uid;
 
-		if (isnull || strcmp(TextDatumGetCString(d), topic) != 0)
+		if (isnull || DatumGetInt32(d) != topic_id)
 			continue;
-		d = heap_getattr(tup, att_relay, RelationGetDescr(rel), &isnull);
-		if (!isnull)
+		d = heap_getattr(tup, att_relay, desc, &isnull);
+		name = heap_getattr(tup, att_topic, desc, &n1);
+		partitions = heap_getattr(tup, att_partitions, desc, &n2);
+		uid = heap_getattr(tup, att_uid, desc, &n3);
+		if (!isnull && !n1 && !n2 && !n3)
 		{
 			t->relayed = true;
-			strlcpy(t->kafka_topic, TextDatumGetCString(d), sizeof(t->kafka_topic));
-			t->partitions = DatumGetInt32(heap_getattr(tup, att_partitions,
-													   RelationGetDescr(rel), &isnull));
-			t->uid = DatumGetInt64(heap_getattr(tup, att_uid,
-												RelationGetDescr(rel), &isnull));
+			text_to_cstring_buffer(DatumGetTextPP(d), t->kafka_topic,
+								   sizeof(t->kafka_topic));
+			text_to_cstring_buffer(DatumGetTextPP(name), t->topic, sizeof(t->topic));
+			t->partitions = DatumGetInt32(partitions);
+			t->uid = DatumGetInt64(uid);
 		}
 		break;
 	}
@@ -139,19 +253,36 @@ eb_relay_lookup(const char *topic, EbRelayTarget *t)
 	table_close(rel, AccessShareLock);
 }
 
+/* Has the relation exactly the columns of an event table? */
+static bool
+eb_relay_columns_ok(Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			i;
+
+	if (desc->natts != Natts_ev)
+		return false;
+	for (i = 0; i < Natts_ev; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped || att->atttypid != eb_relay_event_types[i])
+			return false;
+	}
+	return true;
+}
+
 /*
- * Is this relation a segment table of a relayed topic?  Segment tables
- * are eventbus_data."<topic>$<n>".  Fills *out; the cache entry is written
- * only after the lookup, which may process invalidations.
+ * Is this relation a registered segment table of a relayed topic?  Fills
+ * *out (out->skip says why its rows cannot be relayed, if so); the cache
+ * entry is written only after the lookup, which may process invalidations.
  */
 static bool
 eb_relay_target(Relation rel, EbRelayTarget *out)
 {
 	Oid			relid = RelationGetRelid(rel);
 	EbRelayTarget *t;
-	const char *relname;
-	const char *dollar;
-	Oid			datansp;
+	int32		topic_id;
 
 	if (targets != NULL &&
 		(t = hash_search(targets, &relid, HASH_FIND, NULL)) != NULL)
@@ -163,16 +294,13 @@ eb_relay_target(Relation rel, EbRelayTarget *out)
 	memset(out, 0, sizeof(*out));
 	out->relid = relid;
 	out->partitions = -1;
-	relname = RelationGetRelationName(rel);
-	dollar = strrchr(relname, '$');
-	datansp = get_namespace_oid(EB_DATA_SCHEMA, true);
-	if (dollar != NULL && OidIsValid(datansp) && RelationGetNamespace(rel) == datansp &&
-		dollar - relname < NAMEDATALEN)
-	{
-		memcpy(out->topic, relname, dollar - relname);
-		out->topic[dollar - relname] = '\0';
-		eb_relay_lookup(out->topic, out);
-	}
+	topic_id = eb_relay_segment_topic(relid);
+	if (topic_id >= 0)
+		eb_relay_lookup(topic_id, out);
+	if (out->relayed && !eb_relay_columns_ok(rel))
+		snprintf(out->skip, sizeof(out->skip),
+				 "segment table \"%s\" of topic \"%s\" does not have the columns of an event table",
+				 RelationGetRelationName(rel), out->topic);
 
 	if (targets == NULL)
 	{
@@ -301,12 +429,30 @@ eb_output_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		return;
 	if (!eb_relay_target(relation, &target))
 		return;
-	if (RelationGetDescr(relation)->natts < Natts_ev)
+	if (t->skip[0] != '\0')
+	{
+		eb_relay_skip(change->lsn, t->skip);
 		return;
-
+	}
 	old = MemoryContextSwitchTo(change_cxt);
 	tuple = &change->data.tp.newtuple->tuple;
 	heap_deform_tuple(tuple, RelationGetDescr(relation), values, nulls);
+	if (nulls[Anum_ev_partition - 1] || nulls[Anum_ev_position - 1] ||
+		nulls[Anum_ev_event_id - 1] || nulls[Anum_ev_created_at - 1] ||
+		nulls[Anum_ev_value - 1] ||
+		DatumGetInt32(values[Anum_ev_partition - 1]) < 0 ||
+		DatumGetInt32(values[Anum_ev_partition - 1]) >= t->partitions)
+	{
+		char		reason[EB_RELAY_ERROR_LEN];
+
+		snprintf(reason, sizeof(reason),
+				 "a row of segment table \"%s\" of topic \"%s\" is not an event (a NULL column or a partition out of range)",
+				 RelationGetRelationName(relation), t->topic);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(change_cxt);
+		eb_relay_skip(change->lsn, reason);
+		return;
+	}
 
 	memset(&m, 0, sizeof(m));
 	m.kafka_topic = t->kafka_topic;
@@ -341,30 +487,35 @@ eb_output_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	MemoryContextReset(change_cxt);
 }
 
-/* Reads a 4-byte length-prefixed field of an outbox message. */
-static const char *
-eb_outbox_field(const char **p, const char *end, int32 *len)
+/*
+ * Reads a 4-byte length-prefixed field of an outbox message: false if the
+ * message ends too early; *field is NULL for length -1.
+ */
+static bool
+eb_outbox_field(const char **p, const char *end, const char **field, int32 *len)
 {
 	int32		l;
-	const char *field;
 
 	if (end - *p < (ptrdiff_t) sizeof(int32))
-		return NULL;
+		return false;
 	memcpy(&l, *p, sizeof(int32));
 	*p += sizeof(int32);
 	*len = l;
-	if (l < 0)
-		return NULL;
-	if (end - *p < l)
-		elog(ERROR, "corrupt outbox message");
-	field = *p;
+	*field = NULL;
+	if (l == -1)
+		return true;
+	if (l < 0 || end - *p < l)
+		return false;
+	*field = *p;
 	*p += l;
-	return field;
+	return true;
 }
 
 /*
  * Outbox messages: transactional logical messages written by
- * eventbus.outbox() (relay_sql.c describes their format).
+ * eventbus.outbox() (relay_sql.c describes their format).  Anyone can write
+ * a logical message with our prefix: whatever is not a well-formed outbox
+ * message is skipped.
  */
 static void
 eb_output_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
@@ -380,11 +531,15 @@ eb_output_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	pg_uuid_t	id;
 	Jsonb	   *headers = NULL;
 	MemoryContext old;
+	const char *bad = NULL;
 
 	if (!transactional || strcmp(prefix, EB_OUTBOX_PREFIX) != 0)
 		return;
 	if (message_size < 1 || message[0] != EB_OUTBOX_FORMAT)
-		elog(ERROR, "outbox message of unknown format");
+	{
+		eb_relay_skip(message_lsn, "an outbox message of unknown format");
+		return;
+	}
 
 	old = MemoryContextSwitchTo(change_cxt);
 	p++;
@@ -393,30 +548,43 @@ eb_output_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	m.partition = -1;
 	m.local_partitions = -1;
 	m.position = -1;
-	field = eb_outbox_field(&p, end, &len);
-	if (field == NULL)
-		elog(ERROR, "corrupt outbox message");
-	m.kafka_topic = pnstrdup(field, len);
-	field = eb_outbox_field(&p, end, &len);
-	if (field != NULL)
+	if (!eb_outbox_field(&p, end, &field, &len) || field == NULL)
+		bad = "Kafka topic";
+	else
 	{
-		m.key = field;
-		m.keylen = len;
+		m.kafka_topic = pnstrdup(field, len);
+		if (!eb_kafka_topic_name_valid(m.kafka_topic))
+			bad = "Kafka topic";
 	}
-	if (end - p < (ptrdiff_t) (sizeof(id.data) + sizeof(int64)))
-		elog(ERROR, "corrupt outbox message");
-	memcpy(id.data, p, sizeof(id.data));
-	p += sizeof(id.data);
-	memcpy(&created_at, p, sizeof(int64));
-	p += sizeof(int64);
-	m.timestamp_ms = eb_timestamp_ms(created_at);
-	field = eb_outbox_field(&p, end, &len);
-	if (field != NULL)
-		headers = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-													 CStringGetDatum(pnstrdup(field, len))));
-	field = eb_outbox_field(&p, end, &len);
-	if (field == NULL)
-		elog(ERROR, "corrupt outbox message");
+	if (bad == NULL && !eb_outbox_field(&p, end, &m.key, &m.keylen))
+		bad = "key";
+	if (bad == NULL && end - p < (ptrdiff_t) (sizeof(id.data) + sizeof(int64)))
+		bad = "event id";
+	if (bad == NULL)
+	{
+		memcpy(id.data, p, sizeof(id.data));
+		p += sizeof(id.data);
+		memcpy(&created_at, p, sizeof(int64));
+		p += sizeof(int64);
+		m.timestamp_ms = eb_timestamp_ms(created_at);
+		if (!eb_outbox_field(&p, end, &field, &len))
+			bad = "headers";
+		else if (field != NULL)
+			headers = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+														 CStringGetDatum(pnstrdup(field, len))));
+	}
+	if (bad == NULL && (!eb_outbox_field(&p, end, &field, &len) || field == NULL))
+		bad = "value";
+	if (bad != NULL)
+	{
+		char		reason[EB_RELAY_ERROR_LEN];
+
+		snprintf(reason, sizeof(reason), "a malformed outbox message (its %s)", bad);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(change_cxt);
+		eb_relay_skip(message_lsn, reason);
+		return;
+	}
 	m.value = field;
 	m.valuelen = len;
 

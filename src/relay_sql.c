@@ -35,6 +35,7 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/pg_lsn.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
@@ -301,8 +302,8 @@ Datum
 eb_relay_stats(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[13];
-	bool		nulls[13];
+	Datum		values[16];
+	bool		nulls[16];
 	EbRelayShared copy;
 	uint64		committed;
 	uint64		relayed;
@@ -341,6 +342,11 @@ eb_relay_stats(PG_FUNCTION_ARGS)
 	nulls[11] = copy.last_ack_at == 0;
 	values[12] = TimestampTzGetDatum(copy.started_at);
 	nulls[12] = copy.started_at == 0;
+	values[13] = Int64GetDatum((int64) copy.skipped);
+	values[14] = LSNGetDatum(copy.last_skipped_lsn);
+	nulls[14] = XLogRecPtrIsInvalid(copy.last_skipped_lsn);
+	values[15] = CStringGetTextDatum(copy.last_skip_reason);
+	nulls[15] = copy.last_skip_reason[0] == '\0';
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 

@@ -1,5 +1,9 @@
 -- Kafka relay and outbox.
 
+-- The relay's output plugin finds the segment tables it relays through this
+-- registry, by OID, as of each decoded transaction (historic snapshot).
+ALTER TABLE eventbus.segment SET (user_catalog_table = true);
+
 CREATE FUNCTION eventbus.relay_topic(topic text, kafka_topic text DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'eb_relay_topic'
@@ -28,7 +32,8 @@ CREATE FUNCTION eventbus.relay_stats(
     OUT events_relayed bigint, OUT bytes_relayed bigint, OUT messages_in_flight bigint,
     OUT outbox_backlog bigint, OUT latency_p50_ms double precision,
     OUT latency_p99_ms double precision, OUT last_error text,
-    OUT last_error_at timestamptz, OUT last_ack_at timestamptz, OUT started_at timestamptz)
+    OUT last_error_at timestamptz, OUT last_ack_at timestamptz, OUT started_at timestamptz,
+    OUT skipped bigint, OUT last_skipped_lsn pg_lsn, OUT last_skip_reason text)
 RETURNS record
 AS 'MODULE_PATHNAME', 'eb_relay_stats'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
@@ -60,9 +65,12 @@ SELECT s.state,
        s.last_error_at,
        s.last_ack_at,
        s.started_at,
+       s.skipped,
+       s.last_skipped_lsn,
+       s.last_skip_reason,
        (SELECT jsonb_object_agg(b.topic, b.backlog) FROM eventbus.relay_backlog() b) AS backlog
 FROM eventbus.relay_stats() s
 LEFT JOIN pg_catalog.pg_replication_slots r ON r.slot_name = s.slot_name;
 COMMENT ON VIEW eventbus.relay_status IS
-  'Health of the Kafka relay: state, slot, confirmed LSN, WAL retained, events and bytes relayed, messages in flight, outbox backlog, commit-to-acknowledgement latency, last error, last acknowledgement, backlog per relayed topic.';
+  'Health of the Kafka relay: state, slot, confirmed LSN, WAL retained, events and bytes relayed, messages in flight, outbox backlog, commit-to-acknowledgement latency, last error, last acknowledgement, content skipped because it could not be relayed (count, last LSN, reason), backlog per relayed topic.';
 GRANT SELECT ON eventbus.relay_status TO PUBLIC;

@@ -108,14 +108,6 @@ eb_relay_skip(XLogRecPtr lsn, const char *reason)
 	}
 }
 
-/* A table in the extension's schema, by name; InvalidOid if none. */
-static Oid
-eb_relay_catalog(const char *name)
-{
-	Oid			nsp = get_namespace_oid(EB_SCHEMA, true);
-
-	return OidIsValid(nsp) ? get_relname_relid(name, nsp) : InvalidOid;
-}
 
 /*
  * Relcache invalidation: a change of eventbus.topic (relay_topic() and
@@ -153,7 +145,7 @@ eb_relay_output_reset(void)
 static int32
 eb_relay_segment_topic(Oid relid)
 {
-	Oid			catalog = eb_relay_catalog("segment");
+	Oid			catalog = eb_relay_catalog_relid("segment");
 	Relation	rel;
 	SysScanDesc scan;
 	HeapTuple	tup;
@@ -194,7 +186,7 @@ eb_relay_segment_topic(Oid relid)
 static void
 eb_relay_lookup(int32 topic_id, EbRelayTarget *t)
 {
-	Oid			relid = eb_relay_catalog("topic");
+	Oid			relid = eb_relay_catalog_relid("topic");
 	Relation	rel;
 	SysScanDesc scan;
 	HeapTuple	tup;
@@ -489,7 +481,7 @@ eb_output_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 
 /*
  * Reads a 4-byte length-prefixed field of an outbox message: false if the
- * message ends too early; *field is NULL for length -1.
+ * message ends too early; *field is NULL and *len 0 for length -1.
  */
 static bool
 eb_outbox_field(const char **p, const char *end, const char **field, int32 *len)
@@ -500,10 +492,11 @@ eb_outbox_field(const char **p, const char *end, const char **field, int32 *len)
 		return false;
 	memcpy(&l, *p, sizeof(int32));
 	*p += sizeof(int32);
-	*len = l;
+	*len = 0;
 	*field = NULL;
 	if (l == -1)
 		return true;
+	*len = l;
 	if (l < 0 || end - *p < l)
 		return false;
 	*field = *p;
@@ -511,11 +504,24 @@ eb_outbox_field(const char **p, const char *end, const char **field, int32 *len)
 	return true;
 }
 
+/* Compares two authentication codes in constant time. */
+static bool
+eb_mac_equal(const uint8 *a, const uint8 *b)
+{
+	uint8		diff = 0;
+	int			i;
+
+	for (i = 0; i < EB_OUTBOX_MAC_LEN; i++)
+		diff |= a[i] ^ b[i];
+	return diff == 0;
+}
+
 /*
  * Outbox messages: transactional logical messages written by
  * eventbus.outbox() (relay_sql.c describes their format).  Anyone can write
- * a logical message with our prefix: whatever is not a well-formed outbox
- * message is skipped.
+ * a logical message with our prefix: a message whose authentication code
+ * does not verify with the database's relay key, or that is malformed, is
+ * skipped.  Nothing here can throw on the message's content.
  */
 static void
 eb_output_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
@@ -529,28 +535,50 @@ eb_output_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	int32		len;
 	int64		created_at;
 	pg_uuid_t	id;
+	Oid			sender;
 	Jsonb	   *headers = NULL;
 	MemoryContext old;
 	const char *bad = NULL;
+	uint8		key[EB_RELAY_KEY_LEN];
+	uint8		mac[EB_OUTBOX_MAC_LEN];
 
 	if (!transactional || strcmp(prefix, EB_OUTBOX_PREFIX) != 0)
 		return;
-	if (message_size < 1 || message[0] != EB_OUTBOX_FORMAT)
+	if (message_size < 1 + EB_OUTBOX_MAC_LEN || message[0] != EB_OUTBOX_FORMAT)
 	{
 		eb_relay_skip(message_lsn, "an outbox message of unknown format");
 		return;
 	}
+	if (!eb_relay_key_read(key))
+	{
+		eb_relay_skip(message_lsn, "an outbox message, but the database has no relay key (eventbus.relay_key)");
+		return;
+	}
+	if (!eb_outbox_mac(key, message, message_size, mac) ||
+		!eb_mac_equal(mac, (const uint8 *) message + 1))
+	{
+		eb_relay_skip(message_lsn, "an outbox message whose authentication code does not verify (not written by eventbus.outbox())");
+		return;
+	}
 
 	old = MemoryContextSwitchTo(change_cxt);
-	p++;
+	p += 1 + EB_OUTBOX_MAC_LEN;
 	memset(&m, 0, sizeof(m));
 	m.outbox = true;
 	m.partition = -1;
 	m.local_partitions = -1;
 	m.position = -1;
-	if (!eb_outbox_field(&p, end, &field, &len) || field == NULL)
-		bad = "Kafka topic";
+	if (end - p < (ptrdiff_t) sizeof(Oid))
+		bad = "sender";
 	else
+	{
+		memcpy(&sender, p, sizeof(Oid));
+		p += sizeof(Oid);
+	}
+	if (bad == NULL && (!eb_outbox_field(&p, end, &field, &len) || field == NULL ||
+						len > EB_KAFKA_TOPIC_MAX))
+		bad = "Kafka topic";
+	else if (bad == NULL)
 	{
 		m.kafka_topic = pnstrdup(field, len);
 		if (!eb_kafka_topic_name_valid(m.kafka_topic))
@@ -570,11 +598,23 @@ eb_output_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		if (!eb_outbox_field(&p, end, &field, &len))
 			bad = "headers";
 		else if (field != NULL)
-			headers = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-														 CStringGetDatum(pnstrdup(field, len))));
+		{
+			/* a jsonb datum with a 4-byte header, copied to be aligned */
+			if (len < (int32) (VARHDRSZ + sizeof(uint32)))
+				bad = "headers";
+			else
+			{
+				headers = palloc(len);
+				memcpy(headers, field, len);
+				if (!VARATT_IS_4B_U(headers) || VARSIZE(headers) != (Size) len)
+					bad = "headers";
+			}
+		}
 	}
 	if (bad == NULL && (!eb_outbox_field(&p, end, &field, &len) || field == NULL))
 		bad = "value";
+	if (bad == NULL && p != end)
+		bad = "length";
 	if (bad != NULL)
 	{
 		char		reason[EB_RELAY_ERROR_LEN];

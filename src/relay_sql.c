@@ -7,25 +7,38 @@
  * outbox() writes a transactional logical decoding message (prefix
  * "pg_eventbus.outbox"): it exists in WAL only, is decoded at commit in
  * commit order, and is never stored in a table, so nothing needs cleaning
- * up.  Its format, read by relay_output.c:
+ * up.  Any role can write a logical message with that prefix
+ * (pg_logical_emit_message), so outbox messages are authenticated: they
+ * carry an HMAC-SHA256 keyed with the database's relay key
+ * (eventbus.relay_key, created at CREATE EXTENSION, readable by no one but
+ * superusers and the extension owner; outbox() reads it directly from the
+ * heap, the output plugin with the historic snapshot).  Its format, read by
+ * relay_output.c (integers in the server's byte order):
  *
- *	uint8 format (1)
+ *	uint8 format (2)
+ *	32 bytes              HMAC-SHA256 of the format byte and everything below
+ *	Oid                   the role that called outbox()
  *	int32 length, bytes   Kafka topic
  *	int32 length, bytes   key (length -1: none)
  *	16 bytes              event id (UUID v7)
  *	int64                 created_at (TimestampTz)
- *	int32 length, bytes   headers as JSON text (length -1: none)
+ *	int32 length, bytes   headers: a jsonb datum with its 4-byte header
+ *						  (length -1: none)
  *	int32 length, bytes   value as JSON text
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
+#include "catalog/namespace.h"
 #include "commands/dbcommands.h"
+#include "common/hmac.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -34,6 +47,7 @@
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
 #include "utils/snapmgr.h"
@@ -175,6 +189,77 @@ eb_outbox_count_committed(uint64 count)
 		pg_atomic_fetch_add_u64(&eb_shared->relay.outbox_committed, count);
 }
 
+/* A table in the extension's schema, by name; InvalidOid if none. */
+Oid
+eb_relay_catalog_relid(const char *name)
+{
+	Oid			nsp = get_namespace_oid(EB_SCHEMA, true);
+
+	return OidIsValid(nsp) ? get_relname_relid(name, nsp) : InvalidOid;
+}
+
+/*
+ * Reads the database's relay key from eventbus.relay_key, directly from the
+ * heap (the caller needs no right on the table) with the catalog snapshot
+ * (while decoding: the historic snapshot).  False if there is none.
+ */
+bool
+eb_relay_key_read(uint8 *key)
+{
+	Oid			relid = eb_relay_catalog_relid("relay_key");
+	Relation	rel;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		found = false;
+
+	if (!OidIsValid(relid))
+		return false;
+	rel = table_open(relid, AccessShareLock);
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	while (!found && (tup = systable_getnext(scan)) != NULL)
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, 1, RelationGetDescr(rel), &isnull);
+		bytea	   *b;
+
+		if (isnull || TupleDescAttr(RelationGetDescr(rel), 0)->atttypid != BYTEAOID)
+			continue;
+		b = DatumGetByteaPP(d);
+		if (VARSIZE_ANY_EXHDR(b) != EB_RELAY_KEY_LEN)
+			continue;
+		memcpy(key, VARDATA_ANY(b), EB_RELAY_KEY_LEN);
+		found = true;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/*
+ * The authentication code of an outbox message (msg, len bytes, with room
+ * for the code after the format byte): HMAC-SHA256 of the format byte and
+ * everything after the code.  False if it cannot be computed.
+ */
+bool
+eb_outbox_mac(const uint8 *key, const char *msg, size_t len, uint8 *mac)
+{
+	pg_hmac_ctx *ctx;
+	bool		ok;
+
+	if (len < 1 + EB_OUTBOX_MAC_LEN)
+		return false;
+	ctx = pg_hmac_create(PG_SHA256);
+	if (ctx == NULL)
+		return false;
+	ok = pg_hmac_init(ctx, key, EB_RELAY_KEY_LEN) == 0 &&
+		pg_hmac_update(ctx, (const uint8 *) msg, 1) == 0 &&
+		pg_hmac_update(ctx, (const uint8 *) msg + 1 + EB_OUTBOX_MAC_LEN,
+					   len - 1 - EB_OUTBOX_MAC_LEN) == 0 &&
+		pg_hmac_final(ctx, mac, EB_OUTBOX_MAC_LEN) == 0;
+	pg_hmac_free(ctx);
+	return ok;
+}
+
 static void
 eb_set_relay(FunctionCallInfo fcinfo, const char *name, const char *kafka_topic)
 {
@@ -260,6 +345,9 @@ eb_outbox(PG_FUNCTION_ARGS)
 	TimestampTz now = GetCurrentTimestamp();
 	StringInfoData buf;
 	char	   *text;
+	Oid			sender = GetUserId();
+	uint8		relay_key[EB_RELAY_KEY_LEN];
+	uint8		mac[EB_OUTBOX_MAC_LEN];
 
 	eb_require_shmem();
 	eb_check_writable("eventbus.outbox()");
@@ -269,9 +357,18 @@ eb_outbox(PG_FUNCTION_ARGS)
 		eb_check_headers(headers);
 	eb_check_size(PointerGetDatum(value), key, headers);
 
+	if (!eb_relay_key_read(relay_key))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the relay key of this database is missing"),
+				 errdetail("Table eventbus.relay_key holds the key that authenticates outbox messages; it is created by CREATE EXTENSION."),
+				 errhint("Recreate the extension, or insert 32 random bytes into eventbus.relay_key as a superuser.")));
+
 	eb_uuid_v7(id);
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, EB_OUTBOX_FORMAT);
+	appendStringInfoSpaces(&buf, EB_OUTBOX_MAC_LEN);	/* the code, below */
+	appendBinaryStringInfo(&buf, (const char *) &sender, sizeof(Oid));
 	eb_put_field(&buf, kafka_topic, strlen(kafka_topic));
 	if (key)
 		eb_put_field(&buf, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
@@ -279,15 +376,16 @@ eb_outbox(PG_FUNCTION_ARGS)
 		eb_put_field(&buf, NULL, -1);
 	appendBinaryStringInfo(&buf, (const char *) id->data, sizeof(id->data));
 	appendBinaryStringInfo(&buf, (const char *) &now, sizeof(int64));
+	/* the datum as it is (detoasted, 4-byte header): no parser needed */
 	if (headers)
-	{
-		text = JsonbToCString(NULL, &headers->root, VARSIZE(headers));
-		eb_put_field(&buf, text, strlen(text));
-	}
+		eb_put_field(&buf, (const char *) headers, VARSIZE(headers));
 	else
 		eb_put_field(&buf, NULL, -1);
 	text = JsonbToCString(NULL, &value->root, VARSIZE(value));
 	eb_put_field(&buf, text, strlen(text));
+	if (!eb_outbox_mac(relay_key, buf.data, buf.len, mac))
+		elog(ERROR, "could not compute the authentication code of an outbox message");
+	memcpy(buf.data + 1, mac, EB_OUTBOX_MAC_LEN);
 
 	(void) LogLogicalMessage(EB_OUTBOX_PREFIX, buf.data, buf.len, true);
 	eb_outbox_count(GetCurrentTransactionNestLevel(), 1);

@@ -4,6 +4,19 @@
 -- registry, by OID, as of each decoded transaction (historic snapshot).
 ALTER TABLE eventbus.segment SET (user_catalog_table = true);
 
+-- The key that authenticates outbox messages (HMAC-SHA256): 32 random bytes
+-- per database, made here.  Readable by superusers and the extension owner
+-- only; eventbus.outbox() reads it in C, so its callers need no right on it.
+-- Not dumped: a restored database gets a key of its own.
+CREATE TABLE eventbus.relay_key (
+    key bytea NOT NULL CHECK (pg_catalog.length(key) = 32)
+) WITH (user_catalog_table = true);
+REVOKE ALL ON eventbus.relay_key FROM PUBLIC;
+INSERT INTO eventbus.relay_key
+SELECT pg_catalog.uuid_send(pg_catalog.gen_random_uuid()) || pg_catalog.uuid_send(pg_catalog.gen_random_uuid());
+COMMENT ON TABLE eventbus.relay_key IS
+  'The key that authenticates outbox messages in WAL (internal, secret). The relay skips outbox messages whose code does not verify.';
+
 CREATE FUNCTION eventbus.relay_topic(topic text, kafka_topic text DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'eb_relay_topic'
@@ -24,7 +37,7 @@ RETURNS uuid
 AS 'MODULE_PATHNAME', 'eb_outbox'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.outbox(text, jsonb, text, jsonb) IS
-  'Sends a message to a Kafka topic if and only if the current transaction commits, in commit order; nothing is stored in a table. Returns its event id. Grant EXECUTE to the roles that may send.';
+  'Sends a message to a Kafka topic if and only if the current transaction commits, in commit order; nothing is stored in a table (an authenticated logical decoding message). Returns its event id. Grant EXECUTE to the roles that may send.';
 REVOKE ALL ON FUNCTION eventbus.outbox(text, jsonb, text, jsonb) FROM PUBLIC;
 
 CREATE FUNCTION eventbus.relay_stats(

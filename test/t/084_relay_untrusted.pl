@@ -1,5 +1,5 @@
 # The relay trusts only what the extension wrote, and nothing in WAL can
-# stop it (issue 9, items 5 and 7).
+# stop it (issue 9, items 5, 6 and 7).
 #
 #  - A role with CREATE on eventbus_data creates tables named like segment
 #    tables of a relayed topic ("orders$99"), one with the event columns and
@@ -10,6 +10,9 @@
 #    a partition out of range, are skipped and counted, not relayed.
 #  - Logical messages with the outbox prefix that are not outbox messages
 #    (garbage, a truncated one) are skipped and counted.
+#  - Outbox messages not written by eventbus.outbox() (the old
+#    unauthenticated format, a wrong authentication code) are skipped; the
+#    relay key is not readable by other roles.
 #  - After all of that, the relay is the same worker (no restart loop, no
 #    "exited with exit code" in the log) and relays the good events and
 #    outbox messages committed after the bad content; relay_status shows
@@ -82,6 +85,30 @@ SELECT pg_logical_emit_message(true, 'pg_eventbus.outbox', '\\x01ffffff7f'::byte
 SELECT pg_logical_emit_message(true, 'pg_eventbus.outbox', '\\x01'::bytea);
 });
 
+# ---------------------------------------------------------------------------
+# Item 6: well-formed outbox messages that eventbus.outbox() did not write:
+# one in the format of old (unauthenticated) and one with a wrong
+# authentication code, both for Kafka topic "victim".  The relay key cannot
+# be read by the attacker.
+
+sub forged_body
+{
+	my ($topic, $value) = @_;
+	return pack('l<', length($topic)) . $topic . pack('l<', -1) . ("\x11" x 16)
+	  . pack('q<', 0) . pack('l<', -1) . pack('l<', length($value)) . $value;
+}
+my $old_format = pack('C', 1) . forged_body('victim', '{"forged": "outbox"}');
+my $bad_mac = pack('C', 2) . ("\0" x 32) . pack('L<', 10) . forged_body('victim', '{"forged": "mac"}');
+my ($ret, $out, $err) = $node->psql($db,
+	'SET ROLE attacker; SELECT * FROM eventbus.relay_key');
+like($err, qr/permission denied for table relay_key/, 'the attacker cannot read the relay key');
+$node->safe_psql(
+	$db, sprintf(q{
+SET ROLE attacker;
+SELECT pg_logical_emit_message(true, 'pg_eventbus.outbox', '\x%s'::bytea);
+SELECT pg_logical_emit_message(true, 'pg_eventbus.outbox', '\x%s'::bytea);
+}, unpack('H*', $old_format), unpack('H*', $bad_mac)));
+
 # Good content afterwards.
 $node->safe_psql(
 	$db, q{
@@ -104,10 +131,10 @@ my $status = relay_status($node, $db);
 note 'status: ' . encode_json($status);
 is($status->{worker_pid}, $pid, 'the same relay worker runs');
 is($status->{state}, 'running', 'relay_status: running');
-is($status->{skipped}, 5,
-	'relay_status: five skipped (altered segment, partition out of range, three messages)');
-like($status->{last_skip_reason} // '', qr/malformed outbox message|outbox message of unknown format/,
-	'relay_status: the last skip reason names the outbox message');
+is($status->{skipped}, 7,
+	'relay_status: seven skipped (altered segment, partition out of range, five messages)');
+like($status->{last_skip_reason} // '', qr/authentication code does not verify/,
+	'relay_status: the last skip reason says the code does not verify');
 ok(defined $status->{last_skipped_lsn}, 'relay_status: the last skipped LSN');
 my $log = log_since($node, $log_offset);
 like($log, qr/skipped content at .* that cannot be relayed/, 'the skip is logged');

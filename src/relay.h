@@ -12,6 +12,7 @@
 #include "access/xlogdefs.h"
 #include "datatype/timestamp.h"
 #include "postmaster/bgworker.h"
+#include "utils/snapshot.h"
 
 #include "shmem.h"
 
@@ -66,6 +67,7 @@ extern void eb_relay_output_reset(void);
 extern bool eb_kafka_topic_name_valid(const char *name);
 extern Oid	eb_relay_catalog_relid(const char *name);
 extern bool eb_relay_key_read(uint8 *key);
+extern bool eb_relay_allowed(Oid roleid, const char *kafka_topic, Snapshot snapshot);
 extern bool eb_outbox_mac(const uint8 *key, const char *msg, size_t len, uint8 *mac);
 extern uint64 eb_outbox_xact_end(bool commit);
 extern void eb_outbox_count_committed(uint64 count);

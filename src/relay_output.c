@@ -19,10 +19,19 @@
  * relcache entry, which the decoding replays at the right point and which
  * empties the cache.
  *
+ * Outbox messages are relayed only if their authentication code verifies
+ * with the database's relay key (eventbus.relay_key, read with the historic
+ * snapshot).  Events are relayed only if the topic's owner, and outbox
+ * messages only if their sender, may use the Kafka topic according to
+ * eventbus.relay_allowed as of the decoded transaction (cached per role and
+ * Kafka topic; allow_relay() and disallow_relay() invalidate that table's
+ * relcache entry, and role or membership changes empty the caches too).
+ *
  * Nothing in WAL can stop the relay: content that cannot be relayed (a
  * registered table whose columns are not an event table's, a row with a
  * NULL where an event has none or a partition out of range, an outbox
- * message that is malformed) is skipped, never an error.  Skips are counted
+ * message that does not verify or is malformed, a Kafka topic the role may
+ * not use) is skipped, never an error.  Skips are counted
  * in shared memory with the LSN and the reason (relay_status) and logged at
  * most once a minute.
  *
@@ -34,6 +43,7 @@
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "catalog/namespace.h"
 #include "miscadmin.h"
@@ -46,6 +56,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
@@ -71,14 +82,35 @@ typedef struct EbRelayTarget
 	char		kafka_topic[EB_KAFKA_TOPIC_MAX + 1];
 	int32		partitions;
 	int64		uid;
+	Oid			owner;			/* the topic's owner, InvalidOid if unknown */
 } EbRelayTarget;
 
+/* Whether a role may send outbox messages to a Kafka topic. */
+typedef struct EbSenderKey
+{
+	Oid			roleid;
+	char		kafka_topic[EB_KAFKA_TOPIC_MAX + 1];
+} EbSenderKey;
+
+typedef struct EbSender
+{
+	EbSenderKey key;			/* hash key */
+	bool		allowed;
+} EbSender;
+
 static HTAB *targets = NULL;
+static HTAB *senders = NULL;
 static Oid	topic_catalog_relid = InvalidOid;
 static Oid	segment_catalog_relid = InvalidOid;
+static Oid	allowed_catalog_relid = InvalidOid;
 static MemoryContext change_cxt = NULL;
 static bool callback_registered = false;
 static TimestampTz skip_logged_at = 0;
+
+/* the relay key, read once per eventbus.relay_key incarnation */
+static Oid	key_relid = InvalidOid;
+static bool have_key = false;
+static uint8 relay_key[EB_RELAY_KEY_LEN];
 
 /*
  * Content that cannot be relayed: count it, remember the LSN and the
@@ -111,16 +143,23 @@ eb_relay_skip(XLogRecPtr lsn, const char *reason)
 
 /*
  * Relcache invalidation: a change of eventbus.topic (relay_topic() and
- * stop_relay() send one) may change any entry; otherwise forget the
- * relation's entry.  No catalog access here.
+ * stop_relay() send one), eventbus.segment or eventbus.relay_allowed
+ * (allow_relay() and disallow_relay() send one) may change any entry;
+ * otherwise forget the relation's entry.  No catalog access here.
  */
 static void
 eb_relay_invalidate(Datum arg, Oid relid)
 {
+	if (relid == InvalidOid || relid == allowed_catalog_relid)
+	{
+		if (senders != NULL)
+			hash_destroy(senders);
+		senders = NULL;
+	}
 	if (targets == NULL)
 		return;
 	if (relid == InvalidOid || relid == topic_catalog_relid ||
-		relid == segment_catalog_relid)
+		relid == segment_catalog_relid || relid == allowed_catalog_relid)
 	{
 		hash_destroy(targets);
 		targets = NULL;
@@ -129,13 +168,74 @@ eb_relay_invalidate(Datum arg, Oid relid)
 		(void) hash_search(targets, &relid, HASH_REMOVE, NULL);
 }
 
+/* Roles or memberships changed: who may relay where may have changed. */
+static void
+eb_relay_invalidate_roles(Datum arg, int cacheid, uint32 hashvalue)
+{
+	eb_relay_invalidate(arg, InvalidOid);
+}
+
 /* Forget cached lookups (between decoding sessions). */
 void
 eb_relay_output_reset(void)
 {
-	if (targets != NULL)
-		hash_destroy(targets);
-	targets = NULL;
+	eb_relay_invalidate((Datum) 0, InvalidOid);
+	have_key = false;
+}
+
+/* The database's relay key as of the decoded transaction; false if none. */
+static bool
+eb_relay_key(uint8 *key)
+{
+	Oid			relid = eb_relay_catalog_relid("relay_key");
+
+	if (!have_key || relid != key_relid)
+	{
+		have_key = OidIsValid(relid) && eb_relay_key_read(relay_key);
+		key_relid = relid;
+	}
+	if (have_key)
+		memcpy(key, relay_key, EB_RELAY_KEY_LEN);
+	return have_key;
+}
+
+/*
+ * May this role relay into or send to this Kafka topic, as of the decoded
+ * transaction?  Cached per role and Kafka topic.
+ */
+static bool
+eb_relay_sender_allowed(Oid roleid, const char *kafka_topic)
+{
+	EbSenderKey key;
+	EbSender   *e;
+	bool		found;
+	bool		allowed;
+
+	allowed_catalog_relid = eb_relay_catalog_relid("relay_allowed");
+	memset(&key, 0, sizeof(key));
+	key.roleid = roleid;
+	strlcpy(key.kafka_topic, kafka_topic, sizeof(key.kafka_topic));
+	if (senders != NULL &&
+		(e = hash_search(senders, &key, HASH_FIND, NULL)) != NULL)
+		return e->allowed;
+
+	allowed = eb_relay_allowed(roleid, kafka_topic, NULL);
+
+	/* the lookup may have processed invalidations */
+	if (senders == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(EbSenderKey);
+		ctl.entrysize = sizeof(EbSender);
+		ctl.hcxt = TopMemoryContext;
+		senders = hash_create("pg_eventbus relay senders", 64, &ctl,
+							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	e = hash_search(senders, &key, HASH_ENTER, &found);
+	e->allowed = allowed;
+	return allowed;
 }
 
 /*
@@ -194,7 +294,9 @@ eb_relay_lookup(int32 topic_id, EbRelayTarget *t)
 				att_topic,
 				att_relay,
 				att_partitions,
-				att_uid;
+				att_uid,
+				att_owner,
+				att_table;
 
 	t->relayed = false;
 	if (!OidIsValid(relid))
@@ -205,6 +307,8 @@ eb_relay_lookup(int32 topic_id, EbRelayTarget *t)
 	att_relay = get_attnum(relid, "relay_to");
 	att_partitions = get_attnum(relid, "partitions");
 	att_uid = get_attnum(relid, "uid");
+	att_owner = get_attnum(relid, "owner");
+	att_table = get_attnum(relid, "table_oid");
 	if (att_id == InvalidAttrNumber || att_topic == InvalidAttrNumber ||
 		att_relay == InvalidAttrNumber || att_partitions == InvalidAttrNumber ||
 		att_uid == InvalidAttrNumber)
@@ -238,6 +342,31 @@ eb_relay_lookup(int32 topic_id, EbRelayTarget *t)
 			text_to_cstring_buffer(DatumGetTextPP(name), t->topic, sizeof(t->topic));
 			t->partitions = DatumGetInt32(partitions);
 			t->uid = DatumGetInt64(uid);
+			t->owner = InvalidOid;
+			if (att_owner != InvalidAttrNumber)
+			{
+				d = heap_getattr(tup, att_owner, desc, &isnull);
+				if (!isnull)
+					t->owner = DatumGetObjectId(d);
+			}
+			else if (att_table != InvalidAttrNumber)
+			{
+				/*
+				 * FALLBACK while eventbus.topic has no owner column: the
+				 * owner of the topic's parent table, as of this transaction.
+				 */
+				d = heap_getattr(tup, att_table, desc, &isnull);
+				if (!isnull)
+				{
+					HeapTuple	ctup = SearchSysCache1(RELOID, d);
+
+					if (HeapTupleIsValid(ctup))
+					{
+						t->owner = ((Form_pg_class) GETSTRUCT(ctup))->relowner;
+						ReleaseSysCache(ctup);
+					}
+				}
+			}
 		}
 		break;
 	}
@@ -286,6 +415,7 @@ eb_relay_target(Relation rel, EbRelayTarget *out)
 	memset(out, 0, sizeof(*out));
 	out->relid = relid;
 	out->partitions = -1;
+	allowed_catalog_relid = eb_relay_catalog_relid("relay_allowed");
 	topic_id = eb_relay_segment_topic(relid);
 	if (topic_id >= 0)
 		eb_relay_lookup(topic_id, out);
@@ -293,6 +423,12 @@ eb_relay_target(Relation rel, EbRelayTarget *out)
 		snprintf(out->skip, sizeof(out->skip),
 				 "segment table \"%s\" of topic \"%s\" does not have the columns of an event table",
 				 RelationGetRelationName(rel), out->topic);
+	else if (out->relayed &&
+			 (!OidIsValid(out->owner) ||
+			  !eb_relay_sender_allowed(out->owner, out->kafka_topic)))
+		snprintf(out->skip, sizeof(out->skip),
+				 "the owner of topic \"%s\" is not allowed to relay into Kafka topic \"%s\" (see eventbus.allow_relay())",
+				 out->topic, out->kafka_topic);
 
 	if (targets == NULL)
 	{
@@ -321,6 +457,8 @@ eb_output_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is
 	if (!callback_registered)
 	{
 		CacheRegisterRelcacheCallback(eb_relay_invalidate, (Datum) 0);
+		CacheRegisterSyscacheCallback(AUTHOID, eb_relay_invalidate_roles, (Datum) 0);
+		CacheRegisterSyscacheCallback(AUTHMEMMEMROLE, eb_relay_invalidate_roles, (Datum) 0);
 		callback_registered = true;
 	}
 	if (change_cxt == NULL)
@@ -549,7 +687,7 @@ eb_output_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		eb_relay_skip(message_lsn, "an outbox message of unknown format");
 		return;
 	}
-	if (!eb_relay_key_read(key))
+	if (!eb_relay_key(key))
 	{
 		eb_relay_skip(message_lsn, "an outbox message, but the database has no relay key (eventbus.relay_key)");
 		return;
@@ -615,6 +753,18 @@ eb_output_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		bad = "value";
 	if (bad == NULL && p != end)
 		bad = "length";
+	if (bad == NULL && !eb_relay_sender_allowed(sender, m.kafka_topic))
+	{
+		char		reason[EB_RELAY_ERROR_LEN];
+
+		snprintf(reason, sizeof(reason),
+				 "an outbox message of a role that is not allowed to send to Kafka topic \"%s\" (see eventbus.allow_relay())",
+				 m.kafka_topic);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(change_cxt);
+		eb_relay_skip(message_lsn, reason);
+		return;
+	}
 	if (bad != NULL)
 	{
 		char		reason[EB_RELAY_ERROR_LEN];

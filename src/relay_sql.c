@@ -2,7 +2,9 @@
  *
  * relay_sql.c
  *	  SQL functions of the Kafka relay: relay_topic(), stop_relay(),
- *	  outbox(), relay_stats(), relay_backlog().
+ *	  outbox(), relay_stats(), relay_backlog(), allow_relay(),
+ *	  disallow_relay(), and the checks the output plugin shares with them
+ *	  (the relay key, the allow-list).
  *
  * outbox() writes a transactional logical decoding message (prefix
  * "pg_eventbus.outbox"): it exists in WAL only, is decoded at commit in
@@ -48,6 +50,10 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/inval.h"
+#include "utils/syscache.h"
+#include "utils/acl.h"
+#include "catalog/pg_class.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
 #include "utils/snapmgr.h"
@@ -70,6 +76,8 @@ PG_FUNCTION_INFO_V1(eb_stop_relay);
 PG_FUNCTION_INFO_V1(eb_outbox);
 PG_FUNCTION_INFO_V1(eb_relay_stats);
 PG_FUNCTION_INFO_V1(eb_relay_backlog);
+PG_FUNCTION_INFO_V1(eb_allow_relay);
+PG_FUNCTION_INFO_V1(eb_disallow_relay);
 
 /*
  * Outbox messages written by the current transaction, per subtransaction
@@ -260,6 +268,161 @@ eb_outbox_mac(const uint8 *key, const char *msg, size_t len, uint8 *mac)
 	return ok;
 }
 
+/*
+ * Does an allow-list entry (an exact Kafka topic name, or a prefix ending
+ * in '*') cover this Kafka topic?
+ */
+static bool
+eb_relay_pattern_matches(const char *pattern, size_t patlen, const char *kafka_topic)
+{
+	if (patlen > 0 && pattern[patlen - 1] == '*')
+		return strncmp(pattern, kafka_topic, patlen - 1) == 0;
+	return strlen(kafka_topic) == patlen && memcmp(pattern, kafka_topic, patlen) == 0;
+}
+
+/*
+ * May this role relay into (or send outbox messages to) this Kafka topic?
+ * Superusers may; any other role when it has the privileges of a role with
+ * a matching row of eventbus.relay_allowed.  The table is read directly
+ * with the given snapshot, or NULL for the catalog snapshot (while
+ * decoding: the historic snapshot, i.e. the allow-list as of the decoded
+ * transaction).  Never throws on the table's content.
+ */
+bool
+eb_relay_allowed(Oid roleid, const char *kafka_topic, Snapshot snapshot)
+{
+	Oid			relid;
+	Relation	rel;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		allowed = false;
+	TupleDesc	desc;
+
+	if (superuser_arg(roleid))
+		return true;
+	relid = eb_relay_catalog_relid("relay_allowed");
+	if (!OidIsValid(relid))
+		return false;
+	rel = table_open(relid, AccessShareLock);
+	desc = RelationGetDescr(rel);
+	if (desc->natts >= 2 &&
+		TupleDescAttr(desc, 0)->atttypid == REGROLEOID &&
+		TupleDescAttr(desc, 1)->atttypid == TEXTOID)
+	{
+		scan = systable_beginscan(rel, InvalidOid, false, snapshot, 0, NULL);
+		while (!allowed && (tup = systable_getnext(scan)) != NULL)
+		{
+			bool		n1,
+						n2;
+			Datum		role = heap_getattr(tup, 1, desc, &n1);
+			Datum		pattern = heap_getattr(tup, 2, desc, &n2);
+			text	   *pat;
+
+			if (n1 || n2)
+				continue;
+			pat = DatumGetTextPP(pattern);
+			if (eb_relay_pattern_matches(VARDATA_ANY(pat), VARSIZE_ANY_EXHDR(pat), kafka_topic) &&
+				has_privs_of_role(roleid, DatumGetObjectId(role)))
+				allowed = true;
+		}
+		systable_endscan(scan);
+	}
+	table_close(rel, AccessShareLock);
+	return allowed;
+}
+
+/*
+ * Refuses relay_topic() and outbox() where what they record could never
+ * reach Kafka: wal_level below logical, or a database the relay does not
+ * serve.  With lost_without_slot (outbox(): its messages live only in
+ * WAL), also while the relay has no usable slot in this database.  The one
+ * place that decides which databases the relay serves.
+ */
+static void
+eb_relay_check_served(const char *func, bool lost_without_slot)
+{
+	char	   *dbname = get_database_name(MyDatabaseId);
+	char		slot[NAMEDATALEN];
+	ReplicationSlot *s;
+	bool		usable = false;
+
+	if (wal_level < WAL_LEVEL_LOGICAL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the Kafka relay needs wal_level = logical"),
+				 errdetail("wal_level is \"%s\": nothing %s records now could reach Kafka.",
+						   GetConfigOption("wal_level", false, false), func),
+				 errhint("Set wal_level = logical and restart the server.")));
+	if (eb_database == NULL || dbname == NULL || strcmp(dbname, eb_database) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the Kafka relay does not serve database \"%s\"", dbname ? dbname : "?"),
+				 errdetail("The relay serves only the database named by eventbus.database (\"%s\"): nothing %s records here would reach Kafka.",
+						   eb_database ? eb_database : "", func),
+				 errhint("Call %s in database \"%s\", or set eventbus.database = '%s' and reload the configuration.",
+						 func, eb_database ? eb_database : "", dbname ? dbname : "?")));
+	if (!lost_without_slot)
+		return;
+
+	eb_relay_slot_name(MyDatabaseId, slot);
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	s = SearchNamedReplicationSlot(slot, false);
+	if (s != NULL)
+	{
+		SpinLockAcquire(&s->mutex);
+		usable = XLogRecPtrIsInvalid(s->data.invalidated_at);
+		SpinLockRelease(&s->mutex);
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+	if (!usable)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the Kafka relay has not started in database \"%s\"", dbname),
+				 errdetail("Outbox messages live only in WAL: without the relay's replication slot \"%s\" this message would be lost.",
+						   slot),
+				 errhint("Set eventbus.kafka_brokers and reload the configuration, then wait until eventbus.relay_status.state is no longer 'not started'.")));
+}
+
+/* The snapshot for reading the allow-list in a function call. */
+static Snapshot
+eb_relay_call_snapshot(void)
+{
+	return ActiveSnapshotSet() ? GetActiveSnapshot() : NULL;
+}
+
+/* Refuses unless the role may relay into or send to the Kafka topic. */
+static void
+eb_relay_check_allowed(Oid roleid, const char *kafka_topic, const char *what)
+{
+	if (eb_relay_allowed(roleid, kafka_topic, eb_relay_call_snapshot()))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("role \"%s\" may not %s Kafka topic \"%s\"",
+					GetUserNameFromId(roleid, false), what, kafka_topic),
+			 errdetail("A superuser decides which Kafka topics each role may use (table eventbus.relay_allowed)."),
+			 errhint("A superuser can allow it with SELECT eventbus.allow_relay('%s', '%s').",
+					 GetUserNameFromId(roleid, false), kafka_topic)));
+}
+
+/*
+ * The owner of a topic: the owner of its parent table.
+ * FALLBACK until eventbus.topic has an owner column: the output plugin
+ * reads that column when it exists (relay_output.c).
+ */
+static Oid
+eb_relay_topic_owner(EbTopic *topic)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(topic->relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", topic->relid);
+	owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
 static void
 eb_set_relay(FunctionCallInfo fcinfo, const char *name, const char *kafka_topic)
 {
@@ -272,6 +435,16 @@ eb_set_relay(FunctionCallInfo fcinfo, const char *name, const char *kafka_topic)
 
 	topic = eb_topic_get(name, false);
 	eb_check_topic_owner(topic);
+	if (kafka_topic)
+	{
+		Oid			owner = eb_relay_topic_owner(topic);
+
+		/* the relay checks the owner again for every event it decodes */
+		eb_relay_check_allowed(GetUserId(), kafka_topic, "relay into");
+		if (owner != GetUserId())
+			eb_relay_check_allowed(owner, kafka_topic, "relay into");
+		eb_relay_check_served("eventbus.relay_topic()", false);
+	}
 	LockRelationOid(topic->relid, ShareUpdateExclusiveLock);
 
 	values[0] = Int32GetDatum(topic->topic_id);
@@ -356,6 +529,9 @@ eb_outbox(PG_FUNCTION_ARGS)
 	if (headers)
 		eb_check_headers(headers);
 	eb_check_size(PointerGetDatum(value), key, headers);
+	/* the relay checks the sender again when it decodes the message */
+	eb_relay_check_allowed(sender, kafka_topic, "send to");
+	eb_relay_check_served("eventbus.outbox()", true);
 
 	if (!eb_relay_key_read(relay_key))
 		ereport(ERROR,
@@ -400,8 +576,8 @@ Datum
 eb_relay_stats(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[16];
-	bool		nulls[16];
+	Datum		values[17];
+	bool		nulls[17];
 	EbRelayShared copy;
 	uint64		committed;
 	uint64		relayed;
@@ -445,6 +621,8 @@ eb_relay_stats(PG_FUNCTION_ARGS)
 	nulls[14] = XLogRecPtrIsInvalid(copy.last_skipped_lsn);
 	values[15] = CStringGetTextDatum(copy.last_skip_reason);
 	nulls[15] = copy.last_skip_reason[0] == '\0';
+	values[16] = TimestampTzGetDatum(copy.last_error_resolved_at);
+	nulls[16] = copy.last_error_resolved_at == 0;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
@@ -525,4 +703,112 @@ eb_relay_backlog(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/* The pattern argument of allow_relay()/disallow_relay(), checked. */
+static char *
+eb_relay_pattern_arg(FunctionCallInfo fcinfo)
+{
+	char	   *pattern;
+	size_t		len;
+
+	eb_arg_not_null(fcinfo, 1, "kafka_topic");
+	pattern = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	len = strlen(pattern);
+	if (len > 0 && pattern[len - 1] == '*')
+	{
+		char	   *prefix = pnstrdup(pattern, len - 1);
+
+		/* a prefix of a legal name: legal characters, short enough */
+		if (len - 1 == 0 ||
+			(len - 1 < EB_KAFKA_TOPIC_MAX && strspn(prefix, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == len - 1))
+			return pattern;
+	}
+	else if (eb_kafka_topic_name_valid(pattern))
+		return pattern;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid Kafka topic or prefix \"%s\"", pattern),
+			 errdetail("Give a Kafka topic name, or a prefix of one followed by '*' ('*' alone: every topic).")));
+	return NULL;				/* keep compiler quiet */
+}
+
+static Oid
+eb_relay_role_arg(FunctionCallInfo fcinfo)
+{
+	Oid			roleid;
+
+	eb_arg_not_null(fcinfo, 0, "role");
+	roleid = PG_GETARG_OID(0);
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(roleid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role with OID %u does not exist", roleid)));
+	return roleid;
+}
+
+static void
+eb_relay_require_superuser(const char *func)
+{
+	if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for function %s", func),
+				 errdetail("Only superusers decide which Kafka topics roles may relay into.")));
+}
+
+/* Runs a statement on eventbus.relay_allowed; returns the rows processed. */
+static uint64
+eb_relay_allowed_exec(const char *sql, Oid roleid, const char *pattern)
+{
+	EbSpi		spi;
+	Oid			argtypes[2] = {REGROLEOID, TEXTOID};
+	Datum		values[2];
+	uint64		n;
+
+	values[0] = ObjectIdGetDatum(roleid);
+	values[1] = CStringGetTextDatum(pattern);
+	eb_spi_begin(&spi, false);
+	eb_spi_exec(sql, 2, argtypes, values, NULL, false);
+	n = SPI_processed;
+	eb_spi_end(&spi);
+	/* the relay's output plugin sees this when decoding past our commit */
+	CacheInvalidateRelcacheByRelid(eb_relay_catalog_relid("relay_allowed"));
+	return n;
+}
+
+/*
+ * allow_relay(role regrole, kafka_topic text): superusers only.
+ */
+Datum
+eb_allow_relay(PG_FUNCTION_ARGS)
+{
+	Oid			roleid;
+	char	   *pattern;
+
+	eb_relay_require_superuser("eventbus.allow_relay");
+	roleid = eb_relay_role_arg(fcinfo);
+	pattern = eb_relay_pattern_arg(fcinfo);
+	eb_check_writable("eventbus.allow_relay()");
+	(void) eb_relay_allowed_exec("INSERT INTO eventbus.relay_allowed (role, kafka_topic) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+								 roleid, pattern);
+	PG_RETURN_VOID();
+}
+
+/*
+ * disallow_relay(role regrole, kafka_topic text) returns boolean: superusers
+ * only; true if the entry existed.
+ */
+Datum
+eb_disallow_relay(PG_FUNCTION_ARGS)
+{
+	Oid			roleid;
+	char	   *pattern;
+
+	eb_relay_require_superuser("eventbus.disallow_relay");
+	roleid = eb_relay_role_arg(fcinfo);
+	pattern = eb_relay_pattern_arg(fcinfo);
+	eb_check_writable("eventbus.disallow_relay()");
+	PG_RETURN_BOOL(eb_relay_allowed_exec("DELETE FROM eventbus.relay_allowed WHERE role = $1 AND kafka_topic = $2",
+										 roleid, pattern) > 0);
 }

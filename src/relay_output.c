@@ -423,6 +423,10 @@ eb_relay_target(Relation rel, EbRelayTarget *out)
 		snprintf(out->skip, sizeof(out->skip),
 				 "segment table \"%s\" of topic \"%s\" does not have the columns of an event table",
 				 RelationGetRelationName(rel), out->topic);
+	else if (out->relayed && !eb_kafka_topic_name_valid(out->kafka_topic))
+		snprintf(out->skip, sizeof(out->skip),
+				 "topic \"%s\" is relayed to an invalid Kafka topic name",
+				 out->topic);
 	else if (out->relayed &&
 			 (!OidIsValid(out->owner) ||
 			  !eb_relay_sender_allowed(out->owner, out->kafka_topic)))

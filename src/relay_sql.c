@@ -757,7 +757,10 @@ eb_relay_require_superuser(const char *func)
 				 errdetail("Only superusers decide which Kafka topics roles may relay into.")));
 }
 
-/* Runs a statement on eventbus.relay_allowed; returns the rows processed. */
+/*
+ * Runs a statement on eventbus.relay_allowed (parameters role and pattern,
+ * none if pattern is NULL); returns the rows processed.
+ */
 static uint64
 eb_relay_allowed_exec(const char *sql, Oid roleid, const char *pattern)
 {
@@ -766,10 +769,15 @@ eb_relay_allowed_exec(const char *sql, Oid roleid, const char *pattern)
 	Datum		values[2];
 	uint64		n;
 
-	values[0] = ObjectIdGetDatum(roleid);
-	values[1] = CStringGetTextDatum(pattern);
 	eb_spi_begin(&spi, false);
-	eb_spi_exec(sql, 2, argtypes, values, NULL, false);
+	if (pattern == NULL)
+		eb_spi_exec(sql, 0, NULL, NULL, NULL, false);
+	else
+	{
+		values[0] = ObjectIdGetDatum(roleid);
+		values[1] = CStringGetTextDatum(pattern);
+		eb_spi_exec(sql, 2, argtypes, values, NULL, false);
+	}
 	n = SPI_processed;
 	eb_spi_end(&spi);
 	/* the relay's output plugin sees this when decoding past our commit */
@@ -790,7 +798,10 @@ eb_allow_relay(PG_FUNCTION_ARGS)
 	roleid = eb_relay_role_arg(fcinfo);
 	pattern = eb_relay_pattern_arg(fcinfo);
 	eb_check_writable("eventbus.allow_relay()");
-	(void) eb_relay_allowed_exec("INSERT INTO eventbus.relay_allowed (role, kafka_topic) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+	/* no ON CONFLICT on a catalog table: serialize, then insert if missing */
+	(void) eb_relay_allowed_exec("LOCK TABLE eventbus.relay_allowed IN SHARE ROW EXCLUSIVE MODE",
+								 InvalidOid, NULL);
+	(void) eb_relay_allowed_exec("INSERT INTO eventbus.relay_allowed (role, kafka_topic) SELECT $1, $2 WHERE NOT EXISTS (SELECT FROM eventbus.relay_allowed WHERE role = $1 AND kafka_topic = $2)",
 								 roleid, pattern);
 	PG_RETURN_VOID();
 }

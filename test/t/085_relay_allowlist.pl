@@ -6,9 +6,10 @@
 #    Kafka topic, nor send outbox messages to it (42501, hint naming
 #    allow_relay); after allow_relay() with a prefix it can, and events and
 #    outbox messages arrive.
-#  - After disallow_relay(), events published and an outbox message whose
-#    transaction commits after the disallow (although outbox() was called
-#    before it) are skipped and counted, not sent; the relay goes on (same
+#  - After disallow_relay(), an event published and an outbox message
+#    written by a REPEATABLE READ transaction whose snapshot predates the
+#    disallow (so outbox() itself still allowed it) are skipped and counted,
+#    not sent; the relay goes on (same
 #    worker).  Allowed again, events flow again.
 
 use strict;
@@ -66,12 +67,13 @@ my $status = relay_status($node, $db);
 my $pid = $status->{worker_pid};
 is($status->{skipped}, 0, 'nothing skipped so far');
 
-# An outbox message written while allowed, committed after the disallow.
+# An outbox message written after the disallow by a transaction whose
+# snapshot is older: outbox() still sees the entry, the relay does not.
 my $sender = $node->background_psql($db);
-$sender->query_safe(q{SET ROLE team_a; BEGIN; SELECT eventbus.outbox('team-a.mails', '{"m": 2}')});
+$sender->query_safe(q{SET ROLE team_a; BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1});
 is($node->safe_psql($db, q{SELECT eventbus.disallow_relay('team_a', 'team-a.*')}),
 	't', 'disallow_relay() removes the entry');
-$sender->query_safe('COMMIT');
+$sender->query_safe(q{SELECT eventbus.outbox('team-a.mails', '{"m": 2}'); COMMIT});
 $sender->quit;
 $node->safe_psql($db, q{SET ROLE team_a; SELECT eventbus.publish('orders_a', '{"n": 2}')});
 

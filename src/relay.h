@@ -12,12 +12,16 @@
 #include "access/xlogdefs.h"
 #include "datatype/timestamp.h"
 #include "postmaster/bgworker.h"
+#include "utils/snapshot.h"
 
 #include "shmem.h"
 
 /* Prefix of the transactional logical messages that carry outbox messages. */
 #define EB_OUTBOX_PREFIX "pg_eventbus.outbox"
-#define EB_OUTBOX_FORMAT 1
+#define EB_OUTBOX_FORMAT 2
+/* HMAC-SHA256: the relay key's and the authentication code's lengths */
+#define EB_RELAY_KEY_LEN 32
+#define EB_OUTBOX_MAC_LEN 32
 
 /* Kafka's legal topic names */
 #define EB_KAFKA_TOPIC_MAX 249
@@ -61,6 +65,10 @@ extern void eb_relay_output_reset(void);
 
 /* relay_sql.c */
 extern bool eb_kafka_topic_name_valid(const char *name);
+extern Oid	eb_relay_catalog_relid(const char *name);
+extern bool eb_relay_key_read(uint8 *key);
+extern bool eb_relay_allowed(Oid roleid, const char *kafka_topic, Snapshot snapshot);
+extern bool eb_outbox_mac(const uint8 *key, const char *msg, size_t len, uint8 *mac);
 extern uint64 eb_outbox_xact_end(bool commit);
 extern void eb_outbox_count_committed(uint64 count);
 extern void eb_outbox_subxact_end(int level, bool commit);

@@ -9,13 +9,31 @@
  * them to the worker (relay_worker.c), transaction by transaction in commit
  * order.  They never write to the database.
  *
- * Whether a segment table is relayed, and where to, comes from
- * eventbus.topic, a catalog table for logical decoding
- * (user_catalog_table), read with the historic snapshot of the transaction
- * being decoded: a topic is relayed exactly from the transaction that
- * called relay_topic() on.  Lookups are cached per relation; relay_topic()
- * and stop_relay() invalidate eventbus.topic's relcache entry, which the
- * decoding replays at the right point and which empties the cache.
+ * The plugin trusts only what the extension wrote.  A relation is relayed
+ * only if eventbus.segment registers it (by OID) as a segment table of a
+ * topic whose eventbus.topic row has relay_to set; both are catalog tables
+ * for logical decoding (user_catalog_table), read with the historic
+ * snapshot of the transaction being decoded, so a topic is relayed exactly
+ * from the transaction that called relay_topic() on.  Lookups are cached
+ * per relation; relay_topic() and stop_relay() invalidate eventbus.topic's
+ * relcache entry, which the decoding replays at the right point and which
+ * empties the cache.
+ *
+ * Outbox messages are relayed only if their authentication code verifies
+ * with the database's relay key (eventbus.relay_key, read with the historic
+ * snapshot).  Events are relayed only if the topic's owner, and outbox
+ * messages only if their sender, may use the Kafka topic according to
+ * eventbus.relay_allowed as of the decoded transaction (cached per role and
+ * Kafka topic; allow_relay() and disallow_relay() invalidate that table's
+ * relcache entry, and role or membership changes empty the caches too).
+ *
+ * Nothing in WAL can stop the relay: content that cannot be relayed (a
+ * registered table whose columns are not an event table's, a row with a
+ * NULL where an event has none or a partition out of range, an outbox
+ * message that does not verify or is malformed, a Kafka topic the role may
+ * not use) is skipped, never an error.  Skips are counted
+ * in shared memory with the LSN and the reason (relay_status) and logged at
+ * most once a minute.
  *
  *-------------------------------------------------------------------------
  */
@@ -25,6 +43,8 @@
 #include "access/heapam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
 #include "catalog/namespace.h"
 #include "miscadmin.h"
 #include "replication/logical.h"
@@ -36,6 +56,8 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 #include "pg_eventbus.h"
@@ -44,32 +66,100 @@
 
 extern PGDLLEXPORT void _PG_output_plugin_init(OutputPluginCallbacks *cb);
 
+/* Column types of a segment table, in order (as position.c checks them). */
+static const Oid eb_relay_event_types[Natts_ev] = {
+	INT4OID, INT8OID, UUIDOID, TIMESTAMPTZOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID
+};
+
+#define EB_SKIP_LOG_INTERVAL_MS 60000
+
 typedef struct EbRelayTarget
 {
 	Oid			relid;			/* hash key */
 	bool		relayed;
+	char		skip[EB_RELAY_ERROR_LEN];	/* non-empty: skip its rows, why */
 	char		topic[NAMEDATALEN];
 	char		kafka_topic[EB_KAFKA_TOPIC_MAX + 1];
 	int32		partitions;
 	int64		uid;
+	Oid			owner;			/* the topic's owner, InvalidOid if unknown */
 } EbRelayTarget;
 
+/* Whether a role may send outbox messages to a Kafka topic. */
+typedef struct EbSenderKey
+{
+	Oid			roleid;
+	char		kafka_topic[EB_KAFKA_TOPIC_MAX + 1];
+} EbSenderKey;
+
+typedef struct EbSender
+{
+	EbSenderKey key;			/* hash key */
+	bool		allowed;
+} EbSender;
+
 static HTAB *targets = NULL;
+static HTAB *senders = NULL;
 static Oid	topic_catalog_relid = InvalidOid;
+static Oid	segment_catalog_relid = InvalidOid;
+static Oid	allowed_catalog_relid = InvalidOid;
 static MemoryContext change_cxt = NULL;
 static bool callback_registered = false;
+static TimestampTz skip_logged_at = 0;
+
+/* the relay key, read once per eventbus.relay_key incarnation */
+static Oid	key_relid = InvalidOid;
+static bool have_key = false;
+static uint8 relay_key[EB_RELAY_KEY_LEN];
+
+/*
+ * Content that cannot be relayed: count it, remember the LSN and the
+ * reason for relay_status, and log it (at most once a minute).
+ */
+static void
+eb_relay_skip(XLogRecPtr lsn, const char *reason)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	uint64		count;
+
+	SpinLockAcquire(&eb_shared->relay.mutex);
+	count = ++eb_shared->relay.skipped;
+	eb_shared->relay.last_skipped_lsn = lsn;
+	strlcpy(eb_shared->relay.last_skip_reason, reason, EB_RELAY_ERROR_LEN);
+	SpinLockRelease(&eb_shared->relay.mutex);
+
+	if (skip_logged_at == 0 ||
+		TimestampDifferenceExceeds(skip_logged_at, now, EB_SKIP_LOG_INTERVAL_MS))
+	{
+		ereport(WARNING,
+				(errmsg("pg_eventbus relay: skipped content at %X/%X that cannot be relayed: %s",
+						LSN_FORMAT_ARGS(lsn), reason),
+				 errdetail("%llu changes or messages were skipped since the server started.",
+						   (unsigned long long) count)));
+		skip_logged_at = now;
+	}
+}
+
 
 /*
  * Relcache invalidation: a change of eventbus.topic (relay_topic() and
- * stop_relay() send one) may change any entry; otherwise forget the
- * relation's entry.  No catalog access here.
+ * stop_relay() send one), eventbus.segment or eventbus.relay_allowed
+ * (allow_relay() and disallow_relay() send one) may change any entry;
+ * otherwise forget the relation's entry.  No catalog access here.
  */
 static void
 eb_relay_invalidate(Datum arg, Oid relid)
 {
+	if (relid == InvalidOid || relid == allowed_catalog_relid)
+	{
+		if (senders != NULL)
+			hash_destroy(senders);
+		senders = NULL;
+	}
 	if (targets == NULL)
 		return;
-	if (relid == InvalidOid || relid == topic_catalog_relid)
+	if (relid == InvalidOid || relid == topic_catalog_relid ||
+		relid == segment_catalog_relid || relid == allowed_catalog_relid)
 	{
 		hash_destroy(targets);
 		targets = NULL;
@@ -78,60 +168,185 @@ eb_relay_invalidate(Datum arg, Oid relid)
 		(void) hash_search(targets, &relid, HASH_REMOVE, NULL);
 }
 
+/* Roles or memberships changed: who may relay where may have changed. */
+static void
+eb_relay_invalidate_roles(Datum arg, int cacheid, uint32 hashvalue)
+{
+	eb_relay_invalidate(arg, InvalidOid);
+}
+
 /* Forget cached lookups (between decoding sessions). */
 void
 eb_relay_output_reset(void)
 {
-	if (targets != NULL)
-		hash_destroy(targets);
-	targets = NULL;
+	eb_relay_invalidate((Datum) 0, InvalidOid);
+	have_key = false;
+}
+
+/* The database's relay key as of the decoded transaction; false if none. */
+static bool
+eb_relay_key(uint8 *key)
+{
+	Oid			relid = eb_relay_catalog_relid("relay_key");
+
+	if (!have_key || relid != key_relid)
+	{
+		have_key = OidIsValid(relid) && eb_relay_key_read(relay_key);
+		key_relid = relid;
+	}
+	if (have_key)
+		memcpy(key, relay_key, EB_RELAY_KEY_LEN);
+	return have_key;
+}
+
+/*
+ * May this role relay into or send to this Kafka topic, as of the decoded
+ * transaction?  Cached per role and Kafka topic.
+ */
+static bool
+eb_relay_sender_allowed(Oid roleid, const char *kafka_topic)
+{
+	EbSenderKey key;
+	EbSender   *e;
+	bool		found;
+	bool		allowed;
+
+	allowed_catalog_relid = eb_relay_catalog_relid("relay_allowed");
+	memset(&key, 0, sizeof(key));
+	key.roleid = roleid;
+	strlcpy(key.kafka_topic, kafka_topic, sizeof(key.kafka_topic));
+	if (senders != NULL &&
+		(e = hash_search(senders, &key, HASH_FIND, NULL)) != NULL)
+		return e->allowed;
+
+	allowed = eb_relay_allowed(roleid, kafka_topic, NULL);
+
+	/* the lookup may have processed invalidations */
+	if (senders == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(EbSenderKey);
+		ctl.entrysize = sizeof(EbSender);
+		ctl.hcxt = TopMemoryContext;
+		senders = hash_create("pg_eventbus relay senders", 64, &ctl,
+							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	e = hash_search(senders, &key, HASH_ENTER, &found);
+	e->allowed = allowed;
+	return allowed;
+}
+
+/*
+ * Finds the topic of a registered segment table in eventbus.segment, by
+ * OID, with the historic snapshot; InvalidOid-like -1 if none.
+ */
+static int32
+eb_relay_segment_topic(Oid relid)
+{
+	Oid			catalog = eb_relay_catalog_relid("segment");
+	Relation	rel;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	AttrNumber	att_topic,
+				att_table;
+	int32		topic_id = -1;
+
+	if (!OidIsValid(catalog))
+		return -1;
+	segment_catalog_relid = catalog;
+	att_topic = get_attnum(catalog, "topic_id");
+	att_table = get_attnum(catalog, "table_oid");
+	if (att_topic == InvalidAttrNumber || att_table == InvalidAttrNumber)
+		return -1;
+
+	rel = table_open(catalog, AccessShareLock);
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	while ((tup = systable_getnext(scan)) != NULL)
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, att_table, RelationGetDescr(rel), &isnull);
+
+		if (isnull || DatumGetObjectId(d) != relid)
+			continue;
+		d = heap_getattr(tup, att_topic, RelationGetDescr(rel), &isnull);
+		if (!isnull)
+			topic_id = DatumGetInt32(d);
+		break;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return topic_id;
 }
 
 /*
  * Reads the topic's row of eventbus.topic with the historic snapshot.
  */
 static void
-eb_relay_lookup(const char *topic, EbRelayTarget *t)
+eb_relay_lookup(int32 topic_id, EbRelayTarget *t)
 {
-	Oid			nsp = get_namespace_oid(EB_SCHEMA, true);
-	Oid			relid = OidIsValid(nsp) ? get_relname_relid("topic", nsp) : InvalidOid;
+	Oid			relid = eb_relay_catalog_relid("topic");
 	Relation	rel;
 	SysScanDesc scan;
 	HeapTuple	tup;
-	AttrNumber	att_topic,
+	AttrNumber	att_id,
+				att_topic,
 				att_relay,
 				att_partitions,
-				att_uid;
+				att_uid,
+				att_owner;
 
 	t->relayed = false;
 	if (!OidIsValid(relid))
 		return;
 	topic_catalog_relid = relid;
+	att_id = get_attnum(relid, "topic_id");
 	att_topic = get_attnum(relid, "topic");
 	att_relay = get_attnum(relid, "relay_to");
 	att_partitions = get_attnum(relid, "partitions");
 	att_uid = get_attnum(relid, "uid");
-	if (att_topic == InvalidAttrNumber || att_relay == InvalidAttrNumber)
+	att_owner = get_attnum(relid, "owner");
+	if (att_id == InvalidAttrNumber || att_topic == InvalidAttrNumber ||
+		att_relay == InvalidAttrNumber || att_partitions == InvalidAttrNumber ||
+		att_uid == InvalidAttrNumber)
 		return;
 
 	rel = table_open(relid, AccessShareLock);
 	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
 	while ((tup = systable_getnext(scan)) != NULL)
 	{
+		TupleDesc	desc = RelationGetDescr(rel);
 		bool		isnull;
-		Datum		d = heap_getattr(tup, att_topic, RelationGetDescr(rel), &isnull);
+		bool		n1,
+					n2,
+					n3;
+		Datum		d = heap_getattr(tup, att_id, desc, &isnull);
+		Datum		name,
+					partitions,
+					uid;
 
-		if (isnull || strcmp(TextDatumGetCString(d), topic) != 0)
+		if (isnull || DatumGetInt32(d) != topic_id)
 			continue;
-		d = heap_getattr(tup, att_relay, RelationGetDescr(rel), &isnull);
-		if (!isnull)
+		d = heap_getattr(tup, att_relay, desc, &isnull);
+		name = heap_getattr(tup, att_topic, desc, &n1);
+		partitions = heap_getattr(tup, att_partitions, desc, &n2);
+		uid = heap_getattr(tup, att_uid, desc, &n3);
+		if (!isnull && !n1 && !n2 && !n3)
 		{
 			t->relayed = true;
-			strlcpy(t->kafka_topic, TextDatumGetCString(d), sizeof(t->kafka_topic));
-			t->partitions = DatumGetInt32(heap_getattr(tup, att_partitions,
-													   RelationGetDescr(rel), &isnull));
-			t->uid = DatumGetInt64(heap_getattr(tup, att_uid,
-												RelationGetDescr(rel), &isnull));
+			text_to_cstring_buffer(DatumGetTextPP(d), t->kafka_topic,
+								   sizeof(t->kafka_topic));
+			text_to_cstring_buffer(DatumGetTextPP(name), t->topic, sizeof(t->topic));
+			t->partitions = DatumGetInt32(partitions);
+			t->uid = DatumGetInt64(uid);
+			t->owner = InvalidOid;
+			if (att_owner != InvalidAttrNumber)
+			{
+				d = heap_getattr(tup, att_owner, desc, &isnull);
+				if (!isnull)
+					t->owner = DatumGetObjectId(d);
+			}
 		}
 		break;
 	}
@@ -139,19 +354,36 @@ eb_relay_lookup(const char *topic, EbRelayTarget *t)
 	table_close(rel, AccessShareLock);
 }
 
+/* Has the relation exactly the columns of an event table? */
+static bool
+eb_relay_columns_ok(Relation rel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	int			i;
+
+	if (desc->natts != Natts_ev)
+		return false;
+	for (i = 0; i < Natts_ev; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped || att->atttypid != eb_relay_event_types[i])
+			return false;
+	}
+	return true;
+}
+
 /*
- * Is this relation a segment table of a relayed topic?  Segment tables
- * are eventbus_data."<topic>$<n>".  Fills *out; the cache entry is written
- * only after the lookup, which may process invalidations.
+ * Is this relation a registered segment table of a relayed topic?  Fills
+ * *out (out->skip says why its rows cannot be relayed, if so); the cache
+ * entry is written only after the lookup, which may process invalidations.
  */
 static bool
 eb_relay_target(Relation rel, EbRelayTarget *out)
 {
 	Oid			relid = RelationGetRelid(rel);
 	EbRelayTarget *t;
-	const char *relname;
-	const char *dollar;
-	Oid			datansp;
+	int32		topic_id;
 
 	if (targets != NULL &&
 		(t = hash_search(targets, &relid, HASH_FIND, NULL)) != NULL)
@@ -163,16 +395,24 @@ eb_relay_target(Relation rel, EbRelayTarget *out)
 	memset(out, 0, sizeof(*out));
 	out->relid = relid;
 	out->partitions = -1;
-	relname = RelationGetRelationName(rel);
-	dollar = strrchr(relname, '$');
-	datansp = get_namespace_oid(EB_DATA_SCHEMA, true);
-	if (dollar != NULL && OidIsValid(datansp) && RelationGetNamespace(rel) == datansp &&
-		dollar - relname < NAMEDATALEN)
-	{
-		memcpy(out->topic, relname, dollar - relname);
-		out->topic[dollar - relname] = '\0';
-		eb_relay_lookup(out->topic, out);
-	}
+	allowed_catalog_relid = eb_relay_catalog_relid("relay_allowed");
+	topic_id = eb_relay_segment_topic(relid);
+	if (topic_id >= 0)
+		eb_relay_lookup(topic_id, out);
+	if (out->relayed && !eb_relay_columns_ok(rel))
+		snprintf(out->skip, sizeof(out->skip),
+				 "segment table \"%s\" of topic \"%s\" does not have the columns of an event table",
+				 RelationGetRelationName(rel), out->topic);
+	else if (out->relayed && !eb_kafka_topic_name_valid(out->kafka_topic))
+		snprintf(out->skip, sizeof(out->skip),
+				 "topic \"%s\" is relayed to an invalid Kafka topic name",
+				 out->topic);
+	else if (out->relayed &&
+			 (!OidIsValid(out->owner) ||
+			  !eb_relay_sender_allowed(out->owner, out->kafka_topic)))
+		snprintf(out->skip, sizeof(out->skip),
+				 "the owner of topic \"%s\" is not allowed to relay into Kafka topic \"%s\" (see eventbus.allow_relay())",
+				 out->topic, out->kafka_topic);
 
 	if (targets == NULL)
 	{
@@ -201,6 +441,8 @@ eb_output_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is
 	if (!callback_registered)
 	{
 		CacheRegisterRelcacheCallback(eb_relay_invalidate, (Datum) 0);
+		CacheRegisterSyscacheCallback(AUTHOID, eb_relay_invalidate_roles, (Datum) 0);
+		CacheRegisterSyscacheCallback(AUTHMEMMEMROLE, eb_relay_invalidate_roles, (Datum) 0);
 		callback_registered = true;
 	}
 	if (change_cxt == NULL)
@@ -301,12 +543,30 @@ eb_output_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		return;
 	if (!eb_relay_target(relation, &target))
 		return;
-	if (RelationGetDescr(relation)->natts < Natts_ev)
+	if (t->skip[0] != '\0')
+	{
+		eb_relay_skip(change->lsn, t->skip);
 		return;
-
+	}
 	old = MemoryContextSwitchTo(change_cxt);
 	tuple = &change->data.tp.newtuple->tuple;
 	heap_deform_tuple(tuple, RelationGetDescr(relation), values, nulls);
+	if (nulls[Anum_ev_partition - 1] || nulls[Anum_ev_position - 1] ||
+		nulls[Anum_ev_event_id - 1] || nulls[Anum_ev_created_at - 1] ||
+		nulls[Anum_ev_value - 1] ||
+		DatumGetInt32(values[Anum_ev_partition - 1]) < 0 ||
+		DatumGetInt32(values[Anum_ev_partition - 1]) >= t->partitions)
+	{
+		char		reason[EB_RELAY_ERROR_LEN];
+
+		snprintf(reason, sizeof(reason),
+				 "a row of segment table \"%s\" of topic \"%s\" is not an event (a NULL column or a partition out of range)",
+				 RelationGetRelationName(relation), t->topic);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(change_cxt);
+		eb_relay_skip(change->lsn, reason);
+		return;
+	}
 
 	memset(&m, 0, sizeof(m));
 	m.kafka_topic = t->kafka_topic;
@@ -341,30 +601,49 @@ eb_output_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	MemoryContextReset(change_cxt);
 }
 
-/* Reads a 4-byte length-prefixed field of an outbox message. */
-static const char *
-eb_outbox_field(const char **p, const char *end, int32 *len)
+/*
+ * Reads a 4-byte length-prefixed field of an outbox message: false if the
+ * message ends too early; *field is NULL and *len 0 for length -1.
+ */
+static bool
+eb_outbox_field(const char **p, const char *end, const char **field, int32 *len)
 {
 	int32		l;
-	const char *field;
 
 	if (end - *p < (ptrdiff_t) sizeof(int32))
-		return NULL;
+		return false;
 	memcpy(&l, *p, sizeof(int32));
 	*p += sizeof(int32);
+	*len = 0;
+	*field = NULL;
+	if (l == -1)
+		return true;
 	*len = l;
-	if (l < 0)
-		return NULL;
-	if (end - *p < l)
-		elog(ERROR, "corrupt outbox message");
-	field = *p;
+	if (l < 0 || end - *p < l)
+		return false;
+	*field = *p;
 	*p += l;
-	return field;
+	return true;
+}
+
+/* Compares two authentication codes in constant time. */
+static bool
+eb_mac_equal(const uint8 *a, const uint8 *b)
+{
+	uint8		diff = 0;
+	int			i;
+
+	for (i = 0; i < EB_OUTBOX_MAC_LEN; i++)
+		diff |= a[i] ^ b[i];
+	return diff == 0;
 }
 
 /*
  * Outbox messages: transactional logical messages written by
- * eventbus.outbox() (relay_sql.c describes their format).
+ * eventbus.outbox() (relay_sql.c describes their format).  Anyone can write
+ * a logical message with our prefix: a message whose authentication code
+ * does not verify with the database's relay key, or that is malformed, is
+ * skipped.  Nothing here can throw on the message's content.
  */
 static void
 eb_output_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
@@ -378,45 +657,108 @@ eb_output_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	int32		len;
 	int64		created_at;
 	pg_uuid_t	id;
+	Oid			sender;
 	Jsonb	   *headers = NULL;
 	MemoryContext old;
+	const char *bad = NULL;
+	uint8		key[EB_RELAY_KEY_LEN];
+	uint8		mac[EB_OUTBOX_MAC_LEN];
 
 	if (!transactional || strcmp(prefix, EB_OUTBOX_PREFIX) != 0)
 		return;
-	if (message_size < 1 || message[0] != EB_OUTBOX_FORMAT)
-		elog(ERROR, "outbox message of unknown format");
+	if (message_size < 1 + EB_OUTBOX_MAC_LEN || message[0] != EB_OUTBOX_FORMAT)
+	{
+		eb_relay_skip(message_lsn, "an outbox message of unknown format");
+		return;
+	}
+	if (!eb_relay_key(key))
+	{
+		eb_relay_skip(message_lsn, "an outbox message, but the database has no relay key (eventbus.relay_key)");
+		return;
+	}
+	if (!eb_outbox_mac(key, message, message_size, mac) ||
+		!eb_mac_equal(mac, (const uint8 *) message + 1))
+	{
+		eb_relay_skip(message_lsn, "an outbox message whose authentication code does not verify (not written by eventbus.outbox())");
+		return;
+	}
 
 	old = MemoryContextSwitchTo(change_cxt);
-	p++;
+	p += 1 + EB_OUTBOX_MAC_LEN;
 	memset(&m, 0, sizeof(m));
 	m.outbox = true;
 	m.partition = -1;
 	m.local_partitions = -1;
 	m.position = -1;
-	field = eb_outbox_field(&p, end, &len);
-	if (field == NULL)
-		elog(ERROR, "corrupt outbox message");
-	m.kafka_topic = pnstrdup(field, len);
-	field = eb_outbox_field(&p, end, &len);
-	if (field != NULL)
+	if (end - p < (ptrdiff_t) sizeof(Oid))
+		bad = "sender";
+	else
 	{
-		m.key = field;
-		m.keylen = len;
+		memcpy(&sender, p, sizeof(Oid));
+		p += sizeof(Oid);
 	}
-	if (end - p < (ptrdiff_t) (sizeof(id.data) + sizeof(int64)))
-		elog(ERROR, "corrupt outbox message");
-	memcpy(id.data, p, sizeof(id.data));
-	p += sizeof(id.data);
-	memcpy(&created_at, p, sizeof(int64));
-	p += sizeof(int64);
-	m.timestamp_ms = eb_timestamp_ms(created_at);
-	field = eb_outbox_field(&p, end, &len);
-	if (field != NULL)
-		headers = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-													 CStringGetDatum(pnstrdup(field, len))));
-	field = eb_outbox_field(&p, end, &len);
-	if (field == NULL)
-		elog(ERROR, "corrupt outbox message");
+	if (bad == NULL && (!eb_outbox_field(&p, end, &field, &len) || field == NULL ||
+						len > EB_KAFKA_TOPIC_MAX))
+		bad = "Kafka topic";
+	else if (bad == NULL)
+	{
+		m.kafka_topic = pnstrdup(field, len);
+		if (!eb_kafka_topic_name_valid(m.kafka_topic))
+			bad = "Kafka topic";
+	}
+	if (bad == NULL && !eb_outbox_field(&p, end, &m.key, &m.keylen))
+		bad = "key";
+	if (bad == NULL && end - p < (ptrdiff_t) (sizeof(id.data) + sizeof(int64)))
+		bad = "event id";
+	if (bad == NULL)
+	{
+		memcpy(id.data, p, sizeof(id.data));
+		p += sizeof(id.data);
+		memcpy(&created_at, p, sizeof(int64));
+		p += sizeof(int64);
+		m.timestamp_ms = eb_timestamp_ms(created_at);
+		if (!eb_outbox_field(&p, end, &field, &len))
+			bad = "headers";
+		else if (field != NULL)
+		{
+			/* a jsonb datum with a 4-byte header, copied to be aligned */
+			if (len < (int32) (VARHDRSZ + sizeof(uint32)))
+				bad = "headers";
+			else
+			{
+				headers = palloc(len);
+				memcpy(headers, field, len);
+				if (!VARATT_IS_4B_U(headers) || VARSIZE(headers) != (Size) len)
+					bad = "headers";
+			}
+		}
+	}
+	if (bad == NULL && (!eb_outbox_field(&p, end, &field, &len) || field == NULL))
+		bad = "value";
+	if (bad == NULL && p != end)
+		bad = "length";
+	if (bad == NULL && !eb_relay_sender_allowed(sender, m.kafka_topic))
+	{
+		char		reason[EB_RELAY_ERROR_LEN];
+
+		snprintf(reason, sizeof(reason),
+				 "an outbox message of a role that is not allowed to send to Kafka topic \"%s\" (see eventbus.allow_relay())",
+				 m.kafka_topic);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(change_cxt);
+		eb_relay_skip(message_lsn, reason);
+		return;
+	}
+	if (bad != NULL)
+	{
+		char		reason[EB_RELAY_ERROR_LEN];
+
+		snprintf(reason, sizeof(reason), "a malformed outbox message (its %s)", bad);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(change_cxt);
+		eb_relay_skip(message_lsn, reason);
+		return;
+	}
 	m.value = field;
 	m.valuelen = len;
 

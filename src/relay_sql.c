@@ -2,30 +2,45 @@
  *
  * relay_sql.c
  *	  SQL functions of the Kafka relay: relay_topic(), stop_relay(),
- *	  outbox(), relay_stats(), relay_backlog().
+ *	  outbox(), relay_stats(), relay_backlog(), allow_relay(),
+ *	  disallow_relay(), and the checks the output plugin shares with them
+ *	  (the relay key, the allow-list).
  *
  * outbox() writes a transactional logical decoding message (prefix
  * "pg_eventbus.outbox"): it exists in WAL only, is decoded at commit in
  * commit order, and is never stored in a table, so nothing needs cleaning
- * up.  Its format, read by relay_output.c:
+ * up.  Any role can write a logical message with that prefix
+ * (pg_logical_emit_message), so outbox messages are authenticated: they
+ * carry an HMAC-SHA256 keyed with the database's relay key
+ * (eventbus.relay_key, created at CREATE EXTENSION, readable by no one but
+ * superusers and the extension owner; outbox() reads it directly from the
+ * heap, the output plugin with the historic snapshot).  Its format, read by
+ * relay_output.c (integers in the server's byte order):
  *
- *	uint8 format (1)
+ *	uint8 format (2)
+ *	32 bytes              HMAC-SHA256 of the format byte and everything below
+ *	Oid                   the role that called outbox()
  *	int32 length, bytes   Kafka topic
  *	int32 length, bytes   key (length -1: none)
  *	16 bytes              event id (UUID v7)
  *	int64                 created_at (TimestampTz)
- *	int32 length, bytes   headers as JSON text (length -1: none)
+ *	int32 length, bytes   headers: a jsonb datum with its 4-byte header
+ *						  (length -1: none)
  *	int32 length, bytes   value as JSON text
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
+#include "catalog/namespace.h"
 #include "commands/dbcommands.h"
+#include "common/hmac.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -34,7 +49,13 @@
 #include "storage/lmgr.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/inval.h"
+#include "utils/syscache.h"
+#include "utils/acl.h"
+#include "catalog/pg_class.h"
 #include "utils/memutils.h"
+#include "utils/pg_lsn.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
@@ -55,6 +76,8 @@ PG_FUNCTION_INFO_V1(eb_stop_relay);
 PG_FUNCTION_INFO_V1(eb_outbox);
 PG_FUNCTION_INFO_V1(eb_relay_stats);
 PG_FUNCTION_INFO_V1(eb_relay_backlog);
+PG_FUNCTION_INFO_V1(eb_allow_relay);
+PG_FUNCTION_INFO_V1(eb_disallow_relay);
 
 /*
  * Outbox messages written by the current transaction, per subtransaction
@@ -174,6 +197,214 @@ eb_outbox_count_committed(uint64 count)
 		pg_atomic_fetch_add_u64(&eb_shared->relay.outbox_committed, count);
 }
 
+/* A table in the extension's schema, by name; InvalidOid if none. */
+Oid
+eb_relay_catalog_relid(const char *name)
+{
+	Oid			nsp = get_namespace_oid(EB_SCHEMA, true);
+
+	return OidIsValid(nsp) ? get_relname_relid(name, nsp) : InvalidOid;
+}
+
+/*
+ * Reads the database's relay key from eventbus.relay_key, directly from the
+ * heap (the caller needs no right on the table) with the catalog snapshot
+ * (while decoding: the historic snapshot).  False if there is none.
+ */
+bool
+eb_relay_key_read(uint8 *key)
+{
+	Oid			relid = eb_relay_catalog_relid("relay_key");
+	Relation	rel;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		found = false;
+
+	if (!OidIsValid(relid))
+		return false;
+	rel = table_open(relid, AccessShareLock);
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	while (!found && (tup = systable_getnext(scan)) != NULL)
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, 1, RelationGetDescr(rel), &isnull);
+		bytea	   *b;
+
+		if (isnull || TupleDescAttr(RelationGetDescr(rel), 0)->atttypid != BYTEAOID)
+			continue;
+		b = DatumGetByteaPP(d);
+		if (VARSIZE_ANY_EXHDR(b) != EB_RELAY_KEY_LEN)
+			continue;
+		memcpy(key, VARDATA_ANY(b), EB_RELAY_KEY_LEN);
+		found = true;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/*
+ * The authentication code of an outbox message (msg, len bytes, with room
+ * for the code after the format byte): HMAC-SHA256 of the format byte and
+ * everything after the code.  False if it cannot be computed.
+ */
+bool
+eb_outbox_mac(const uint8 *key, const char *msg, size_t len, uint8 *mac)
+{
+	pg_hmac_ctx *ctx;
+	bool		ok;
+
+	if (len < 1 + EB_OUTBOX_MAC_LEN)
+		return false;
+	ctx = pg_hmac_create(PG_SHA256);
+	if (ctx == NULL)
+		return false;
+	ok = pg_hmac_init(ctx, key, EB_RELAY_KEY_LEN) == 0 &&
+		pg_hmac_update(ctx, (const uint8 *) msg, 1) == 0 &&
+		pg_hmac_update(ctx, (const uint8 *) msg + 1 + EB_OUTBOX_MAC_LEN,
+					   len - 1 - EB_OUTBOX_MAC_LEN) == 0 &&
+		pg_hmac_final(ctx, mac, EB_OUTBOX_MAC_LEN) == 0;
+	pg_hmac_free(ctx);
+	return ok;
+}
+
+/*
+ * Does an allow-list entry (an exact Kafka topic name, or a prefix ending
+ * in '*') cover this Kafka topic?
+ */
+static bool
+eb_relay_pattern_matches(const char *pattern, size_t patlen, const char *kafka_topic)
+{
+	if (patlen > 0 && pattern[patlen - 1] == '*')
+		return strncmp(pattern, kafka_topic, patlen - 1) == 0;
+	return strlen(kafka_topic) == patlen && memcmp(pattern, kafka_topic, patlen) == 0;
+}
+
+/*
+ * May this role relay into (or send outbox messages to) this Kafka topic?
+ * Superusers may; any other role when it has the privileges of a role with
+ * a matching row of eventbus.relay_allowed.  The table is read directly
+ * with the given snapshot, or NULL for the catalog snapshot (while
+ * decoding: the historic snapshot, i.e. the allow-list as of the decoded
+ * transaction).  Never throws on the table's content.
+ */
+bool
+eb_relay_allowed(Oid roleid, const char *kafka_topic, Snapshot snapshot)
+{
+	Oid			relid;
+	Relation	rel;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	bool		allowed = false;
+	TupleDesc	desc;
+
+	if (superuser_arg(roleid))
+		return true;
+	relid = eb_relay_catalog_relid("relay_allowed");
+	if (!OidIsValid(relid))
+		return false;
+	rel = table_open(relid, AccessShareLock);
+	desc = RelationGetDescr(rel);
+	if (desc->natts >= 2 &&
+		TupleDescAttr(desc, 0)->atttypid == REGROLEOID &&
+		TupleDescAttr(desc, 1)->atttypid == TEXTOID)
+	{
+		scan = systable_beginscan(rel, InvalidOid, false, snapshot, 0, NULL);
+		while (!allowed && (tup = systable_getnext(scan)) != NULL)
+		{
+			bool		n1,
+						n2;
+			Datum		role = heap_getattr(tup, 1, desc, &n1);
+			Datum		pattern = heap_getattr(tup, 2, desc, &n2);
+			text	   *pat;
+
+			if (n1 || n2)
+				continue;
+			pat = DatumGetTextPP(pattern);
+			if (eb_relay_pattern_matches(VARDATA_ANY(pat), VARSIZE_ANY_EXHDR(pat), kafka_topic) &&
+				has_privs_of_role(roleid, DatumGetObjectId(role)))
+				allowed = true;
+		}
+		systable_endscan(scan);
+	}
+	table_close(rel, AccessShareLock);
+	return allowed;
+}
+
+/*
+ * Refuses relay_topic() and outbox() where what they record could never
+ * reach Kafka: wal_level below logical, or a database the relay does not
+ * serve.  With lost_without_slot (outbox(): its messages live only in
+ * WAL), also while the relay has no usable slot in this database.  The one
+ * place that decides which databases the relay serves.
+ */
+static void
+eb_relay_check_served(const char *func, bool lost_without_slot)
+{
+	char	   *dbname = get_database_name(MyDatabaseId);
+	char		slot[NAMEDATALEN];
+	ReplicationSlot *s;
+	bool		usable = false;
+
+	if (wal_level < WAL_LEVEL_LOGICAL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the Kafka relay needs wal_level = logical"),
+				 errdetail("wal_level is \"%s\": nothing %s records now could reach Kafka.",
+						   GetConfigOption("wal_level", false, false), func),
+				 errhint("Set wal_level = logical and restart the server.")));
+	if (eb_database == NULL || dbname == NULL || strcmp(dbname, eb_database) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the Kafka relay does not serve database \"%s\"", dbname ? dbname : "?"),
+				 errdetail("The relay serves only the database named by eventbus.database (\"%s\"): nothing %s records here would reach Kafka.",
+						   eb_database ? eb_database : "", func),
+				 errhint("Call %s in database \"%s\", or set eventbus.database = '%s' and reload the configuration.",
+						 func, eb_database ? eb_database : "", dbname ? dbname : "?")));
+	if (!lost_without_slot)
+		return;
+
+	eb_relay_slot_name(MyDatabaseId, slot);
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	s = SearchNamedReplicationSlot(slot, false);
+	if (s != NULL)
+	{
+		SpinLockAcquire(&s->mutex);
+		usable = XLogRecPtrIsInvalid(s->data.invalidated_at);
+		SpinLockRelease(&s->mutex);
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+	if (!usable)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the Kafka relay has not started in database \"%s\"", dbname),
+				 errdetail("Outbox messages live only in WAL: without the relay's replication slot \"%s\" this message would be lost.",
+						   slot),
+				 errhint("Set eventbus.kafka_brokers and reload the configuration, then wait until eventbus.relay_status.state is no longer 'not started'.")));
+}
+
+/* The snapshot for reading the allow-list in a function call. */
+static Snapshot
+eb_relay_call_snapshot(void)
+{
+	return ActiveSnapshotSet() ? GetActiveSnapshot() : NULL;
+}
+
+/* Refuses unless the role may relay into or send to the Kafka topic. */
+static void
+eb_relay_check_allowed(Oid roleid, const char *kafka_topic, const char *what)
+{
+	if (eb_relay_allowed(roleid, kafka_topic, eb_relay_call_snapshot()))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("role \"%s\" may not %s Kafka topic \"%s\"",
+					GetUserNameFromId(roleid, false), what, kafka_topic),
+			 errdetail("A superuser decides which Kafka topics each role may use (table eventbus.relay_allowed)."),
+			 errhint("A superuser can allow it with SELECT eventbus.allow_relay('%s', '%s').",
+					 GetUserNameFromId(roleid, false), kafka_topic)));
+}
+
 static void
 eb_set_relay(FunctionCallInfo fcinfo, const char *name, const char *kafka_topic)
 {
@@ -186,6 +417,16 @@ eb_set_relay(FunctionCallInfo fcinfo, const char *name, const char *kafka_topic)
 
 	topic = eb_topic_get(name, false);
 	eb_check_topic_owner(topic);
+	if (kafka_topic)
+	{
+		Oid			owner = topic->owner;
+
+		/* the relay checks the owner again for every event it decodes */
+		eb_relay_check_allowed(GetUserId(), kafka_topic, "relay into");
+		if (owner != GetUserId())
+			eb_relay_check_allowed(owner, kafka_topic, "relay into");
+		eb_relay_check_served("eventbus.relay_topic()", false);
+	}
 	LockRelationOid(topic->relid, ShareUpdateExclusiveLock);
 
 	values[0] = Int32GetDatum(topic->topic_id);
@@ -259,6 +500,9 @@ eb_outbox(PG_FUNCTION_ARGS)
 	TimestampTz now = GetCurrentTimestamp();
 	StringInfoData buf;
 	char	   *text;
+	Oid			sender = GetUserId();
+	uint8		relay_key[EB_RELAY_KEY_LEN];
+	uint8		mac[EB_OUTBOX_MAC_LEN];
 
 	eb_require_shmem();
 	eb_check_writable("eventbus.outbox()");
@@ -267,10 +511,22 @@ eb_outbox(PG_FUNCTION_ARGS)
 	if (headers)
 		eb_check_headers(headers);
 	eb_check_size(PointerGetDatum(value), key, headers);
+	/* the relay checks the sender again when it decodes the message */
+	eb_relay_check_allowed(sender, kafka_topic, "send to");
+	eb_relay_check_served("eventbus.outbox()", true);
+
+	if (!eb_relay_key_read(relay_key))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the relay key of this database is missing"),
+				 errdetail("Table eventbus.relay_key holds the key that authenticates outbox messages; it is created by CREATE EXTENSION."),
+				 errhint("Recreate the extension, or insert 32 random bytes into eventbus.relay_key as a superuser.")));
 
 	eb_uuid_v7(id);
 	initStringInfo(&buf);
 	appendStringInfoChar(&buf, EB_OUTBOX_FORMAT);
+	appendStringInfoSpaces(&buf, EB_OUTBOX_MAC_LEN);	/* the code, below */
+	appendBinaryStringInfo(&buf, (const char *) &sender, sizeof(Oid));
 	eb_put_field(&buf, kafka_topic, strlen(kafka_topic));
 	if (key)
 		eb_put_field(&buf, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
@@ -278,15 +534,16 @@ eb_outbox(PG_FUNCTION_ARGS)
 		eb_put_field(&buf, NULL, -1);
 	appendBinaryStringInfo(&buf, (const char *) id->data, sizeof(id->data));
 	appendBinaryStringInfo(&buf, (const char *) &now, sizeof(int64));
+	/* the datum as it is (detoasted, 4-byte header): no parser needed */
 	if (headers)
-	{
-		text = JsonbToCString(NULL, &headers->root, VARSIZE(headers));
-		eb_put_field(&buf, text, strlen(text));
-	}
+		eb_put_field(&buf, (const char *) headers, VARSIZE(headers));
 	else
 		eb_put_field(&buf, NULL, -1);
 	text = JsonbToCString(NULL, &value->root, VARSIZE(value));
 	eb_put_field(&buf, text, strlen(text));
+	if (!eb_outbox_mac(relay_key, buf.data, buf.len, mac))
+		elog(ERROR, "could not compute the authentication code of an outbox message");
+	memcpy(buf.data + 1, mac, EB_OUTBOX_MAC_LEN);
 
 	(void) LogLogicalMessage(EB_OUTBOX_PREFIX, buf.data, buf.len, true);
 	eb_outbox_count(GetCurrentTransactionNestLevel(), 1);
@@ -301,8 +558,8 @@ Datum
 eb_relay_stats(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
-	Datum		values[13];
-	bool		nulls[13];
+	Datum		values[17];
+	bool		nulls[17];
 	EbRelayShared copy;
 	uint64		committed;
 	uint64		relayed;
@@ -341,6 +598,13 @@ eb_relay_stats(PG_FUNCTION_ARGS)
 	nulls[11] = copy.last_ack_at == 0;
 	values[12] = TimestampTzGetDatum(copy.started_at);
 	nulls[12] = copy.started_at == 0;
+	values[13] = Int64GetDatum((int64) copy.skipped);
+	values[14] = LSNGetDatum(copy.last_skipped_lsn);
+	nulls[14] = XLogRecPtrIsInvalid(copy.last_skipped_lsn);
+	values[15] = CStringGetTextDatum(copy.last_skip_reason);
+	nulls[15] = copy.last_skip_reason[0] == '\0';
+	values[16] = TimestampTzGetDatum(copy.last_error_resolved_at);
+	nulls[16] = copy.last_error_resolved_at == 0;
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
@@ -421,4 +685,123 @@ eb_relay_backlog(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/* The pattern argument of allow_relay()/disallow_relay(), checked. */
+static char *
+eb_relay_pattern_arg(FunctionCallInfo fcinfo)
+{
+	char	   *pattern;
+	size_t		len;
+
+	eb_arg_not_null(fcinfo, 1, "kafka_topic");
+	pattern = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	len = strlen(pattern);
+	if (len > 0 && pattern[len - 1] == '*')
+	{
+		char	   *prefix = pnstrdup(pattern, len - 1);
+
+		/* a prefix of a legal name: legal characters, short enough */
+		if (len - 1 == 0 ||
+			(len - 1 < EB_KAFKA_TOPIC_MAX && strspn(prefix, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == len - 1))
+			return pattern;
+	}
+	else if (eb_kafka_topic_name_valid(pattern))
+		return pattern;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid Kafka topic or prefix \"%s\"", pattern),
+			 errdetail("Give a Kafka topic name, or a prefix of one followed by '*' ('*' alone: every topic).")));
+	return NULL;				/* keep compiler quiet */
+}
+
+static Oid
+eb_relay_role_arg(FunctionCallInfo fcinfo)
+{
+	Oid			roleid;
+
+	eb_arg_not_null(fcinfo, 0, "role");
+	roleid = PG_GETARG_OID(0);
+	if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(roleid)))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("role with OID %u does not exist", roleid)));
+	return roleid;
+}
+
+static void
+eb_relay_require_superuser(const char *func)
+{
+	if (!superuser())
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for function %s", func),
+				 errdetail("Only superusers decide which Kafka topics roles may relay into.")));
+}
+
+/*
+ * Runs a statement on eventbus.relay_allowed (parameters role and pattern,
+ * none if pattern is NULL); returns the rows processed.
+ */
+static uint64
+eb_relay_allowed_exec(const char *sql, Oid roleid, const char *pattern)
+{
+	EbSpi		spi;
+	Oid			argtypes[2] = {REGROLEOID, TEXTOID};
+	Datum		values[2];
+	uint64		n;
+
+	eb_spi_begin(&spi, false);
+	if (pattern == NULL)
+		eb_spi_exec(sql, 0, NULL, NULL, NULL, false);
+	else
+	{
+		values[0] = ObjectIdGetDatum(roleid);
+		values[1] = CStringGetTextDatum(pattern);
+		eb_spi_exec(sql, 2, argtypes, values, NULL, false);
+	}
+	n = SPI_processed;
+	eb_spi_end(&spi);
+	/* the relay's output plugin sees this when decoding past our commit */
+	CacheInvalidateRelcacheByRelid(eb_relay_catalog_relid("relay_allowed"));
+	return n;
+}
+
+/*
+ * allow_relay(role regrole, kafka_topic text): superusers only.
+ */
+Datum
+eb_allow_relay(PG_FUNCTION_ARGS)
+{
+	Oid			roleid;
+	char	   *pattern;
+
+	eb_relay_require_superuser("eventbus.allow_relay");
+	roleid = eb_relay_role_arg(fcinfo);
+	pattern = eb_relay_pattern_arg(fcinfo);
+	eb_check_writable("eventbus.allow_relay()");
+	/* no ON CONFLICT on a catalog table: serialize, then insert if missing */
+	(void) eb_relay_allowed_exec("LOCK TABLE eventbus.relay_allowed IN SHARE ROW EXCLUSIVE MODE",
+								 InvalidOid, NULL);
+	(void) eb_relay_allowed_exec("INSERT INTO eventbus.relay_allowed (role, kafka_topic) SELECT $1, $2 WHERE NOT EXISTS (SELECT FROM eventbus.relay_allowed WHERE role = $1 AND kafka_topic = $2)",
+								 roleid, pattern);
+	PG_RETURN_VOID();
+}
+
+/*
+ * disallow_relay(role regrole, kafka_topic text) returns boolean: superusers
+ * only; true if the entry existed.
+ */
+Datum
+eb_disallow_relay(PG_FUNCTION_ARGS)
+{
+	Oid			roleid;
+	char	   *pattern;
+
+	eb_relay_require_superuser("eventbus.disallow_relay");
+	roleid = eb_relay_role_arg(fcinfo);
+	pattern = eb_relay_pattern_arg(fcinfo);
+	eb_check_writable("eventbus.disallow_relay()");
+	PG_RETURN_BOOL(eb_relay_allowed_exec("DELETE FROM eventbus.relay_allowed WHERE role = $1 AND kafka_topic = $2",
+										 roleid, pattern) > 0);
 }

@@ -95,6 +95,10 @@ int			eb_relay_max_in_flight = 100000;
 #define EB_STATS_MS 100
 #define EB_LATENCY_RING 2048
 #define EB_ERROR_LOG_INTERVAL_MS 60000
+/* messages in flight and no acknowledgement for this long: 'not acknowledging' */
+#define EB_ACK_STALL_MS 10000
+/* while the brokers are down and nothing is in flight, probe them this often */
+#define EB_BROKER_PROBE_MS 1000
 /* room for the relay's headers and a record's framing above an event's size */
 #define EB_RELAY_RECORD_OVERHEAD 65536
 
@@ -145,6 +149,10 @@ static volatile sig_atomic_t shutdown_requested = false;
 /* counters published to shared memory */
 /* written by librdkafka when the main queue gets events; read end polled */
 static int	kafka_event_fd[2] = {-1, -1};
+
+static bool brokers_down = false;	/* librdkafka: all broker connections down */
+static TimestampTz in_flight_since = 0; /* when in_flight last rose from 0 */
+static TimestampTz broker_probed_at = 0;
 
 static uint64 stat_events = 0;
 static uint64 stat_bytes = 0;
@@ -202,6 +210,7 @@ eb_relay_error(const char *msg)
 	SpinLockAcquire(&eb_shared->relay.mutex);
 	strlcpy(eb_shared->relay.last_error, msg, EB_RELAY_ERROR_LEN);
 	eb_shared->relay.last_error_at = now;
+	eb_shared->relay.last_error_resolved_at = 0;
 	SpinLockRelease(&eb_shared->relay.mutex);
 
 	if (strcmp(last_logged_error, msg) != 0 ||
@@ -250,6 +259,23 @@ eb_relay_publish_stats(bool force)
 	eb_shared->relay.in_flight = in_flight;
 	if (stat_last_ack != 0)
 		eb_shared->relay.last_ack_at = stat_last_ack;
+	/* an acknowledgement after the last error: that error is resolved */
+	if (eb_shared->relay.last_error_at != 0 &&
+		eb_shared->relay.last_error_resolved_at == 0 &&
+		stat_last_ack > eb_shared->relay.last_error_at)
+		eb_shared->relay.last_error_resolved_at = stat_last_ack;
+	if (session_active)
+	{
+		const char *state = "running";
+
+		if (brokers_down)
+			state = "broker unreachable";
+		else if (in_flight > 0 &&
+				 TimestampDifferenceExceeds(Max(stat_last_ack, in_flight_since), now,
+											EB_ACK_STALL_MS))
+			state = "not acknowledging";
+		strlcpy(eb_shared->relay.state, state, EB_RELAY_STATE_LEN);
+	}
 	eb_shared->relay.have_latency = have;
 	eb_shared->relay.latency_p50_ms = p50;
 	eb_shared->relay.latency_p99_ms = p99;
@@ -282,6 +308,7 @@ eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 		stat_events++;
 		stat_bytes += ref->bytes;
 		stat_last_ack = GetCurrentTimestamp();
+		brokers_down = false;
 		if (ref->outbox)
 			pg_atomic_fetch_add_u64(&eb_shared->relay.outbox_relayed, 1);
 		else if (ref->part != NULL)
@@ -300,6 +327,8 @@ static void
 eb_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
 	eb_relay_error(psprintf("Kafka: %s", reason));
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+		brokers_down = true;
 	if (err == RD_KAFKA_RESP_ERR__FATAL)
 		session_failed = true;
 }
@@ -708,7 +737,32 @@ eb_relay_send(EbRelayMessage *m)
 	}
 	t->pending++;
 	t->messages++;
-	in_flight++;
+	if (in_flight++ == 0)
+		in_flight_since = GetCurrentTimestamp();
+}
+
+/*
+ * While librdkafka says every broker is down and nothing is in flight (so
+ * no acknowledgement can tell), asks for metadata now and then: an answer
+ * means a broker is reachable again.
+ */
+static void
+eb_relay_probe_brokers(void)
+{
+	const struct rd_kafka_metadata *md;
+	TimestampTz now;
+
+	if (!brokers_down || in_flight > 0)
+		return;
+	now = GetCurrentTimestamp();
+	if (!TimestampDifferenceExceeds(broker_probed_at, now, EB_BROKER_PROBE_MS))
+		return;
+	broker_probed_at = now;
+	if (rd_kafka_metadata(producer, 0, NULL, &md, 200) == RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		rd_kafka_metadata_destroy(md);
+		brokers_down = false;
+	}
 }
 
 /* ---------- confirming ---------- */
@@ -799,6 +853,8 @@ eb_relay_session(const char *slot)
 	dlist_init(&txns);
 	current_txn = NULL;
 	in_flight = 0;
+	in_flight_since = 0;
+	brokers_down = false;
 	session_failed = false;
 	if (kafka_topics != NULL)
 		hash_destroy(kafka_topics);
@@ -855,6 +911,7 @@ eb_relay_session(const char *slot)
 			}
 		}
 		rd_kafka_poll(producer, 0);
+		eb_relay_probe_brokers();
 		caught_up = ctx->reader->EndRecPtr >= flush;
 		eb_relay_confirm(ctx, caught_up, false);
 		eb_relay_publish_stats(false);

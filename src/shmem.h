@@ -94,6 +94,12 @@ typedef struct EbRelayShared
 	TimestampTz last_ack_at;
 	TimestampTz last_error_at;
 	char		last_error[EB_RELAY_ERROR_LEN];
+	TimestampTz last_error_resolved_at; /* first acknowledgement after
+										 * last_error_at, 0 if none */
+	uint64		skipped;		/* changes and messages the output plugin
+								 * could not relay */
+	XLogRecPtr	last_skipped_lsn;
+	char		last_skip_reason[EB_RELAY_ERROR_LEN];
 	pg_atomic_uint64 outbox_committed;	/* outbox messages of committed
 										 * transactions */
 	pg_atomic_uint64 outbox_relayed;	/* outbox messages acknowledged */

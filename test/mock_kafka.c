@@ -17,6 +17,7 @@
  *
  *	  down <broker_id>				 disconnect a broker and refuse new connections
  *	  up <broker_id>				 let a downed broker accept connections again
+ *	  rtt <broker_id> <ms>			 delay the broker's responses by ms (0: none)
  *	  create <topic> <partitions>	 create a topic
  *	  quit							 exit
  *
@@ -237,6 +238,30 @@ run_command(char *line)
 			err = rd_kafka_mock_broker_set_down(cluster, broker_id);
 		else
 			err = rd_kafka_mock_broker_set_up(cluster, broker_id);
+		reply(err == RD_KAFKA_RESP_ERR_NO_ERROR ? NULL : rd_kafka_err2str(err));
+	}
+	else if (strcmp(cmd, "rtt") == 0)
+	{
+		int			broker_id;
+		int			rtt_ms;
+		rd_kafka_resp_err_t err;
+
+		if (nargs != 2)
+		{
+			reply("usage: rtt <broker_id> <milliseconds>");
+			return true;
+		}
+		if (!parse_int(args[0], 1, broker_count, &broker_id))
+		{
+			reply("no such broker");
+			return true;
+		}
+		if (!parse_int(args[1], 0, 600000, &rtt_ms))
+		{
+			reply("invalid round-trip time");
+			return true;
+		}
+		err = rd_kafka_mock_broker_set_rtt(cluster, broker_id, rtt_ms);
 		reply(err == RD_KAFKA_RESP_ERR_NO_ERROR ? NULL : rd_kafka_err2str(err));
 	}
 	else if (strcmp(cmd, "create") == 0)

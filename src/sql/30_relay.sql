@@ -1,11 +1,57 @@
 -- Kafka relay and outbox.
 
+-- The relay's output plugin finds the segment tables it relays through this
+-- registry, by OID, as of each decoded transaction (historic snapshot).
+ALTER TABLE eventbus.segment SET (user_catalog_table = true);
+
+-- The key that authenticates outbox messages (HMAC-SHA256): 32 random bytes
+-- per database, made here.  Readable by superusers and the extension owner
+-- only; eventbus.outbox() reads it in C, so its callers need no right on it.
+-- Not dumped: a restored database gets a key of its own.
+CREATE TABLE eventbus.relay_key (
+    key bytea NOT NULL CHECK (pg_catalog.length(key) = 32)
+) WITH (user_catalog_table = true);
+REVOKE ALL ON eventbus.relay_key FROM PUBLIC;
+INSERT INTO eventbus.relay_key
+SELECT pg_catalog.uuid_send(pg_catalog.gen_random_uuid()) || pg_catalog.uuid_send(pg_catalog.gen_random_uuid());
+COMMENT ON TABLE eventbus.relay_key IS
+  'The key that authenticates outbox messages in WAL (internal, secret). The relay skips outbox messages whose code does not verify.';
+
+-- Which Kafka topics each role may relay into and send outbox messages to,
+-- decided by superusers.  Read by relay_topic() and outbox(), and by the
+-- relay as of each decoded transaction.
+CREATE TABLE eventbus.relay_allowed (
+    role        regrole NOT NULL,
+    kafka_topic text NOT NULL,
+    PRIMARY KEY (role, kafka_topic)
+) WITH (user_catalog_table = true);
+REVOKE ALL ON eventbus.relay_allowed FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('eventbus.relay_allowed', '');
+COMMENT ON TABLE eventbus.relay_allowed IS
+  'Kafka topics a role (and every role with its privileges) may relay topics into and send outbox messages to: an exact name, or a prefix ending in ''*''. Superusers may use any. Change it with allow_relay() and disallow_relay().';
+
+CREATE FUNCTION eventbus.allow_relay(role regrole, kafka_topic text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eb_allow_relay'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus.allow_relay(regrole, text) IS
+  'Allows a role (and the roles with its privileges) to relay topics into, and send outbox messages to, a Kafka topic, or every Kafka topic starting with a prefix given as ''prefix*''. Superusers only.';
+REVOKE ALL ON FUNCTION eventbus.allow_relay(regrole, text) FROM PUBLIC;
+
+CREATE FUNCTION eventbus.disallow_relay(role regrole, kafka_topic text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'eb_disallow_relay'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus.disallow_relay(regrole, text) IS
+  'Removes an entry made by allow_relay(); true if it existed. Events and outbox messages committed afterwards that are no longer allowed are skipped by the relay. Superusers only.';
+REVOKE ALL ON FUNCTION eventbus.disallow_relay(regrole, text) FROM PUBLIC;
+
 CREATE FUNCTION eventbus.relay_topic(topic text, kafka_topic text DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'eb_relay_topic'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.relay_topic(text, text) IS
-  'Relays the events of a topic committed from now on to a Kafka topic (default: the same name). Topic owner only.';
+  'Relays the events of a topic committed from now on to a Kafka topic (default: the same name). Topic owner only; the caller and the owner must be allowed to relay into the Kafka topic (allow_relay()).';
 
 CREATE FUNCTION eventbus.stop_relay(topic text)
 RETURNS void
@@ -20,7 +66,7 @@ RETURNS uuid
 AS 'MODULE_PATHNAME', 'eb_outbox'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.outbox(text, jsonb, text, jsonb) IS
-  'Sends a message to a Kafka topic if and only if the current transaction commits, in commit order; nothing is stored in a table. Returns its event id. Grant EXECUTE to the roles that may send.';
+  'Sends a message to a Kafka topic if and only if the current transaction commits, in commit order; nothing is stored in a table (an authenticated logical decoding message). Returns its event id. Grant EXECUTE to the roles that may send; the caller must be allowed to send to the Kafka topic (allow_relay()).';
 REVOKE ALL ON FUNCTION eventbus.outbox(text, jsonb, text, jsonb) FROM PUBLIC;
 
 CREATE FUNCTION eventbus.relay_stats(
@@ -28,19 +74,25 @@ CREATE FUNCTION eventbus.relay_stats(
     OUT events_relayed bigint, OUT bytes_relayed bigint, OUT messages_in_flight bigint,
     OUT outbox_backlog bigint, OUT latency_p50_ms double precision,
     OUT latency_p99_ms double precision, OUT last_error text,
-    OUT last_error_at timestamptz, OUT last_ack_at timestamptz, OUT started_at timestamptz)
+    OUT last_error_at timestamptz, OUT last_ack_at timestamptz, OUT started_at timestamptz,
+    OUT skipped bigint, OUT last_skipped_lsn pg_lsn, OUT last_skip_reason text,
+    OUT last_error_resolved_at timestamptz)
 RETURNS record
 AS 'MODULE_PATHNAME', 'eb_relay_stats'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.relay_stats() IS
-  'Counters of the relay worker since the server started (see the relay_status view).';
+  'Counters of the relay worker since the server started (see the relay_status view). Superusers and pg_monitor only.';
+REVOKE ALL ON FUNCTION eventbus.relay_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION eventbus.relay_stats() TO pg_monitor;
 
 CREATE FUNCTION eventbus.relay_backlog(OUT topic text, OUT kafka_topic text, OUT backlog bigint)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'eb_relay_backlog'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.relay_backlog() IS
-  'For each relayed topic, events published but not yet acknowledged by Kafka (NULL until the relay acknowledged an event of the topic since the server started).';
+  'For each relayed topic, events published but not yet acknowledged by Kafka (NULL until the relay acknowledged an event of the topic since the server started). Superusers and pg_monitor only.';
+REVOKE ALL ON FUNCTION eventbus.relay_backlog() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION eventbus.relay_backlog() TO pg_monitor;
 
 CREATE VIEW eventbus.relay_status AS
 SELECT s.state,
@@ -58,11 +110,16 @@ SELECT s.state,
        s.latency_p99_ms,
        s.last_error,
        s.last_error_at,
+       s.last_error_resolved_at,
        s.last_ack_at,
        s.started_at,
+       s.skipped,
+       s.last_skipped_lsn,
+       s.last_skip_reason,
        (SELECT jsonb_object_agg(b.topic, b.backlog) FROM eventbus.relay_backlog() b) AS backlog
 FROM eventbus.relay_stats() s
 LEFT JOIN pg_catalog.pg_replication_slots r ON r.slot_name = s.slot_name;
 COMMENT ON VIEW eventbus.relay_status IS
-  'Health of the Kafka relay: state, slot, confirmed LSN, WAL retained, events and bytes relayed, messages in flight, outbox backlog, commit-to-acknowledgement latency, last error, last acknowledgement, backlog per relayed topic.';
-GRANT SELECT ON eventbus.relay_status TO PUBLIC;
+  'Health of the Kafka relay: state, slot, confirmed LSN, WAL retained, events and bytes relayed, messages in flight, outbox backlog, commit-to-acknowledgement latency, last error, last acknowledgement, content skipped because it could not be relayed (count, last LSN, reason), backlog per relayed topic. Superusers and pg_monitor only.';
+REVOKE ALL ON eventbus.relay_status FROM PUBLIC;
+GRANT SELECT ON eventbus.relay_status TO pg_monitor;

@@ -11,13 +11,17 @@
 #    header once it arrives), although the relay has read beyond it;
 #  - with eventbus.relay_max_in_flight = 100, the relay stops reading WAL
 #    once about that many messages wait (backpressure).
+#  - relay_status.state is 'broker unreachable';
 # Once the broker is up again, every committed event arrives (nothing
 # lost), re-sent ones carry the same event id, LSN, partition, position and
 # value, the confirmed position moves past the last transaction, and new
 # events flow again.  Outbox messages: one from a committed prepared
 # transaction (before the outage) arrives, one from a rolled-back prepared
 # transaction does not, and outbox_backlog counts the message committed
-# during the outage until it arrives.
+# during the outage until it arrives; the last error is marked resolved.
+# Then the broker answers 15 s late: with a message in flight and no
+# acknowledgement for 10 s, the state is 'not acknowledging', and 'running'
+# again once the acknowledgement came.
 
 use strict;
 use warnings;
@@ -145,7 +149,9 @@ $status = relay_status($node, $db);
 cmp_ok($status->{messages_in_flight}, '<=', $max_in_flight + 10,
 	"backpressure: no more than relay_max_in_flight + one transaction in flight ($status->{messages_in_flight})");
 is($status->{worker_pid}, $pid, 'the same relay worker waits through the outage');
-is($status->{state}, 'running', 'relay_status: state running during the outage');
+is($status->{state}, 'broker unreachable',
+	'relay_status: state broker unreachable during the outage');
+is($status->{last_error_resolved_at}, undef, 'relay_status: the error is not resolved yet');
 push @confirmed_during, slot_confirmed_lsn($node);
 ($max_during) = sort { lsn_cmp($b, $a) } @confirmed_during;
 
@@ -211,6 +217,33 @@ ok( $node->safe_psql($db,
 	'relay_status: running, acknowledgements since the broker came back');
 is($status->{worker_pid}, $pid, 'still the same relay worker');
 is_deeply($status->{backlog}, { ev => 0 }, 'relay_status: backlog 0');
+ok( $node->safe_psql($db,
+		"SELECT last_error_resolved_at >= last_error_at AND last_error_resolved_at > '$up_at' FROM eventbus.relay_status"
+	) eq 't',
+	'relay_status: the last error is marked resolved by an acknowledgement after the outage');
+
+# ---------------------------------------------------------------------------
+# A broker that is up but does not answer: its responses are delayed by
+# 15 s.  With a message in flight and nothing acknowledged for 10 s the
+# state says so; once answers come again, it is running.
+
+is($mock->command('rtt 1 15000'), 'ok', 'the broker answers 15 s late');
+$node->safe_psql($db, q{SELECT eventbus.publish('ev', '{"phase": "slow"}', key => 'slow')});
+ok( poll_until(
+		30, sub { relay_status($node, $db)->{state} eq 'not acknowledging' }, 500),
+	'relay_status: not acknowledging while a message waits for its acknowledgement');
+is($mock->command('rtt 1 0'), 'ok', 'the broker answers at once again');
+ok( poll_until(
+		45,
+		sub {
+			my $s = relay_status($node, $db);
+			return $s->{state} eq 'running' && $s->{messages_in_flight} == 0;
+		},
+		500),
+	'relay_status: running again once acknowledged');
+is(scalar(grep { $_->{value} =~ /"slow"/ } @{ kafka_read($bootstrap, 'ev') // [] }),
+	1, 'the delayed event arrived');
+is(relay_status($node, $db)->{worker_pid}, $pid, 'still the same relay worker');
 
 ok(!$node->log_contains(qr/TRAP:|terminated by signal|PANIC|exited with exit code/),
 	'no crash or worker exit in the server log');

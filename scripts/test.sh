@@ -15,8 +15,13 @@ suites=("$@")
 [ ${#suites[@]} -eq 0 ] && suites=(regress security isolation tap pgtap)
 
 # The suites use the installed extension: one run at a time per machine.
-exec 9>"${TMPDIR:-/tmp}/pg_eventbus-test.lock"
-flock 9
+# flock holds the lock in its own process (-o: the servers the suites start
+# do not inherit it, so a server left behind cannot keep it).
+lock="${TMPDIR:-/tmp}/pg_eventbus-test.lock"
+if [ "${EB_TEST_LOCKED:-}" != "$lock" ]; then
+	export EB_TEST_LOCKED="$lock"
+	exec flock -o "$lock" "$0" "$@"
+fi
 
 eb_build
 

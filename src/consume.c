@@ -307,6 +307,43 @@ eb_forget_retry(EbGroup *g, int32 partition, int64 position)
 }
 
 /*
+ * The group's retries, of one partition or (partition -1) of all, ordered
+ * by partition and position; a fresh statement each time.
+ */
+static EbRetry *
+eb_read_retries(EbGroup *g, int32 partition, int *n)
+{
+	Oid			argtypes[2] = {INT4OID, INT4OID};
+	Datum		values[2];
+	EbRetry    *retries;
+	uint64		r;
+
+	values[0] = Int32GetDatum(g->group_id);
+	values[1] = Int32GetDatum(partition);
+	eb_spi_plan(&plan_retries,
+				"SELECT partition, position, attempts, not_before <= now() "
+				"FROM eventbus.group_retry WHERE group_id = $1 "
+				"AND ($2 < 0 OR partition = $2) "
+				"ORDER BY partition, position",
+				2, argtypes);
+	eb_spi_run(plan_retries, values, NULL, false);
+	*n = (int) SPI_processed;
+	retries = palloc(sizeof(EbRetry) * Max(*n, 1));
+	for (r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		retries[r].partition = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		retries[r].position = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		retries[r].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		retries[r].due = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+	}
+	return retries;
+}
+
+/*
  * poll(group_name, topic, max_events, member, lease, commit)
  */
 Datum
@@ -323,13 +360,10 @@ eb_poll(PG_FUNCTION_ARGS)
 	EbSpi		spi;
 	EbPollState st;
 	EbPartState *rows;
-	EbRetry    *retries = NULL;
+	EbRetry    *retries;
 	int			nretries;
 	int			remaining = max_events;
 	Snapshot	snapshot;
-	Oid			argtypes[1] = {INT4OID};
-	Datum		values[1];
-	uint64		r;
 	int32		i;
 	int32		start;
 
@@ -368,29 +402,11 @@ eb_poll(PG_FUNCTION_ARGS)
 	/* Where each partition stands, without locking anything yet. */
 	rows = eb_group_partition_states(&g, topic, member, true);
 
-	values[0] = Int32GetDatum(g.group_id);
-	eb_spi_plan(&plan_retries,
-				"SELECT partition, position, attempts, not_before <= now() "
-				"FROM eventbus.group_retry WHERE group_id = $1 "
-				"ORDER BY partition, position",
-				1, argtypes);
-	eb_spi_run(plan_retries, values, NULL, false);
-	nretries = (int) SPI_processed;
-	if (nretries > 0)
-	{
-		retries = palloc(sizeof(EbRetry) * nretries);
-		for (r = 0; r < SPI_processed; r++)
-		{
-			HeapTuple	tup = SPI_tuptable->vals[r];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			bool		isnull;
-
-			retries[r].partition = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-			retries[r].position = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-			retries[r].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-			retries[r].due = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
-		}
-	}
+	/*
+	 * Which partitions have retries, as a hint only: a partition's retries
+	 * are read again once this poll holds it.
+	 */
+	retries = eb_read_retries(&g, -1, &nretries);
 
 	if (!poll_rotation_seeded)
 	{
@@ -408,6 +424,7 @@ eb_poll(PG_FUNCTION_ARGS)
 		bool		has_due = false;
 		int			first_retry = -1;
 		int			nret = 0;
+		EbRetry    *pretries;
 		int64	   *retried;
 		int			nretried = 0;
 		int			k;
@@ -431,24 +448,32 @@ eb_poll(PG_FUNCTION_ARGS)
 			continue;
 		from = member ? fetched : committed;
 
+		/*
+		 * Now that this poll holds the partition, its retries as they stand:
+		 * a member that held it until just now may have delivered and
+		 * committed one of them since the hint was read.
+		 */
+		pretries = eb_read_retries(&g, p, &nret);
+		first_retry = 0;
+
 		/* Due retries first. */
 		retried = palloc(sizeof(int64) * Max(nret, 1));
-		for (k = first_retry; nret > 0 && k < first_retry + nret && remaining > 0; k++)
+		for (k = 0; k < nret && remaining > 0; k++)
 		{
-			if (!retries[k].due)
+			if (!pretries[k].due)
 				continue;
-			st.want = retries[k].position;
-			st.attempt = retries[k].attempts + 1;
+			st.want = pretries[k].position;
+			st.attempt = pretries[k].attempts + 1;
 			st.found = false;
-			(void) eb_read_partition(topic, p, retries[k].position - 1, 1, snapshot,
+			(void) eb_read_partition(topic, p, pretries[k].position - 1, 1, snapshot,
 									 eb_poll_emit, &st);
 			if (st.found)
 			{
-				retried[nretried++] = retries[k].position;
+				retried[nretried++] = pretries[k].position;
 				remaining--;
 			}
-			else if (retries[k].position < eb_first_position(topic, p))
-				eb_forget_retry(&g, p, retries[k].position);
+			else if (pretries[k].position < eb_first_position(topic, p))
+				eb_forget_retry(&g, p, pretries[k].position);
 		}
 
 		/* Then new events, skipping those waiting for a retry. */
@@ -458,8 +483,8 @@ eb_poll(PG_FUNCTION_ARGS)
 		st.skip = palloc(sizeof(int64) * Max(nret, 1));
 		st.nskip = 0;
 		st.skip_idx = 0;
-		for (k = first_retry; nret > 0 && k < first_retry + nret; k++)
-			st.skip[st.nskip++] = retries[k].position;
+		for (k = 0; k < nret; k++)
+			st.skip[st.nskip++] = pretries[k].position;
 		if (remaining > 0)
 			remaining -= eb_read_partition(topic, p, from, remaining, snapshot,
 										   eb_poll_emit, &st);

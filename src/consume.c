@@ -1293,8 +1293,10 @@ eb_nack(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 					 errmsg("permission denied to publish to dead-letter topic \"%s\"", dlq_name),
-					 errdetail("Group \"%s\" sends events that failed %d times there.",
-							   group_name, g.max_attempts),
+					 errdetail("Group \"%s\" sends an event there when it is given back for the %d%s time.",
+							   group_name, g.max_attempts,
+							   g.max_attempts == 1 ? "st" : g.max_attempts == 2 ? "nd" :
+							   g.max_attempts == 3 ? "rd" : "th"),
 					 errhint("Grant INSERT on the topic to the consuming role, or change the group's dead-letter topic with eventbus.alter_group().")));
 		eb_publish_internal(dlq, event.value, event.key, dlq_headers, &dpart, &dpos);
 	}

@@ -78,13 +78,14 @@ SELECT value, headers - 'eventbus-dlq-event-id' AS headers,
   FROM eventbus.read('lz.dlq', :pa);
 
 -- a retry that is redelivered and then committed is done
+SELECT position AS redo FROM eventbus.publish('lz', '{"n": 6}', key => 'a') \gset
 BEGIN;
 SELECT partition, position FROM eventbus.poll('retrying', 'lz', 10);
-SELECT eventbus.nack('retrying', 'lz', :pa, 3, retry_after => '0');
+SELECT eventbus.nack('retrying', 'lz', :pa, :redo, retry_after => '0');
 COMMIT;
 BEGIN;
 SELECT partition, position, attempt FROM eventbus.poll('retrying', 'lz', 10);
-SELECT eventbus.commit('retrying', 'lz', :pa, 3);
+SELECT eventbus.commit('retrying', 'lz', :pa, :redo);
 COMMIT;
 SELECT count(*) FROM eventbus.poll('retrying', 'lz', 10);
 SELECT count(*) FROM eventbus.group_retry r JOIN eventbus.consumer_group g USING (group_id)

@@ -36,14 +36,21 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/pg_prng.h"
+#include "executor/executor.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "nodes/execnodes.h"
+#include "nodes/nodeFuncs.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/hsearch.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
@@ -77,6 +84,8 @@ typedef struct EbPollState
 	ReturnSetInfo *rsinfo;
 	text	   *topic_name;
 	int32		attempt;		/* attempt number of what is emitted */
+	bool		leased;			/* generation is set */
+	int64		generation;		/* lease generation of the partition */
 	int64		want;			/* a retry: the one position wanted, else -1 */
 	bool		found;
 	int64		last;			/* last position passed */
@@ -84,6 +93,321 @@ typedef struct EbPollState
 	int			nskip;
 	int			skip_idx;
 } EbPollState;
+
+/*
+ * What this backend handed out, per group and partition (backend-local):
+ * the highest position polls of the current top-level transaction handed
+ * out (commit() and nack() without a member accept nothing beyond it), and
+ * the lease generation this session was last handed (a lease holder's
+ * commit() and nack() are fenced by it).  A generation handed out in a
+ * transaction counts once that transaction commits.
+ */
+typedef struct EbHandedKey
+{
+	int32		group_id;
+	int32		partition;
+} EbHandedKey;
+
+typedef struct EbHanded
+{
+	EbHandedKey key;
+	bool		xact_handed;	/* xact_position is valid */
+	int64		xact_position;
+	bool		has_generation;
+	int64		generation;
+	bool		xact_has_generation;
+	int64		xact_generation;
+} EbHanded;
+
+static HTAB *handed = NULL;
+static bool handed_in_xact = false;
+
+static EbHanded *
+eb_handed_entry(int32 group_id, int32 partition, bool create)
+{
+	EbHandedKey key;
+	EbHanded   *h;
+	bool		found;
+
+	if (handed == NULL)
+	{
+		HASHCTL		ctl;
+
+		if (!create)
+			return NULL;
+		ctl.keysize = sizeof(EbHandedKey);
+		ctl.entrysize = sizeof(EbHanded);
+		ctl.hcxt = TopMemoryContext;
+		handed = hash_create("pg_eventbus handed-out positions", 64, &ctl,
+							 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	memset(&key, 0, sizeof(key));
+	key.group_id = group_id;
+	key.partition = partition;
+	h = hash_search(handed, &key, create ? HASH_ENTER : HASH_FIND, &found);
+	if (h != NULL && !found)
+	{
+		h->xact_handed = false;
+		h->xact_position = -1;
+		h->has_generation = false;
+		h->generation = 0;
+		h->xact_has_generation = false;
+		h->xact_generation = 0;
+	}
+	return h;
+}
+
+static void
+eb_handed_record(int32 group_id, int32 partition, int64 position,
+				 bool leased, int64 generation)
+{
+	EbHanded   *h = eb_handed_entry(group_id, partition, true);
+
+	if (position >= 0 && (!h->xact_handed || position > h->xact_position))
+	{
+		h->xact_position = position;
+		h->xact_handed = true;
+	}
+	if (leased)
+	{
+		h->xact_has_generation = true;
+		h->xact_generation = generation;
+	}
+	handed_in_xact = true;
+}
+
+/* Highest position handed out in this transaction; -1 if none. */
+static int64
+eb_handed_position(int32 group_id, int32 partition)
+{
+	EbHanded   *h = eb_handed_entry(group_id, partition, false);
+
+	return (h != NULL && h->xact_handed) ? h->xact_position : -1;
+}
+
+/* The lease generation this session was handed; false if none. */
+static bool
+eb_handed_generation(int32 group_id, int32 partition, int64 *generation)
+{
+	EbHanded   *h = eb_handed_entry(group_id, partition, false);
+
+	if (h == NULL)
+		return false;
+	if (h->xact_has_generation)
+	{
+		*generation = h->xact_generation;
+		return true;
+	}
+	if (h->has_generation)
+	{
+		*generation = h->generation;
+		return true;
+	}
+	return false;
+}
+
+static void
+eb_handed_xact_end(bool commit)
+{
+	HASH_SEQ_STATUS seq;
+	EbHanded   *h;
+
+	if (handed == NULL || !handed_in_xact)
+		return;
+	handed_in_xact = false;
+	hash_seq_init(&seq, handed);
+	while ((h = hash_seq_search(&seq)) != NULL)
+	{
+		if (commit && h->xact_has_generation)
+		{
+			h->has_generation = true;
+			h->generation = h->xact_generation;
+		}
+		h->xact_handed = false;
+		h->xact_position = -1;
+		h->xact_has_generation = false;
+		if (!h->has_generation)
+			(void) hash_search(handed, &h->key, HASH_REMOVE, NULL);
+	}
+}
+
+/*
+ * poll(commit => true) commits what it returns before the statement has
+ * read it.  Each such call is remembered until the end of the statement
+ * that made it (ExecutorEnd): by then the statement must have read the
+ * whole result.  The call is found in the statement's plan by the
+ * expression context poll() was called in; only a function scan (poll() in
+ * FROM) qualifies, and it keeps poll()'s tuple store until ExecutorEnd, so
+ * the store can be asked whether it was read to its end.  A plan with a
+ * LIMIT is refused too (a sort under it reads everything and the limit
+ * drops rows).  The error rolls the transaction back, poll()'s commit
+ * included: nothing is lost, nothing applied twice.  Calls never checked
+ * (a statement that did not end normally) are refused at commit.
+ */
+typedef struct EbCommitPoll
+{
+	Tuplestorestate *store;
+	ExprContext *econtext;
+	EState	   *estate;
+	SubTransactionId subid;
+} EbCommitPoll;
+
+static List *commit_polls = NIL;	/* in TopTransactionContext */
+static ExecutorEnd_hook_type prev_executor_end = NULL;
+
+typedef struct EbPlanCheck
+{
+	EbCommitPoll *poll;
+	bool		found;
+	bool		limit;
+} EbPlanCheck;
+
+static bool
+eb_plan_check_walker(PlanState *ps, void *arg)
+{
+	EbPlanCheck *c = (EbPlanCheck *) arg;
+
+	if (ps == NULL)
+		return false;
+	if (IsA(ps, LimitState))
+		c->limit = true;
+	if (IsA(ps, FunctionScanState) && ps->ps_ExprContext == c->poll->econtext)
+		c->found = true;
+	return planstate_tree_walker(ps, eb_plan_check_walker, arg);
+}
+
+static void
+eb_commit_poll_error(const char *msg, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg("%s", msg),
+			 errdetail("%s The transaction is rolled back, so the positions poll() committed are not lost.", detail),
+			 errhint("Call poll(..., commit => true) in FROM and read its whole result; limit a batch with max_events, not LIMIT. Or poll without commit => true and commit() what was processed.")));
+}
+
+static void
+eb_executor_end(QueryDesc *queryDesc)
+{
+	if (commit_polls != NIL)
+	{
+		ListCell   *lc;
+
+		foreach(lc, commit_polls)
+		{
+			EbCommitPoll *cp = (EbCommitPoll *) lfirst(lc);
+			EbPlanCheck c;
+			ListCell   *sp;
+
+			if (cp->estate != queryDesc->estate)
+				continue;
+			/* checked once, whatever the outcome */
+			commit_polls = foreach_delete_current(commit_polls, lc);
+
+			memset(&c, 0, sizeof(c));
+			c.poll = cp;
+			(void) eb_plan_check_walker(queryDesc->planstate, &c);
+			foreach(sp, queryDesc->estate->es_subplanstates)
+				(void) eb_plan_check_walker((PlanState *) lfirst(sp), &c);
+
+			if (!c.found)
+				eb_commit_poll_error("poll(commit => true) must be called in FROM",
+									 "Elsewhere in a statement its result cannot be checked to be read in full.");
+			if (c.limit)
+				eb_commit_poll_error("poll(commit => true) cannot be used in a statement with LIMIT",
+									 "Rows the limit drops would be committed without being processed.");
+			if (!tuplestore_ateof(cp->store))
+				eb_commit_poll_error("the statement did not read every event poll(commit => true) committed",
+									 "A LIMIT, a cursor or loop that stopped early, SELECT INTO or a semi-join left events unread.");
+		}
+	}
+	if (prev_executor_end)
+		prev_executor_end(queryDesc);
+	else
+		standard_ExecutorEnd(queryDesc);
+}
+
+/* Remembers a poll(commit => true) until its statement ends. */
+static void
+eb_commit_poll_track(ReturnSetInfo *rsinfo)
+{
+	MemoryContext old;
+	EbCommitPoll *cp;
+	ListCell   *lc;
+
+	if (rsinfo->econtext == NULL || rsinfo->econtext->ecxt_estate == NULL)
+		eb_commit_poll_error("poll(commit => true) must be called in FROM",
+							 "Here its result cannot be checked to be read in full.");
+	foreach(lc, commit_polls)
+	{
+		if (((EbCommitPoll *) lfirst(lc))->econtext == rsinfo->econtext)
+			eb_commit_poll_error("poll(commit => true) cannot be called more than once in one FROM item",
+								 "Called again for another row (LATERAL, a correlated subquery) or next to another poll(), it drops a result that may not have been read.");
+	}
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	cp = palloc(sizeof(EbCommitPoll));
+	cp->store = rsinfo->setResult;
+	cp->econtext = rsinfo->econtext;
+	cp->estate = rsinfo->econtext->ecxt_estate;
+	cp->subid = GetCurrentSubTransactionId();
+	commit_polls = lappend(commit_polls, cp);
+	MemoryContextSwitchTo(old);
+}
+
+static void
+eb_consume_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			if (commit_polls != NIL)
+			{
+				commit_polls = NIL;
+				eb_commit_poll_error("the statement did not read every event poll(commit => true) committed",
+									 "The statement that called poll() did not end normally.");
+			}
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PREPARE:
+			commit_polls = NIL;
+			eb_handed_xact_end(true);
+			break;
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			commit_polls = NIL;
+			eb_handed_xact_end(false);
+			break;
+	}
+}
+
+static void
+eb_consume_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+							SubTransactionId parentSubid, void *arg)
+{
+	ListCell   *lc;
+
+	if (event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	/* calls of the aborted subtransaction and of those under it */
+	foreach(lc, commit_polls)
+	{
+		if (((EbCommitPoll *) lfirst(lc))->subid >= mySubid)
+			commit_polls = foreach_delete_current(commit_polls, lc);
+	}
+}
+
+/* Called once from _PG_init. */
+void
+eb_consume_init(void)
+{
+	prev_executor_end = ExecutorEnd_hook;
+	ExecutorEnd_hook = eb_executor_end;
+	RegisterXactCallback(eb_consume_xact_callback, NULL);
+	RegisterSubXactCallback(eb_consume_subxact_callback, NULL);
+}
 
 static uint32 poll_rotation = 0;
 static bool poll_rotation_seeded = false;
@@ -101,8 +425,8 @@ static SPIPlanPtr plan_retry_done = NULL;
 static void
 eb_put_event(EbPollState *st, TupleTableSlot *slot)
 {
-	Datum		values[9];
-	bool		nulls[9];
+	Datum		values[10];
+	bool		nulls[10];
 
 	slot_getallattrs(slot);
 	memset(nulls, 0, sizeof(nulls));
@@ -117,6 +441,8 @@ eb_put_event(EbPollState *st, TupleTableSlot *slot)
 	nulls[6] = slot->tts_isnull[Anum_ev_headers - 1];
 	values[7] = slot->tts_values[Anum_ev_created_at - 1];
 	values[8] = Int32GetDatum(st->attempt);
+	values[9] = Int64GetDatum(st->generation);
+	nulls[9] = !st->leased;
 	tuplestore_putvalues(st->rsinfo->setResult, st->rsinfo->setDesc, values, nulls);
 }
 
@@ -151,7 +477,7 @@ eb_poll_emit(void *arg, EbTopic *topic, TupleTableSlot *slot)
  */
 static bool
 eb_claim(EbGroup *g, int32 partition, const char *member, Interval *lease,
-		 int64 *committed, int64 *fetched)
+		 int64 *committed, int64 *fetched, int64 *generation, int64 *lost_reported)
 {
 	Oid			argtypes[5] = {INT4OID, INT4OID, TEXTOID, INTERVALOID, TEXTOID};
 	Datum		values[5];
@@ -169,8 +495,8 @@ eb_claim(EbGroup *g, int32 partition, const char *member, Interval *lease,
 
 	eb_spi_plan(&plan_lock,
 				"SELECT committed_position, fetched_position, "
-				"  member IS NOT NULL AND lease_until > now() "
-				"  AND member IS DISTINCT FROM $3 "
+				"  member IS NOT NULL AND lease_until > clock_timestamp() "
+				"  AND member IS DISTINCT FROM $3, coalesce(lost_reported, -1) "
 				"FROM eventbus.group_partition "
 				"WHERE group_id = $1 AND partition = $2 FOR UPDATE SKIP LOCKED",
 				3, argtypes);
@@ -183,6 +509,7 @@ eb_claim(EbGroup *g, int32 partition, const char *member, Interval *lease,
 		return false;			/* leased to another member */
 	*committed = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 	*fetched = *committed;
+	*lost_reported = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
 	if (member == NULL)
 		return true;
 
@@ -197,19 +524,20 @@ eb_claim(EbGroup *g, int32 partition, const char *member, Interval *lease,
 				"  generation = generation + "
 				"    CASE WHEN member IS DISTINCT FROM $3 THEN 1 ELSE 0 END, "
 				"  fetched_position = CASE WHEN member IS DISTINCT FROM $3 "
-				"    OR lease_until IS NULL OR lease_until <= now() "
+				"    OR lease_until IS NULL OR lease_until <= clock_timestamp() "
 				"    OR fetched_session IS DISTINCT FROM $5 "
 				"    THEN committed_position ELSE fetched_position END, "
 				"  fetched_session = $5, "
-				"  member = $3, lease_until = now() + $4 "
+				"  member = $3, lease_until = clock_timestamp() + $4 "
 				"WHERE group_id = $1 AND partition = $2 "
-				"RETURNING committed_position, fetched_position",
+				"RETURNING committed_position, fetched_position, generation",
 				5, argtypes);
 	eb_spi_run(plan_lease, values, nulls, false);
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
 	*committed = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 	*fetched = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+	*generation = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
 	return true;
 }
 
@@ -283,7 +611,7 @@ eb_record_delivery(EbGroup *g, int32 partition, int64 last, bool advance,
 			eb_spi_plan(&plan_retry_delivered,
 						"UPDATE eventbus.group_retry SET delivered = true, "
 						"  not_before = CASE WHEN $4 IS NULL THEN not_before "
-						"    ELSE now() + $4 END "
+						"    ELSE clock_timestamp() + $4 END "
 						"WHERE group_id = $1 AND partition = $2 AND position = ANY ($3)",
 						4, rtypes);
 			eb_spi_run(plan_retry_delivered, rvalues, rnulls, false);
@@ -307,6 +635,74 @@ eb_forget_retry(EbGroup *g, int32 partition, int64 position)
 }
 
 /*
+ * Warns, once per partition and loss, that retention removed events of the
+ * partition the group had not consumed; reading goes on from the first
+ * retained event.  consumer_lag.lost_events shows the count until the group
+ * commits past them.
+ */
+static void
+eb_report_lost(EbGroup *g, const char *group_name, EbTopic *topic, int32 partition,
+			   int64 committed, int64 lost_reported)
+{
+	int64		first = eb_first_position(topic, partition);
+	Oid			argtypes[3] = {INT4OID, INT4OID, INT8OID};
+	Datum		values[3];
+
+	if (first < 0 || first <= committed + 1 || first == lost_reported)
+		return;
+	ereport(WARNING,
+			(errcode(ERRCODE_WARNING),
+			 errmsg("consumer group \"%s\" lost %lld events of partition %d of topic \"%s\" to retention",
+					group_name, (long long) (first - (committed + 1)), partition, topic->name),
+			 errdetail("Positions %lld to %lld were removed by the topic's retention before the group consumed them; it goes on from position %lld.",
+					   (long long) (committed + 1), (long long) (first - 1), (long long) first),
+			 errhint("Consume faster than the retention of the topic, or make the retention longer with eventbus.alter_topic().")));
+	values[0] = Int32GetDatum(g->group_id);
+	values[1] = Int32GetDatum(partition);
+	values[2] = Int64GetDatum(first);
+	eb_spi_exec("UPDATE eventbus.group_partition SET lost_reported = $3 "
+				"WHERE group_id = $1 AND partition = $2",
+				3, argtypes, values, NULL, false);
+}
+
+/*
+ * The group's retries, of one partition or (partition -1) of all, ordered
+ * by partition and position; a fresh statement each time.
+ */
+static EbRetry *
+eb_read_retries(EbGroup *g, int32 partition, int *n)
+{
+	Oid			argtypes[2] = {INT4OID, INT4OID};
+	Datum		values[2];
+	EbRetry    *retries;
+	uint64		r;
+
+	values[0] = Int32GetDatum(g->group_id);
+	values[1] = Int32GetDatum(partition);
+	eb_spi_plan(&plan_retries,
+				"SELECT partition, position, attempts, not_before <= clock_timestamp() "
+				"FROM eventbus.group_retry WHERE group_id = $1 "
+				"AND ($2 < 0 OR partition = $2) "
+				"ORDER BY partition, position",
+				2, argtypes);
+	eb_spi_run(plan_retries, values, NULL, false);
+	*n = (int) SPI_processed;
+	retries = palloc(sizeof(EbRetry) * Max(*n, 1));
+	for (r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+
+		retries[r].partition = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		retries[r].position = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		retries[r].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		retries[r].due = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+	}
+	return retries;
+}
+
+/*
  * poll(group_name, topic, max_events, member, lease, commit)
  */
 Datum
@@ -323,13 +719,10 @@ eb_poll(PG_FUNCTION_ARGS)
 	EbSpi		spi;
 	EbPollState st;
 	EbPartState *rows;
-	EbRetry    *retries = NULL;
+	EbRetry    *retries;
 	int			nretries;
 	int			remaining = max_events;
 	Snapshot	snapshot;
-	Oid			argtypes[1] = {INT4OID};
-	Datum		values[1];
-	uint64		r;
 	int32		i;
 	int32		start;
 
@@ -350,6 +743,12 @@ eb_poll(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("lease must be positive")));
+	if (lease != NULL && do_commit)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("commit => true cannot be used with a lease"),
+				 errdetail("A leased member processes events after its poll and commits them with commit(); commit => true would mark them done before that."),
+				 errhint("Pass either member and lease, or commit => true.")));
 
 	eb_check_writable("eventbus.poll()");
 	topic = eb_topic_get(topic_name, false);
@@ -362,35 +761,17 @@ eb_poll(PG_FUNCTION_ARGS)
 	st.topic_name = cstring_to_text(topic->name);
 
 	eb_spi_begin(&spi, true);
-	eb_group_lookup(group_name, topic, &g);
+	(void) eb_group_lookup_locked(group_name, topic, &g, false);
 	eb_check_group_member(&g, group_name, spi.save_userid);
 
 	/* Where each partition stands, without locking anything yet. */
 	rows = eb_group_partition_states(&g, topic, member, true);
 
-	values[0] = Int32GetDatum(g.group_id);
-	eb_spi_plan(&plan_retries,
-				"SELECT partition, position, attempts, not_before <= now() "
-				"FROM eventbus.group_retry WHERE group_id = $1 "
-				"ORDER BY partition, position",
-				1, argtypes);
-	eb_spi_run(plan_retries, values, NULL, false);
-	nretries = (int) SPI_processed;
-	if (nretries > 0)
-	{
-		retries = palloc(sizeof(EbRetry) * nretries);
-		for (r = 0; r < SPI_processed; r++)
-		{
-			HeapTuple	tup = SPI_tuptable->vals[r];
-			TupleDesc	desc = SPI_tuptable->tupdesc;
-			bool		isnull;
-
-			retries[r].partition = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-			retries[r].position = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-			retries[r].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-			retries[r].due = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
-		}
-	}
+	/*
+	 * Which partitions have retries, as a hint only: a partition's retries
+	 * are read again once this poll holds it.
+	 */
+	retries = eb_read_retries(&g, -1, &nretries);
 
 	if (!poll_rotation_seeded)
 	{
@@ -405,9 +786,13 @@ eb_poll(PG_FUNCTION_ARGS)
 		int64		from;
 		int64		committed;
 		int64		fetched;
+		int64		generation = 0;
+		int64		lost_reported;
+		int64		handed_max = -1;
 		bool		has_due = false;
 		int			first_retry = -1;
 		int			nret = 0;
+		EbRetry    *pretries;
 		int64	   *retried;
 		int			nretried = 0;
 		int			k;
@@ -427,28 +812,41 @@ eb_poll(PG_FUNCTION_ARGS)
 		from = rows[p].mine ? rows[p].fetched : rows[p].committed;
 		if (!has_due && from + 1 >= eb_read_horizon(topic, p, NULL))
 			continue;			/* nothing to deliver */
-		if (!eb_claim(&g, p, member, lease, &committed, &fetched))
+		if (!eb_claim(&g, p, member, lease, &committed, &fetched, &generation,
+					  &lost_reported))
 			continue;
+		eb_report_lost(&g, group_name, topic, p, committed, lost_reported);
 		from = member ? fetched : committed;
+		st.leased = member != NULL;
+		st.generation = generation;
+
+		/*
+		 * Now that this poll holds the partition, its retries as they stand:
+		 * a member that held it until just now may have delivered and
+		 * committed one of them since the hint was read.
+		 */
+		pretries = eb_read_retries(&g, p, &nret);
+		first_retry = 0;
 
 		/* Due retries first. */
 		retried = palloc(sizeof(int64) * Max(nret, 1));
-		for (k = first_retry; nret > 0 && k < first_retry + nret && remaining > 0; k++)
+		for (k = 0; k < nret && remaining > 0; k++)
 		{
-			if (!retries[k].due)
+			if (!pretries[k].due)
 				continue;
-			st.want = retries[k].position;
-			st.attempt = retries[k].attempts + 1;
+			st.want = pretries[k].position;
+			st.attempt = pretries[k].attempts + 1;
 			st.found = false;
-			(void) eb_read_partition(topic, p, retries[k].position - 1, 1, snapshot,
+			(void) eb_read_partition(topic, p, pretries[k].position - 1, 1, snapshot,
 									 eb_poll_emit, &st);
 			if (st.found)
 			{
-				retried[nretried++] = retries[k].position;
+				retried[nretried++] = pretries[k].position;
+				handed_max = Max(handed_max, pretries[k].position);
 				remaining--;
 			}
-			else if (retries[k].position < eb_first_position(topic, p))
-				eb_forget_retry(&g, p, retries[k].position);
+			else if (pretries[k].position < eb_first_position(topic, p))
+				eb_forget_retry(&g, p, pretries[k].position);
 		}
 
 		/* Then new events, skipping those waiting for a retry. */
@@ -458,8 +856,8 @@ eb_poll(PG_FUNCTION_ARGS)
 		st.skip = palloc(sizeof(int64) * Max(nret, 1));
 		st.nskip = 0;
 		st.skip_idx = 0;
-		for (k = first_retry; nret > 0 && k < first_retry + nret; k++)
-			st.skip[st.nskip++] = retries[k].position;
+		for (k = 0; k < nret; k++)
+			st.skip[st.nskip++] = pretries[k].position;
 		if (remaining > 0)
 			remaining -= eb_read_partition(topic, p, from, remaining, snapshot,
 										   eb_poll_emit, &st);
@@ -467,19 +865,34 @@ eb_poll(PG_FUNCTION_ARGS)
 		if (st.last > from || nretried > 0)
 			eb_record_delivery(&g, p, st.last, st.last > from && (member || do_commit),
 							   do_commit, lease, retried, nretried);
+		if (st.last > from)
+			handed_max = Max(handed_max, st.last);
+		eb_handed_record(g.group_id, p, handed_max, member != NULL, generation);
 	}
 	eb_spi_end(&spi);
+	if (do_commit)
+		eb_commit_poll_track(st.rsinfo);
 	return (Datum) 0;
 }
 
+/* A group's partition row as commit() and nack() see it. */
+typedef struct EbAckRow
+{
+	int64		committed;
+	int64		fetched;
+	int64		generation;
+} EbAckRow;
+
 /*
  * The group's partition row, locked for update, with the lease check:
- * a named member must hold the partition; without a member nobody else may
- * hold an active lease on it.
+ * a named member must hold the partition, in the lease generation it was
+ * handed (generation, or when NULL what this session was handed); without
+ * a member nobody else may hold an active lease on it.
  */
 static void
 eb_lock_for_ack(EbGroup *g, const char *group_name, EbTopic *topic, int32 partition,
-				const char *member, int64 *committed)
+				const char *member, bool has_generation, int64 generation,
+				EbAckRow *row)
 {
 	Oid			argtypes[2] = {INT4OID, INT4OID};
 	Datum		values[2];
@@ -495,7 +908,9 @@ eb_lock_for_ack(EbGroup *g, const char *group_name, EbTopic *topic, int32 partit
 	for (;;)
 	{
 		eb_spi_plan(&plan_ack_lock,
-					"SELECT committed_position, member, coalesce(lease_until > now(), false) "
+					"SELECT committed_position, member, "
+					"  coalesce(lease_until > clock_timestamp(), false), "
+					"  fetched_position, generation "
 					"FROM eventbus.group_partition WHERE group_id = $1 AND partition = $2 "
 					"FOR UPDATE",
 					2, argtypes);
@@ -510,9 +925,11 @@ eb_lock_for_ack(EbGroup *g, const char *group_name, EbTopic *topic, int32 partit
 		elog(ERROR, "partition %d of group \"%s\" has no position row", partition, group_name);
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
-	*committed = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+	row->committed = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 	holder = SPI_getvalue(tup, desc, 2);
 	active = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+	row->fetched = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+	row->generation = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
 
 	if (member != NULL && (holder == NULL || strcmp(holder, member) != 0))
 		ereport(ERROR,
@@ -522,12 +939,62 @@ eb_lock_for_ack(EbGroup *g, const char *group_name, EbTopic *topic, int32 partit
 				 holder ? errdetail("Member \"%s\" holds it now; its events since the last commit are being delivered again.", holder)
 				 : errdetail("Its lease ended."),
 				 errhint("Poll again to take a partition.")));
+	if (member != NULL)
+	{
+		if (!has_generation)
+			has_generation = eb_handed_generation(g->group_id, partition, &generation);
+		if (!has_generation)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("this session was not handed partition %d of topic \"%s\" in group \"%s\"",
+							partition, topic->name, group_name),
+					 errhint("Pass generation => the value poll() returned with the events.")));
+		if (generation != row->generation)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_IN_USE),
+					 errmsg("lease generation %lld of partition %d of topic \"%s\" in group \"%s\" has ended",
+							(long long) generation, partition, topic->name, group_name),
+					 errdetail("The partition was taken over since (generation %lld); its events since the last commit are being delivered again.",
+							   (long long) row->generation),
+					 errhint("Poll again to take a partition.")));
+	}
 	if (member == NULL && holder != NULL && active)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),
 				 errmsg("partition %d of topic \"%s\" is leased to member \"%s\" of group \"%s\"",
 						partition, topic->name, holder, group_name),
 				 errhint("Pass member => '%s' if this is that member.", holder)));
+}
+
+/*
+ * Was position handed to the caller?  With a member: to that member (its
+ * fetched position).  Without: by a poll of the current transaction.
+ */
+static bool
+eb_was_handed(EbGroup *g, int32 partition, int64 position, const char *member,
+			  EbAckRow *row, int64 *upto)
+{
+	*upto = member ? row->fetched : eb_handed_position(g->group_id, partition);
+	return position <= *upto;
+}
+
+static void
+eb_not_handed_error(const char *what, EbGroup *g, const char *group_name,
+					EbTopic *topic, int32 partition, int64 position,
+					const char *member, int64 upto)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 member
+			 ? errmsg("cannot %s position %lld of partition %d of topic \"%s\": it was not handed to member \"%s\" of group \"%s\"",
+					  what, (long long) position, partition, topic->name, member, group_name)
+			 : errmsg("cannot %s position %lld of partition %d of topic \"%s\": no poll of this transaction handed it to group \"%s\"",
+					  what, (long long) position, partition, topic->name, group_name),
+			 upto >= 0
+			 ? errdetail("Positions up to %lld of that partition were handed out.", (long long) upto)
+			 : errdetail("Nothing of that partition was handed out%s.",
+						 member ? " to this member" : " in this transaction"),
+			 errhint("Commit and nack only what poll() returned, in the transaction that polled it (or, with a lease, as the member that holds it). To move the group on purpose, use eventbus.seek().")));
 }
 
 static void
@@ -550,7 +1017,11 @@ eb_ack_args(FunctionCallInfo fcinfo, EbTopic **topic, int32 *partition, int64 *p
 }
 
 /*
- * commit(group_name, topic, partition, position, member)
+ * commit(group_name, topic, partition, position, member, generation)
+ *
+ * Refuses a position beyond what was handed to the caller (see
+ * eb_was_handed); a position at or below the committed one that was not
+ * handed out in this transaction changes nothing.
  */
 Datum
 eb_commit(PG_FUNCTION_ARGS)
@@ -563,7 +1034,8 @@ eb_commit(PG_FUNCTION_ARGS)
 	EbSpi		spi;
 	int32		partition;
 	int64		position;
-	int64		committed;
+	EbAckRow	row;
+	int64		upto;
 	Oid			argtypes[3] = {INT4OID, INT4OID, INT8OID};
 	Datum		values[3];
 
@@ -573,9 +1045,21 @@ eb_commit(PG_FUNCTION_ARGS)
 	eb_ack_args(fcinfo, &topic, &partition, &position);
 
 	eb_spi_begin(&spi, true);
-	eb_group_lookup(group_name, topic, &g);
+	(void) eb_group_lookup_locked(group_name, topic, &g, false);
 	eb_check_group_member(&g, group_name, spi.save_userid);
-	eb_lock_for_ack(&g, group_name, topic, partition, member, &committed);
+	eb_lock_for_ack(&g, group_name, topic, partition, member,
+					!PG_ARGISNULL(5), PG_ARGISNULL(5) ? 0 : PG_GETARG_INT64(5), &row);
+	if (!eb_was_handed(&g, partition, position, member, &row, &upto))
+	{
+		/* at or below the committed position: done already, nothing to do */
+		if (position <= row.committed)
+		{
+			eb_spi_end(&spi);
+			PG_RETURN_VOID();
+		}
+		eb_not_handed_error("commit", &g, group_name, topic, partition, position,
+							member, upto);
+	}
 	values[0] = Int32GetDatum(g.group_id);
 	values[1] = Int32GetDatum(partition);
 	values[2] = Int64GetDatum(position);
@@ -644,32 +1128,30 @@ eb_fetch_event(EbTopic *topic, int32 partition, int64 position, EbFetchOne *f)
 }
 
 /*
- * Publishes a copy of the event to the group's dead-letter topic, with
- * headers saying where it came from and why.
+ * The headers of the copy of an event sent to the dead-letter topic: the
+ * event's own, and where it came from and why.  Built in memory context cxt.
  */
-static void
-eb_dead_letter(EbGroup *g, const char *group_name, EbTopic *topic, int32 partition,
-			   int64 position, int32 attempts, const char *reason, EbFetchOne *event)
+static Jsonb *
+eb_dead_letter_headers(const char *group_name, EbTopic *topic, int32 partition,
+					   int64 position, int32 attempts, const char *reason,
+					   EbFetchOne *event, MemoryContext cxt)
 {
-	EbFetchOne	f = *event;
-	EbTopic    *dlq;
 	Oid			argtypes[8] = {JSONBOID, TEXTOID, TEXTOID, INT4OID, INT8OID, UUIDOID, INT4OID, TEXTOID};
 	Datum		values[8];
 	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
-	Jsonb	   *headers;
 	bool		isnull;
-	int32		dpart;
-	int64		dpos;
+	MemoryContext old;
+	Jsonb	   *headers;
 
-	if (f.headers)
-		values[0] = JsonbPGetDatum(f.headers);
+	if (event->headers)
+		values[0] = JsonbPGetDatum(event->headers);
 	else
 		nulls[0] = 'n';
 	values[1] = CStringGetTextDatum(reason ? reason : "");
 	values[2] = CStringGetTextDatum(topic->name);
 	values[3] = Int32GetDatum(partition);
 	values[4] = Int64GetDatum(position);
-	values[5] = f.event_id;
+	values[5] = event->event_id;
 	values[6] = Int32GetDatum(attempts);
 	values[7] = CStringGetTextDatum(group_name);
 	eb_spi_exec("SELECT coalesce($1, '{}'::jsonb) || jsonb_build_object("
@@ -678,14 +1160,21 @@ eb_dead_letter(EbGroup *g, const char *group_name, EbTopic *topic, int32 partiti
 				"'eventbus-dlq-event-id', $6::text, 'eventbus-dlq-attempts', $7::text, "
 				"'eventbus-dlq-group', $8)",
 				8, argtypes, values, nulls, true);
+	old = MemoryContextSwitchTo(cxt);
 	headers = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-
-	dlq = eb_topic_get(g->dead_letter_topic, false);
-	eb_publish_internal(dlq, f.value, f.key, headers, &dpart, &dpos);
+	MemoryContextSwitchTo(old);
+	return headers;
 }
 
 /*
- * nack(group_name, topic, partition, position, retry_after, reason, member)
+ * nack(group_name, topic, partition, position, retry_after, reason, member,
+ *		generation)
+ *
+ * Refuses a position that was not handed to the caller (as commit() does)
+ * or that the group has committed, unless it is a retry redelivered since
+ * it was given back.  The copy to the dead-letter topic is published after
+ * the group's own tables are updated, as the caller, who must still be
+ * allowed to publish there.
  */
 Datum
 eb_nack(PG_FUNCTION_ARGS)
@@ -694,20 +1183,26 @@ eb_nack(PG_FUNCTION_ARGS)
 	char	   *topic_name = eb_arg_name(fcinfo, 1, "topic");
 	char	   *reason = PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5));
 	char	   *member = PG_ARGISNULL(6) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(6));
+	MemoryContext upper = CurrentMemoryContext;
 	Interval   *retry_after;
 	EbTopic    *topic;
 	EbGroup		g;
 	EbSpi		spi;
 	int32		partition;
 	int64		position;
-	int64		committed;
+	EbAckRow	row;
+	int64		upto;
 	int32		attempts;
+	bool		redelivered = false;
 	Oid			argtypes[6] = {INT4OID, INT4OID, INT8OID, INT4OID, INTERVALOID, TEXTOID};
 	Datum		values[6];
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
 	const char *result;
 	EbFetchOne	event;
+	Jsonb	   *dlq_headers = NULL;
+	char	   *dlq_name = NULL;
+	MemoryContext old;
 
 	eb_check_writable("eventbus.nack()");
 	eb_arg_not_null(fcinfo, 4, "retry_after");
@@ -721,24 +1216,48 @@ eb_nack(PG_FUNCTION_ARGS)
 	eb_ack_args(fcinfo, &topic, &partition, &position);
 
 	eb_spi_begin(&spi, true);
-	eb_group_lookup(group_name, topic, &g);
+	(void) eb_group_lookup_locked(group_name, topic, &g, false);
 	eb_check_group_member(&g, group_name, spi.save_userid);
-	eb_lock_for_ack(&g, group_name, topic, partition, member, &committed);
-	eb_fetch_event(topic, partition, position, &event);
+	eb_lock_for_ack(&g, group_name, topic, partition, member,
+					!PG_ARGISNULL(7), PG_ARGISNULL(7) ? 0 : PG_GETARG_INT64(7), &row);
+	if (!eb_was_handed(&g, partition, position, member, &row, &upto))
+		eb_not_handed_error("nack", &g, group_name, topic, partition, position,
+							member, upto);
 
 	values[0] = Int32GetDatum(g.group_id);
 	values[1] = Int32GetDatum(partition);
 	values[2] = Int64GetDatum(position);
-	eb_spi_exec("SELECT attempts FROM eventbus.group_retry "
+	eb_spi_exec("SELECT attempts, delivered FROM eventbus.group_retry "
 				"WHERE group_id = $1 AND partition = $2 AND position = $3 FOR UPDATE",
 				3, argtypes, values, NULL, false);
 	attempts = 1;
 	if (SPI_processed == 1)
+	{
 		attempts += DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		redelivered = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	if (position <= row.committed && !redelivered)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot nack position %lld of partition %d of topic \"%s\": group \"%s\" has committed it",
+						(long long) position, partition, topic->name, group_name),
+				 errdetail("The group's committed position in that partition is %lld%s.",
+						   (long long) row.committed,
+						   attempts > 1 ? ", and the event was given back already and not delivered again since" : ""),
+				 errhint("nack() gives back an event being processed. To process committed events again on purpose, use eventbus.seek().")));
+
+	/* the event must exist; kept for the dead-letter topic */
+	old = MemoryContextSwitchTo(upper);
+	eb_fetch_event(topic, partition, position, &event);
+	MemoryContextSwitchTo(old);
 
 	if (attempts >= g.max_attempts)
 	{
-		eb_dead_letter(&g, group_name, topic, partition, position, attempts, reason, &event);
+		dlq_headers = eb_dead_letter_headers(group_name, topic, partition, position,
+											 attempts, reason, &event, upper);
+		old = MemoryContextSwitchTo(upper);
+		dlq_name = pstrdup(g.dead_letter_topic);
+		MemoryContextSwitchTo(old);
 		eb_spi_exec("DELETE FROM eventbus.group_retry "
 					"WHERE group_id = $1 AND partition = $2 AND position = $3",
 					3, argtypes, values, NULL, false);
@@ -754,7 +1273,7 @@ eb_nack(PG_FUNCTION_ARGS)
 			nulls[5] = 'n';
 		eb_spi_exec("INSERT INTO eventbus.group_retry "
 					"(group_id, partition, position, attempts, not_before, reason) "
-					"VALUES ($1, $2, $3, $4, now() + $5, $6) "
+					"VALUES ($1, $2, $3, $4, clock_timestamp() + $5, $6) "
 					"ON CONFLICT (group_id, partition, position) DO UPDATE SET "
 					"attempts = EXCLUDED.attempts, not_before = EXCLUDED.not_before, "
 					"reason = EXCLUDED.reason, delivered = false",
@@ -762,6 +1281,25 @@ eb_nack(PG_FUNCTION_ARGS)
 		result = "retry";
 	}
 	eb_spi_end(&spi);
+
+	if (dlq_name != NULL)
+	{
+		/* as the caller again: its right to publish there is checked now */
+		EbTopic    *dlq = eb_topic_get(dlq_name, false);
+		int32		dpart;
+		int64		dpos;
+
+		if (pg_class_aclcheck(dlq->relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to publish to dead-letter topic \"%s\"", dlq_name),
+					 errdetail("Group \"%s\" sends an event there when it is given back for the %d%s time.",
+							   group_name, g.max_attempts,
+							   g.max_attempts == 1 ? "st" : g.max_attempts == 2 ? "nd" :
+							   g.max_attempts == 3 ? "rd" : "th"),
+					 errhint("Grant INSERT on the topic to the consuming role, or change the group's dead-letter topic with eventbus.alter_group().")));
+		eb_publish_internal(dlq, event.value, event.key, dlq_headers, &dpart, &dpos);
+	}
 	PG_RETURN_TEXT_P(cstring_to_text(result));
 }
 
@@ -788,7 +1326,7 @@ eb_release(PG_FUNCTION_ARGS)
 	eb_check_read_privilege(topic);
 
 	eb_spi_begin(&spi, true);
-	eb_group_lookup(group_name, topic, &g);
+	(void) eb_group_lookup_locked(group_name, topic, &g, false);
 	eb_check_group_member(&g, group_name, spi.save_userid);
 	values[0] = Int32GetDatum(g.group_id);
 	values[1] = CStringGetTextDatum(member);

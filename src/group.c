@@ -19,14 +19,18 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
+#include "storage/lock.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
@@ -68,8 +72,12 @@ eb_session_id(void)
 	return psprintf("%d/" INT64_FORMAT, MyProcPid, (int64) MyStartTimestamp);
 }
 
-void
-eb_group_lookup(const char *group_name, EbTopic *topic, EbGroup *g)
+/*
+ * Looks a group up; fresh: with a new snapshot (in READ COMMITTED), to see
+ * a delete that committed after the statement started.
+ */
+static void
+eb_group_lookup_ext(const char *group_name, EbTopic *topic, EbGroup *g, bool fresh)
 {
 	Oid			argtypes[2] = {TEXTOID, INT4OID};
 	Datum		values[2];
@@ -84,7 +92,7 @@ eb_group_lookup(const char *group_name, EbTopic *topic, EbGroup *g)
 					   2, argtypes);
 	values[0] = CStringGetTextDatum(group_name);
 	values[1] = Int32GetDatum(topic->topic_id);
-	eb_spi_run(plan, values, NULL, true);
+	eb_spi_run(plan, values, NULL, !fresh);
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -97,6 +105,69 @@ eb_group_lookup(const char *group_name, EbTopic *topic, EbGroup *g)
 	g->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
 	g->max_attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
 	g->dead_letter_topic = SPI_getvalue(tup, desc, 4);
+}
+
+void
+eb_group_lookup(const char *group_name, EbTopic *topic, EbGroup *g)
+{
+	eb_group_lookup_ext(group_name, topic, g, false);
+}
+
+/*
+ * The group lock: a heavyweight lock per group, in the advisory lock space
+ * with field4 = 4 (advisory locks taken with SQL use 1 and 2, idempotent
+ * publishing 3), so it shows in pg_locks as an advisory lock on
+ * (database, group_id, 0).  Consuming through a group (poll, commit, nack,
+ * release, wait's check) holds it in share mode until the end of the
+ * transaction; delete_group() takes it in exclusive mode before deleting.
+ * A delete therefore waits for the transactions using the group, and calls
+ * that come after it wait for it and then find the group gone (42704),
+ * never a deadlock or a foreign-key error from the group's tables.
+ *
+ * Returns true if the lock was taken now, false if this transaction held
+ * it already.
+ */
+bool
+eb_group_lock(int32 group_id, bool exclusive)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) group_id, 0, 4);
+	return LockAcquire(&tag, exclusive ? ExclusiveLock : ShareLock, false, false)
+		!= LOCKACQUIRE_ALREADY_HELD;
+}
+
+void
+eb_group_unlock(int32 group_id, bool exclusive)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) group_id, 0, 4);
+	(void) LockRelease(&tag, exclusive ? ExclusiveLock : ShareLock, false);
+}
+
+/*
+ * Looks a group up and takes its lock (see eb_group_lock), then looks it up
+ * again with a fresh snapshot: a delete the lock waited for is seen.
+ * Returns what eb_group_lock returned for the group's lock.
+ */
+bool
+eb_group_lookup_locked(const char *group_name, EbTopic *topic, EbGroup *g,
+					   bool exclusive)
+{
+	int32		locked = -1;
+	bool		taken = false;
+
+	eb_group_lookup_ext(group_name, topic, g, false);
+	for (;;)
+	{
+		taken = eb_group_lock(g->group_id, exclusive) || (locked >= 0 && taken);
+		locked = g->group_id;
+		eb_group_lookup_ext(group_name, topic, g, true);
+		if (g->group_id == locked)
+			return taken;
+		/* deleted and created again meanwhile: lock the new one too */
+	}
 }
 
 /*
@@ -152,8 +223,8 @@ eb_group_partition_states(EbGroup *g, EbTopic *topic, const char *member,
 	values[2] = CStringGetTextDatum(eb_session_id());
 	eb_spi_plan(&plan,
 				"SELECT partition, committed_position, fetched_position, "
-				"  coalesce(member IS DISTINCT FROM $2 AND lease_until > now(), false), "
-				"  coalesce(member = $2 AND lease_until > now() "
+				"  coalesce(member IS DISTINCT FROM $2 AND lease_until > clock_timestamp(), false), "
+				"  coalesce(member = $2 AND lease_until > clock_timestamp() "
 				"           AND fetched_session = $3, false) "
 				"FROM eventbus.group_partition WHERE group_id = $1",
 				3, argtypes);
@@ -217,6 +288,47 @@ eb_check_group_owner(EbGroup *g, const char *group_name, Oid caller)
 						   GetUserNameFromId(g->owner, false))));
 }
 
+/*
+ * A timestamp in start_at, or false if the text is none.  Runs the input
+ * function in a subtransaction so that a data error becomes an answer.
+ */
+static bool
+eb_parse_timestamp(const char *s, TimestampTz *ts)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	bool		ok = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		*ts = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(s),
+													  ObjectIdGetDatum(InvalidOid),
+													  Int32GetDatum(-1)));
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (ERRCODE_TO_CATEGORY(edata->sqlerrcode) != ERRCODE_DATA_EXCEPTION)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
 static EbStartKind
 eb_parse_start(FunctionCallInfo fcinfo, int argno, TimestampTz *ts)
 {
@@ -228,9 +340,11 @@ eb_parse_start(FunctionCallInfo fcinfo, int argno, TimestampTz *ts)
 		return EB_START_EARLIEST;
 	if (pg_strcasecmp(s, "latest") == 0)
 		return EB_START_LATEST;
-	*ts = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in, CStringGetDatum(s),
-												  ObjectIdGetDatum(InvalidOid),
-												  Int32GetDatum(-1)));
+	if (!eb_parse_timestamp(s, ts))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid start_at: \"%s\"", s),
+				 errdetail("start_at is 'earliest', 'latest' or a timestamp with time zone.")));
 	return EB_START_TIME;
 }
 
@@ -378,6 +492,15 @@ eb_owned_group(const char *group_name, EbTopic *topic, EbGroup *g, EbSpi *spi)
 	eb_check_group_owner(g, group_name, spi->save_userid);
 }
 
+/* The same, with the group's lock in exclusive mode, to delete it. */
+static void
+eb_owned_group_exclusive(const char *group_name, EbTopic *topic, EbGroup *g, EbSpi *spi)
+{
+	eb_owned_group(group_name, topic, g, spi);
+	(void) eb_group_lookup_locked(group_name, topic, g, true);
+	eb_check_group_owner(g, group_name, spi->save_userid);
+}
+
 /*
  * alter_group(group_name, topic, max_attempts, dead_letter_topic)
  */
@@ -486,7 +609,7 @@ eb_delete_group(PG_FUNCTION_ARGS)
 		EbGroup		g;
 
 		eb_spi_begin(&spi, true);
-		eb_owned_group(group_name, topic, &g, &spi);
+		eb_owned_group_exclusive(group_name, topic, &g, &spi);
 		values[0] = Int32GetDatum(g.group_id);
 		eb_spi_exec("DELETE FROM eventbus.consumer_group WHERE group_id = $1",
 					1, argtypes, values, NULL, false);
@@ -625,7 +748,8 @@ eb_group_lag(EbTopic *topic, int32 partition, int64 from, int64 end, Snapshot sn
 
 /*
  * group_status(group_name, topic): one row per partition (see the
- * consumer_lag view).  Shows metadata only, so no privilege is needed.
+ * consumer_lag view).  For roles with the privileges of the group's owner
+ * and members of pg_monitor.
  */
 Datum
 eb_group_status(PG_FUNCTION_ARGS)
@@ -648,10 +772,17 @@ eb_group_status(PG_FUNCTION_ARGS)
 
 	eb_spi_begin(&spi, true);
 	eb_group_lookup(group_name, topic, &g);
+	if (!has_privs_of_role(spi.save_userid, g.owner) &&
+		!has_privs_of_role(spi.save_userid, ROLE_PG_MONITOR))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to see the status of consumer group \"%s\"", group_name),
+				 errdetail("The group's status is shown to roles with the privileges of its owner, \"%s\", and to members of pg_monitor.",
+						   GetUserNameFromId(g.owner, false))));
 	values[0] = Int32GetDatum(g.group_id);
 	eb_spi_exec("SELECT p, coalesce(gp.committed_position, -1), gp.committed_at, "
-				"CASE WHEN gp.lease_until > now() THEN gp.member END, "
-				"CASE WHEN gp.lease_until > now() THEN gp.lease_until END, "
+				"CASE WHEN gp.lease_until > clock_timestamp() THEN gp.member END, "
+				"CASE WHEN gp.lease_until > clock_timestamp() THEN gp.lease_until END, "
 				"(SELECT count(*) FROM eventbus.group_retry r "
 				" WHERE r.group_id = $1 AND r.partition = p) "
 				"FROM generate_series(0, (SELECT partitions - 1 FROM eventbus.topic t "
@@ -666,8 +797,8 @@ eb_group_status(PG_FUNCTION_ARGS)
 	{
 		HeapTuple	tup = rows->vals[i];
 		TupleDesc	desc = rows->tupdesc;
-		Datum		out[9];
-		bool		nulls[9];
+		Datum		out[10];
+		bool		nulls[10];
 		bool		isnull;
 		int32		p = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
 		int64		committed = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
@@ -701,6 +832,8 @@ eb_group_status(PG_FUNCTION_ARGS)
 			out[c + 2] = SPI_getbinval(tup, desc, c, &isnull);
 			nulls[c + 2] = isnull;
 		}
+		/* events retention removed before the group consumed them */
+		out[9] = Int64GetDatum(first >= 0 && first > committed + 1 ? first - (committed + 1) : 0);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, nulls);
 	}
 	eb_spi_end(&spi);

@@ -34,9 +34,16 @@ typedef struct EbPartState
  */
 extern char *eb_session_id(void);
 extern void eb_group_lookup(const char *group_name, EbTopic *topic, EbGroup *g);
+extern bool eb_group_lookup_locked(const char *group_name, EbTopic *topic, EbGroup *g,
+								   bool exclusive);
+extern bool eb_group_lock(int32 group_id, bool exclusive);
+extern void eb_group_unlock(int32 group_id, bool exclusive);
 extern void eb_group_ensure_partitions(EbGroup *g, EbTopic *topic);
 extern EbPartState *eb_group_partition_states(EbGroup *g, EbTopic *topic,
 											  const char *member, bool add_missing);
 extern void eb_check_group_member(EbGroup *g, const char *group_name, Oid caller);
+
+/* consume.c: hooks and callbacks, from _PG_init */
+extern void eb_consume_init(void);
 
 #endif							/* EB_GROUP_H */

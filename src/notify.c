@@ -7,7 +7,8 @@
  * holds it through the commit's WAL flush, which would serialize every
  * producer.  So producers never notify.  A publishing transaction only
  * remembers its topics; its commit callback, which runs once the commit is
- * visible, sets the topic's notify_pending flag, broadcasts the topic's
+ * visible (and its abort callback: an aborted producer no longer holds back
+ * the read horizon), sets the topic's notify_pending flag, broadcasts the topic's
  * condition variable and sets the latch of the database worker.
  *
  * The database worker (worker.c) calls eb_notify_pass(): it sends one
@@ -32,6 +33,10 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "nodes/plannodes.h"
+#include "storage/proc.h"
+#include "tcop/pquery.h"
+#include "utils/portal.h"
 #include "storage/condition_variable.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -113,13 +118,19 @@ eb_notify_signal(EbTopicShared *t)
 	return first;
 }
 
-/* Called at the end of every transaction. */
+/*
+ * Called at the end of every transaction; wake at commit and at abort: an
+ * aborted producer's positions no longer hold back the read horizon, so
+ * events committed behind them become readable.  Not at PREPARE (the
+ * prepared transaction still holds them; COMMIT or ROLLBACK PREPARED
+ * wakes the database's topics).
+ */
 void
-eb_notify_xact_end(bool commit)
+eb_notify_xact_end(bool wake)
 {
 	int			i;
 
-	if (commit && eb_shared != NULL && (npublished > 0 || published_overflow))
+	if (wake && eb_shared != NULL && (npublished > 0 || published_overflow))
 	{
 		bool		wake = false;
 
@@ -360,13 +371,14 @@ eb_group_has_events(const char *group_name, EbTopic *topic, const char *member)
 	Datum		values[1];
 	Snapshot	snapshot;
 	bool		result = false;
+	bool		locked;
 	uint64		i;
 	int32		p;
 
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 	PushActiveSnapshot(snapshot);
 	eb_spi_begin(&spi, true);
-	eb_group_lookup(group_name, topic, &g);
+	locked = eb_group_lookup_locked(group_name, topic, &g, false);
 	eb_check_group_member(&g, group_name, spi.save_userid);
 	states = eb_group_partition_states(&g, topic, member, false);
 
@@ -374,7 +386,7 @@ eb_group_has_events(const char *group_name, EbTopic *topic, const char *member)
 	values[0] = Int32GetDatum(g.group_id);
 	eb_spi_plan(&plan_due,
 				"SELECT DISTINCT partition FROM eventbus.group_retry "
-				"WHERE group_id = $1 AND not_before <= now()",
+				"WHERE group_id = $1 AND not_before <= clock_timestamp()",
 				1, argtypes);
 	eb_spi_run(plan_due, values, NULL, true);
 	for (i = 0; i < SPI_processed && !result; i++)
@@ -396,10 +408,63 @@ eb_group_has_events(const char *group_name, EbTopic *topic, const char *member)
 								 1, snapshot, eb_any_emit, &any);
 		result = any.found;
 	}
+	/* not held through wait()'s sleep: a delete_group() may go ahead */
+	if (locked)
+		eb_group_unlock(g.group_id, false);
 	eb_spi_end(&spi);
 	PopActiveSnapshot();
 	UnregisterSnapshot(snapshot);
 	return result;
+}
+
+/*
+ * May wait() stop holding back the xmin horizon while it sleeps?  Its own
+ * checks use fresh snapshots, but the statement that called it holds one
+ * (the portal's), and anything that reads with that snapshot after the
+ * sleep could miss rows that vacuum removed meanwhile.  So only when
+ * nothing can: outside a transaction block (no cursor of the transaction
+ * reads later) and called directly by a statement that is
+ * SELECT eventbus.wait(...) with constant or parameter arguments.
+ */
+static bool
+eb_wait_may_release_xmin(FunctionCallInfo fcinfo)
+{
+	PlannedStmt *pstmt;
+	Plan	   *plan;
+	TargetEntry *tle;
+	FuncExpr   *fexpr;
+	ListCell   *lc;
+
+	if (IsTransactionBlock() || IsolationUsesXactSnapshot())
+		return false;
+	if (ActivePortal == NULL || list_length(ActivePortal->stmts) != 1)
+		return false;
+	pstmt = linitial_node(PlannedStmt, ActivePortal->stmts);
+	if (pstmt->commandType != CMD_SELECT || pstmt->subplans != NIL ||
+		pstmt->utilityStmt != NULL)
+		return false;
+	plan = pstmt->planTree;
+	if (plan == NULL || !IsA(plan, Result) || plan->lefttree != NULL ||
+		plan->initPlan != NIL || plan->qual != NIL ||
+		((Result *) plan)->resconstantqual != NULL ||
+		list_length(plan->targetlist) != 1)
+		return false;
+	tle = linitial_node(TargetEntry, plan->targetlist);
+	if (!IsA(tle->expr, FuncExpr))
+		return false;
+	fexpr = (FuncExpr *) tle->expr;
+	if (fexpr->funcid != fcinfo->flinfo->fn_oid)
+		return false;
+	foreach(lc, fexpr->args)
+	{
+		Node	   *arg = (Node *) lfirst(lc);
+
+		if (IsA(arg, RelabelType))
+			arg = (Node *) ((RelabelType *) arg)->arg;
+		if (!IsA(arg, Const) && !IsA(arg, Param))
+			return false;
+	}
+	return true;
 }
 
 /*
@@ -417,7 +482,15 @@ eb_wait(PG_FUNCTION_ARGS)
 	EbTopicShared *t;
 	TimestampTz deadline;
 	int64		timeout_us;
+	bool		release_xmin;
 
+	if (IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("eventbus.wait() cannot be used in a %s transaction",
+						XactIsoLevel == XACT_SERIALIZABLE ? "SERIALIZABLE" : "REPEATABLE READ"),
+				 errdetail("Such a transaction sees only events committed before it started, so it would wait for events it cannot poll."),
+				 errhint("Call wait() in a READ COMMITTED transaction, best as a statement of its own outside a transaction block.")));
 	eb_arg_not_null(fcinfo, 2, "timeout");
 	timeout = PG_GETARG_INTERVAL_P(2);
 	if (eb_interval_sign(timeout) < 0)
@@ -437,6 +510,7 @@ eb_wait(PG_FUNCTION_ARGS)
 	eb_require_primary();
 	t = eb_topic_state(topic);
 	deadline = GetCurrentTimestamp() + timeout_us;
+	release_xmin = eb_wait_may_release_xmin(fcinfo);
 
 	for (;;)
 	{
@@ -457,7 +531,28 @@ eb_wait(PG_FUNCTION_ARGS)
 		}
 		/* re-check at least every second: retries fall due without commits */
 		sleep_ms = Min((long) ((deadline - now) / 1000) + 1, 1000L);
-		(void) ConditionVariableTimedSleep(&t->committed, sleep_ms, PG_WAIT_EXTENSION);
+		if (release_xmin)
+		{
+			/*
+			 * Nothing reads with the statement's snapshot after this call
+			 * (see eb_wait_may_release_xmin): do not hold back vacuum while
+			 * sleeping.  The value is put back before anything else runs.
+			 */
+			TransactionId xmin = MyProc->xmin;
+
+			MyProc->xmin = InvalidTransactionId;
+			PG_TRY();
+			{
+				(void) ConditionVariableTimedSleep(&t->committed, sleep_ms, PG_WAIT_EXTENSION);
+			}
+			PG_FINALLY();
+			{
+				MyProc->xmin = xmin;
+			}
+			PG_END_TRY();
+		}
+		else
+			(void) ConditionVariableTimedSleep(&t->committed, sleep_ms, PG_WAIT_EXTENSION);
 		ConditionVariableCancelSleep();
 		/* the topic may have been dropped and its slot reused meanwhile */
 		topic = eb_topic_get(topic_name, false);

@@ -13,7 +13,7 @@
 extern int	eb_notify_interval;
 
 extern void eb_notify_record(EbTopic *topic);
-extern void eb_notify_xact_end(bool commit);
+extern void eb_notify_xact_end(bool wake);
 extern void eb_notify_database(Oid dboid, bool wake_worker);
 extern void eb_notify_register(bool active);
 extern long eb_notify_pass(void);

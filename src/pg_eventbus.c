@@ -17,6 +17,7 @@
 
 #include "pg_eventbus.h"
 #include "catalog.h"
+#include "group.h"
 #include "notify.h"
 #include "publish.h"
 #include "relay.h"
@@ -88,10 +89,13 @@ eb_prepared_finished(const char *gid, bool commit)
 		found = true;
 	}
 	LWLockRelease(eb_shared->map_lock);
-	if (!found || !commit)
+	if (!found)
+		return;
+	/* rolled back too: its positions no longer hold back readers */
+	eb_notify_database(copy.dboid, true);
+	if (!commit)
 		return;
 	eb_outbox_count_committed(copy.outbox);
-	eb_notify_database(copy.dboid, true);
 	eb_relay_wake();
 }
 
@@ -159,7 +163,7 @@ eb_xact_callback(XactEvent event, void *arg)
 			eb_pending_clear();
 			eb_catalog_xact_end(false);
 			(void) eb_outbox_xact_end(false);
-			eb_notify_xact_end(false);
+			eb_notify_xact_end(true);	/* the horizon may move: wake readers */
 			eb_xact_published = false;
 			prepare_gid[0] = '\0';
 			break;
@@ -300,6 +304,7 @@ _PG_init(void)
 		return;
 
 	eb_catalog_init();
+	eb_consume_init();
 	RegisterXactCallback(eb_xact_callback, NULL);
 	RegisterSubXactCallback(eb_subxact_callback, NULL);
 

@@ -740,8 +740,8 @@ eb_relay_require_superuser(const char *func)
 }
 
 /*
- * Runs a statement on eventbus.relay_allowed (parameters role and pattern,
- * none if pattern is NULL); returns the rows processed.
+ * Runs a statement on eventbus.relay_allowed with parameters role and
+ * pattern; returns the rows processed.
  */
 static uint64
 eb_relay_allowed_exec(const char *sql, Oid roleid, const char *pattern)
@@ -752,14 +752,9 @@ eb_relay_allowed_exec(const char *sql, Oid roleid, const char *pattern)
 	uint64		n;
 
 	eb_spi_begin(&spi, false);
-	if (pattern == NULL)
-		eb_spi_exec(sql, 0, NULL, NULL, NULL, false);
-	else
-	{
-		values[0] = ObjectIdGetDatum(roleid);
-		values[1] = CStringGetTextDatum(pattern);
-		eb_spi_exec(sql, 2, argtypes, values, NULL, false);
-	}
+	values[0] = ObjectIdGetDatum(roleid);
+	values[1] = CStringGetTextDatum(pattern);
+	eb_spi_exec(sql, 2, argtypes, values, NULL, false);
 	n = SPI_processed;
 	eb_spi_end(&spi);
 	/* the relay's output plugin sees this when decoding past our commit */
@@ -781,8 +776,7 @@ eb_allow_relay(PG_FUNCTION_ARGS)
 	pattern = eb_relay_pattern_arg(fcinfo);
 	eb_check_writable("eventbus.allow_relay()");
 	/* no ON CONFLICT on a catalog table: serialize, then insert if missing */
-	(void) eb_relay_allowed_exec("LOCK TABLE eventbus.relay_allowed IN SHARE ROW EXCLUSIVE MODE",
-								 InvalidOid, NULL);
+	LockRelationOid(eb_relay_catalog_relid("relay_allowed"), ShareRowExclusiveLock);
 	(void) eb_relay_allowed_exec("INSERT INTO eventbus.relay_allowed (role, kafka_topic) SELECT $1, $2 WHERE NOT EXISTS (SELECT FROM eventbus.relay_allowed WHERE role = $1 AND kafka_topic = $2)",
 								 roleid, pattern);
 	PG_RETURN_VOID();

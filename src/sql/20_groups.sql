@@ -29,10 +29,11 @@ CREATE TABLE eventbus.group_partition (
     generation         bigint NOT NULL DEFAULT 0,
     fetched_position   bigint NOT NULL,
     fetched_session    text,
+    lost_reported      bigint,
     PRIMARY KEY (group_id, partition)
 ) WITH (fillfactor = 50);
 COMMENT ON TABLE eventbus.group_partition IS
-  'Position of each group in each partition (internal): committed_position is the last position done; member/lease_until/generation belong to leased consumption; fetched_position is the last position handed to the lease holder, in the database session fetched_session.';
+  'Position of each group in each partition (internal): committed_position is the last position done; member/lease_until/generation belong to leased consumption; fetched_position is the last position handed to the lease holder, in the database session fetched_session; lost_reported is the first retained position when poll() last warned that retention removed events the group had not consumed.';
 
 CREATE TABLE eventbus.group_retry (
     group_id    integer NOT NULL REFERENCES eventbus.consumer_group ON DELETE CASCADE,
@@ -61,10 +62,11 @@ CREATE TYPE eventbus.polled_event AS (
     value      jsonb,
     headers    jsonb,
     created_at timestamptz,
-    attempt    integer
+    attempt    integer,
+    generation bigint
 );
 COMMENT ON TYPE eventbus.polled_event IS
-  'An event as returned by eventbus.poll(); attempt is 1 on first delivery and counts redeliveries after nack().';
+  'An event as returned by eventbus.poll(); attempt is 1 on first delivery and counts redeliveries after nack(); generation is the lease generation of the partition (NULL without a lease), to pass to commit() and nack() from another session.';
 
 CREATE FUNCTION eventbus.create_group(group_name text, topic text, start_at text DEFAULT 'latest',
                                       max_attempts integer DEFAULT 5,
@@ -114,21 +116,21 @@ COMMENT ON FUNCTION eventbus.poll(text, text, integer, text, interval, boolean) 
   'Up to max_events events for a group, in position order per partition. Without member: the partitions returned are held by this transaction, commit() in it makes processing exactly-once, and commit => true commits them at once. With member and lease: partitions are leased to that member for the lease time. Needs SELECT on the topic.';
 
 CREATE FUNCTION eventbus.commit(group_name text, topic text, partition integer, "position" bigint,
-                                member text DEFAULT NULL)
+                                member text DEFAULT NULL, generation bigint DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'eb_commit'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION eventbus.commit(text, text, integer, bigint, text) IS
-  'Marks every event of a partition up to and including position as done for a group (including retries at or below it). With member, refused if the partition''s lease was taken over by another member.';
+COMMENT ON FUNCTION eventbus.commit(text, text, integer, bigint, text, bigint) IS
+  'Marks every event of a partition up to and including position as done for a group (including retries at or below it). Without member, only positions a poll of the current transaction handed out (a position at or below the committed one changes nothing). With member, only positions handed to that member, and refused once the lease was taken over (generation: the lease generation poll() returned; by default the one this session was handed). To move a group on purpose, use seek().';
 
 CREATE FUNCTION eventbus.nack(group_name text, topic text, partition integer, "position" bigint,
                               retry_after interval DEFAULT '30 seconds', reason text DEFAULT NULL,
-                              member text DEFAULT NULL)
+                              member text DEFAULT NULL, generation bigint DEFAULT NULL)
 RETURNS text
 AS 'MODULE_PATHNAME', 'eb_nack'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION eventbus.nack(text, text, integer, bigint, interval, text, text) IS
-  'Gives an event back: it is delivered again after retry_after without holding up the events behind it; once delivered max_attempts times it goes to the group''s dead-letter topic with the reason. Returns ''retry'' or ''dead-lettered''.';
+COMMENT ON FUNCTION eventbus.nack(text, text, integer, bigint, interval, text, text, bigint) IS
+  'Gives an event back: it is delivered again after retry_after without holding up the events behind it; once delivered max_attempts times it goes to the group''s dead-letter topic with the reason (the caller must be allowed to publish there). Only an event handed to the caller (as for commit()) and not committed, or a retry redelivered since. Returns ''retry'' or ''dead-lettered''.';
 
 CREATE FUNCTION eventbus.release(group_name text, topic text, member text)
 RETURNS integer
@@ -140,16 +142,17 @@ COMMENT ON FUNCTION eventbus.release(text, text, text) IS
 CREATE FUNCTION eventbus.group_status(group_name text, topic text,
     OUT partition integer, OUT committed_position bigint, OUT end_position bigint,
     OUT lag bigint, OUT oldest_unconsumed_at timestamptz, OUT committed_at timestamptz,
-    OUT member text, OUT lease_until timestamptz, OUT pending_retries bigint)
+    OUT member text, OUT lease_until timestamptz, OUT pending_retries bigint,
+    OUT lost_events bigint)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'eb_group_status'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.group_status(text, text) IS
-  'Per partition of a group: committed and end positions, lag in events (retained events after the committed position), the creation time of the oldest unconsumed event, last commit, lease, retries waiting.';
+  'Per partition of a group: committed and end positions, lag in events (retained events after the committed position), the creation time of the oldest unconsumed event, last commit, lease, retries waiting, and events retention removed before the group consumed them (lost_events). For roles with the privileges of the group''s owner and members of pg_monitor.';
 
 CREATE VIEW eventbus.consumer_lag AS
 SELECT g.group_name,
-       t.topic,
+       g.topic,
        s.partition,
        s.committed_position,
        s.end_position,
@@ -158,12 +161,17 @@ SELECT g.group_name,
        s.committed_at AS last_commit_at,
        s.member,
        s.lease_until,
-       s.pending_retries
-FROM eventbus.consumer_group g
-JOIN eventbus.topic t USING (topic_id)
-CROSS JOIN LATERAL eventbus.group_status(g.group_name, t.topic) s;
+       s.pending_retries,
+       s.lost_events
+FROM (SELECT cg.group_name, t.topic
+      FROM eventbus.consumer_group cg
+      JOIN eventbus.topic t USING (topic_id)
+      WHERE pg_catalog.pg_has_role(cg.owner, 'USAGE')
+         OR pg_catalog.pg_has_role('pg_monitor', 'USAGE')
+      OFFSET 0) g
+CROSS JOIN LATERAL eventbus.group_status(g.group_name, g.topic) s;
 COMMENT ON VIEW eventbus.consumer_lag IS
-  'Lag of every consumer group on every partition: events (lag) and time (age of the oldest unconsumed event), last commit, lease holder, retries waiting.';
+  'Lag of every consumer group on every partition: events (lag) and time (age of the oldest unconsumed event), last commit, lease holder, retries waiting, events lost to retention. Shows the groups whose owner''s privileges the role has; members of pg_monitor see all.';
 GRANT SELECT ON eventbus.consumer_lag TO PUBLIC;
 
 CREATE FUNCTION eventbus.wait(group_name text, topic text,

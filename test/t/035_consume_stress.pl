@@ -78,7 +78,9 @@ END \$\$;
 
 -- A leasing member commits the highest position it recorded per
 -- partition; a commit refused because another member took the partition
--- over is expected (fencing) and skipped.
+-- over, or because the position belongs to a lease generation the member
+-- lost (it holds the partition again, from the committed position), is
+-- expected (fencing) and skipped.
 CREATE FUNCTION commit_leased(m int) RETURNS int
 LANGUAGE plpgsql AS \$\$
 DECLARE r record; n int := 0;
@@ -88,7 +90,7 @@ BEGIN
     BEGIN
       PERFORM eventbus.commit('leased', 'cs', r.partition, r.last, member => 'm' || m);
       n := n + 1;
-    EXCEPTION WHEN object_in_use THEN
+    EXCEPTION WHEN object_in_use OR object_not_in_prerequisite_state THEN
       NULL;
     END;
   END LOOP;

@@ -1,8 +1,10 @@
 # Wake-ups: LISTEN "eventbus.<topic>" is notified after a publishing
-# transaction commits, never before and never for a rollback; bursts are
+# transaction commits or rolls back (it held back the read horizon), never
+# while it is open; bursts are
 # coalesced; eventbus.wait() returns at once for events committed before
 # the call, wakes on a commit during the call and times out otherwise; a
-# prepared transaction wakes them at COMMIT PREPARED, not at PREPARE; and
+# prepared transaction wakes them at COMMIT or ROLLBACK PREPARED, not at
+# PREPARE; and
 # without the database worker, LISTEN stays silent but wait() still works.
 use strict;
 use warnings;
@@ -76,12 +78,17 @@ is(scalar @$got, 1, 'one notification after commit');
 like($got->[0], qr/^\{"topic": "w", "end_positions": \[\d+, \d+\]\}$/,
 	'the payload names the topic and its end positions');
 
-# Nothing for a rolled-back transaction.
+# A producer that rolls back wakes subscribers too: while open, it held
+# back the events committed behind its positions, which are readable now.
 $producer->query_safe('BEGIN');
-$producer->query_safe(q{SELECT eventbus.publish('w', '{"n": 2}')});
+$producer->query_safe(q{SELECT eventbus.publish('w', '{"n": 2}', partition => 0)});
+$node->safe_psql('postgres', q{SELECT eventbus.publish('w', '{"n": "behind"}', partition => 0)});
+wait_for_notifications($listener, 10);
+usleep(300_000);
+notifications($listener);
 $producer->query_safe('ROLLBACK');
-usleep(600_000);
-is(scalar @{ notifications($listener) }, 0, 'no notification for a rollback');
+$got = wait_for_notifications($listener, 10);
+is(scalar @$got, 1, 'a notification after a rollback of a producer holding back the horizon');
 
 # A burst of 300 commits is coalesced; the last notification carries the
 # final end positions.
@@ -150,13 +157,16 @@ like($woke, qr/done t/, 'wait returned true after COMMIT PREPARED');
 cmp_ok(time() - $t0, '<', 10, 'well before its timeout');
 $waiter->quit;
 
-# ROLLBACK PREPARED: nothing.
+# ROLLBACK PREPARED wakes them as well: the prepared transaction no longer
+# holds back the horizon.
 $producer->query_safe('BEGIN');
 $producer->query_safe(q{SELECT eventbus.publish('w', '{"n": "rolled back"}')});
 $producer->query_safe(q{PREPARE TRANSACTION 'wake-2'});
-$node->safe_psql('postgres', q{ROLLBACK PREPARED 'wake-2'});
 usleep(600_000);
-is(scalar @{ notifications($listener) }, 0, 'no notification for ROLLBACK PREPARED');
+is(scalar @{ notifications($listener) }, 0, 'no notification at PREPARE TRANSACTION');
+$node->safe_psql('postgres', q{ROLLBACK PREPARED 'wake-2'});
+$got = wait_for_notifications($listener, 10);
+is(scalar @$got, 1, 'a notification after ROLLBACK PREPARED');
 
 # Without the database worker: no notifications, wait() still works.
 $node->safe_psql('postgres', 'CREATE DATABASE elsewhere');

@@ -32,7 +32,12 @@
  *	   with search_path pinned, on tables the extension owner owns and no
  *	   other role can alter.  Creating a table and its two indexes evaluates
  *	   nothing of a user's: the tables are new and empty, the columns have
- *	   built-in types and default operator classes.
+ *	   built-in types and default operator classes.  Privileges that the
+ *	   owner's default privileges give other roles on a new table are
+ *	   revoked at once.  Dropping evaluates nothing either; it never drops
+ *	   objects of other roles that depend on a topic's table unless the
+ *	   topic's owner asked for it, while a segment is dropped with the views
+ *	   over it, so that no role can keep one forever.
  *
  * Everything else runs as the caller, including publishing: events are
  * written with the heap and index access methods into the segment's own
@@ -48,16 +53,21 @@
 
 #include "access/relation.h"
 #include "access/transam.h"
+#include "access/xact.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_class.h"
 #include "executor/spi_priv.h"
 #include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
 #include "nodes/parsenodes.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/plancache.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
+#include "utils/syscache.h"
 
 #include "pg_eventbus.h"
 #include "catalog.h"
@@ -344,12 +354,100 @@ eb_priv_ddl(const char *sql)
 		elog(ERROR, "internal statement failed (%s): %s", SPI_result_code_string(rc), sql);
 }
 
+/*
+ * The name of a new segment table: "<topic>$<n>", or, if another relation
+ * already has that name (any role that may create topics may create
+ * relations in eventbus_data), "<topic>$<n>_<k>" for the first free k.  A
+ * name is only a convenience: segments are known by OID (eventbus.segment).
+ */
 static char *
 eb_priv_segment_name(const char *topic, int32 seg_no)
 {
+	Oid			nsp = eb_data_schema_oid();
+	char	   *name;
+	int			k;
+
 	if (seg_no < 1)
 		elog(ERROR, "invalid segment number %d", seg_no);
-	return psprintf("%s$%d", topic, seg_no);
+	name = psprintf("%s$%d", topic, seg_no);
+	for (k = 1; OidIsValid(get_relname_relid(name, nsp)); k++)
+	{
+		pfree(name);
+		name = psprintf("%s$%d_%d", topic, seg_no, k);
+	}
+	if (strlen(name) >= NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("no free name for segment %d of topic \"%s\"", seg_no, topic),
+				 errdetail("Relations in schema %s already have the names a segment table of this topic could take.",
+						   EB_DATA_SCHEMA),
+				 errhint("Drop or rename the relations named \"%s$%d...\" in schema %s that are not the topic's.",
+						 topic, seg_no, EB_DATA_SCHEMA)));
+	return name;
+}
+
+/*
+ * Is relid a table of the extension owner in eventbus_data that inherits
+ * from the topic's parent table parent?  Only the parent's owner can make
+ * a table inherit from it, so this identifies the topic's segments.
+ */
+static bool
+eb_priv_is_segment_of(Oid relid, Oid parent)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	bool		ok;
+
+	if (!HeapTupleIsValid(tup))
+		return false;
+	ok = ((Form_pg_class) GETSTRUCT(tup))->relnamespace == eb_data_schema_oid() &&
+		((Form_pg_class) GETSTRUCT(tup))->relowner == eb_extension_owner() &&
+		((Form_pg_class) GETSTRUCT(tup))->relkind == RELKIND_RELATION;
+	ReleaseSysCache(tup);
+	return ok && list_member_oid(find_inheritance_children(parent, NoLock), relid);
+}
+
+/*
+ * Revokes every privilege on a table just created that default privileges
+ * (ALTER DEFAULT PRIVILEGES of the extension owner) gave other roles: a
+ * topic's privileges are only those its owner grants, and nobody may write
+ * a segment's rows.  Run as the owner, between eb_spi_begin and eb_spi_end.
+ */
+static void
+eb_priv_revoke_defaults(const char *qualified, Oid relid)
+{
+	HeapTuple	tup;
+	Datum		d;
+	bool		isnull;
+	Oid			relowner;
+	List	   *grantees = NIL;
+	ListCell   *lc;
+
+	CommandCounterIncrement();
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	relowner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	d = SysCacheGetAttr(RELOID, tup, Anum_pg_class_relacl, &isnull);
+	if (!isnull)
+	{
+		Acl		   *acl = DatumGetAclPCopy(d);
+		AclItem    *items = ACL_DAT(acl);
+		int			i;
+
+		for (i = 0; i < ACL_NUM(acl); i++)
+			if (items[i].ai_grantee != relowner)
+				grantees = list_append_unique_oid(grantees, items[i].ai_grantee);
+	}
+	ReleaseSysCache(tup);
+
+	foreach(lc, grantees)
+	{
+		Oid			grantee = lfirst_oid(lc);
+
+		eb_priv_ddl(psprintf("REVOKE ALL ON TABLE %s FROM %s CASCADE", qualified,
+							 grantee == ACL_ID_PUBLIC ? "PUBLIC" :
+							 quote_identifier(GetUserNameFromId(grantee, false))));
+	}
 }
 
 /*
@@ -381,6 +479,8 @@ eb_priv_create_topic_tables(const char *topic, Oid owner)
 						 "CONSTRAINT use_eventbus_publish CHECK (false) NO INHERIT"
 						 ") USING heap",
 						 EB_DATA_SCHEMA, qtopic));
+	eb_priv_revoke_defaults(psprintf("%s.%s", EB_DATA_SCHEMA, qtopic),
+							get_relname_relid(topic, eb_data_schema_oid()));
 	eb_priv_ddl(psprintf("COMMENT ON TABLE %s.%s IS %s", EB_DATA_SCHEMA, qtopic,
 						 quote_literal_cstr(psprintf("Events of topic %s, in segment tables that inherit from this one. Publish with eventbus.publish(); grant INSERT to publish and SELECT to read.", topic))));
 	if (owner != GetUserId())
@@ -398,7 +498,8 @@ eb_priv_create_topic_tables(const char *topic, Oid owner)
 /*
  * Creates segment table seg_no of a topic, inheriting from its parent, with
  * its primary key (partition, position) and its partial index on
- * idempotency_key; owned by the extension owner.  Returns its OID.
+ * idempotency_key; owned by the extension owner, its row type usable by no
+ * other role.  Returns its OID.
  */
 Oid
 eb_priv_create_segment(const char *topic, int32 seg_no)
@@ -415,9 +516,14 @@ eb_priv_create_segment(const char *topic, int32 seg_no)
 	eb_spi_begin(&spi, true);
 	eb_priv_ddl(psprintf("CREATE TABLE %s.%s () INHERITS (%s.%s) USING heap",
 						 EB_DATA_SCHEMA, qseg, EB_DATA_SCHEMA, quote_identifier(topic)));
+	eb_priv_revoke_defaults(psprintf("%s.%s", EB_DATA_SCHEMA, qseg),
+							get_relname_relid(seg, eb_data_schema_oid()));
 	eb_priv_ddl(psprintf("ALTER TABLE %s.%s ADD PRIMARY KEY (partition, position)",
 						 EB_DATA_SCHEMA, qseg));
 	eb_priv_ddl(psprintf("CREATE INDEX ON %s.%s (idempotency_key) WHERE idempotency_key IS NOT NULL",
+						 EB_DATA_SCHEMA, qseg));
+	/* no other role's function or column can depend on a segment's row type */
+	eb_priv_ddl(psprintf("REVOKE USAGE ON TYPE %s.%s FROM PUBLIC",
 						 EB_DATA_SCHEMA, qseg));
 	eb_spi_end(&spi);
 
@@ -427,40 +533,105 @@ eb_priv_create_segment(const char *topic, int32 seg_no)
 	return relid;
 }
 
-/* Drops segment table seg_no of a topic, which must be relation relid. */
+/*
+ * Drops segment table seg_no of a topic, which must be relation relid, a
+ * segment of the topic's parent table parent.  Objects of other roles that
+ * depend on it go with it: only a view can (creating one needs no
+ * privilege, and the row type is not theirs to use), it could read nothing
+ * (no role but a superuser may read a segment), and letting it stand would
+ * let any role stop a topic's retention for good.  The server reports each
+ * one dropped (NOTICE).
+ */
 void
-eb_priv_drop_segment(const char *topic, int32 seg_no, Oid relid)
+eb_priv_drop_segment(const char *topic, int32 seg_no, Oid relid, Oid parent)
 {
 	EbSpi		spi;
 	char	   *seg;
 
 	eb_validate_name("topic", topic);
-	seg = eb_priv_segment_name(topic, seg_no);
-	if (get_relname_relid(seg, eb_data_schema_oid()) != relid)
+	seg = get_rel_name(relid);
+	if (seg == NULL || !eb_priv_is_segment_of(relid, parent))
 		elog(ERROR, "segment %d of topic \"%s\" is not relation %u", seg_no, topic, relid);
 
 	eb_spi_begin(&spi, true);
-	eb_priv_ddl(psprintf("DROP TABLE %s.%s", EB_DATA_SCHEMA, quote_identifier(seg)));
+	eb_priv_ddl(psprintf("DROP TABLE %s.%s CASCADE", EB_DATA_SCHEMA, quote_identifier(seg)));
 	eb_spi_end(&spi);
 }
 
 /*
- * Drops a topic's parent table, which must be relation relid, with its
- * segment tables.
+ * Drops a topic's parent table, which must be relation relid, and its
+ * segment tables, in one statement.  Without cascade, objects of other
+ * roles that depend on them (a view over the topic, a function taking its
+ * row type) make it fail with an error naming them; with cascade they are
+ * dropped too, as DROP TABLE ... CASCADE does for a table's owner.
  */
 void
-eb_priv_drop_topic_tables(const char *topic, Oid relid)
+eb_priv_drop_topic_tables(const char *topic, Oid relid, bool cascade)
 {
 	EbSpi		spi;
+	StringInfoData sql;
+	List	   *children;
+	ListCell   *lc;
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
 
 	eb_validate_name("topic", topic);
 	if (get_relname_relid(topic, eb_data_schema_oid()) != relid)
 		elog(ERROR, "table of topic \"%s\" is not relation %u", topic, relid);
 
+	/* the caller holds a lock that keeps segments from being added */
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "DROP TABLE %s.%s", EB_DATA_SCHEMA, quote_identifier(topic));
+	children = find_inheritance_children(relid, AccessExclusiveLock);
+	foreach(lc, children)
+	{
+		Oid			child = lfirst_oid(lc);
+		char	   *name = get_rel_name(child);
+
+		if (name == NULL || !eb_priv_is_segment_of(child, relid))
+			elog(ERROR, "table %u inheriting from topic \"%s\" is not a segment of it",
+				 child, topic);
+		appendStringInfo(&sql, ", %s.%s", EB_DATA_SCHEMA, quote_identifier(name));
+	}
+	if (cascade)
+		appendStringInfoString(&sql, " CASCADE");
+
 	eb_spi_begin(&spi, true);
-	/* the segment tables go with the parent: no need to list them */
-	(void) set_config_option("client_min_messages", "warning", PGC_USERSET,
-							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-	eb_priv_ddl(psprintf("DROP TABLE %s.%s CASCADE", EB_DATA_SCHEMA, quote_identifier(topic)));
+	if (cascade)
+		eb_priv_ddl(sql.data);
+	else
+	{
+		/* an error naming the dependent objects, in the topic's words */
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(oldcontext);
+		PG_TRY();
+		{
+			eb_priv_ddl(sql.data);
+			ReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(oldcontext);
+			CurrentResourceOwner = oldowner;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(oldcontext);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(oldcontext);
+			CurrentResourceOwner = oldowner;
+			if (edata->sqlerrcode != ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST)
+				ReThrowError(edata);
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("cannot drop topic \"%s\" because other objects depend on its tables",
+							topic),
+					 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
+					 errhint("Drop those objects first, or drop them with the topic: SELECT eventbus.drop_topic(%s, cascade => true);",
+							 quote_literal_cstr(topic))));
+		}
+		PG_END_TRY();
+	}
 	eb_spi_end(&spi);
 }

@@ -34,7 +34,8 @@ extern int	eb_spi_run(SPIPlanPtr plan, Datum *values, const char *nulls,
 /* Tables of topics, created and dropped as the extension owner. */
 extern Oid	eb_priv_create_topic_tables(const char *topic, Oid owner);
 extern Oid	eb_priv_create_segment(const char *topic, int32 seg_no);
-extern void eb_priv_drop_segment(const char *topic, int32 seg_no, Oid relid);
-extern void eb_priv_drop_topic_tables(const char *topic, Oid relid);
+extern void eb_priv_drop_segment(const char *topic, int32 seg_no, Oid relid,
+								 Oid parent);
+extern void eb_priv_drop_topic_tables(const char *topic, Oid relid, bool cascade);
 
 #endif							/* EB_PRIVILEGED_H */

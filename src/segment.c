@@ -389,7 +389,7 @@ eb_maintain_topic(const char *name, EbMaintReport report, void *arg)
 				   "segment past retention is in use; will retry");
 			break;
 		}
-		eb_priv_drop_segment(name, segs[i].seg_no, segs[i].relid);
+		eb_priv_drop_segment(name, segs[i].seg_no, segs[i].relid, topic->relid);
 		dvalues[0] = Int32GetDatum(topic->topic_id);
 		dvalues[1] = Int32GetDatum(segs[i].seg_no);
 		eb_spi_exec("DELETE FROM eventbus.segment WHERE topic_id = $1 AND segment = $2",

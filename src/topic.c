@@ -99,13 +99,22 @@ eb_retention_arg(FunctionCallInfo fcinfo, int argno, bool *clear)
 void
 eb_check_topic_owner(EbTopic *topic)
 {
-	if (!has_privs_of_role(GetUserId(), topic->owner))
+	char	   *owner_name;
+
+	if (has_privs_of_role(GetUserId(), topic->owner))
+		return;
+	owner_name = GetUserNameFromId(topic->owner, true);
+	if (owner_name == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("must be owner of topic \"%s\"", topic->name),
-				 errdetail("Topic \"%s\" is owned by role \"%s\"; only roles with its privileges may change it.",
-						   topic->name, GetUserNameFromId(topic->owner, true) ?
-						   GetUserNameFromId(topic->owner, true) : "(dropped)")));
+				 errdetail("The role that owned topic \"%s\" was dropped; only a superuser may change or drop it.",
+						   topic->name)));
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("must be owner of topic \"%s\"", topic->name),
+			 errdetail("Topic \"%s\" is owned by role \"%s\"; only roles with its privileges may change it.",
+					   topic->name, owner_name)));
 }
 
 /*
@@ -282,7 +291,9 @@ eb_alter_topic(PG_FUNCTION_ARGS)
 }
 
 /*
- * drop_topic(topic text): drops the topic's tables and catalog rows.
+ * drop_topic(topic text, cascade boolean): drops the topic's tables and
+ * catalog rows.  Objects of other roles that depend on the tables make it
+ * fail, naming them, unless cascade is true (see privileged.c).
  */
 Datum
 eb_drop_topic(PG_FUNCTION_ARGS)
@@ -294,6 +305,7 @@ eb_drop_topic(PG_FUNCTION_ARGS)
 	Datum		values[1];
 	int64		uid;
 	int32		partitions;
+	bool		cascade = PG_NARGS() > 1 && !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
 
 	eb_check_writable("eventbus.drop_topic()");
 	topic = eb_topic_get(name, false);
@@ -308,7 +320,7 @@ eb_drop_topic(PG_FUNCTION_ARGS)
 	partitions = topic->partitions;
 	values[0] = Int32GetDatum(topic->topic_id);
 
-	eb_priv_drop_topic_tables(name, topic->relid);
+	eb_priv_drop_topic_tables(name, topic->relid, cascade);
 	eb_spi_begin(&spi, true);
 	eb_spi_exec("DELETE FROM eventbus.topic WHERE topic_id = $1",
 				1, argtypes, values, NULL, false);

@@ -75,12 +75,12 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.alter_topic(text, integer, interval) IS
   'Changes a topic: partitions can only grow; retention ''0'' removes the time limit, a negative one is refused; NULL leaves a setting unchanged. Topic owner (or a role with its privileges) only.';
 
-CREATE FUNCTION eventbus.drop_topic(topic text)
+CREATE FUNCTION eventbus.drop_topic(topic text, cascade boolean DEFAULT false)
 RETURNS void
 AS 'MODULE_PATHNAME', 'eb_drop_topic'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION eventbus.drop_topic(text) IS
-  'Drops a topic and all its events. Topic owner (or a role with its privileges) only.';
+COMMENT ON FUNCTION eventbus.drop_topic(text, boolean) IS
+  'Drops a topic and all its events. Objects that depend on its tables (another role''s view over eventbus_data.<topic>, say) make it fail with an error naming them, unless cascade is true: then they are dropped too. Topic owner (or a role with its privileges) only.';
 
 CREATE FUNCTION eventbus.publish(topic text, value jsonb, key text DEFAULT NULL,
                                  headers jsonb DEFAULT NULL, partition integer DEFAULT NULL,

@@ -22,7 +22,7 @@ SELECT function_returns('eventbus', 'read',
   ARRAY['text', 'integer', 'bigint', 'integer'], 'setof eventbus.event');
 SELECT function_returns('eventbus', 'create_topic', ARRAY['text', 'integer', 'interval'], 'void');
 SELECT function_returns('eventbus', 'alter_topic', ARRAY['text', 'integer', 'interval'], 'void');
-SELECT function_returns('eventbus', 'drop_topic', ARRAY['text'], 'void');
+SELECT function_returns('eventbus', 'drop_topic', ARRAY['text', 'boolean'], 'void');
 
 -- functions run with the caller's rights
 SELECT is_empty(

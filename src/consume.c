@@ -50,6 +50,7 @@
 #include "utils/datum.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
+#include "tcop/pquery.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -749,6 +750,17 @@ eb_poll(PG_FUNCTION_ARGS)
 				 errmsg("commit => true cannot be used with a lease"),
 				 errdetail("A leased member processes events after its poll and commits them with commit(); commit => true would mark them done before that."),
 				 errhint("Pass either member and lease, or commit => true.")));
+
+	/*
+	 * A cursor (DECLARE, a PL/pgSQL FOR loop, a client's fetch size) may
+	 * stop reading at any row, even after the executor has read poll's
+	 * whole result in a batch, so the end-of-statement check cannot see it:
+	 * refuse the form there.  Statements run to completion have the unnamed
+	 * portal.
+	 */
+	if (do_commit && ActivePortal != NULL && ActivePortal->name[0] != '\0')
+		eb_commit_poll_error("poll(commit => true) cannot run in a cursor or a PL/pgSQL FOR loop",
+							 "A cursor can stop before the rows it already fetched are processed; they would be committed anyway.");
 
 	eb_check_writable("eventbus.poll()");
 	topic = eb_topic_get(topic_name, false);

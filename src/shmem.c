@@ -946,8 +946,24 @@ eb_part_reset_if_stale(EbPartShared *part, Oid dboid, int64 uid,
 }
 
 /*
- * The read horizon of part: the lowest position an open transaction
- * registered, or the next position to be handed out.  Returns -1 if the
+ * The first registration in part's list that is not the current
+ * transaction's (a transaction has at most one per partition).
+ */
+static int32
+first_other(EbPartShared *part, TransactionId self)
+{
+	int32		head = part->reg_head;
+
+	if (head >= 0 && TransactionIdIsValid(self) && reg_at(head)->xid == self &&
+		!reg_at(head)->prepared)
+		head = reg_at(head)->next;
+	return head;
+}
+
+/*
+ * The read horizon of part: the lowest position an open transaction other
+ * than the current one registered (a transaction reads its own events),
+ * or the next position to be handed out.  Returns -1 if the
  * slot no longer belongs to that partition (of that parent table) or is not
  * initialized.
  */
@@ -957,6 +973,8 @@ eb_part_horizon(EbPartShared *part, Oid dboid, int64 uid, int32 partition,
 {
 	int64		horizon;
 	bool		prepared_head = false;
+	TransactionId self = GetTopTransactionIdIfAny();
+	int32		head;
 
 	LWLockAcquire(&part->lock, LW_SHARED);
 	if (!eb_part_key_matches(part, dboid, uid, partition) || !part->initialized ||
@@ -968,9 +986,10 @@ eb_part_horizon(EbPartShared *part, Oid dboid, int64 uid, int32 partition,
 	horizon = part->next_position;
 	if (next_position)
 		*next_position = part->next_position;
-	if (part->reg_head >= 0)
+	head = first_other(part, self);
+	if (head >= 0)
 	{
-		EbReg	   *r = reg_at(part->reg_head);
+		EbReg	   *r = reg_at(head);
 
 		prepared_head = r->prepared;
 		horizon = r->lo;
@@ -988,7 +1007,8 @@ eb_part_horizon(EbPartShared *part, Oid dboid, int64 uid, int32 partition,
 		return -1;
 	}
 	part_pop_finished(part);
-	horizon = part->reg_head >= 0 ? reg_at(part->reg_head)->lo : part->next_position;
+	head = first_other(part, self);
+	horizon = head >= 0 ? reg_at(head)->lo : part->next_position;
 	if (next_position)
 		*next_position = part->next_position;
 	LWLockRelease(&part->lock);

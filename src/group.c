@@ -348,11 +348,14 @@ eb_parse_start(FunctionCallInfo fcinfo, int argno, TimestampTz *ts)
 	return EB_START_TIME;
 }
 
-/* The committed position that makes a group start where asked. */
+/*
+ * The committed position that makes a group start where asked.  'latest'
+ * is the read horizon (Kafka's last stable offset), not the end position:
+ * an event of a transaction still open now is delivered once it commits.
+ */
 static int64
 eb_start_committed(EbTopic *topic, int32 partition, EbStartKind kind, TimestampTz ts)
 {
-	int64		end;
 	int64		pos;
 
 	switch (kind)
@@ -365,8 +368,7 @@ eb_start_committed(EbTopic *topic, int32 partition, EbStartKind kind, TimestampT
 				return pos - 1;
 			/* FALLTHROUGH */
 		case EB_START_LATEST:
-			(void) eb_read_horizon(topic, partition, &end);
-			return end - 1;
+			return eb_read_horizon(topic, partition, NULL) - 1;
 	}
 	return -1;					/* keep compiler quiet */
 }

@@ -139,6 +139,7 @@ eb_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
+			eb_pending_xact_end(false);
 			eb_catalog_xact_end(true);
 			(void) eb_outbox_xact_end(true);
 			eb_notify_xact_end(true);
@@ -149,7 +150,7 @@ eb_xact_callback(XactEvent event, void *arg)
 			prepare_gid[0] = '\0';
 			break;
 		case XACT_EVENT_PREPARE:
-			eb_pending_clear();
+			eb_pending_xact_end(true);	/* handed to the prepared xact */
 			eb_catalog_xact_end(false);
 			outbox = eb_outbox_xact_end(false);
 			eb_notify_xact_end(false);
@@ -160,7 +161,7 @@ eb_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			eb_pending_clear();
+			eb_pending_xact_end(false);
 			eb_catalog_xact_end(false);
 			(void) eb_outbox_xact_end(false);
 			eb_notify_xact_end(true);	/* the horizon may move: wake readers */
@@ -178,8 +179,7 @@ eb_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 	{
-		/* an interrupted publish in this subtransaction leaves no pending range */
-		eb_pending_clear();
+		/* registrations last until the top-level transaction ends */
 		eb_catalog_subxact_end(mySubid, parentSubid, false);
 		eb_outbox_subxact_end(GetCurrentTransactionNestLevel(), false);
 	}

@@ -4,23 +4,36 @@
  *	  Assigning positions to events and computing how far a reader may read.
  *
  * A position is taken from the partition's counter in shared memory at
- * publish time, so producers never wait for each other's commit.  Between
- * taking a range of positions and finishing the index insertions of its
- * rows, a backend records the range as pending (shmem.c).  A reader:
+ * publish time, so producers never wait for each other's commit.  Under the
+ * same partition lock that hands out a transaction's first position in a
+ * partition, that position is registered (shmem.c); the registration stays
+ * until the top-level transaction commits, aborts or, once prepared, is
+ * committed or rolled back.  The read horizon of a partition is the lowest
+ * registered position, or the next position to be handed out if none: no
+ * open transaction holds a position below it, so it is also Kafka's last
+ * stable offset ('latest' for consumer groups, retention's sealing).
  *
- *	1. computes the horizon: the lowest pending position of the partition,
- *	   or the next position to be handed out;
+ * A reader (read.c):
+ *
+ *	1. computes the horizon;
  *	2. scans the partition's index below the horizon with SnapshotAny and,
  *	   for each row, returns it if visible to the reader's snapshot, skips
  *	   it if its inserter aborted, and stops if its inserter is still in
  *	   progress as far as the reader's snapshot is concerned (a transaction
  *	   that committed after the snapshot was taken counts as in progress).
  *
- * Every position below the horizon was either inserted before step 1 (so
- * the scan finds its row) or belongs to an assignment whose (sub)transaction
- * aborted before its rows were inserted.  Hence a reader never returns a
- * position while a lower one may still commit.  No per-transaction state is
- * kept after the rows are inserted: the row's xmin is the state.
+ * Every position below the horizon belongs to a transaction that has ended:
+ * committed (its row was inserted before the commit, so the scan finds it)
+ * or aborted (a gap).  Registrations end only after the commit is visible,
+ * and a transaction that finished after the reader's snapshot is stopped at
+ * by step 2.  Hence a reader never returns a position while a lower one may
+ * still commit.  A rolled-back subtransaction's positions stay registered
+ * until the top-level transaction ends; they become gaps.
+ *
+ * Locking: the topic lock (shared) is taken before the partition lock
+ * (exclusive) to assign; computing the horizon takes the partition lock
+ * only, shared (exclusive for a moment when a prepared transaction at the
+ * head of the list may have finished).  See shmem.c for the full protocol.
  *
  * After a restart the counters are rebuilt from the tables the first time a
  * partition is used: one past the highest position physically present
@@ -290,6 +303,7 @@ eb_topic_state(EbTopic *topic)
 	for (;;)
 	{
 		bool		ready;
+		bool		stale;
 		EbSegment  *cur;
 
 		if (t == NULL)
@@ -301,12 +315,26 @@ eb_topic_state(EbTopic *topic)
 			t = NULL;
 			continue;
 		}
-		ready = t->initialized;
+		ready = t->initialized && t->parent_relid == topic->relid;
+		stale = t->initialized && !ready;
 		LWLockRelease(&t->lock);
 		if (ready)
 		{
 			topic->tshared = t;
 			return t;
+		}
+		if (stale)
+		{
+			/*
+			 * Initialized for another incarnation of this topic (same uid,
+			 * another parent table: dropped and restored from a dump).  Its
+			 * segment tables are gone; rebuild from the current ones.
+			 */
+			LWLockAcquire(&t->lock, LW_EXCLUSIVE);
+			if (eb_topic_key_matches(t, MyDatabaseId, topic->uid) &&
+				t->initialized && t->parent_relid != topic->relid)
+				t->initialized = false;
+			LWLockRelease(&t->lock);
 		}
 
 		/* No backend can publish while it is uninitialized: compute freely. */
@@ -314,6 +342,7 @@ eb_topic_state(EbTopic *topic)
 		LWLockAcquire(&t->lock, LW_EXCLUSIVE);
 		if (eb_topic_key_matches(t, MyDatabaseId, topic->uid) && !t->initialized)
 		{
+			t->parent_relid = topic->relid;
 			t->seg_relid = cur->relid;
 			t->seg_no = cur->seg_no;
 			strlcpy(t->name, topic->name, NAMEDATALEN);
@@ -427,6 +456,7 @@ eb_part_state(EbTopic *topic, int32 partition)
 	for (;;)
 	{
 		bool		ready;
+		bool		stale;
 		EbTopicShared *t;
 		int32		cur_no;
 		int64		next;
@@ -441,13 +471,22 @@ eb_part_state(EbTopic *topic, int32 partition)
 			p = NULL;
 			continue;
 		}
-		ready = p->initialized;
+		ready = p->initialized && p->parent_relid == topic->relid;
+		stale = p->initialized && !ready;
 		LWLockRelease(&p->lock);
 		if (ready)
 		{
 			topic->pshared[partition] = p;
 			return p;
 		}
+		/* initialized for a dropped incarnation of the topic: rebuild */
+		if (stale && !eb_part_reset_if_stale(p, MyDatabaseId, topic->uid,
+											 partition, topic->relid))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("topic \"%s\" was dropped and created again while this transaction publishes to it",
+							topic->name),
+					 errhint("Commit or roll back the transaction first.")));
 
 		t = eb_topic_state(topic);
 		LWLockAcquire(&t->lock, LW_SHARED);
@@ -464,6 +503,7 @@ eb_part_state(EbTopic *topic, int32 partition)
 			eb_topic_key_matches(t, MyDatabaseId, topic->uid) &&
 			t->seg_no == cur_no)
 		{
+			p->parent_relid = topic->relid;
 			p->next_position = next;
 			p->seg_no = cur_no;
 			p->seg_start = seg_start;
@@ -476,8 +516,9 @@ eb_part_state(EbTopic *topic, int32 partition)
 
 /*
  * Opens the topic's current segment for insertion and takes n consecutive
- * positions in a partition, registering them as pending.  The caller inserts
- * the rows and then calls eb_pending_clear().
+ * positions in a partition.  The transaction's first position in the
+ * partition is registered under the same lock and stays registered until
+ * the top-level transaction ends (see the file header).
  */
 Relation
 eb_assign_positions(EbTopic *topic, int32 partition, int n, int64 *first)
@@ -489,6 +530,7 @@ eb_assign_positions(EbTopic *topic, int32 partition, int n, int64 *first)
 		EbPartShared *p = eb_part_state(topic, partition);
 		Oid			segrelid;
 		Relation	rel;
+		int32		reg;
 
 		LWLockAcquire(&t->lock, LW_SHARED);
 		if (!eb_topic_key_matches(t, MyDatabaseId, topic->uid))
@@ -509,9 +551,12 @@ eb_assign_positions(EbTopic *topic, int32 partition, int n, int64 *first)
 							topic->name),
 					 errhint("The topic may have been dropped concurrently.")));
 
+		/* may fail (pool exhausted): before any LWLock */
+		reg = eb_pending_reserve(p);
+
 		LWLockAcquire(&t->lock, LW_SHARED);
 		if (!eb_topic_key_matches(t, MyDatabaseId, topic->uid) ||
-			t->seg_relid != segrelid)
+			t->parent_relid != topic->relid || t->seg_relid != segrelid)
 		{
 			/* a segment switch happened in between: retry */
 			LWLockRelease(&t->lock);
@@ -520,7 +565,7 @@ eb_assign_positions(EbTopic *topic, int32 partition, int n, int64 *first)
 		}
 		LWLockAcquire(&p->lock, LW_EXCLUSIVE);
 		if (!eb_part_key_matches(p, MyDatabaseId, topic->uid, partition) ||
-			!p->initialized)
+			!p->initialized || p->parent_relid != topic->relid)
 		{
 			LWLockRelease(&p->lock);
 			LWLockRelease(&t->lock);
@@ -530,7 +575,7 @@ eb_assign_positions(EbTopic *topic, int32 partition, int n, int64 *first)
 		}
 		*first = p->next_position;
 		p->next_position += n;
-		eb_pending_set(p, *first);
+		eb_pending_set(p, reg, *first);
 		LWLockRelease(&p->lock);
 		LWLockRelease(&t->lock);
 		return rel;
@@ -558,8 +603,10 @@ eb_end_position(EbTopic *topic, int32 partition)
 }
 
 /*
- * The read horizon of a partition (see the file header); *end_position, if
- * given, receives the next position to be handed out.
+ * The read horizon of a partition (see the file header): the lowest
+ * position an open transaction holds, else the next position to be handed
+ * out; Kafka's last stable offset.  *end_position, if given, receives the
+ * next position to be handed out.
  */
 int64
 eb_read_horizon(EbTopic *topic, int32 partition, int64 *end_position)
@@ -569,7 +616,8 @@ eb_read_horizon(EbTopic *topic, int32 partition, int64 *end_position)
 		EbPartShared *p = eb_part_state(topic, partition);
 		int64		h;
 
-		h = eb_part_horizon(p, MyDatabaseId, topic->uid, partition, end_position);
+		h = eb_part_horizon(p, MyDatabaseId, topic->uid, partition, topic->relid,
+							end_position);
 		if (h >= 0)
 			return h;
 		topic->pshared[partition] = NULL;

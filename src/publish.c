@@ -420,7 +420,6 @@ eb_publish_group(EbTopic *topic, int32 partition, EbEvent **events, int n)
 	for (i = 0; i < n; i++)
 		events[i]->position = first + i;
 	eb_insert_events(topic, rel, events, n);
-	eb_pending_clear();
 	table_close(rel, NoLock);
 	eb_xact_published = true;
 	eb_notify_record(topic);

@@ -15,9 +15,14 @@
  * segment; the counters at that moment are the new segment's start
  * positions, which readers use to skip segments.
  *
- * Retention drops a whole segment once the segment after it was activated
- * longer ago than the topic's retention, i.e. once every event in it is
- * older than that: no per-row deletes, no vacuum debt.
+ * A segment is sealed (eventbus.segment.sealed_at) by the first maintenance
+ * pass that finds every partition's read horizon at or past the next
+ * segment's start positions: from then on no open transaction holds a
+ * position in it, and every committed event in it is readable.  Retention
+ * drops a whole segment once it was sealed longer ago than the topic's
+ * retention, so events are kept at least that long after readers could
+ * first see them, however long a producer transaction held them back: no
+ * per-row deletes, no vacuum debt.
  *
  *-------------------------------------------------------------------------
  */
@@ -53,7 +58,10 @@ typedef struct EbMaintSeg
 	bool		activated;
 	bool		has_start;
 	bool		rotation_due;	/* activated longer ago than retention / 8 */
-	bool		expired;		/* activated longer ago than retention */
+	bool		expired;		/* sealed longer ago than retention */
+	bool		sealed;			/* sealed_at is set */
+	int			nstart;			/* start positions, 0 if unknown */
+	int64	   *start;
 } EbMaintSeg;
 
 static Datum
@@ -224,6 +232,44 @@ eb_switch_segment(EbTopic *topic, int32 cur_no, EbMaintSeg *spare)
 	return starts;
 }
 
+/* Elements of a bigint[] datum (NULL elements as 0). */
+static int64 *
+eb_int8_array_values(Datum d, int *n)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(d);
+	Datum	   *elems;
+	bool	   *nulls;
+	int64	   *out;
+	int			i;
+
+	deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+					  &elems, &nulls, n);
+	out = palloc(sizeof(int64) * Max(*n, 1));
+	for (i = 0; i < *n; i++)
+		out[i] = nulls[i] ? 0 : DatumGetInt64(elems[i]);
+	return out;
+}
+
+/*
+ * Has every partition's read horizon reached next's start positions, so
+ * that no open transaction holds a position in the segment before it?
+ * Partitions added after next started have no event before it.
+ */
+static bool
+eb_segment_passed(EbTopic *topic, EbMaintSeg *next)
+{
+	int32		p;
+
+	if (next->nstart == 0)
+		return false;
+	for (p = 0; p < topic->partitions && p < next->nstart; p++)
+	{
+		if (eb_read_horizon(topic, p, NULL) < next->start[p])
+			return false;
+	}
+	return true;
+}
+
 static void
 eb_record_start(int32 topic_id, int32 seg_no, int64 *starts, int n, bool activate_now)
 {
@@ -257,7 +303,8 @@ eb_maintain_topic(const char *name, EbMaintReport report, void *arg)
 	int32		cur_no;
 	EbSpi		spi;
 	Oid			argtypes[1] = {INT4OID};
-	Datum		values[1];
+	Oid			seal_types[2] = {INT4OID, INT4OID};
+	Datum		values[2];
 	EbMaintSeg *segs;
 	int			nsegs;
 	int			i;
@@ -291,8 +338,8 @@ eb_maintain_topic(const char *name, EbMaintReport report, void *arg)
 	eb_spi_exec("SELECT s.segment, s.table_oid::oid, s.activated_at IS NOT NULL, "
 				"s.start_positions IS NOT NULL, "
 				"coalesce(s.activated_at < now() - t.retention / 8, false), "
-				"coalesce(s.activated_at < now() - t.retention, false), "
-				"t.retention IS NOT NULL "
+				"coalesce(s.sealed_at < now() - t.retention, false), "
+				"t.retention IS NOT NULL, s.sealed_at IS NOT NULL, s.start_positions "
 				"FROM eventbus.segment s JOIN eventbus.topic t USING (topic_id) "
 				"WHERE s.topic_id = $1 ORDER BY s.segment",
 				1, argtypes, values, NULL, true);
@@ -311,6 +358,13 @@ eb_maintain_topic(const char *name, EbMaintReport report, void *arg)
 		segs[i].rotation_due = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
 		segs[i].expired = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
 		has_retention = DatumGetBool(SPI_getbinval(tup, desc, 7, &isnull));
+		segs[i].sealed = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
+		{
+			Datum		d = SPI_getbinval(tup, desc, 9, &isnull);
+
+			if (!isnull)
+				segs[i].start = eb_int8_array_values(d, &segs[i].nstart);
+		}
 		if (segs[i].seg_no == cur_no)
 			cur_idx = i;
 		else if (segs[i].seg_no > cur_no && spare_idx < 0)
@@ -357,6 +411,8 @@ eb_maintain_topic(const char *name, EbMaintReport report, void *arg)
 							topic->partitions, true);
 			segs[spare_idx].activated = segs[spare_idx].has_start = true;
 			segs[spare_idx].expired = false;
+			segs[spare_idx].start = starts;
+			segs[spare_idx].nstart = topic->partitions;
 			cur_no = segs[spare_idx].seg_no;
 			cur_idx = spare_idx;
 			spare_idx = cur_idx + 1 < nsegs ? cur_idx + 1 : -1;
@@ -375,13 +431,35 @@ eb_maintain_topic(const char *name, EbMaintReport report, void *arg)
 		changed = true;
 	}
 
-	/* 4. Drop segments whose every event is older than the retention. */
+	/*
+	 * 3b. Seal the older segments that no open transaction holds a position
+	 * in any more (the read horizon passed the next segment's start in every
+	 * partition).  Horizons only grow, so segments are sealed in order.
+	 */
+	for (i = 0; i < cur_idx; i++)
+	{
+		if (segs[i].sealed)
+			continue;
+		if (!eb_segment_passed(topic, &segs[i + 1]))
+			break;
+		values[0] = Int32GetDatum(topic->topic_id);
+		values[1] = Int32GetDatum(segs[i].seg_no);
+		eb_spi_exec("UPDATE eventbus.segment SET sealed_at = now() "
+					"WHERE topic_id = $1 AND segment = $2 AND sealed_at IS NULL",
+					2, seal_types, values, NULL, false);
+		segs[i].sealed = true;
+	}
+
+	/*
+	 * 4. Drop segments sealed longer ago than the retention: every event in
+	 * them has been readable at least that long.
+	 */
 	for (i = 0; has_retention && i < cur_idx; i++)
 	{
 		Datum		dvalues[2];
 		Oid			dtypes[2] = {INT4OID, INT4OID};
 
-		if (!segs[i + 1].expired || !segs[i + 1].has_start)
+		if (!segs[i].sealed || !segs[i].expired)
 			break;
 		if (!ConditionalLockRelationOid(segs[i].relid, AccessExclusiveLock))
 		{

@@ -17,10 +17,44 @@
  *	- EbTopicShared.lock: shared while assigning positions in any partition
  *	  of the topic, exclusive while switching to a new segment.  Taken
  *	  before any partition lock of the topic.
- *	- EbPartShared.lock: exclusive to assign positions, to change npending
- *	  or relayed_position; shared to compute the read horizon.  Each backend's
- *	  EbPending entry is written only under the lock of the partition it
- *	  points to, and read by others under that lock.
+ *	- EbPartShared.lock: exclusive to assign positions, to link or unlink a
+ *	  registration (EbReg) of the partition, or to change relayed_position;
+ *	  shared to compute the read horizon.  An EbReg's part, lo, xid,
+ *	  prepared, prev and next are written only under the lock of the
+ *	  partition it is linked into.
+ *	- overflow_mutex (a spinlock) protects the free list of overflow
+ *	  registrations; it is taken inside a partition lock, never around one.
+ *	- slice_of[i] is read and written only by the backend using PGPROC i, and
+ *	  by the backend preparing a transaction whose dummy PGPROC is i.
+ *
+ * Registrations (the read horizon, see position.c)
+ *
+ * A transaction's first position in a partition is registered under the
+ * partition lock that assigns it, and stays registered until the top-level
+ * transaction ends: commit, abort, or for a prepared transaction COMMIT or
+ * ROLLBACK PREPARED.  Registrations are appended to the partition's list in
+ * assignment order, and positions are assigned in increasing order under
+ * the same lock, so the list is sorted and its head is the lowest position
+ * an open transaction holds: the horizon is O(1), whatever the number of
+ * backends.  Positions of aborted subtransactions stay registered (as gaps)
+ * until the top-level transaction ends.
+ *
+ * The registrations live in one fixed array.  Every PGPROC (backends and
+ * the dummy PGPROCs of prepared transactions) owns a slice of
+ * EB_REGS_PER_PROC entries, used without any further lock; a transaction
+ * that writes to more partitions than that takes entries from a shared
+ * overflow pool, and when that is exhausted publish fails with an error
+ * (positions are never handed out unregistered).  At PREPARE the backend
+ * marks its registrations prepared and swaps slices with the dummy PGPROC
+ * of the prepared transaction, after unlinking what the previous prepared
+ * transaction of that dummy left (it has finished).  Prepared
+ * registrations are removed lazily: whoever finds one at the head of a
+ * list (or needs its entry) unlinks it once its transaction is no longer
+ * in progress.  Registrations end before commit only through an abort;
+ * they end after the commit is visible (the commit callback runs after the
+ * transaction left the proc array), so a reader that no longer sees a
+ * registration sees the commit or, if its snapshot is older, stops at the
+ * row (read.c).
  *
  *	- EbRelayShared.mutex (a spinlock) protects the relay worker's status;
  *	  the outbox counters are atomics.  Prepared transactions that
@@ -42,13 +76,17 @@
  */
 #include "postgres.h"
 
+#include "access/transam.h"
 #include "access/twophase.h"
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "nodes/pg_list.h"
 #include "utils/hsearch.h"
+#include "utils/memutils.h"
 
 #include "pg_eventbus.h"
 #include "catalog.h"
@@ -71,13 +109,23 @@ typedef struct EbPartMapEntry
 	int			idx;
 } EbPartMapEntry;
 
+static bool eb_part_busy(EbPartShared *part);
+
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
+/* PGPROCs that own a slice of registrations (pgprocno is below this). */
 static int
-eb_pending_slots(void)
+eb_reg_nprocs(void)
 {
 	return MaxBackends + NUM_AUXILIARY_PROCS + max_prepared_xacts;
+}
+
+/* Registrations in all: the slices plus the overflow pool. */
+static int
+eb_reg_total(void)
+{
+	return (eb_reg_nprocs() + MaxBackends) * EB_REGS_PER_PROC;
 }
 
 static Size
@@ -88,7 +136,8 @@ eb_shmem_size(void)
 	size = MAXALIGN(sizeof(EbShared));
 	size = add_size(size, mul_size(eb_max_topics, sizeof(EbTopicShared)));
 	size = add_size(size, mul_size(eb_max_partitions, sizeof(EbPartShared)));
-	size = add_size(size, mul_size(eb_pending_slots(), sizeof(EbPending)));
+	size = add_size(size, mul_size(eb_reg_total(), sizeof(EbReg)));
+	size = add_size(size, mul_size(eb_reg_nprocs(), sizeof(int32)));
 	size = add_size(size, mul_size(max_prepared_xacts, sizeof(EbPrepared)));
 	size = add_size(size, hash_estimate_size(eb_max_topics, sizeof(EbTopicMapEntry)));
 	size = add_size(size, hash_estimate_size(eb_max_partitions, sizeof(EbPartMapEntry)));
@@ -131,14 +180,17 @@ eb_shmem_startup(void)
 		pg_atomic_init_u64(&eb_shared->maintenance_wakeups, 0);
 		eb_shared->max_topics = eb_max_topics;
 		eb_shared->max_partitions = eb_max_partitions;
-		eb_shared->npending = eb_pending_slots();
+		eb_shared->nprocs = eb_reg_nprocs();
+		eb_shared->nregs = eb_reg_total();
 
 		p = ShmemAlloc(mul_size(eb_max_topics, sizeof(EbTopicShared)));
 		eb_shared->topics = (EbTopicShared *) p;
 		p = ShmemAlloc(mul_size(eb_max_partitions, sizeof(EbPartShared)));
 		eb_shared->parts = (EbPartShared *) p;
-		p = ShmemAlloc(mul_size(eb_shared->npending, sizeof(EbPending)));
-		eb_shared->pending = (EbPending *) p;
+		p = ShmemAlloc(mul_size(eb_shared->nregs, sizeof(EbReg)));
+		eb_shared->regs = (EbReg *) p;
+		p = ShmemAlloc(mul_size(eb_shared->nprocs, sizeof(int32)));
+		eb_shared->slice_of = (int32 *) p;
 
 		for (i = 0; i < eb_max_topics; i++)
 		{
@@ -156,7 +208,22 @@ eb_shmem_startup(void)
 			memset(pt, 0, sizeof(*pt));
 			LWLockInitialize(&pt->lock, eb_shared->tranche_id);
 		}
-		memset(eb_shared->pending, 0, mul_size(eb_shared->npending, sizeof(EbPending)));
+		for (i = 0; i < eb_shared->nregs; i++)
+		{
+			EbReg	   *r = &eb_shared->regs[i];
+
+			memset(r, 0, sizeof(*r));
+			r->prev = r->next = -1;
+			r->free_next = -1;
+			/* entries past the slices form the overflow free list */
+			if (i >= eb_shared->nprocs * EB_REGS_PER_PROC && i + 1 < eb_shared->nregs)
+				r->free_next = i + 1;
+		}
+		for (i = 0; i < eb_shared->nprocs; i++)
+			eb_shared->slice_of[i] = i;
+		SpinLockInit(&eb_shared->overflow_mutex);
+		eb_shared->overflow_free = eb_shared->nprocs * EB_REGS_PER_PROC < eb_shared->nregs ?
+			eb_shared->nprocs * EB_REGS_PER_PROC : -1;
 		eb_shared->nprepared = max_prepared_xacts;
 		if (max_prepared_xacts > 0)
 		{
@@ -187,12 +254,12 @@ eb_shmem_startup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
-/* Clears this backend's pending assignment when it exits. */
+/* Ends this backend's registrations when it exits (normally done already). */
 static void
 eb_pending_exit(int code, Datum arg)
 {
 	if (eb_shared != NULL && MyProc != NULL)
-		eb_pending_clear();
+		eb_pending_xact_end(false);
 }
 
 void
@@ -279,6 +346,7 @@ topic_slot_alloc(const EbTopicKey *key)
 		t->key = *key;
 		t->in_use = true;
 		t->initialized = false;
+		t->parent_relid = InvalidOid;
 		t->seg_relid = InvalidOid;
 		t->seg_no = 0;
 		t->name[0] = '\0';
@@ -315,7 +383,8 @@ part_slot_alloc(const EbPartKey *key)
 		p->key = *key;
 		p->in_use = true;
 		p->initialized = false;
-		p->npending = 0;
+		p->parent_relid = InvalidOid;
+		p->reg_head = p->reg_tail = -1;
 		p->next_position = 0;
 		p->seg_no = 0;
 		p->seg_start = 0;
@@ -426,8 +495,7 @@ eb_shared_other_databases(void)
 /*
  * Frees every slot whose topic stale() says no longer exists.  stale() is
  * called under map_lock and must not do anything but look at its argument.
- * Partitions with a publisher between assignment and insertion are left
- * alone.  Returns the number of slots freed.
+ * Partitions that an open transaction registered in are left alone.  Returns the number of slots freed.
  */
 int
 eb_shared_reclaim(bool (*stale) (Oid dboid, int64 uid, void *arg), void *arg)
@@ -460,7 +528,7 @@ eb_shared_reclaim(bool (*stale) (Oid dboid, int64 uid, void *arg), void *arg)
 		if (!p->in_use || !stale(key.dboid, key.uid, arg))
 			continue;
 		LWLockAcquire(&p->lock, LW_EXCLUSIVE);
-		busy = p->npending > 0;
+		busy = eb_part_busy(p);
 		if (!busy)
 		{
 			p->in_use = false;
@@ -519,8 +587,8 @@ eb_shared_forget_topic(Oid dboid, int64 uid, int32 partitions)
 			bool		busy;
 
 			LWLockAcquire(&p->lock, LW_EXCLUSIVE);
-			/* a publisher between assignment and insertion: leave it be */
-			busy = p->npending > 0;
+			/* a registration still points here: leave it be */
+			busy = eb_part_busy(p);
 			if (!busy)
 			{
 				p->in_use = false;
@@ -535,77 +603,372 @@ eb_shared_forget_topic(Oid dboid, int64 uid, int32 partitions)
 	LWLockRelease(eb_shared->map_lock);
 }
 
-static EbPending *
-my_pending(void)
+/* ---------- registrations of open transactions ---------- */
+
+/* This backend's registrations in the current top-level transaction. */
+typedef struct EbMyReg
 {
-	Assert(MyProc != NULL && MyProc->pgprocno < eb_shared->npending);
-	return &eb_shared->pending[MyProc->pgprocno];
+	EbPartShared *part;
+	int32		reg;
+} EbMyReg;
+
+static EbMyReg *my_regs = NULL;
+static int	my_nregs = 0;
+static int	my_maxregs = 0;
+static int	my_slice_used = 0;	/* entries of my slice in my_regs */
+static int32 my_spare = -1;		/* an overflow entry taken, not yet linked */
+
+static inline EbReg *
+reg_at(int32 i)
+{
+	return &eb_shared->regs[i];
+}
+
+static inline bool
+reg_is_overflow(int32 i)
+{
+	return i >= eb_shared->nprocs * EB_REGS_PER_PROC;
+}
+
+static int32
+my_slice_base(void)
+{
+	Assert(MyProc != NULL && MyProc->pgprocno < eb_shared->nprocs);
+	return eb_shared->slice_of[MyProc->pgprocno] * EB_REGS_PER_PROC;
+}
+
+static void
+overflow_push(int32 i)
+{
+	Assert(reg_is_overflow(i));
+	SpinLockAcquire(&eb_shared->overflow_mutex);
+	reg_at(i)->free_next = eb_shared->overflow_free;
+	eb_shared->overflow_free = i;
+	SpinLockRelease(&eb_shared->overflow_mutex);
+}
+
+static int32
+overflow_pop(void)
+{
+	int32		i;
+
+	SpinLockAcquire(&eb_shared->overflow_mutex);
+	i = eb_shared->overflow_free;
+	if (i >= 0)
+		eb_shared->overflow_free = reg_at(i)->free_next;
+	SpinLockRelease(&eb_shared->overflow_mutex);
+	return i;
+}
+
+/* Unlinks registration i from part's list.  Caller holds part->lock. */
+static void
+reg_unlink(EbPartShared *part, int32 i)
+{
+	EbReg	   *r = reg_at(i);
+
+	Assert(LWLockHeldByMeInMode(&part->lock, LW_EXCLUSIVE));
+	Assert(r->part == part);
+	if (r->prev >= 0)
+		reg_at(r->prev)->next = r->next;
+	else
+		part->reg_head = r->next;
+	if (r->next >= 0)
+		reg_at(r->next)->prev = r->prev;
+	else
+		part->reg_tail = r->prev;
+	r->part = NULL;
+	r->prev = r->next = -1;
+	r->prepared = false;
+	if (reg_is_overflow(i))
+		overflow_push(i);
 }
 
 /*
- * Records that this backend holds positions from lo upwards in part that are
- * not yet in the index.  Caller holds part->lock exclusively.
+ * Unlinks registration i if it is still linked and, when only_finished,
+ * if it belongs to a prepared transaction that has finished.  Takes the
+ * lock of the partition the entry points to.
+ */
+static void
+reg_release_if(int32 i, bool only_finished)
+{
+	EbReg	   *r = reg_at(i);
+	EbPartShared *part;
+
+	/* an aligned pointer is read atomically; checked again under the lock */
+	part = ((volatile EbReg *) r)->part;
+	if (part == NULL)
+		return;
+	LWLockAcquire(&part->lock, LW_EXCLUSIVE);
+	if (r->part == part &&
+		(!only_finished || (r->prepared && !TransactionIdIsInProgress(r->xid))))
+		reg_unlink(part, i);
+	LWLockRelease(&part->lock);
+}
+
+/*
+ * Unlinks the registrations of finished prepared transactions at the head
+ * of part's list.  Caller holds part->lock exclusively.
+ */
+static void
+part_pop_finished(EbPartShared *part)
+{
+	while (part->reg_head >= 0)
+	{
+		EbReg	   *r = reg_at(part->reg_head);
+
+		if (!r->prepared || TransactionIdIsInProgress(r->xid))
+			break;
+		reg_unlink(part, part->reg_head);
+	}
+}
+
+/* Does an open transaction hold positions in part?  Lock held exclusively. */
+static bool
+eb_part_busy(EbPartShared *part)
+{
+	part_pop_finished(part);
+	return part->reg_head >= 0;
+}
+
+/*
+ * Frees the overflow entries of prepared transactions that have finished
+ * but were not at the head of their list.  Called when the pool is empty.
+ */
+static void
+overflow_sweep(void)
+{
+	int32		i;
+
+	for (i = eb_shared->nprocs * EB_REGS_PER_PROC; i < eb_shared->nregs; i++)
+	{
+		if (((volatile EbReg *) reg_at(i))->prepared)
+			reg_release_if(i, true);
+	}
+}
+
+/*
+ * Prepares the registration of this transaction in part, before any LWLock
+ * is taken: returns -1 if the transaction is registered there already, else
+ * the entry eb_pending_set() will link.  Errors out when the pool is
+ * exhausted, so no position is ever handed out unregistered.
+ */
+int32
+eb_pending_reserve(EbPartShared *part)
+{
+	int			i;
+
+	for (i = my_nregs - 1; i >= 0; i--)
+	{
+		if (my_regs[i].part == part)
+			return -1;
+	}
+	/* the registration names the top-level transaction */
+	(void) GetTopTransactionId();
+	if (my_nregs == my_maxregs)
+	{
+		int			n = Max(16, my_maxregs * 2);
+
+		if (my_regs == NULL)
+			my_regs = MemoryContextAlloc(TopMemoryContext, sizeof(EbMyReg) * n);
+		else
+			my_regs = repalloc(my_regs, sizeof(EbMyReg) * n);
+		my_maxregs = n;
+	}
+	if (my_slice_used < EB_REGS_PER_PROC)
+		return my_slice_base() + my_slice_used;
+	if (my_spare < 0)
+		my_spare = overflow_pop();
+	if (my_spare < 0)
+	{
+		overflow_sweep();
+		my_spare = overflow_pop();
+	}
+	if (my_spare < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many partitions written by open transactions"),
+				 errdetail("This transaction already publishes to %d partitions, and the shared pool of %d further registrations is in use.",
+						   my_nregs, MaxBackends * EB_REGS_PER_PROC),
+				 errhint("Publish to fewer partitions per transaction, or raise max_connections to enlarge the pool.")));
+	return my_spare;
+}
+
+/*
+ * Registers lo, the first position this transaction took in part, in the
+ * entry eb_pending_reserve() returned (nothing if that was -1).  Caller
+ * holds part->lock exclusively and took lo under it.
  */
 void
-eb_pending_set(EbPartShared *part, int64 lo)
+eb_pending_set(EbPartShared *part, int32 reg, int64 lo)
 {
-	EbPending  *mine = my_pending();
+	EbReg	   *r;
 
 	Assert(LWLockHeldByMeInMode(&part->lock, LW_EXCLUSIVE));
-	Assert(mine->part == NULL);
-	mine->part = part;
-	mine->key = part->key;
-	mine->lo = lo;
-	part->npending++;
+	if (reg < 0)
+		return;
+	r = reg_at(reg);
+	Assert(r->part == NULL);
+	Assert(reg_is_overflow(reg) ? reg == my_spare : reg == my_slice_base() + my_slice_used);
+	Assert(part->reg_tail < 0 || reg_at(part->reg_tail)->lo < lo);
+	r->lo = lo;
+	r->xid = GetTopTransactionIdIfAny();
+	r->prepared = false;
+	r->prev = part->reg_tail;
+	r->next = -1;
+	if (part->reg_tail >= 0)
+		reg_at(part->reg_tail)->next = reg;
+	else
+		part->reg_head = reg;
+	part->reg_tail = reg;
+	r->part = part;
+
+	my_regs[my_nregs].part = part;
+	my_regs[my_nregs].reg = reg;
+	my_nregs++;
+	if (reg_is_overflow(reg))
+		my_spare = -1;
+	else
+		my_slice_used++;
 }
 
 bool
 eb_pending_active(void)
 {
-	return eb_shared != NULL && MyProc != NULL && my_pending()->part != NULL;
+	return my_nregs > 0;
 }
 
 /*
- * Clears this backend's pending assignment, if any.  Called once the rows
- * are in the index, and on (sub)transaction abort after LWLocks have been
- * released.
+ * The top-level transaction ended.  On commit or abort, unlinks this
+ * transaction's registrations.  On PREPARE, hands them to the prepared
+ * transaction: they are marked prepared, and this backend swaps slices with
+ * the dummy PGPROC of the prepared transaction.  Must not fail.
  */
 void
-eb_pending_clear(void)
+eb_pending_xact_end(bool prepare)
 {
-	EbPending  *mine;
-	EbPartShared *part;
+	int			i;
 
 	if (eb_shared == NULL || MyProc == NULL)
 		return;
-	mine = my_pending();
-	part = mine->part;
-	if (part == NULL)
-		return;
-	LWLockAcquire(&part->lock, LW_EXCLUSIVE);
-	/* the slot cannot have been released meanwhile (see forget), but check */
-	if (part->in_use && memcmp(&part->key, &mine->key, sizeof(EbPartKey)) == 0)
+	if (my_nregs > 0 && prepare)
 	{
-		part->npending--;
-		Assert(part->npending >= 0);
+		TransactionId xid = GetTopTransactionIdIfAny();
+		PGPROC	   *dummy;
+		int32		dbase;
+
+		Assert(TransactionIdIsValid(xid));
+		for (i = 0; i < my_nregs; i++)
+		{
+			EbPartShared *part = my_regs[i].part;
+
+			LWLockAcquire(&part->lock, LW_EXCLUSIVE);
+			Assert(reg_at(my_regs[i].reg)->part == part);
+			reg_at(my_regs[i].reg)->prepared = true;
+			LWLockRelease(&part->lock);
+		}
+		if (my_slice_used > 0)
+		{
+			int32		tmp;
+
+			dummy = TwoPhaseGetDummyProc(xid, false);
+			Assert(dummy->pgprocno < eb_shared->nprocs);
+			dbase = eb_shared->slice_of[dummy->pgprocno] * EB_REGS_PER_PROC;
+			/* what the dummy's previous prepared transaction left has finished */
+			for (i = 0; i < EB_REGS_PER_PROC; i++)
+				reg_release_if(dbase + i, false);
+			tmp = eb_shared->slice_of[dummy->pgprocno];
+			eb_shared->slice_of[dummy->pgprocno] = eb_shared->slice_of[MyProc->pgprocno];
+			eb_shared->slice_of[MyProc->pgprocno] = tmp;
+		}
 	}
-	mine->part = NULL;
-	LWLockRelease(&part->lock);
+	else
+	{
+		for (i = 0; i < my_nregs; i++)
+		{
+			EbPartShared *part = my_regs[i].part;
+
+			LWLockAcquire(&part->lock, LW_EXCLUSIVE);
+			if (reg_at(my_regs[i].reg)->part == part)
+				reg_unlink(part, my_regs[i].reg);
+			LWLockRelease(&part->lock);
+		}
+	}
+	if (my_spare >= 0)
+	{
+		overflow_push(my_spare);
+		my_spare = -1;
+	}
+	my_nregs = 0;
+	my_slice_used = 0;
 }
 
 /*
- * The first position of part that a reader must not go past: the lowest
- * pending assignment, or the next position to be handed out.  Returns -1 if
- * the slot no longer belongs to that partition or is not initialized.
+ * A partition slot initialized for another incarnation of the topic (same
+ * uid, another parent table: the extension was dropped and the topic
+ * restored from a dump) is made uninitialized, so that it is rebuilt from
+ * the tables.  Returns false, changing nothing, if an open transaction
+ * still holds positions there.
+ */
+bool
+eb_part_reset_if_stale(EbPartShared *part, Oid dboid, int64 uid,
+					   int32 partition, Oid parent_relid)
+{
+	bool		ok = true;
+
+	LWLockAcquire(&part->lock, LW_EXCLUSIVE);
+	if (eb_part_key_matches(part, dboid, uid, partition) && part->initialized &&
+		part->parent_relid != parent_relid)
+	{
+		if (eb_part_busy(part))
+			ok = false;
+		else
+		{
+			part->initialized = false;
+			part->parent_relid = InvalidOid;
+			part->next_position = 0;
+			part->seg_no = 0;
+			part->seg_start = 0;
+			part->relayed_position = -1;
+		}
+	}
+	LWLockRelease(&part->lock);
+	return ok;
+}
+
+/*
+ * The first registration in part's list that is not the current
+ * transaction's (a transaction has at most one per partition).
+ */
+static int32
+first_other(EbPartShared *part, TransactionId self)
+{
+	int32		head = part->reg_head;
+
+	if (head >= 0 && TransactionIdIsValid(self) && reg_at(head)->xid == self &&
+		!reg_at(head)->prepared)
+		head = reg_at(head)->next;
+	return head;
+}
+
+/*
+ * The read horizon of part: the lowest position an open transaction other
+ * than the current one registered (a transaction reads its own events),
+ * or the next position to be handed out.  Returns -1 if the
+ * slot no longer belongs to that partition (of that parent table) or is not
+ * initialized.
  */
 int64
 eb_part_horizon(EbPartShared *part, Oid dboid, int64 uid, int32 partition,
-				int64 *next_position)
+				Oid parent_relid, int64 *next_position)
 {
 	int64		horizon;
+	bool		prepared_head = false;
+	TransactionId self = GetTopTransactionIdIfAny();
+	int32		head;
 
 	LWLockAcquire(&part->lock, LW_SHARED);
-	if (!eb_part_key_matches(part, dboid, uid, partition) || !part->initialized)
+	if (!eb_part_key_matches(part, dboid, uid, partition) || !part->initialized ||
+		part->parent_relid != parent_relid)
 	{
 		LWLockRelease(&part->lock);
 		return -1;
@@ -613,18 +976,31 @@ eb_part_horizon(EbPartShared *part, Oid dboid, int64 uid, int32 partition,
 	horizon = part->next_position;
 	if (next_position)
 		*next_position = part->next_position;
-	if (part->npending > 0)
+	head = first_other(part, self);
+	if (head >= 0)
 	{
-		int			i;
+		EbReg	   *r = reg_at(head);
 
-		for (i = 0; i < eb_shared->npending; i++)
-		{
-			EbPending  *pe = &eb_shared->pending[i];
-
-			if (pe->part == part && pe->lo < horizon)
-				horizon = pe->lo;
-		}
+		prepared_head = r->prepared;
+		horizon = r->lo;
 	}
+	LWLockRelease(&part->lock);
+	if (!prepared_head)
+		return horizon;
+
+	/* a prepared transaction may have finished: look again, exclusively */
+	LWLockAcquire(&part->lock, LW_EXCLUSIVE);
+	if (!eb_part_key_matches(part, dboid, uid, partition) || !part->initialized ||
+		part->parent_relid != parent_relid)
+	{
+		LWLockRelease(&part->lock);
+		return -1;
+	}
+	part_pop_finished(part);
+	head = first_other(part, self);
+	horizon = head >= 0 ? reg_at(head)->lo : part->next_position;
+	if (next_position)
+		*next_position = part->next_position;
 	LWLockRelease(&part->lock);
 	return horizon;
 }

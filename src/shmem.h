@@ -2,7 +2,8 @@
  *
  * shmem.h
  *	  Shared state of pg_eventbus: per-topic and per-partition position
- *	  counters, pending assignments, and the catalog version.
+ *	  counters, the registrations of open producer transactions, and the
+ *	  catalog version.
  *
  * See shmem.c for the locking protocol.
  *
@@ -42,6 +43,7 @@ typedef struct EbTopicShared
 	EbTopicKey	key;
 	bool		in_use;
 	bool		initialized;	/* seg_relid/seg_no valid */
+	Oid			parent_relid;	/* topic's parent table when initialized */
 	Oid			seg_relid;		/* segment receiving new events */
 	int32		seg_no;
 	char		name[NAMEDATALEN];
@@ -56,7 +58,9 @@ typedef struct EbPartShared
 	EbPartKey	key;
 	bool		in_use;
 	bool		initialized;	/* next_position valid */
-	int32		npending;		/* backends with a pending assignment here */
+	Oid			parent_relid;	/* topic's parent table when initialized */
+	int32		reg_head;		/* registrations of open transactions, in */
+	int32		reg_tail;		/* assignment order (index in regs, -1) */
 	int64		next_position;	/* next position to hand out */
 	int32		seg_no;			/* segment seg_start refers to */
 	int64		seg_start;		/* first position this partition can have in
@@ -65,13 +69,25 @@ typedef struct EbPartShared
 									 * since startup, -1 if none */
 } EbPartShared;
 
-/* A backend's assignment whose rows are not yet in the index. */
-typedef struct EbPending
+/*
+ * A registration: the first position an open transaction took in a
+ * partition.  Linked into the partition's list from its assignment until
+ * the top-level transaction ends (for a prepared transaction: until COMMIT
+ * or ROLLBACK PREPARED).  See shmem.c.
+ */
+typedef struct EbReg
 {
-	EbPartShared *part;			/* NULL when none */
-	EbPartKey	key;			/* part's key when set */
-	int64		lo;				/* lowest position of the assignment */
-} EbPending;
+	EbPartShared *part;			/* list it is linked into; NULL when free */
+	int64		lo;				/* first position taken in part */
+	TransactionId xid;			/* top-level transaction */
+	bool		prepared;		/* belongs to a prepared transaction */
+	int32		prev;			/* neighbours in part's list, -1 at the ends */
+	int32		next;
+	int32		free_next;		/* overflow free list */
+} EbReg;
+
+/* Registrations each PGPROC (backend or prepared transaction) always has. */
+#define EB_REGS_PER_PROC 8
 
 #define EB_RELAY_ERROR_LEN 512
 #define EB_RELAY_STATE_LEN 64
@@ -126,10 +142,14 @@ typedef struct EbShared
 	pg_atomic_uint64 maintenance_wakeups;	/* count of explicit wake-ups */
 	int			max_topics;
 	int			max_partitions;
-	int			npending;
+	int			nprocs;			/* PGPROCs that own a slice of regs */
+	int			nregs;			/* nprocs * EB_REGS_PER_PROC + overflow */
 	EbTopicShared *topics;
 	EbPartShared *parts;
-	EbPending  *pending;
+	EbReg	   *regs;
+	int32	   *slice_of;		/* per pgprocno: its slice of regs */
+	slock_t		overflow_mutex; /* protects overflow_free */
+	int32		overflow_free;	/* first free overflow entry, -1 if none */
 	EbRelayShared relay;
 	EbPrepared *prepared;		/* max_prepared_transactions entries, under
 								 * map_lock */
@@ -151,11 +171,15 @@ extern void eb_shared_forget_topic(Oid dboid, int64 uid, int32 partitions);
 extern struct List *eb_shared_other_databases(void);
 extern int	eb_shared_reclaim(bool (*stale) (Oid dboid, int64 uid, void *arg), void *arg);
 
-extern void eb_pending_set(EbPartShared *part, int64 lo);
-extern void eb_pending_clear(void);
+extern int32 eb_pending_reserve(EbPartShared *part);
+extern void eb_pending_set(EbPartShared *part, int32 reg, int64 lo);
+extern void eb_pending_xact_end(bool prepare);
 extern bool eb_pending_active(void);
+extern bool eb_part_reset_if_stale(EbPartShared *part, Oid dboid, int64 uid,
+								   int32 partition, Oid parent_relid);
 extern int64 eb_part_horizon(EbPartShared *part, Oid dboid, int64 uid,
-							 int32 partition, int64 *next_position);
+							 int32 partition, Oid parent_relid,
+							 int64 *next_position);
 
 extern uint64 eb_catalog_version(void);
 extern void eb_catalog_version_bump(void);

@@ -32,6 +32,7 @@ CREATE TABLE eventbus.segment (
     created_at      timestamptz NOT NULL DEFAULT now(),
     activated_at    timestamptz,
     start_positions bigint[],
+    sealed_at       timestamptz,  -- every partition's read horizon passed the segment's end
     PRIMARY KEY (topic_id, segment)
 );
 COMMENT ON TABLE eventbus.segment IS

@@ -407,7 +407,7 @@ eb_insert_events(EbTopic *topic, Relation rel, EbEvent **events, int n)
 
 /*
  * Assigns positions to events[0..n-1] (one partition) and inserts them.
- * The pending registration ends once the index entries exist.
+ * Their positions stay registered (the read horizon) until the transaction ends.
  */
 static void
 eb_publish_group(EbTopic *topic, int32 partition, EbEvent **events, int n)

@@ -42,6 +42,9 @@ ifneq ($(EB_BUILT_FOR),$(shell cat .pg_built_for 2>/dev/null))
 $(shell echo '$(EB_BUILT_FOR)' > .pg_built_for)
 endif
 $(OBJS): .pg_built_for
+# PGXS tracks no header dependencies: every object is rebuilt when a header
+# changes (shared-memory structs must agree across files).
+$(OBJS): $(wildcard src/*.h)
 else
 all:
 	@echo "PostgreSQL $(PG) server development files are missing: run 'make deps PG=$(PG)' or 'make test PG=$(PG)' (a chroot for $(CHROOT_MAJORS))." >&2

@@ -36,6 +36,7 @@
 #include "utils/tuplestore.h"
 
 #include "pg_eventbus.h"
+#include "compat.h"
 #include "catalog.h"
 #include "group.h"
 #include "position.h"
@@ -363,7 +364,7 @@ eb_start_committed(EbTopic *topic, int32 partition, EbStartKind kind, TimestampT
 			pos = eb_position_at_time(topic, partition, ts);
 			if (pos >= 0)
 				return pos - 1;
-			/* FALLTHROUGH */
+			pg_fallthrough;
 		case EB_START_LATEST:
 			(void) eb_read_horizon(topic, partition, &end);
 			return end - 1;

@@ -51,6 +51,7 @@
 #include "utils/hsearch.h"
 
 #include "pg_eventbus.h"
+#include "compat.h"
 #include "catalog.h"
 #include "shmem.h"
 
@@ -175,13 +176,13 @@ eb_shmem_startup(void)
 	memset(&info, 0, sizeof(info));
 	info.keysize = sizeof(EbTopicKey);
 	info.entrysize = sizeof(EbTopicMapEntry);
-	topic_map = ShmemInitHash("pg_eventbus topics", eb_max_topics, eb_max_topics,
+	topic_map = eb_shmem_init_hash("pg_eventbus topics", eb_max_topics,
 							  &info, HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
 
 	memset(&info, 0, sizeof(info));
 	info.keysize = sizeof(EbPartKey);
 	info.entrysize = sizeof(EbPartMapEntry);
-	part_map = ShmemInitHash("pg_eventbus partitions", eb_max_partitions, eb_max_partitions,
+	part_map = eb_shmem_init_hash("pg_eventbus partitions", eb_max_partitions,
 							 &info, HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
 
 	LWLockRelease(AddinShmemInitLock);
@@ -538,8 +539,8 @@ eb_shared_forget_topic(Oid dboid, int64 uid, int32 partitions)
 static EbPending *
 my_pending(void)
 {
-	Assert(MyProc != NULL && MyProc->pgprocno < eb_shared->npending);
-	return &eb_shared->pending[MyProc->pgprocno];
+	Assert(MyProc != NULL && eb_proc_number(MyProc) < eb_shared->npending);
+	return &eb_shared->pending[eb_proc_number(MyProc)];
 }
 
 /*

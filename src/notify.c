@@ -516,7 +516,7 @@ eb_wait(PG_FUNCTION_ARGS)
 	for (;;)
 	{
 		TimestampTz now;
-		long		sleep_ms;
+		volatile long sleep_ms;
 
 		ConditionVariablePrepareToSleep(&t->committed);
 		if (eb_group_has_events(group_name, topic, member))

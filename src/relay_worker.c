@@ -1111,7 +1111,7 @@ eb_relay_main(Datum arg)
 	Oid			dboid = DatumGetObjectId(arg);
 	char		slot[NAMEDATALEN];
 	sigjmp_buf	local_sigjmp_buf;
-	long		backoff_ms = 1000;
+	volatile long backoff_ms = 1000;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, eb_relay_sigterm);

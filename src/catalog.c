@@ -41,6 +41,7 @@
 
 #include "pg_eventbus.h"
 #include "catalog.h"
+#include "compat.h"
 #include "shmem.h"
 
 static HTAB *topic_cache = NULL;
@@ -230,7 +231,7 @@ eb_topic_load(EbTopic *entry)
 		AttrNumber	a_table = eb_catalog_attnum(topic_relid, "table_oid");
 		AttrNumber	a_owner = eb_catalog_attnum(topic_relid, "owner");
 
-		scan = table_beginscan(rel, snap, 0, NULL);
+		scan = eb_table_beginscan(rel, snap, 0, NULL);
 		while (!found && (tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
 		{
 			bool		isnull;
@@ -267,7 +268,7 @@ eb_topic_load(EbTopic *entry)
 		entry->segments = palloc0(sizeof(EbSegment) * cap);
 		rel = table_open(segment_relid, AccessShareLock);
 		desc = RelationGetDescr(rel);
-		scan = table_beginscan(rel, snap, 0, NULL);
+		scan = eb_table_beginscan(rel, snap, 0, NULL);
 		while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
 		{
 			bool		isnull;
@@ -512,7 +513,7 @@ eb_catalog_reclaim_slots(void)
 	live.uids = palloc(sizeof(int64) * cap);
 	live.nuids = 0;
 	snap = RegisterSnapshot(GetLatestSnapshot());
-	scan = table_beginscan(rel, snap, 0, NULL);
+	scan = eb_table_beginscan(rel, snap, 0, NULL);
 	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
 	{
 		bool		isnull;

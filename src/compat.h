@@ -19,7 +19,9 @@
  * PG_WAIT_EXTENSION.
  *
  * Headers that moved: get_database_name is declared in utils/lsyscache.h
- * from 19 (commands/dbcommands.h before); this header includes both.
+ * from 19 (commands/dbcommands.h before); GetConfigOption is no longer
+ * reached through the headers below from 17 on (utils/guc.h declares it in
+ * every major).  This header includes all of them.
  *
  *-------------------------------------------------------------------------
  */
@@ -34,6 +36,7 @@
 #include "catalog/pg_namespace.h"
 #include "commands/dbcommands.h"
 #include "executor/executor.h"
+#include "nodes/makefuncs.h"
 #include "replication/logical.h"
 #include "replication/message.h"
 #include "replication/reorderbuffer.h"
@@ -42,6 +45,7 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "utils/acl.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -117,6 +121,25 @@ eb_insert_index_tuples(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate)
 	return ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL, false);
 #else
 	return ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL);
+#endif
+}
+
+/*
+ * The IndexInfo of a plain index (no expressions, no predicate, not being
+ * built): 16 added summarizing, 18 withoutoverlaps (false: a btree index).
+ */
+static inline IndexInfo *
+eb_make_index_info(int numattrs, int numkeyattrs, Oid amoid, bool unique)
+{
+#if PG_VERSION_NUM >= 180000
+	return makeIndexInfo(numattrs, numkeyattrs, amoid, NIL, NIL, unique, false,
+						 true, false, false, false);
+#elif PG_VERSION_NUM >= 160000
+	return makeIndexInfo(numattrs, numkeyattrs, amoid, NIL, NIL, unique, false,
+						 true, false, false);
+#else
+	return makeIndexInfo(numattrs, numkeyattrs, amoid, NIL, NIL, unique, false,
+						 true, false);
 #endif
 }
 

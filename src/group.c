@@ -36,6 +36,7 @@
 #include "utils/tuplestore.h"
 
 #include "pg_eventbus.h"
+#include "compat.h"
 #include "catalog.h"
 #include "group.h"
 #include "position.h"
@@ -297,7 +298,7 @@ eb_parse_timestamp(const char *s, TimestampTz *ts)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
-	bool		ok = true;
+	volatile bool ok = true;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
@@ -366,7 +367,7 @@ eb_start_committed(EbTopic *topic, int32 partition, EbStartKind kind, TimestampT
 			pos = eb_position_at_time(topic, partition, ts);
 			if (pos >= 0)
 				return pos - 1;
-			/* FALLTHROUGH */
+			pg_fallthrough;
 		case EB_START_LATEST:
 			return eb_read_horizon(topic, partition, NULL) - 1;
 	}

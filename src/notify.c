@@ -47,6 +47,7 @@
 #include "utils/timestamp.h"
 
 #include "pg_eventbus.h"
+#include "compat.h"
 #include "catalog.h"
 #include "group.h"
 #include "notify.h"
@@ -132,20 +133,20 @@ eb_notify_xact_end(bool wake)
 
 	if (wake && eb_shared != NULL && (npublished > 0 || published_overflow))
 	{
-		bool		wake = false;
+		bool		signalled = false;
 
 		for (i = 0; i < npublished; i++)
 		{
 			if (published[i]->key.uid == published_uid[i] &&
 				eb_notify_signal(published[i]))
-				wake = true;
+				signalled = true;
 		}
 		if (published_overflow)
 		{
 			eb_notify_database(MyDatabaseId, false);
-			wake = true;
+			signalled = true;
 		}
-		if (wake)
+		if (signalled)
 			eb_notify_wake_worker(MyDatabaseId);
 	}
 	npublished = 0;
@@ -515,7 +516,7 @@ eb_wait(PG_FUNCTION_ARGS)
 	for (;;)
 	{
 		TimestampTz now;
-		long		sleep_ms;
+		volatile long sleep_ms;
 
 		ConditionVariablePrepareToSleep(&t->committed);
 		if (eb_group_has_events(group_name, topic, member))

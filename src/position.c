@@ -62,6 +62,7 @@
 #include "utils/timestamp.h"
 
 #include "pg_eventbus.h"
+#include "compat.h"
 #include "catalog.h"
 #include "position.h"
 #include "shmem.h"
@@ -156,7 +157,7 @@ eb_segment_edge_position(Relation rel, Oid pk_index, int32 partition,
 
 	idx = index_open(pk_index, AccessShareLock);
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(partition));
-	scan = index_beginscan(rel, idx, SnapshotAny, 1, 0);
+	scan = eb_index_beginscan(rel, idx, SnapshotAny, 1, 0);
 	index_rescan(scan, &key, 1, NULL, 0);
 	slot = table_slot_create(rel, NULL);
 	if (index_getnext_slot(scan, dir, slot))
@@ -220,7 +221,7 @@ eb_position_at_time(EbTopic *topic, int32 partition, TimestampTz ts)
 		eb_segment_resolve_indexes(seg, rel);
 		idx = index_open(seg->pk_index, AccessShareLock);
 		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(partition));
-		scan = index_beginscan(rel, idx, SnapshotAny, 1, 0);
+		scan = eb_index_beginscan(rel, idx, SnapshotAny, 1, 0);
 		index_rescan(scan, &key, 1, NULL, 0);
 		slot = table_slot_create(rel, NULL);
 		while (index_getnext_slot(scan, ForwardScanDirection, slot))

@@ -62,6 +62,7 @@
 #include "utils/uuid.h"
 
 #include "pg_eventbus.h"
+#include "compat.h"
 #include "catalog.h"
 #include "notify.h"
 #include "position.h"
@@ -310,8 +311,7 @@ eb_open_segment_indexes(Relation rel, EbPublishIndexes *out)
 		out->idx[out->n] = idx;
 		out->is_idem[out->n] = is_idem;
 		/* nothing to evaluate: no expressions, no predicate given */
-		out->info[out->n] = makeIndexInfo(is_pk ? 2 : 1, is_pk ? 2 : 1, BTREE_AM_OID,
-										  NIL, NIL, is_pk, false, true, false);
+		out->info[out->n] = eb_make_index_info(is_pk ? 2 : 1, is_pk ? 2 : 1, BTREE_AM_OID, is_pk);
 		out->n++;
 	}
 	list_free(indexes);
@@ -459,7 +459,7 @@ eb_find_idempotent(EbTopic *topic, text *idem, int32 *partition, int64 *position
 							   idx->rd_indcollation[0], F_TEXTEQ,
 							   PointerGetDatum(idem));
 		InitDirtySnapshot(dirty);
-		scan = index_beginscan(rel, idx, &dirty, 1, 0);
+		scan = eb_index_beginscan(rel, idx, &dirty, 1, 0);
 		index_rescan(scan, &skey, 1, NULL, 0);
 		slot = table_slot_create(rel, NULL);
 		if (index_getnext_slot(scan, ForwardScanDirection, slot))

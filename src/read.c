@@ -27,6 +27,7 @@
 #include "utils/tuplestore.h"
 
 #include "pg_eventbus.h"
+#include "compat.h"
 #include "catalog.h"
 #include "position.h"
 #include "read.h"
@@ -133,7 +134,7 @@ eb_read_partition(EbTopic *topic, int32 partition, int64 after,
 					Int64GetDatum(after));
 		ScanKeyInit(&keys[2], 2, BTLessStrategyNumber, F_INT8LT,
 					Int64GetDatum(horizon));
-		scan = index_beginscan(rel, idx, SnapshotAny, 3, 0);
+		scan = eb_index_beginscan(rel, idx, SnapshotAny, 3, 0);
 		index_rescan(scan, keys, 3, NULL, 0);
 		slot = table_slot_create(rel, NULL);
 

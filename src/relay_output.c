@@ -61,6 +61,7 @@
 #include "utils/uuid.h"
 
 #include "pg_eventbus.h"
+#include "compat.h"
 #include "relay.h"
 #include "shmem.h"
 
@@ -465,7 +466,7 @@ eb_output_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 static void
 eb_output_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commit_lsn)
 {
-	eb_relay_txn_commit(txn->end_lsn, txn->xact_time.commit_time);
+	eb_relay_txn_commit(txn->end_lsn, eb_txn_commit_time(txn));
 }
 
 static int64
@@ -549,7 +550,7 @@ eb_output_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		return;
 	}
 	old = MemoryContextSwitchTo(change_cxt);
-	tuple = &change->data.tp.newtuple->tuple;
+	tuple = eb_change_new_tuple(change);
 	heap_deform_tuple(tuple, RelationGetDescr(relation), values, nulls);
 	if (nulls[Anum_ev_partition - 1] || nulls[Anum_ev_position - 1] ||
 		nulls[Anum_ev_event_id - 1] || nulls[Anum_ev_created_at - 1] ||
@@ -775,7 +776,7 @@ eb_output_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 void
 _PG_output_plugin_init(OutputPluginCallbacks *cb)
 {
-	AssertVariableIsOfType(&_PG_output_plugin_init, LogicalOutputPluginInit);
+	EB_ASSERT_VARIABLE_IS_OF_TYPE(&_PG_output_plugin_init, LogicalOutputPluginInit);
 
 	cb->startup_cb = eb_output_startup;
 	cb->begin_cb = eb_output_begin;

@@ -62,6 +62,7 @@
 #include "utils/uuid.h"
 
 #include "pg_eventbus.h"
+#include "compat.h"
 #include "catalog.h"
 #include "position.h"
 #include "publish.h"
@@ -370,7 +371,7 @@ eb_relay_check_served(const char *func, bool lost_without_slot)
 	if (s != NULL)
 	{
 		SpinLockAcquire(&s->mutex);
-		usable = XLogRecPtrIsInvalid(s->data.invalidated_at);
+		usable = eb_slot_invalidation_reason(&s->data) == NULL;
 		SpinLockRelease(&s->mutex);
 	}
 	LWLockRelease(ReplicationSlotControlLock);
@@ -545,7 +546,7 @@ eb_outbox(PG_FUNCTION_ARGS)
 		elog(ERROR, "could not compute the authentication code of an outbox message");
 	memcpy(buf.data + 1, mac, EB_OUTBOX_MAC_LEN);
 
-	(void) LogLogicalMessage(EB_OUTBOX_PREFIX, buf.data, buf.len, true);
+	(void) eb_log_logical_message(EB_OUTBOX_PREFIX, buf.data, buf.len, true);
 	eb_outbox_count(GetCurrentTransactionNestLevel(), 1);
 	eb_xact_published = true;
 	PG_RETURN_UUID_P(id);

@@ -77,6 +77,7 @@
 #include "utils/varlena.h"
 
 #include "pg_eventbus.h"
+#include "compat.h"
 #include "relay.h"
 #include "shmem.h"
 
@@ -565,7 +566,7 @@ eb_relay_wait(bool paused, long timeout_ms)
 
 	if (set == NULL)
 	{
-		set = CreateWaitEventSet(TopMemoryContext, 3);
+		set = eb_create_wait_event_set(3);
 		latch_pos = AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 		AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 		AddWaitEventToSet(set, WL_SOCKET_READABLE, kafka_event_fd[0], NULL, NULL);
@@ -860,7 +861,7 @@ eb_relay_session(const char *slot)
 		hash_destroy(kafka_topics);
 	kafka_topics = NULL;
 
-	ReplicationSlotAcquire(slot, true);
+	eb_replication_slot_acquire(slot, true);
 	confirmed = MyReplicationSlot->data.confirmed_flush;
 	slot_dirty = false;
 	session_active = true;
@@ -998,19 +999,19 @@ eb_relay_ready(const char *slot, char *why, size_t whylen)
 
 	{
 		ReplicationSlot *s = SearchNamedReplicationSlot(slot, true);
-		XLogRecPtr	invalidated_at = InvalidXLogRecPtr;
+		const char *invalidated = NULL;
 
 		if (s != NULL)
 		{
 			SpinLockAcquire(&s->mutex);
-			invalidated_at = s->data.invalidated_at;
+			invalidated = eb_slot_invalidation_reason(&s->data);
 			SpinLockRelease(&s->mutex);
 		}
-		if (!XLogRecPtrIsInvalid(invalidated_at))
+		if (invalidated != NULL)
 		{
 			snprintf(why, whylen,
-					 "replication slot \"%s\" was invalidated at %X/%X because it retained more WAL than max_slot_wal_keep_size; events committed since then were not relayed. Drop the slot to start relaying again from now.",
-					 slot, LSN_FORMAT_ARGS(invalidated_at));
+					 "replication slot \"%s\" was invalidated (%s); events committed since then were not relayed. Drop the slot to start relaying again from now.",
+					 slot, invalidated);
 			return false;
 		}
 	}
@@ -1024,9 +1025,9 @@ eb_relay_ready(const char *slot, char *why, size_t whylen)
 		eb_relay_set_state("creating slot");
 		SetCurrentStatementStartTimestamp();
 		StartTransactionCommand();
-		CheckLogicalDecodingRequirements();
-		ReplicationSlotCreate(slot, true, RS_EPHEMERAL, false);
-		ctx = CreateInitDecodingContext(EB_EXTENSION, NIL, false, InvalidXLogRecPtr,
+		eb_check_logical_decoding_requirements();
+		eb_replication_slot_create(slot, true, RS_EPHEMERAL, false, false);
+		ctx = eb_create_init_decoding_context(EB_EXTENSION, NIL, false, InvalidXLogRecPtr,
 										XL_ROUTINE(.page_read = read_local_xlog_page,
 												   .segment_open = wal_segment_open,
 												   .segment_close = wal_segment_close),
@@ -1110,7 +1111,7 @@ eb_relay_main(Datum arg)
 	Oid			dboid = DatumGetObjectId(arg);
 	char		slot[NAMEDATALEN];
 	sigjmp_buf	local_sigjmp_buf;
-	long		backoff_ms = 1000;
+	volatile long backoff_ms = 1000;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, eb_relay_sigterm);

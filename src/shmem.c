@@ -89,6 +89,7 @@
 #include "utils/memutils.h"
 
 #include "pg_eventbus.h"
+#include "compat.h"
 #include "catalog.h"
 #include "shmem.h"
 
@@ -242,13 +243,13 @@ eb_shmem_startup(void)
 	memset(&info, 0, sizeof(info));
 	info.keysize = sizeof(EbTopicKey);
 	info.entrysize = sizeof(EbTopicMapEntry);
-	topic_map = ShmemInitHash("pg_eventbus topics", eb_max_topics, eb_max_topics,
+	topic_map = eb_shmem_init_hash("pg_eventbus topics", eb_max_topics,
 							  &info, HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
 
 	memset(&info, 0, sizeof(info));
 	info.keysize = sizeof(EbPartKey);
 	info.entrysize = sizeof(EbPartMapEntry);
-	part_map = ShmemInitHash("pg_eventbus partitions", eb_max_partitions, eb_max_partitions,
+	part_map = eb_shmem_init_hash("pg_eventbus partitions", eb_max_partitions,
 							 &info, HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
 
 	LWLockRelease(AddinShmemInitLock);
@@ -633,8 +634,8 @@ reg_is_overflow(int32 i)
 static int32
 my_slice_base(void)
 {
-	Assert(MyProc != NULL && MyProc->pgprocno < eb_shared->nprocs);
-	return eb_shared->slice_of[MyProc->pgprocno] * EB_REGS_PER_PROC;
+	Assert(MyProc != NULL && eb_proc_number(MyProc) < eb_shared->nprocs);
+	return eb_shared->slice_of[eb_proc_number(MyProc)] * EB_REGS_PER_PROC;
 }
 
 static void
@@ -871,14 +872,14 @@ eb_pending_xact_end(bool prepare)
 			int32		tmp;
 
 			dummy = TwoPhaseGetDummyProc(xid, false);
-			Assert(dummy->pgprocno < eb_shared->nprocs);
-			dbase = eb_shared->slice_of[dummy->pgprocno] * EB_REGS_PER_PROC;
+			Assert(eb_proc_number(dummy) < eb_shared->nprocs);
+			dbase = eb_shared->slice_of[eb_proc_number(dummy)] * EB_REGS_PER_PROC;
 			/* what the dummy's previous prepared transaction left has finished */
 			for (i = 0; i < EB_REGS_PER_PROC; i++)
 				reg_release_if(dbase + i, false);
-			tmp = eb_shared->slice_of[dummy->pgprocno];
-			eb_shared->slice_of[dummy->pgprocno] = eb_shared->slice_of[MyProc->pgprocno];
-			eb_shared->slice_of[MyProc->pgprocno] = tmp;
+			tmp = eb_shared->slice_of[eb_proc_number(dummy)];
+			eb_shared->slice_of[eb_proc_number(dummy)] = eb_shared->slice_of[eb_proc_number(MyProc)];
+			eb_shared->slice_of[eb_proc_number(MyProc)] = tmp;
 		}
 	}
 	else

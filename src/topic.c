@@ -43,6 +43,7 @@
 
 #include "pg_eventbus.h"
 #include "catalog.h"
+#include "compat.h"
 #include "position.h"
 #include "privileged.h"
 #include "segment.h"
@@ -168,7 +169,7 @@ eb_topic_create(const char *name, int32 partitions, Interval *retention)
 	bool		isnull;
 
 	datansp = eb_data_schema_oid();
-	if (pg_namespace_aclcheck(datansp, GetUserId(), ACL_CREATE) != ACLCHECK_OK)
+	if (eb_namespace_aclcheck(datansp, GetUserId(), ACL_CREATE) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to create topic \"%s\"", name),

@@ -17,6 +17,7 @@
 #include "utils/timestamp.h"
 
 #include "pg_eventbus.h"
+#include "compat.h"
 #include "util.h"
 
 /*
@@ -84,10 +85,10 @@ eb_murmur2(const char *data, int len)
 	{
 		case 3:
 			h ^= (uint32) d[tail + 2] << 16;
-			/* FALLTHROUGH */
+			pg_fallthrough;
 		case 2:
 			h ^= (uint32) d[tail + 1] << 8;
-			/* FALLTHROUGH */
+			pg_fallthrough;
 		case 1:
 			h ^= (uint32) d[tail];
 			h *= m;

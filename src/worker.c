@@ -255,7 +255,7 @@ eb_maint_log(void *arg, const char *topic, const char *action, int32 segment,
 static void
 eb_worker_pass(MemoryContext loop_cxt)
 {
-	List	   *names = NIL;
+	List	   *volatile names = NIL;
 	ListCell   *lc;
 	bool		installed;
 
@@ -316,7 +316,7 @@ eb_db_worker_main(Datum arg)
 	Oid			dboid = DatumGetObjectId(arg);
 	MemoryContext loop_cxt;
 	sigjmp_buf	local_sigjmp_buf;
-	TimestampTz next_maintenance = 0;
+	volatile TimestampTz next_maintenance = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);

@@ -31,6 +31,8 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/twophase.h"
+#include "access/xact.h"
 #include "access/tableam.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_namespace.h"
@@ -264,6 +266,20 @@ eb_proc_number(PGPROC *proc)
 	return GetNumberFromPGProc(proc);
 #else
 	return proc->pgprocno;
+#endif
+}
+
+/*
+ * The dummy PGPROC of the prepared transaction the current transaction is
+ * becoming (call at PREPARE): 19 finds it by full transaction id.
+ */
+static inline PGPROC *
+eb_prepared_dummy_proc(void)
+{
+#if PG_VERSION_NUM >= 190000
+	return TwoPhaseGetDummyProc(GetTopFullTransactionIdIfAny(), false);
+#else
+	return TwoPhaseGetDummyProc(GetTopTransactionIdIfAny(), false);
 #endif
 }
 

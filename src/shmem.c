@@ -853,11 +853,10 @@ eb_pending_xact_end(bool prepare)
 		return;
 	if (my_nregs > 0 && prepare)
 	{
-		TransactionId xid = GetTopTransactionIdIfAny();
 		PGPROC	   *dummy;
 		int32		dbase;
 
-		Assert(TransactionIdIsValid(xid));
+		Assert(TransactionIdIsValid(GetTopTransactionIdIfAny()));
 		for (i = 0; i < my_nregs; i++)
 		{
 			EbPartShared *part = my_regs[i].part;
@@ -871,7 +870,7 @@ eb_pending_xact_end(bool prepare)
 		{
 			int32		tmp;
 
-			dummy = TwoPhaseGetDummyProc(xid, false);
+			dummy = eb_prepared_dummy_proc();
 			Assert(eb_proc_number(dummy) < eb_shared->nprocs);
 			dbase = eb_shared->slice_of[eb_proc_number(dummy)] * EB_REGS_PER_PROC;
 			/* what the dummy's previous prepared transaction left has finished */

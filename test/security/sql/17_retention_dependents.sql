@@ -20,6 +20,10 @@ SELECT topic, action, segment FROM eventbus.run_maintenance() WHERE topic = 'ret
 RESET ROLE;
 UPDATE eventbus.segment SET activated_at = now() - interval '2 hours'
 WHERE topic_id = (SELECT topic_id FROM eventbus.topic WHERE topic = 'ret.t') AND segment = 2;
+-- retention counts from when segment 1 was sealed (all of it readable)
+UPDATE eventbus.segment SET sealed_at = now() - interval '2 hours'
+WHERE topic_id = (SELECT topic_id FROM eventbus.topic WHERE topic = 'ret.t') AND segment = 1
+  AND sealed_at IS NOT NULL;
 SET ROLE eb_team_a;
 SELECT topic, action, segment FROM eventbus.run_maintenance() WHERE topic = 'ret.t';
 RESET ROLE;

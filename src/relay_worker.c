@@ -162,9 +162,26 @@ static double latency_ring[EB_LATENCY_RING];
 static int	latency_count = 0;
 static int	latency_next = 0;
 
-/* error logging is rate-limited: same message at most once a minute */
-static char last_logged_error[EB_RELAY_ERROR_LEN];
-static TimestampTz last_logged_at = 0;
+/*
+ * Error logging is rate-limited per key: the same key at most once a
+ * minute.  The key is the message itself, except for the errors that all
+ * mean "the brokers cannot be reached", which share one key whatever their
+ * text (librdkafka reports each broker's connection failure and "N/M
+ * brokers are down", newer versions again and again, with counters in the
+ * text).  The last few keys are remembered, so that alternating messages
+ * are limited too.
+ */
+#define EB_LOG_KEYS 16
+#define EB_LOG_KEY_BROKERS "\001brokers"
+typedef struct EbLoggedError
+{
+	char		key[EB_RELAY_ERROR_LEN];
+	TimestampTz at;
+} EbLoggedError;
+static EbLoggedError logged_errors[EB_LOG_KEYS];
+
+/* the last connection error of the current broker outage (names the broker) */
+static char broker_error[EB_RELAY_ERROR_LEN];
 
 bool
 eb_relay_session_active(void)
@@ -201,9 +218,39 @@ eb_relay_set_state(const char *state)
 	SpinLockRelease(&eb_shared->relay.mutex);
 }
 
-/* Records an error in the status and logs it, at most once a minute each. */
+/*
+ * Should a message with this key be logged now?  True at most once per
+ * EB_ERROR_LOG_INTERVAL_MS per key; remembers that it was.
+ */
+static bool
+eb_relay_log_due(const char *key, TimestampTz now)
+{
+	int			i;
+	int			oldest = 0;
+
+	for (i = 0; i < EB_LOG_KEYS; i++)
+	{
+		if (logged_errors[i].at != 0 && strcmp(logged_errors[i].key, key) == 0)
+		{
+			if (!TimestampDifferenceExceeds(logged_errors[i].at, now, EB_ERROR_LOG_INTERVAL_MS))
+				return false;
+			logged_errors[i].at = now;
+			return true;
+		}
+		if (logged_errors[i].at < logged_errors[oldest].at)
+			oldest = i;
+	}
+	strlcpy(logged_errors[oldest].key, key, EB_RELAY_ERROR_LEN);
+	logged_errors[oldest].at = now;
+	return true;
+}
+
+/*
+ * Records an error in the status and logs it, at most once a minute per
+ * key (NULL: the message is its own key).
+ */
 static void
-eb_relay_error(const char *msg)
+eb_relay_error_keyed(const char *msg, const char *key)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
@@ -213,13 +260,47 @@ eb_relay_error(const char *msg)
 	eb_shared->relay.last_error_resolved_at = 0;
 	SpinLockRelease(&eb_shared->relay.mutex);
 
-	if (strcmp(last_logged_error, msg) != 0 ||
-		TimestampDifferenceExceeds(last_logged_at, now, EB_ERROR_LOG_INTERVAL_MS))
-	{
+	if (eb_relay_log_due(key ? key : msg, now))
 		ereport(WARNING,
 				(errmsg("pg_eventbus relay: %s", msg)));
-		strlcpy(last_logged_error, msg, sizeof(last_logged_error));
-		last_logged_at = now;
+}
+
+static void
+eb_relay_error(const char *msg)
+{
+	eb_relay_error_keyed(msg, NULL);
+}
+
+/*
+ * A librdkafka error text without its variable suffix, such as " (after
+ * 0ms in state CONNECT, 3 identical error(s) suppressed)".
+ */
+static void
+eb_kafka_error_text(const char *reason, char *buf, size_t len)
+{
+	char	   *suffix;
+
+	strlcpy(buf, reason, len);
+	suffix = strstr(buf, " (after ");
+	if (suffix != NULL && strstr(suffix, "ms in state ") != NULL &&
+		suffix[strlen(suffix) - 1] == ')')
+		*suffix = '\0';
+}
+
+/* Errors that mean the brokers cannot be reached (for now). */
+static bool
+eb_kafka_error_is_connection(int err)
+{
+	switch (err)
+	{
+		case RD_KAFKA_RESP_ERR__TRANSPORT:
+		case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+		case RD_KAFKA_RESP_ERR__RESOLVE:
+		case RD_KAFKA_RESP_ERR__TIMED_OUT:
+		case RD_KAFKA_RESP_ERR__SSL:
+			return true;
+		default:
+			return false;
 	}
 }
 
@@ -309,6 +390,7 @@ eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 		stat_bytes += ref->bytes;
 		stat_last_ack = GetCurrentTimestamp();
 		brokers_down = false;
+		broker_error[0] = '\0';
 		if (ref->outbox)
 			pg_atomic_fetch_add_u64(&eb_shared->relay.outbox_relayed, 1);
 		else if (ref->part != NULL)
@@ -323,22 +405,66 @@ eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 	pfree(ref);
 }
 
+/*
+ * Errors librdkafka reports outside deliveries.  Connection errors of any
+ * broker and "N/M brokers are down" are one condition, the brokers being
+ * unreachable: one status, one log key, and last_error keeps the most
+ * informative text (a connection error names the broker and the cause;
+ * "N/M brokers are down" alone names neither, so the last connection error
+ * or the bootstrap servers are added to it).
+ */
 static void
 eb_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
-	eb_relay_error(psprintf("Kafka: %s", reason));
-	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
-		brokers_down = true;
+	char		text[EB_RELAY_ERROR_LEN];
+	char		msg[EB_RELAY_ERROR_LEN];
+
+	eb_kafka_error_text(reason, text, sizeof(text));
 	if (err == RD_KAFKA_RESP_ERR__FATAL)
 		session_failed = true;
+	if (!eb_kafka_error_is_connection(err))
+	{
+		snprintf(msg, sizeof(msg), "Kafka: %s", text);
+		eb_relay_error(msg);
+		return;
+	}
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+	{
+		brokers_down = true;
+		if (broker_error[0] != '\0')
+			snprintf(msg, sizeof(msg), "Kafka brokers unreachable (%s): %s",
+					 text, broker_error);
+		else
+			snprintf(msg, sizeof(msg), "Kafka brokers unreachable (%s; bootstrap servers %s)",
+					 text, eb_kafka_brokers ? eb_kafka_brokers : "");
+	}
+	else
+	{
+		strlcpy(broker_error, text, sizeof(broker_error));
+		snprintf(msg, sizeof(msg), "Kafka broker unreachable: %s", text);
+	}
+	eb_relay_error_keyed(msg, EB_LOG_KEY_BROKERS);
 }
 
+/*
+ * librdkafka's own log lines.  Connection failures ("FAIL") also come as
+ * errors (eb_error_cb), which are rate-limited: those are debug output
+ * here.  Other errors are logged at most once a minute per facility.
+ */
 static void
 eb_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
+	char		key[64];
+
 	/* syslog levels: 3 and below are errors */
-	ereport(level <= 3 ? LOG : DEBUG2,
-			(errmsg("pg_eventbus relay: librdkafka %s: %s", fac, buf)));
+	snprintf(key, sizeof(key), "\001librdkafka %s", fac);
+	if (level > 3 || strcmp(fac, "FAIL") == 0 ||
+		!eb_relay_log_due(key, GetCurrentTimestamp()))
+		ereport(DEBUG2,
+				(errmsg("pg_eventbus relay: librdkafka %s: %s", fac, buf)));
+	else
+		ereport(LOG,
+				(errmsg("pg_eventbus relay: librdkafka %s: %s", fac, buf)));
 }
 
 /* ---------- producer ---------- */
@@ -762,6 +888,7 @@ eb_relay_probe_brokers(void)
 	{
 		rd_kafka_metadata_destroy(md);
 		brokers_down = false;
+		broker_error[0] = '\0';
 	}
 }
 
@@ -855,6 +982,7 @@ eb_relay_session(const char *slot)
 	in_flight = 0;
 	in_flight_since = 0;
 	brokers_down = false;
+	broker_error[0] = '\0';
 	session_failed = false;
 	if (kafka_topics != NULL)
 		hash_destroy(kafka_topics);

@@ -5,6 +5,9 @@
 #    once things are quiet wal_retained_bytes is small.
 #  - Unreachable brokers (a closed port): relay_status shows an error naming
 #    them, the worker stays up (same pid), no crash loop in the log.
+#  - Eight unreachable brokers: one rate-limited report for all of them
+#    (not one log line per broker and per "N/M brokers are down"), state
+#    'broker unreachable', last_error names a broker and the cause.
 #  - An unknown property in eventbus.kafka_properties: state 'configuration
 #    error', last_error names the property, the worker waits (same pid, one
 #    WARNING); fixing it and reloading makes it relay again.
@@ -155,6 +158,40 @@ my @lines = grep { /pg_eventbus relay/ && !/statement: / } split /\n/,
 note scalar(@lines) . " relay log lines in about 7 s:\n" . join("\n", @lines);
 cmp_ok(scalar(@lines), '<=', 10,
 	'unreachable brokers: the log is not flooded');
+
+# Several unreachable brokers at once: librdkafka reports each broker's
+# connection failure and "N/M brokers are down" (newer versions repeat
+# these, with texts that differ from one report to the next).  They are one
+# condition, logged at most once a minute: the log must not get a line per
+# broker and report, and last_error still names a broker and the cause.
+my @closed = map { PostgreSQL::Test::Cluster::get_free_port() } 1 .. 8;
+$offset = -s $node->logfile;
+my $since_many = $node->safe_psql($db, 'SELECT now()');
+set_config('eventbus.kafka_brokers' => join(',', map { "127.0.0.1:$_" } @closed));
+my $closed_re = join('|', @closed);
+ok( poll_until(
+		15,
+		sub {
+			$status = relay_status($node, $db);
+			return ($status->{last_error} // '') =~ /127\.0\.0\.1:($closed_re)/
+			  && $node->safe_psql($db,
+				"SELECT last_error_at > '$since_many' FROM eventbus.relay_status") eq 't';
+		}),
+	'several unreachable brokers: last_error names one of them ("'
+	  . ($status->{last_error} // '') . '")');
+usleep(6_000_000);
+$status = relay_status($node, $db);
+like($status->{last_error} // '', qr/127\.0\.0\.1:($closed_re)/,
+	'several unreachable brokers: after a while last_error still names a broker ("'
+	  . ($status->{last_error} // '') . '")');
+like($status->{last_error} // '', qr/refused|connect/i,
+	'several unreachable brokers: ... and the cause');
+is($status->{state}, 'broker unreachable', 'several unreachable brokers: state broker unreachable');
+@lines = grep { /pg_eventbus relay/ && !/statement: / } split /\n/,
+  log_since($node, $offset);
+note scalar(@lines) . " relay log lines in about 7 s:\n" . join("\n", @lines);
+cmp_ok(scalar(@lines), '<=', 3,
+	'several unreachable brokers: one report, not one per broker and error');
 
 # ---------------------------------------------------------------------------
 # An unknown Kafka property.

@@ -30,6 +30,8 @@
 typedef struct EbRelayMessage
 {
 	const char *kafka_topic;
+	int32		topic_id;		/* eventbus.topic.topic_id, -1 for outbox messages */
+	const char *topic;			/* the local topic, NULL for outbox messages */
 	int32		partition;		/* local partition, -1 for outbox messages */
 	int32		local_partitions;	/* partition count of the local topic */
 	const char *key;			/* NULL: no key */

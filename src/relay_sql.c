@@ -405,6 +405,43 @@ eb_relay_check_allowed(Oid roleid, const char *kafka_topic, const char *what)
 					 GetUserNameFromId(roleid, false), kafka_topic)));
 }
 
+/*
+ * Warns when the Kafka topic's partition count, as far as the relay knows
+ * it (eventbus.relay_partitioning), differs from the topic's: events then
+ * go to Kafka partitions by key instead of keeping their partition.
+ */
+static void
+eb_relay_check_partitions(EbTopic *topic, const char *kafka_topic)
+{
+	EbSpi		spi;
+	Oid			argtypes[2] = {TEXTOID, INT4OID};
+	Datum		values[2];
+	int32		kafka_partitions = -1;
+	bool		isnull;
+	bool		decided = false;
+
+	values[0] = CStringGetTextDatum(kafka_topic);
+	values[1] = Int32GetDatum(topic->topic_id);
+	eb_spi_begin(&spi, true);
+	eb_spi_exec("SELECT kafka_partitions, topic_id = $2 FROM eventbus.relay_partitioning WHERE kafka_topic = $1 ORDER BY topic_id = $2 DESC, decided_at DESC LIMIT 1",
+				2, argtypes, values, NULL, true);
+	if (SPI_processed == 1)
+	{
+		kafka_partitions = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		decided = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	eb_spi_end(&spi);
+	if (kafka_partitions > 0 && kafka_partitions != topic->partitions)
+		ereport(WARNING,
+				(errcode(ERRCODE_WARNING),
+				 errmsg("Kafka topic \"%s\" has %d partitions, topic \"%s\" has %d",
+						kafka_topic, kafka_partitions, topic->name, topic->partitions),
+				 errdetail("Events keep their partition number in Kafka only when both have as many partitions; otherwise Kafka's partitioner chooses the partition from the event's key%s.",
+						   decided ? "" : " (decided when the relay first sends an event of the topic there)"),
+				 errhint("Give the Kafka topic %d partitions before events are relayed, or accept partitioning by key.",
+						 topic->partitions)));
+}
+
 static void
 eb_set_relay(FunctionCallInfo fcinfo, const char *name, const char *kafka_topic)
 {
@@ -441,6 +478,9 @@ eb_set_relay(FunctionCallInfo fcinfo, const char *name, const char *kafka_topic)
 
 	/* the relay's output plugin sees this when decoding past our commit */
 	eb_catalog_changed();
+
+	if (kafka_topic)
+		eb_relay_check_partitions(topic, kafka_topic);
 
 	eb_relay_slot_name(MyDatabaseId, slot);
 	if (kafka_topic && SearchNamedReplicationSlot(slot, true) == NULL)

@@ -50,6 +50,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "access/xlog.h"
 #include "access/xlogutils.h"
 #include "commands/extension.h"
@@ -77,6 +78,7 @@
 #include "utils/varlena.h"
 
 #include "pg_eventbus.h"
+#include "privileged.h"
 #include "relay.h"
 #include "shmem.h"
 
@@ -126,12 +128,32 @@ typedef struct EbRelayMsgRef
 	bool		outbox;
 } EbRelayMsgRef;
 
+/* A Kafka topic whose metadata said it cannot be used (cached briefly). */
 typedef struct EbKafkaTopic
 {
 	char		name[EB_KAFKA_TOPIC_MAX + 1];	/* hash key */
-	int			partitions;		/* -1: unknown */
 	TimestampTz fetched_at;
 } EbKafkaTopic;
+
+/*
+ * How a relayed topic's partitions map to its Kafka topic's, decided once
+ * (eventbus.relay_partitioning) and kept: by_partition, partition p goes to
+ * Kafka partition p; otherwise the key decides (Kafka's partitioner).
+ */
+typedef struct EbMappingKey
+{
+	int32		topic_id;
+	char		kafka_topic[EB_KAFKA_TOPIC_MAX + 1];
+} EbMappingKey;
+
+typedef struct EbMapping
+{
+	EbMappingKey key;			/* hash key */
+	int32		local_partitions;
+	int32		kafka_partitions;
+	bool		by_partition;
+	bool		persisted;		/* in eventbus.relay_partitioning */
+} EbMapping;
 
 static rd_kafka_t *producer = NULL;
 static bool session_active = false;
@@ -141,6 +163,8 @@ static EbRelayTxn *current_txn = NULL;
 static int64 in_flight = 0;
 static MemoryContext session_cxt = NULL;
 static HTAB *kafka_topics = NULL;
+static HTAB *mappings = NULL;	/* lives as long as the process */
+static int	mappings_unpersisted = 0;
 static XLogRecPtr confirmed = InvalidXLogRecPtr;
 static bool slot_dirty = false;
 static TimestampTz last_save = 0;
@@ -726,8 +750,10 @@ eb_producer_destroy(void)
 }
 
 /*
- * Partition count of a Kafka topic, cached for a minute (ten seconds when
- * unknown); -1 when the brokers do not answer.
+ * Partition count of a Kafka topic from the brokers' metadata: -1 if the
+ * brokers did not answer, -2 if they answered that the topic cannot be used
+ * (unknown, not authorized; then the delivery reports say why).  Such
+ * answers are remembered for ten seconds.
  */
 static int
 eb_kafka_partition_count(const char *topic)
@@ -738,6 +764,7 @@ eb_kafka_partition_count(const char *topic)
 	TimestampTz now = GetCurrentTimestamp();
 	rd_kafka_topic_t *rkt;
 	const struct rd_kafka_metadata *md;
+	int			partitions = -1;
 
 	if (kafka_topics == NULL)
 	{
@@ -752,25 +779,196 @@ eb_kafka_partition_count(const char *topic)
 	}
 	memset(key, 0, sizeof(key));
 	strlcpy(key, topic, sizeof(key));
-	e = hash_search(kafka_topics, key, HASH_ENTER, &found);
-	if (found &&
-		!TimestampDifferenceExceeds(e->fetched_at, now, e->partitions >= 0 ? 60000 : 10000))
-		return e->partitions;
+	e = hash_search(kafka_topics, key, HASH_FIND, NULL);
+	if (e != NULL && !TimestampDifferenceExceeds(e->fetched_at, now, 10000))
+		return -2;
 
-	e->partitions = -1;
-	e->fetched_at = now;
 	rkt = rd_kafka_topic_new(producer, topic, NULL);
 	if (rkt != NULL)
 	{
 		if (rd_kafka_metadata(producer, 0, rkt, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR)
 		{
-			if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
-				e->partitions = md->topics[0].partition_cnt;
+			if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+				md->topics[0].partition_cnt > 0)
+				partitions = md->topics[0].partition_cnt;
+			else if (md->topic_cnt == 1 && md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR &&
+					 md->topics[0].err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
+				partitions = -2;
 			rd_kafka_metadata_destroy(md);
 		}
 		rd_kafka_topic_destroy(rkt);
 	}
-	return e->partitions;
+	if (partitions == -2)
+	{
+		e = hash_search(kafka_topics, key, HASH_ENTER, &found);
+		e->fetched_at = now;
+	}
+	return partitions;
+}
+
+static void
+eb_mappings_init(void)
+{
+	HASHCTL		ctl;
+
+	if (mappings != NULL)
+		return;
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(EbMappingKey);
+	ctl.entrysize = sizeof(EbMapping);
+	ctl.hcxt = TopMemoryContext;
+	mappings = hash_create("pg_eventbus relay partition mappings", 32, &ctl,
+						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/*
+ * Reads the decided mappings (eventbus.relay_partitioning) into memory.
+ * Called outside decoding, in a transaction of its own.
+ */
+static void
+eb_mappings_load(void)
+{
+	EbSpi		spi;
+	uint64		i;
+
+	eb_mappings_init();
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	eb_spi_begin(&spi, false);
+	eb_spi_exec("SELECT topic_id, kafka_topic, local_partitions, kafka_partitions, by_partition FROM eventbus.relay_partitioning",
+				0, NULL, NULL, NULL, true);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		EbMappingKey key;
+		EbMapping  *m;
+		char	   *kafka_topic = SPI_getvalue(tup, desc, 2);
+
+		memset(&key, 0, sizeof(key));
+		key.topic_id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		strlcpy(key.kafka_topic, kafka_topic, sizeof(key.kafka_topic));
+		m = hash_search(mappings, &key, HASH_ENTER, NULL);
+		m->local_partitions = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		m->kafka_partitions = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+		m->by_partition = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+		m->persisted = true;
+	}
+	eb_spi_end(&spi);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	mappings_unpersisted = 0;
+}
+
+/*
+ * Writes the mappings decided since the last call to
+ * eventbus.relay_partitioning, durably, before the slot is confirmed past
+ * any message sent with them.  Outside decoding, in a transaction of its
+ * own.
+ */
+static void
+eb_mappings_persist(void)
+{
+	HASH_SEQ_STATUS seq;
+	EbMapping  *m;
+	EbSpi		spi;
+
+	if (mappings_unpersisted == 0)
+		return;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	eb_spi_begin(&spi, false);
+	hash_seq_init(&seq, mappings);
+	while ((m = hash_seq_search(&seq)) != NULL)
+	{
+		Oid			argtypes[5] = {INT4OID, TEXTOID, INT4OID, INT4OID, BOOLOID};
+		Datum		values[5];
+
+		if (m->persisted)
+			continue;
+		values[0] = Int32GetDatum(m->key.topic_id);
+		values[1] = CStringGetTextDatum(m->key.kafka_topic);
+		values[2] = Int32GetDatum(m->local_partitions);
+		values[3] = Int32GetDatum(m->kafka_partitions);
+		values[4] = BoolGetDatum(m->by_partition);
+		eb_spi_exec("DELETE FROM eventbus.relay_partitioning WHERE topic_id = $1 AND kafka_topic = $2",
+					2, argtypes, values, NULL, false);
+		eb_spi_exec("INSERT INTO eventbus.relay_partitioning (topic_id, kafka_topic, local_partitions, kafka_partitions, by_partition) VALUES ($1, $2, $3, $4, $5)",
+					5, argtypes, values, NULL, false);
+	}
+	eb_spi_end(&spi);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	/* durable before the slot moves on, whatever synchronous_commit says */
+	XLogFlush(XactLastCommitEnd);
+
+	hash_seq_init(&seq, mappings);
+	while ((m = hash_seq_search(&seq)) != NULL)
+		m->persisted = true;
+	mappings_unpersisted = 0;
+}
+
+/*
+ * The Kafka partition for an event: from the topic's mapping, decided the
+ * first time the relay sends an event of the topic to this Kafka topic
+ * (or after the local topic grew).  Deciding needs the Kafka topic's
+ * partition count: while the brokers do not answer, this waits (the
+ * decision must never depend on an outage).  Returns false if relaying
+ * must stop (shutdown, reload); RD_KAFKA_PARTITION_UA in *partition when
+ * the key decides or the Kafka topic cannot be used.
+ */
+static bool
+eb_relay_partition(EbRelayMessage *msg, int32 *partition)
+{
+	EbMappingKey key;
+	EbMapping  *m;
+	int			kafka_partitions;
+
+	*partition = RD_KAFKA_PARTITION_UA;
+	if (msg->partition < 0 || msg->topic_id < 0)
+		return true;
+	eb_mappings_init();
+	memset(&key, 0, sizeof(key));
+	key.topic_id = msg->topic_id;
+	strlcpy(key.kafka_topic, msg->kafka_topic, sizeof(key.kafka_topic));
+	m = hash_search(mappings, &key, HASH_FIND, NULL);
+	if (m == NULL || m->local_partitions != msg->local_partitions)
+	{
+		for (;;)
+		{
+			kafka_partitions = eb_kafka_partition_count(msg->kafka_topic);
+			if (kafka_partitions != -1)
+				break;
+			/* the brokers do not answer: wait for them */
+			if (shutdown_requested || ConfigReloadPending)
+				return false;
+			rd_kafka_poll(producer, 0);
+			eb_relay_publish_stats(false);
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 EB_BROKER_PROBE_MS, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+		if (kafka_partitions == -2)
+			return true;		/* nothing to decide: delivery fails and says why */
+		m = hash_search(mappings, &key, HASH_ENTER, NULL);
+		m->local_partitions = msg->local_partitions;
+		m->kafka_partitions = kafka_partitions;
+		m->by_partition = kafka_partitions == msg->local_partitions;
+		m->persisted = false;
+		mappings_unpersisted++;
+		if (!m->by_partition)
+			ereport(LOG,
+					(errmsg("pg_eventbus relay: topic \"%s\" has %d partitions, Kafka topic \"%s\" has %d: events go to Kafka partitions by key",
+							msg->topic ? msg->topic : "?", msg->local_partitions,
+							msg->kafka_topic, kafka_partitions)));
+	}
+	if (m->by_partition)
+		*partition = msg->partition;
+	return true;
 }
 
 /* ---------- called by the output plugin ---------- */
@@ -796,9 +994,9 @@ eb_relay_txn_commit(XLogRecPtr end_lsn, TimestampTz commit_time)
 
 /*
  * Hands a message to the producer.  The Kafka partition is the event's own
- * when the Kafka topic has as many partitions as the local one; otherwise
- * librdkafka's murmur2 partitioner picks one from the key (the same result
- * for keyed events when the counts match).
+ * when the Kafka topic had as many partitions as the local one when the
+ * topic's mapping was decided; otherwise librdkafka's murmur2 partitioner
+ * picks one from the key (see eb_relay_partition).
  */
 void
 eb_relay_send(EbRelayMessage *m)
@@ -814,9 +1012,12 @@ eb_relay_send(EbRelayMessage *m)
 	if (session_failed)
 		return;					/* this session will not confirm anything more */
 
-	if (m->partition >= 0 && m->local_partitions > 0 &&
-		eb_kafka_partition_count(m->kafka_topic) == m->local_partitions)
-		partition = m->partition;
+	if (!eb_relay_partition(m, &partition))
+	{
+		t->failed = true;
+		session_failed = true;
+		return;
+	}
 
 	ref = MemoryContextAlloc(session_cxt, sizeof(EbRelayMsgRef));
 	ref->txn = t;
@@ -987,6 +1188,10 @@ eb_relay_session(const char *slot)
 	if (kafka_topics != NULL)
 		hash_destroy(kafka_topics);
 	kafka_topics = NULL;
+	if (mappings != NULL)
+		hash_destroy(mappings);
+	mappings = NULL;
+	eb_mappings_load();
 
 	ReplicationSlotAcquire(slot, true);
 	confirmed = MyReplicationSlot->data.confirmed_flush;
@@ -1041,6 +1246,7 @@ eb_relay_session(const char *slot)
 		rd_kafka_poll(producer, 0);
 		eb_relay_probe_brokers();
 		caught_up = ctx->reader->EndRecPtr >= flush;
+		eb_mappings_persist();
 		eb_relay_confirm(ctx, caught_up, false);
 		eb_relay_publish_stats(false);
 
@@ -1065,6 +1271,7 @@ eb_relay_session(const char *slot)
 
 		while (in_flight > 0 && GetCurrentTimestamp() < deadline && !session_failed)
 			rd_kafka_poll(producer, 100);
+		eb_mappings_persist();
 		eb_relay_confirm(ctx, true, true);
 	}
 	else if (slot_dirty)

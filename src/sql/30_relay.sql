@@ -30,6 +30,25 @@ SELECT pg_catalog.pg_extension_config_dump('eventbus.relay_allowed', '');
 COMMENT ON TABLE eventbus.relay_allowed IS
   'Kafka topics a role (and every role with its privileges) may relay topics into and send outbox messages to: an exact name, or a prefix ending in ''*''. Superusers may use any. Change it with allow_relay() and disallow_relay().';
 
+-- How each relayed topic's partitions map to its Kafka topic's, decided by
+-- the relay the first time it sends an event of the topic there (or after
+-- the topic grew), and kept: the Kafka partition of an event never depends
+-- on whether the brokers answered at that moment.
+CREATE TABLE eventbus.relay_partitioning (
+    topic_id         integer NOT NULL,
+    kafka_topic      text NOT NULL,
+    local_partitions integer NOT NULL,
+    kafka_partitions integer NOT NULL,
+    by_partition     boolean NOT NULL,
+    decided_at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (topic_id, kafka_topic)
+);
+REVOKE ALL ON eventbus.relay_partitioning FROM PUBLIC;
+GRANT SELECT ON eventbus.relay_partitioning TO pg_monitor;
+SELECT pg_catalog.pg_extension_config_dump('eventbus.relay_partitioning', '');
+COMMENT ON TABLE eventbus.relay_partitioning IS
+  'How the relay maps a topic''s partitions to its Kafka topic''s (written by the relay): by_partition, partition p goes to Kafka partition p (the counts were equal when decided); otherwise Kafka''s partitioner picks the partition from the key. Decided once per topic and Kafka topic, again only when the topic grew; delete a row to have it decided again.';
+
 CREATE FUNCTION eventbus.allow_relay(role regrole, kafka_topic text)
 RETURNS void
 AS 'MODULE_PATHNAME', 'eb_allow_relay'

@@ -45,7 +45,6 @@ CREATE TABLE eventbus.relay_partitioning (
 );
 REVOKE ALL ON eventbus.relay_partitioning FROM PUBLIC;
 GRANT SELECT ON eventbus.relay_partitioning TO pg_monitor;
-SELECT pg_catalog.pg_extension_config_dump('eventbus.relay_partitioning', '');
 COMMENT ON TABLE eventbus.relay_partitioning IS
   'How the relay maps a topic''s partitions to its Kafka topic''s (written by the relay): by_partition, partition p goes to Kafka partition p (the counts were equal when decided); otherwise Kafka''s partitioner picks the partition from the key. Decided once per topic and Kafka topic, again only when the topic grew; delete a row to have it decided again.';
 

@@ -51,6 +51,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "access/xlog.h"
 #include "access/xlogutils.h"
 #include "commands/extension.h"
@@ -163,6 +164,14 @@ static EbRelayTxn *current_txn = NULL;
 static int64 in_flight = 0;
 static MemoryContext session_cxt = NULL;
 static HTAB *kafka_topics = NULL;
+/* the properties file's digest when the producer was created */
+typedef struct EbFileDigest
+{
+	uint64		hash;
+	uint64		size;
+	bool		exists;
+} EbFileDigest;
+static EbFileDigest properties_file_digest;
 static HTAB *mappings = NULL;	/* lives as long as the process */
 static int	mappings_unpersisted = 0;
 static XLogRecPtr confirmed = InvalidXLogRecPtr;
@@ -636,6 +645,38 @@ eb_conf_apply_file(rd_kafka_conf_t *conf, char *err, size_t errlen)
 	return ok;
 }
 
+/*
+ * A digest of eventbus.kafka_properties_file's contents as they are now
+ * (a 64-bit hash chained over the contents, and their size), so that a
+ * reload notices a file changed in place, such as a rotated secret.  No
+ * file or setting: all zeroes; an unreadable file: all ones.
+ */
+static void
+eb_properties_file_digest(EbFileDigest *digest)
+{
+	FILE	   *f;
+	char		buf[8192];
+	size_t		n;
+
+	memset(digest, 0, sizeof(*digest));
+	if (eb_kafka_properties_file == NULL || eb_kafka_properties_file[0] == '\0')
+		return;
+	f = AllocateFile(eb_kafka_properties_file, "r");
+	if (f == NULL)
+		return;
+	digest->exists = true;
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+	{
+		digest->hash = hash_bytes_extended((const unsigned char *) buf, (int) n,
+										   digest->hash);
+		digest->size += n;
+	}
+	if (ferror(f))
+		memset(digest, 0xff, sizeof(*digest));
+	explicit_bzero(buf, sizeof(buf));
+	FreeFile(f);
+}
+
 static rd_kafka_t *
 eb_producer_create(char *err, size_t errlen)
 {
@@ -646,6 +687,8 @@ eb_producer_create(char *err, size_t errlen)
 	rd_kafka_t *rk;
 	rd_kafka_queue_t *mainq;
 
+	/* before the file is read: a change after this is seen at the next reload */
+	eb_properties_file_digest(&properties_file_digest);
 	snprintf(buf, sizeof(buf), "%d", Max(eb_relay_max_in_flight * 2, 1000));
 	/*
 	 * The producer must take the largest event publish() accepts, plus the
@@ -1158,12 +1201,21 @@ eb_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid, bool la
 
 /* ---------- the session ---------- */
 
+/*
+ * Did the Kafka settings change since the session began: a setting, or
+ * the contents of the properties file (same path, new contents)?
+ */
 static bool
 eb_relay_config_changed(const char *brokers, const char *properties, const char *file)
 {
-	return strcmp(brokers, eb_kafka_brokers ? eb_kafka_brokers : "") != 0 ||
+	EbFileDigest digest;
+
+	if (strcmp(brokers, eb_kafka_brokers ? eb_kafka_brokers : "") != 0 ||
 		strcmp(properties, eb_kafka_properties ? eb_kafka_properties : "") != 0 ||
-		strcmp(file, eb_kafka_properties_file ? eb_kafka_properties_file : "") != 0;
+		strcmp(file, eb_kafka_properties_file ? eb_kafka_properties_file : "") != 0)
+		return true;
+	eb_properties_file_digest(&digest);
+	return memcmp(&digest, &properties_file_digest, sizeof(digest)) != 0;
 }
 
 /*

@@ -14,6 +14,9 @@
 #  - A secret in eventbus.kafka_properties_file with an invalid SASL
 #    mechanism: an error is shown, the secret never appears in the server
 #    log or relay_status.
+#  - The properties file rewritten in place (same path) and a reload: the
+#    relay reads it again (a broken file shows 'configuration error', a
+#    fixed one makes it run).
 #  - Clearing eventbus.kafka_brokers and reloading stops the relay.
 #  - eventbus.database without the extension: a waiting state, and the
 #    status (state or a new last_error) says that the extension is missing;
@@ -260,6 +263,35 @@ foreach my $setting (qw(eventbus.kafka_properties eventbus.kafka_properties_file
 	  $node->psql($db, "SET ROLE app; SHOW $setting", on_error_stop => 1);
 	isnt($rc, 0, "a non-superuser cannot read $setting") or note $out;
 }
+
+# ---------------------------------------------------------------------------
+# The properties file changed in place (a rotated secret): a reload makes
+# the relay read it again, although its path did not change.
+
+my $file2 = PostgreSQL::Test::Utils::tempdir() . '/rotated.properties';
+PostgreSQL::Test::Utils::append_to_file($file2, "linger.ms=5\n");
+set_config('eventbus.kafka_properties_file' => $file2);
+ok(wait_relay_running($node, $db, 15),
+	'a valid properties file: the relay runs');
+open(my $fh, '>', $file2) or die "could not write $file2: $!";
+print $fh "linger.ms=5\nno.such.rotated.property=1\n";
+close($fh);
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+ok( poll_until(
+		15,
+		sub {
+			$status = relay_status($node, $db);
+			return $status->{state} eq 'configuration error'
+			  && ($status->{last_error} // '') =~ /no\.such\.rotated\.property/;
+		}),
+	'the properties file changed in place and a reload: the relay reads it again ("'
+	  . ($status->{last_error} // '') . '")');
+open($fh, '>', $file2) or die "could not write $file2: $!";
+print $fh "linger.ms=2\n";
+close($fh);
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+ok(wait_relay_running($node, $db, 15),
+	'the properties file fixed in place and a reload: the relay runs again');
 
 # ---------------------------------------------------------------------------
 # No brokers: no relay.

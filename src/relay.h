@@ -44,6 +44,8 @@ typedef struct EbRelayMessage
 	const char **header_values; /* NULL entries: header without value */
 	EbPartShared *part;			/* for the relayed position, may be NULL */
 	int64		position;
+	const char *event_id;		/* as text */
+	XLogRecPtr	lsn;			/* commit LSN of its transaction */
 	bool		outbox;
 } EbRelayMessage;
 

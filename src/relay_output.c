@@ -592,8 +592,9 @@ eb_output_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	if (!nulls[Anum_ev_headers - 1])
 		headers = DatumGetJsonbP(values[Anum_ev_headers - 1]);
 	eb_message_headers(&m, headers, 5);
-	eb_message_header(&m, "eventbus-event-id",
-					  DatumGetCString(DirectFunctionCall1(uuid_out, values[Anum_ev_event_id - 1])));
+	m.event_id = DatumGetCString(DirectFunctionCall1(uuid_out, values[Anum_ev_event_id - 1]));
+	m.lsn = txn->final_lsn;
+	eb_message_header(&m, "eventbus-event-id", m.event_id);
 	eb_message_header(&m, "eventbus-topic", t->topic);
 	eb_message_header(&m, "eventbus-partition", psprintf("%d", m.partition));
 	eb_message_header(&m, "eventbus-position", psprintf(INT64_FORMAT, m.position));
@@ -768,8 +769,9 @@ eb_output_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	m.valuelen = len;
 
 	eb_message_headers(&m, headers, 2);
-	eb_message_header(&m, "eventbus-event-id",
-					  DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&id))));
+	m.event_id = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&id)));
+	m.lsn = txn->final_lsn;
+	eb_message_header(&m, "eventbus-event-id", m.event_id);
 	eb_message_header(&m, "eventbus-lsn", eb_lsn_header(txn));
 
 	eb_relay_send(&m);

@@ -442,8 +442,27 @@ eb_relay_check_partitions(EbTopic *topic, const char *kafka_topic)
 						 topic->partitions)));
 }
 
+/* Records the topic's on_error policy (eventbus.relay_policy). */
 static void
-eb_set_relay(FunctionCallInfo fcinfo, const char *name, const char *kafka_topic)
+eb_relay_set_policy(EbTopic *topic, const char *on_error)
+{
+	EbSpi		spi;
+	Oid			argtypes[2] = {INT4OID, TEXTOID};
+	Datum		values[2];
+
+	values[0] = Int32GetDatum(topic->topic_id);
+	values[1] = CStringGetTextDatum(on_error);
+	eb_spi_begin(&spi, true);
+	eb_spi_exec("DELETE FROM eventbus.relay_policy WHERE topic_id = $1",
+				1, argtypes, values, NULL, false);
+	eb_spi_exec("INSERT INTO eventbus.relay_policy (topic_id, on_error) VALUES ($1, $2)",
+				2, argtypes, values, NULL, false);
+	eb_spi_end(&spi);
+}
+
+static void
+eb_set_relay(FunctionCallInfo fcinfo, const char *name, const char *kafka_topic,
+			 const char *on_error)
 {
 	EbTopic    *topic;
 	EbSpi		spi;
@@ -480,7 +499,10 @@ eb_set_relay(FunctionCallInfo fcinfo, const char *name, const char *kafka_topic)
 	eb_catalog_changed();
 
 	if (kafka_topic)
+	{
+		eb_relay_set_policy(topic, on_error);
 		eb_relay_check_partitions(topic, kafka_topic);
+	}
 
 	eb_relay_slot_name(MyDatabaseId, slot);
 	if (kafka_topic && SearchNamedReplicationSlot(slot, true) == NULL)
@@ -492,16 +514,27 @@ eb_set_relay(FunctionCallInfo fcinfo, const char *name, const char *kafka_topic)
 }
 
 /*
- * relay_topic(topic text, kafka_topic text)
+ * relay_topic(topic text, kafka_topic text, on_error text)
  */
 Datum
 eb_relay_topic(PG_FUNCTION_ARGS)
 {
 	char	   *name = eb_arg_name(fcinfo, 0, "topic");
 	char	   *kafka_topic = PG_ARGISNULL(1) ? name : eb_kafka_topic_arg(fcinfo, 1);
+	char	   *on_error = "stop";
 
+	if (PG_NARGS() > 2)
+	{
+		eb_arg_not_null(fcinfo, 2, "on_error");
+		on_error = text_to_cstring(PG_GETARG_TEXT_PP(2));
+		if (strcmp(on_error, "stop") != 0 && strcmp(on_error, "dead_letter") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid on_error \"%s\"", on_error),
+					 errdetail("on_error is 'stop' (relaying waits at an event Kafka refuses for good) or 'dead_letter' (the event is recorded in eventbus.relay_dead_letter and relaying goes on).")));
+	}
 	eb_check_writable("eventbus.relay_topic()");
-	eb_set_relay(fcinfo, name, kafka_topic);
+	eb_set_relay(fcinfo, name, kafka_topic, on_error);
 	PG_RETURN_VOID();
 }
 
@@ -514,7 +547,7 @@ eb_stop_relay(PG_FUNCTION_ARGS)
 	char	   *name = eb_arg_name(fcinfo, 0, "topic");
 
 	eb_check_writable("eventbus.stop_relay()");
-	eb_set_relay(fcinfo, name, NULL);
+	eb_set_relay(fcinfo, name, NULL, NULL);
 	PG_RETURN_VOID();
 }
 

@@ -76,6 +76,7 @@
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+#include "utils/pg_lsn.h"
 #include "utils/varlena.h"
 
 #include "pg_eventbus.h"
@@ -115,6 +116,8 @@ typedef struct EbRelayTxn
 	int64		messages;
 	bool		committed;		/* commit callback seen */
 	bool		failed;
+	int			refused;		/* messages Kafka refused for good, their
+								 * policy not applied yet */
 } EbRelayTxn;
 
 /* What the delivery report needs to know about a message. */
@@ -127,13 +130,39 @@ typedef struct EbRelayMsgRef
 	int64		position;
 	size_t		bytes;
 	bool		outbox;
+	int32		topic_id;		/* -1 for outbox messages */
+	XLogRecPtr	lsn;
+	char	   *topic;			/* "" for outbox messages */
+	char	   *event_id;
 } EbRelayMsgRef;
+
+/*
+ * A message Kafka refused for good (a permanent error), waiting for the
+ * main loop to apply its topic's policy: 'dead_letter' records it in
+ * eventbus.relay_dead_letter (then its transaction may be confirmed),
+ * 'stop' ends the session there (relaying waits and retries).
+ */
+typedef struct EbRelayRefusal
+{
+	dlist_node	node;
+	EbRelayTxn *txn;
+	int32		topic_id;
+	int32		partition;
+	int64		position;
+	XLogRecPtr	lsn;
+	bool		outbox;
+	char		topic[NAMEDATALEN];
+	char		kafka_topic[EB_KAFKA_TOPIC_MAX + 1];
+	char		event_id[40];
+	char		error[256];
+} EbRelayRefusal;
 
 /* A Kafka topic whose metadata said it cannot be used (cached briefly). */
 typedef struct EbKafkaTopic
 {
 	char		name[EB_KAFKA_TOPIC_MAX + 1];	/* hash key */
 	TimestampTz fetched_at;
+	rd_kafka_resp_err_t err;	/* what the metadata said about the topic */
 } EbKafkaTopic;
 
 /*
@@ -160,6 +189,9 @@ static rd_kafka_t *producer = NULL;
 static bool session_active = false;
 static bool session_failed = false;
 static dlist_head txns = DLIST_STATIC_INIT(txns);
+static dlist_head refusals = DLIST_STATIC_INIT(refusals);
+/* the session ended at a refused message of a topic with on_error 'stop' */
+static bool stopped_at_refusal = false;
 static EbRelayTxn *current_txn = NULL;
 static int64 in_flight = 0;
 static MemoryContext session_cxt = NULL;
@@ -398,6 +430,61 @@ eb_relay_publish_stats(bool force)
 
 /* ---------- librdkafka callbacks (served by rd_kafka_poll) ---------- */
 
+/*
+ * Errors that refuse one message for good: sending it again cannot help.
+ * Other delivery errors (timeouts, leader changes, a broker gone) are
+ * retried: relaying starts again from the confirmed position, with
+ * back-off.
+ */
+static bool
+eb_kafka_error_is_permanent(rd_kafka_resp_err_t err)
+{
+	switch (err)
+	{
+		case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+		case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+		case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+		case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+		case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+		case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+		case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+		case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+		case RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP:
+		case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
+		case RD_KAFKA_RESP_ERR__INVALID_ARG:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * Remembers a message Kafka refused for good; its transaction is not
+ * confirmed until the main loop applied the topic's policy
+ * (eb_relay_apply_policies).  No table access here: this runs inside
+ * librdkafka callbacks and decoding.
+ */
+static void
+eb_relay_refused(EbRelayTxn *t, EbRelayMsgRef *ref, const char *kafka_topic,
+				 rd_kafka_resp_err_t err)
+{
+	EbRelayRefusal *r = MemoryContextAllocZero(session_cxt, sizeof(EbRelayRefusal));
+
+	r->txn = t;
+	r->topic_id = ref->topic_id;
+	r->partition = ref->partition;
+	r->position = ref->position;
+	r->lsn = ref->lsn;
+	r->outbox = ref->outbox;
+	strlcpy(r->topic, ref->topic, sizeof(r->topic));
+	strlcpy(r->kafka_topic, kafka_topic, sizeof(r->kafka_topic));
+	strlcpy(r->event_id, ref->event_id, sizeof(r->event_id));
+	snprintf(r->error, sizeof(r->error), "%s (%s)", rd_kafka_err2str(err),
+			 rd_kafka_err2name(err));
+	t->refused++;
+	dlist_push_tail(&refusals, &r->node);
+}
+
 static void
 eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
@@ -407,7 +494,9 @@ eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 		return;
 	in_flight--;
 	ref->txn->pending--;
-	if (msg->err)
+	if (msg->err && eb_kafka_error_is_permanent(msg->err))
+		eb_relay_refused(ref->txn, ref, rd_kafka_topic_name(msg->rkt), msg->err);
+	else if (msg->err)
 	{
 		if (msg->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE &&
 			msg->err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
@@ -799,7 +888,7 @@ eb_producer_destroy(void)
  * answers are remembered for ten seconds.
  */
 static int
-eb_kafka_partition_count(const char *topic)
+eb_kafka_partition_count(const char *topic, rd_kafka_resp_err_t *topic_err)
 {
 	EbKafkaTopic *e;
 	bool		found;
@@ -822,9 +911,13 @@ eb_kafka_partition_count(const char *topic)
 	}
 	memset(key, 0, sizeof(key));
 	strlcpy(key, topic, sizeof(key));
+	*topic_err = RD_KAFKA_RESP_ERR_NO_ERROR;
 	e = hash_search(kafka_topics, key, HASH_FIND, NULL);
 	if (e != NULL && !TimestampDifferenceExceeds(e->fetched_at, now, 10000))
+	{
+		*topic_err = e->err;
 		return -2;
+	}
 
 	rkt = rd_kafka_topic_new(producer, topic, NULL);
 	if (rkt != NULL)
@@ -836,7 +929,10 @@ eb_kafka_partition_count(const char *topic)
 				partitions = md->topics[0].partition_cnt;
 			else if (md->topic_cnt == 1 && md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR &&
 					 md->topics[0].err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
+			{
 				partitions = -2;
+				*topic_err = md->topics[0].err;
+			}
 			rd_kafka_metadata_destroy(md);
 		}
 		rd_kafka_topic_destroy(rkt);
@@ -845,6 +941,7 @@ eb_kafka_partition_count(const char *topic)
 	{
 		e = hash_search(kafka_topics, key, HASH_ENTER, &found);
 		e->fetched_at = now;
+		e->err = *topic_err;
 	}
 	return partitions;
 }
@@ -964,13 +1061,15 @@ eb_mappings_persist(void)
  * the key decides or the Kafka topic cannot be used.
  */
 static bool
-eb_relay_partition(EbRelayMessage *msg, int32 *partition)
+eb_relay_partition(EbRelayMessage *msg, int32 *partition, rd_kafka_resp_err_t *refused)
 {
 	EbMappingKey key;
 	EbMapping  *m;
 	int			kafka_partitions;
+	rd_kafka_resp_err_t topic_err;
 
 	*partition = RD_KAFKA_PARTITION_UA;
+	*refused = RD_KAFKA_RESP_ERR_NO_ERROR;
 	if (msg->partition < 0 || msg->topic_id < 0)
 		return true;
 	eb_mappings_init();
@@ -982,7 +1081,7 @@ eb_relay_partition(EbRelayMessage *msg, int32 *partition)
 	{
 		for (;;)
 		{
-			kafka_partitions = eb_kafka_partition_count(msg->kafka_topic);
+			kafka_partitions = eb_kafka_partition_count(msg->kafka_topic, &topic_err);
 			if (kafka_partitions != -1)
 				break;
 			/* the brokers do not answer: wait for them */
@@ -996,7 +1095,12 @@ eb_relay_partition(EbRelayMessage *msg, int32 *partition)
 			CHECK_FOR_INTERRUPTS();
 		}
 		if (kafka_partitions == -2)
-			return true;		/* nothing to decide: delivery fails and says why */
+		{
+			/* the brokers refuse the topic (not authorized, invalid ...) */
+			if (eb_kafka_error_is_permanent(topic_err))
+				*refused = topic_err;
+			return true;		/* nothing to decide */
+		}
 		m = hash_search(mappings, &key, HASH_ENTER, NULL);
 		m->local_partitions = msg->local_partitions;
 		m->kafka_partitions = kafka_partitions;
@@ -1048,6 +1152,7 @@ eb_relay_send(EbRelayMessage *m)
 	EbRelayMsgRef *ref;
 	rd_kafka_headers_t *hdrs;
 	rd_kafka_resp_err_t err;
+	rd_kafka_resp_err_t refused;
 	int32		partition = RD_KAFKA_PARTITION_UA;
 	int			i;
 
@@ -1055,14 +1160,25 @@ eb_relay_send(EbRelayMessage *m)
 	if (session_failed)
 		return;					/* this session will not confirm anything more */
 
-	if (!eb_relay_partition(m, &partition))
+	if (!eb_relay_partition(m, &partition, &refused))
 	{
 		t->failed = true;
 		session_failed = true;
 		return;
 	}
 
-	ref = MemoryContextAlloc(session_cxt, sizeof(EbRelayMsgRef));
+	{
+		size_t		topiclen = m->topic ? strlen(m->topic) + 1 : 1;
+		size_t		idlen = m->event_id ? strlen(m->event_id) + 1 : 1;
+
+		ref = MemoryContextAlloc(session_cxt, sizeof(EbRelayMsgRef) + topiclen + idlen);
+		ref->topic = (char *) (ref + 1);
+		ref->event_id = ref->topic + topiclen;
+		memcpy(ref->topic, m->topic ? m->topic : "", topiclen);
+		memcpy(ref->event_id, m->event_id ? m->event_id : "", idlen);
+	}
+	ref->topic_id = m->topic_id;
+	ref->lsn = m->lsn;
 	ref->txn = t;
 	ref->part = m->part;
 	ref->uid_check = m->part ? m->part->key.uid : 0;
@@ -1070,6 +1186,14 @@ eb_relay_send(EbRelayMessage *m)
 	ref->position = m->position;
 	ref->bytes = m->valuelen + m->keylen;
 	ref->outbox = m->outbox;
+	if (refused != RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		/* the brokers' metadata refuses the topic: not sent */
+		eb_relay_refused(t, ref, m->kafka_topic, refused);
+		pfree(ref);
+		t->messages++;
+		return;
+	}
 
 	for (;;)
 	{
@@ -1091,6 +1215,14 @@ eb_relay_send(EbRelayMessage *m)
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
 			break;
 		rd_kafka_headers_destroy(hdrs);
+		if (eb_kafka_error_is_permanent(err))
+		{
+			/* refused at once (too large for the producer, unknown topic) */
+			eb_relay_refused(t, ref, m->kafka_topic, err);
+			pfree(ref);
+			t->messages++;
+			return;
+		}
 		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || shutdown_requested)
 		{
 			if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
@@ -1161,7 +1293,7 @@ eb_relay_confirm(LogicalDecodingContext *ctx, bool caught_up, bool force_save)
 	{
 		EbRelayTxn *t = dlist_head_element(EbRelayTxn, node, &txns);
 
-		if (!t->committed || t->pending > 0 || t->failed)
+		if (!t->committed || t->pending > 0 || t->failed || t->refused > 0)
 			break;
 		upto = t->end_lsn;
 		if (t->messages > 0)
@@ -1199,6 +1331,110 @@ eb_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid, bool la
 {
 }
 
+/* ---------- refused messages ---------- */
+
+/*
+ * Applies the topics' on_error policies (eventbus.relay_policy, as it is
+ * now) to the messages Kafka refused for good, in order, outside decoding
+ * and in a transaction of its own.  'dead_letter': the message is recorded
+ * in eventbus.relay_dead_letter, durably, before its transaction can be
+ * confirmed.  'stop' (the default, and always for outbox messages): the
+ * session ends there; its transaction is never confirmed, relaying starts
+ * again from the confirmed position after a back-off, and the status says
+ * which message and why.
+ */
+static void
+eb_relay_apply_policies(void)
+{
+	dlist_mutable_iter it;
+	EbSpi		spi;
+	EbRelayRefusal *stop_at = NULL;
+	int			recorded = 0;
+	char		msg[EB_RELAY_ERROR_LEN];
+
+	if (dlist_is_empty(&refusals))
+		return;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	eb_spi_begin(&spi, false);
+	dlist_foreach_modify(it, &refusals)
+	{
+		EbRelayRefusal *r = dlist_container(EbRelayRefusal, node, it.cur);
+		bool		dead_letter = false;
+
+		if (!r->outbox)
+		{
+			Oid			argtypes[1] = {INT4OID};
+			Datum		values[1];
+
+			values[0] = Int32GetDatum(r->topic_id);
+			eb_spi_exec("SELECT on_error FROM eventbus.relay_policy WHERE topic_id = $1",
+						1, argtypes, values, NULL, true);
+			if (SPI_processed == 1)
+			{
+				char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+				dead_letter = v != NULL && strcmp(v, "dead_letter") == 0;
+			}
+		}
+		if (!dead_letter)
+		{
+			stop_at = r;
+			break;
+		}
+		{
+			Oid			argtypes[7] = {TEXTOID, TEXTOID, INT4OID, INT8OID, TEXTOID, LSNOID, TEXTOID};
+			Datum		values[7];
+
+			values[0] = CStringGetTextDatum(r->topic);
+			values[1] = CStringGetTextDatum(r->kafka_topic);
+			values[2] = Int32GetDatum(r->partition);
+			values[3] = Int64GetDatum(r->position);
+			values[4] = CStringGetTextDatum(r->event_id);
+			values[5] = LSNGetDatum(r->lsn);
+			values[6] = CStringGetTextDatum(r->error);
+			eb_spi_exec("INSERT INTO eventbus.relay_dead_letter (topic, kafka_topic, partition, position, event_id, lsn, error) "
+						"SELECT $1, $2, $3, $4, $5::pg_catalog.uuid, $6, $7 "
+						"WHERE NOT EXISTS (SELECT FROM eventbus.relay_dead_letter WHERE event_id = $5::pg_catalog.uuid AND lsn = $6)",
+						7, argtypes, values, NULL, false);
+		}
+		snprintf(msg, sizeof(msg),
+				 "event %s of topic \"%s\" (partition %d, position " INT64_FORMAT ") was refused by Kafka topic \"%s\": %s; recorded in eventbus.relay_dead_letter",
+				 r->event_id, r->topic, r->partition, r->position, r->kafka_topic, r->error);
+		eb_relay_error_keyed(msg, "\001dead letter");
+		r->txn->refused--;
+		dlist_delete(&r->node);
+		pfree(r);
+		recorded++;
+	}
+	eb_spi_end(&spi);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	/* durable before the slot moves past them, whatever synchronous_commit says */
+	if (recorded > 0)
+		XLogFlush(XactLastCommitEnd);
+
+	if (stop_at != NULL)
+	{
+		if (stop_at->outbox)
+			snprintf(msg, sizeof(msg),
+					 "outbox message %s (commit LSN %X/%X) was refused by Kafka topic \"%s\": %s; relaying waits at it",
+					 stop_at->event_id, LSN_FORMAT_ARGS(stop_at->lsn),
+					 stop_at->kafka_topic, stop_at->error);
+		else
+			snprintf(msg, sizeof(msg),
+					 "event %s of topic \"%s\" (partition %d, position " INT64_FORMAT ", commit LSN %X/%X) was refused by Kafka topic \"%s\": %s; relaying waits at it (on_error 'stop')",
+					 stop_at->event_id, stop_at->topic, stop_at->partition,
+					 stop_at->position, LSN_FORMAT_ARGS(stop_at->lsn),
+					 stop_at->kafka_topic, stop_at->error);
+		eb_relay_error(msg);
+		stop_at->txn->failed = true;
+		session_failed = true;
+		stopped_at_refusal = true;
+	}
+}
+
 /* ---------- the session ---------- */
 
 /*
@@ -1231,6 +1467,8 @@ eb_relay_session(const char *slot)
 
 	MemoryContextReset(session_cxt);
 	dlist_init(&txns);
+	dlist_init(&refusals);
+	stopped_at_refusal = false;
 	current_txn = NULL;
 	in_flight = 0;
 	in_flight_since = 0;
@@ -1298,6 +1536,7 @@ eb_relay_session(const char *slot)
 		rd_kafka_poll(producer, 0);
 		eb_relay_probe_brokers();
 		caught_up = ctx->reader->EndRecPtr >= flush;
+		eb_relay_apply_policies();
 		eb_mappings_persist();
 		eb_relay_confirm(ctx, caught_up, false);
 		eb_relay_publish_stats(false);
@@ -1323,8 +1562,12 @@ eb_relay_session(const char *slot)
 
 		while (in_flight > 0 && GetCurrentTimestamp() < deadline && !session_failed)
 			rd_kafka_poll(producer, 100);
+		eb_relay_apply_policies();
 		eb_mappings_persist();
-		eb_relay_confirm(ctx, true, true);
+		if (!session_failed)
+			eb_relay_confirm(ctx, true, true);
+		else if (slot_dirty)
+			eb_relay_confirm(ctx, false, true);
 	}
 	else if (slot_dirty)
 		eb_relay_confirm(ctx, false, true);
@@ -1337,6 +1580,7 @@ eb_relay_session(const char *slot)
 	eb_relay_publish_stats(true);
 	MemoryContextReset(session_cxt);
 	dlist_init(&txns);
+	dlist_init(&refusals);
 	current_txn = NULL;
 	in_flight = 0;
 }
@@ -1578,7 +1822,7 @@ eb_relay_main(Datum arg)
 		if (session_failed && !shutdown_requested)
 		{
 			/* back off before relaying again, up to 30 s */
-			eb_relay_set_state("retrying");
+			eb_relay_set_state(stopped_at_refusal ? "stopped at a refused message" : "retrying");
 			eb_relay_pause(backoff_ms);
 			backoff_ms = Min(backoff_ms * 2, 30000L);
 		}

@@ -30,6 +30,8 @@
 typedef struct EbRelayMessage
 {
 	const char *kafka_topic;
+	int32		topic_id;		/* eventbus.topic.topic_id, -1 for outbox messages */
+	const char *topic;			/* the local topic, NULL for outbox messages */
 	int32		partition;		/* local partition, -1 for outbox messages */
 	int32		local_partitions;	/* partition count of the local topic */
 	const char *key;			/* NULL: no key */
@@ -42,6 +44,8 @@ typedef struct EbRelayMessage
 	const char **header_values; /* NULL entries: header without value */
 	EbPartShared *part;			/* for the relayed position, may be NULL */
 	int64		position;
+	const char *event_id;		/* as text */
+	XLogRecPtr	lsn;			/* commit LSN of its transaction */
 	bool		outbox;
 } EbRelayMessage;
 

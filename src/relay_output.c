@@ -81,6 +81,7 @@ typedef struct EbRelayTarget
 	char		skip[EB_RELAY_ERROR_LEN];	/* non-empty: skip its rows, why */
 	char		topic[NAMEDATALEN];
 	char		kafka_topic[EB_KAFKA_TOPIC_MAX + 1];
+	int32		topic_id;
 	int32		partitions;
 	int64		uid;
 	Oid			owner;			/* the topic's owner, InvalidOid if unknown */
@@ -398,6 +399,7 @@ eb_relay_target(Relation rel, EbRelayTarget *out)
 	out->partitions = -1;
 	allowed_catalog_relid = eb_relay_catalog_relid("relay_allowed");
 	topic_id = eb_relay_segment_topic(relid);
+	out->topic_id = topic_id;
 	if (topic_id >= 0)
 		eb_relay_lookup(topic_id, out);
 	if (out->relayed && !eb_relay_columns_ok(rel))
@@ -571,6 +573,8 @@ eb_output_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 
 	memset(&m, 0, sizeof(m));
 	m.kafka_topic = t->kafka_topic;
+	m.topic_id = t->topic_id;
+	m.topic = t->topic;
 	m.local_partitions = t->partitions;
 	m.partition = DatumGetInt32(values[Anum_ev_partition - 1]);
 	m.position = DatumGetInt64(values[Anum_ev_position - 1]);
@@ -589,8 +593,9 @@ eb_output_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	if (!nulls[Anum_ev_headers - 1])
 		headers = DatumGetJsonbP(values[Anum_ev_headers - 1]);
 	eb_message_headers(&m, headers, 5);
-	eb_message_header(&m, "eventbus-event-id",
-					  DatumGetCString(DirectFunctionCall1(uuid_out, values[Anum_ev_event_id - 1])));
+	m.event_id = DatumGetCString(DirectFunctionCall1(uuid_out, values[Anum_ev_event_id - 1]));
+	m.lsn = txn->final_lsn;
+	eb_message_header(&m, "eventbus-event-id", m.event_id);
 	eb_message_header(&m, "eventbus-topic", t->topic);
 	eb_message_header(&m, "eventbus-partition", psprintf("%d", m.partition));
 	eb_message_header(&m, "eventbus-position", psprintf(INT64_FORMAT, m.position));
@@ -688,6 +693,7 @@ eb_output_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	p += 1 + EB_OUTBOX_MAC_LEN;
 	memset(&m, 0, sizeof(m));
 	m.outbox = true;
+	m.topic_id = -1;
 	m.partition = -1;
 	m.local_partitions = -1;
 	m.position = -1;
@@ -764,8 +770,9 @@ eb_output_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	m.valuelen = len;
 
 	eb_message_headers(&m, headers, 2);
-	eb_message_header(&m, "eventbus-event-id",
-					  DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&id))));
+	m.event_id = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&id)));
+	m.lsn = txn->final_lsn;
+	eb_message_header(&m, "eventbus-event-id", m.event_id);
 	eb_message_header(&m, "eventbus-lsn", eb_lsn_header(txn));
 
 	eb_relay_send(&m);

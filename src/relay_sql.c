@@ -406,8 +406,64 @@ eb_relay_check_allowed(Oid roleid, const char *kafka_topic, const char *what)
 					 GetUserNameFromId(roleid, false), kafka_topic)));
 }
 
+/*
+ * Warns when the Kafka topic's partition count, as far as the relay knows
+ * it (eventbus.relay_partitioning), differs from the topic's: events then
+ * go to Kafka partitions by key instead of keeping their partition.
+ */
 static void
-eb_set_relay(FunctionCallInfo fcinfo, const char *name, const char *kafka_topic)
+eb_relay_check_partitions(EbTopic *topic, const char *kafka_topic)
+{
+	EbSpi		spi;
+	Oid			argtypes[2] = {TEXTOID, INT4OID};
+	Datum		values[2];
+	int32		kafka_partitions = -1;
+	bool		isnull;
+	bool		decided = false;
+
+	values[0] = CStringGetTextDatum(kafka_topic);
+	values[1] = Int32GetDatum(topic->topic_id);
+	eb_spi_begin(&spi, true);
+	eb_spi_exec("SELECT kafka_partitions, topic_id = $2 FROM eventbus.relay_partitioning WHERE kafka_topic = $1 ORDER BY topic_id = $2 DESC, decided_at DESC LIMIT 1",
+				2, argtypes, values, NULL, true);
+	if (SPI_processed == 1)
+	{
+		kafka_partitions = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		decided = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	}
+	eb_spi_end(&spi);
+	if (kafka_partitions > 0 && kafka_partitions != topic->partitions)
+		ereport(WARNING,
+				(errcode(ERRCODE_WARNING),
+				 errmsg("Kafka topic \"%s\" has %d partitions, topic \"%s\" has %d",
+						kafka_topic, kafka_partitions, topic->name, topic->partitions),
+				 errdetail("Events keep their partition number in Kafka only when both have as many partitions; otherwise Kafka's partitioner chooses the partition from the event's key%s.",
+						   decided ? "" : " (decided when the relay first sends an event of the topic there)"),
+				 errhint("Give the Kafka topic %d partitions before events are relayed, or accept partitioning by key.",
+						 topic->partitions)));
+}
+
+/* Records the topic's on_error policy (eventbus.relay_policy). */
+static void
+eb_relay_set_policy(EbTopic *topic, const char *on_error)
+{
+	EbSpi		spi;
+	Oid			argtypes[2] = {INT4OID, TEXTOID};
+	Datum		values[2];
+
+	values[0] = Int32GetDatum(topic->topic_id);
+	values[1] = CStringGetTextDatum(on_error);
+	eb_spi_begin(&spi, true);
+	eb_spi_exec("DELETE FROM eventbus.relay_policy WHERE topic_id = $1",
+				1, argtypes, values, NULL, false);
+	eb_spi_exec("INSERT INTO eventbus.relay_policy (topic_id, on_error) VALUES ($1, $2)",
+				2, argtypes, values, NULL, false);
+	eb_spi_end(&spi);
+}
+
+static void
+eb_set_relay(FunctionCallInfo fcinfo, const char *name, const char *kafka_topic,
+			 const char *on_error)
 {
 	EbTopic    *topic;
 	EbSpi		spi;
@@ -443,6 +499,12 @@ eb_set_relay(FunctionCallInfo fcinfo, const char *name, const char *kafka_topic)
 	/* the relay's output plugin sees this when decoding past our commit */
 	eb_catalog_changed();
 
+	if (kafka_topic)
+	{
+		eb_relay_set_policy(topic, on_error);
+		eb_relay_check_partitions(topic, kafka_topic);
+	}
+
 	eb_relay_slot_name(MyDatabaseId, slot);
 	if (kafka_topic && SearchNamedReplicationSlot(slot, true) == NULL)
 		ereport(NOTICE,
@@ -453,16 +515,27 @@ eb_set_relay(FunctionCallInfo fcinfo, const char *name, const char *kafka_topic)
 }
 
 /*
- * relay_topic(topic text, kafka_topic text)
+ * relay_topic(topic text, kafka_topic text, on_error text)
  */
 Datum
 eb_relay_topic(PG_FUNCTION_ARGS)
 {
 	char	   *name = eb_arg_name(fcinfo, 0, "topic");
 	char	   *kafka_topic = PG_ARGISNULL(1) ? name : eb_kafka_topic_arg(fcinfo, 1);
+	char	   *on_error = "stop";
 
+	if (PG_NARGS() > 2)
+	{
+		eb_arg_not_null(fcinfo, 2, "on_error");
+		on_error = text_to_cstring(PG_GETARG_TEXT_PP(2));
+		if (strcmp(on_error, "stop") != 0 && strcmp(on_error, "dead_letter") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid on_error \"%s\"", on_error),
+					 errdetail("on_error is 'stop' (relaying waits at an event Kafka refuses for good) or 'dead_letter' (the event is recorded in eventbus.relay_dead_letter and relaying goes on).")));
+	}
 	eb_check_writable("eventbus.relay_topic()");
-	eb_set_relay(fcinfo, name, kafka_topic);
+	eb_set_relay(fcinfo, name, kafka_topic, on_error);
 	PG_RETURN_VOID();
 }
 
@@ -475,7 +548,7 @@ eb_stop_relay(PG_FUNCTION_ARGS)
 	char	   *name = eb_arg_name(fcinfo, 0, "topic");
 
 	eb_check_writable("eventbus.stop_relay()");
-	eb_set_relay(fcinfo, name, NULL);
+	eb_set_relay(fcinfo, name, NULL, NULL);
 	PG_RETURN_VOID();
 }
 

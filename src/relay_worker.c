@@ -50,6 +50,8 @@
 #include <librdkafka/rdkafka.h>
 
 #include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "access/xlog.h"
 #include "access/xlogutils.h"
 #include "commands/extension.h"
@@ -74,10 +76,12 @@
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+#include "utils/pg_lsn.h"
 #include "utils/varlena.h"
 
 #include "pg_eventbus.h"
 #include "compat.h"
+#include "privileged.h"
 #include "relay.h"
 #include "shmem.h"
 
@@ -113,6 +117,8 @@ typedef struct EbRelayTxn
 	int64		messages;
 	bool		committed;		/* commit callback seen */
 	bool		failed;
+	int			refused;		/* messages Kafka refused for good, their
+								 * policy not applied yet */
 } EbRelayTxn;
 
 /* What the delivery report needs to know about a message. */
@@ -125,23 +131,82 @@ typedef struct EbRelayMsgRef
 	int64		position;
 	size_t		bytes;
 	bool		outbox;
+	int32		topic_id;		/* -1 for outbox messages */
+	XLogRecPtr	lsn;
+	char	   *topic;			/* "" for outbox messages */
+	char	   *event_id;
 } EbRelayMsgRef;
 
+/*
+ * A message Kafka refused for good (a permanent error), waiting for the
+ * main loop to apply its topic's policy: 'dead_letter' records it in
+ * eventbus.relay_dead_letter (then its transaction may be confirmed),
+ * 'stop' ends the session there (relaying waits and retries).
+ */
+typedef struct EbRelayRefusal
+{
+	dlist_node	node;
+	EbRelayTxn *txn;
+	int32		topic_id;
+	int32		partition;
+	int64		position;
+	XLogRecPtr	lsn;
+	bool		outbox;
+	char		topic[NAMEDATALEN];
+	char		kafka_topic[EB_KAFKA_TOPIC_MAX + 1];
+	char		event_id[40];
+	char		error[256];
+} EbRelayRefusal;
+
+/* A Kafka topic whose metadata said it cannot be used (cached briefly). */
 typedef struct EbKafkaTopic
 {
 	char		name[EB_KAFKA_TOPIC_MAX + 1];	/* hash key */
-	int			partitions;		/* -1: unknown */
 	TimestampTz fetched_at;
+	rd_kafka_resp_err_t err;	/* what the metadata said about the topic */
 } EbKafkaTopic;
+
+/*
+ * How a relayed topic's partitions map to its Kafka topic's, decided once
+ * (eventbus.relay_partitioning) and kept: by_partition, partition p goes to
+ * Kafka partition p; otherwise the key decides (Kafka's partitioner).
+ */
+typedef struct EbMappingKey
+{
+	int32		topic_id;
+	char		kafka_topic[EB_KAFKA_TOPIC_MAX + 1];
+} EbMappingKey;
+
+typedef struct EbMapping
+{
+	EbMappingKey key;			/* hash key */
+	int32		local_partitions;
+	int32		kafka_partitions;
+	bool		by_partition;
+	bool		persisted;		/* in eventbus.relay_partitioning */
+} EbMapping;
 
 static rd_kafka_t *producer = NULL;
 static bool session_active = false;
 static bool session_failed = false;
 static dlist_head txns = DLIST_STATIC_INIT(txns);
+static dlist_head refusals = DLIST_STATIC_INIT(refusals);
+/* the session ended at a refused message of a topic with on_error 'stop' */
+static bool stopped_at_refusal = false;
 static EbRelayTxn *current_txn = NULL;
 static int64 in_flight = 0;
 static MemoryContext session_cxt = NULL;
 static HTAB *kafka_topics = NULL;
+/* the properties file's digest when the producer was created */
+typedef struct EbFileDigest
+{
+	uint64		hash;
+	uint64		size;
+	bool		exists;
+} EbFileDigest;
+static EbFileDigest properties_file_digest;
+static HTAB *mappings = NULL;	/* lives as long as the process */
+static int	mappings_unpersisted = 0;
 static XLogRecPtr confirmed = InvalidXLogRecPtr;
 static bool slot_dirty = false;
 static TimestampTz last_save = 0;
@@ -163,9 +228,26 @@ static double latency_ring[EB_LATENCY_RING];
 static int	latency_count = 0;
 static int	latency_next = 0;
 
-/* error logging is rate-limited: same message at most once a minute */
-static char last_logged_error[EB_RELAY_ERROR_LEN];
-static TimestampTz last_logged_at = 0;
+/*
+ * Error logging is rate-limited per key: the same key at most once a
+ * minute.  The key is the message itself, except for the errors that all
+ * mean "the brokers cannot be reached", which share one key whatever their
+ * text (librdkafka reports each broker's connection failure and "N/M
+ * brokers are down", newer versions again and again, with counters in the
+ * text).  The last few keys are remembered, so that alternating messages
+ * are limited too.
+ */
+#define EB_LOG_KEYS 16
+#define EB_LOG_KEY_BROKERS "\001brokers"
+typedef struct EbLoggedError
+{
+	char		key[EB_RELAY_ERROR_LEN];
+	TimestampTz at;
+} EbLoggedError;
+static EbLoggedError logged_errors[EB_LOG_KEYS];
+
+/* the last connection error of the current broker outage (names the broker) */
+static char broker_error[EB_RELAY_ERROR_LEN];
 
 bool
 eb_relay_session_active(void)
@@ -202,9 +284,39 @@ eb_relay_set_state(const char *state)
 	SpinLockRelease(&eb_shared->relay.mutex);
 }
 
-/* Records an error in the status and logs it, at most once a minute each. */
+/*
+ * Should a message with this key be logged now?  True at most once per
+ * EB_ERROR_LOG_INTERVAL_MS per key; remembers that it was.
+ */
+static bool
+eb_relay_log_due(const char *key, TimestampTz now)
+{
+	int			i;
+	int			oldest = 0;
+
+	for (i = 0; i < EB_LOG_KEYS; i++)
+	{
+		if (logged_errors[i].at != 0 && strcmp(logged_errors[i].key, key) == 0)
+		{
+			if (!TimestampDifferenceExceeds(logged_errors[i].at, now, EB_ERROR_LOG_INTERVAL_MS))
+				return false;
+			logged_errors[i].at = now;
+			return true;
+		}
+		if (logged_errors[i].at < logged_errors[oldest].at)
+			oldest = i;
+	}
+	strlcpy(logged_errors[oldest].key, key, EB_RELAY_ERROR_LEN);
+	logged_errors[oldest].at = now;
+	return true;
+}
+
+/*
+ * Records an error in the status and logs it, at most once a minute per
+ * key (NULL: the message is its own key).
+ */
 static void
-eb_relay_error(const char *msg)
+eb_relay_error_keyed(const char *msg, const char *key)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
@@ -214,13 +326,47 @@ eb_relay_error(const char *msg)
 	eb_shared->relay.last_error_resolved_at = 0;
 	SpinLockRelease(&eb_shared->relay.mutex);
 
-	if (strcmp(last_logged_error, msg) != 0 ||
-		TimestampDifferenceExceeds(last_logged_at, now, EB_ERROR_LOG_INTERVAL_MS))
-	{
+	if (eb_relay_log_due(key ? key : msg, now))
 		ereport(WARNING,
 				(errmsg("pg_eventbus relay: %s", msg)));
-		strlcpy(last_logged_error, msg, sizeof(last_logged_error));
-		last_logged_at = now;
+}
+
+static void
+eb_relay_error(const char *msg)
+{
+	eb_relay_error_keyed(msg, NULL);
+}
+
+/*
+ * A librdkafka error text without its variable suffix, such as " (after
+ * 0ms in state CONNECT, 3 identical error(s) suppressed)".
+ */
+static void
+eb_kafka_error_text(const char *reason, char *buf, size_t len)
+{
+	char	   *suffix;
+
+	strlcpy(buf, reason, len);
+	suffix = strstr(buf, " (after ");
+	if (suffix != NULL && strstr(suffix, "ms in state ") != NULL &&
+		suffix[strlen(suffix) - 1] == ')')
+		*suffix = '\0';
+}
+
+/* Errors that mean the brokers cannot be reached (for now). */
+static bool
+eb_kafka_error_is_connection(int err)
+{
+	switch (err)
+	{
+		case RD_KAFKA_RESP_ERR__TRANSPORT:
+		case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+		case RD_KAFKA_RESP_ERR__RESOLVE:
+		case RD_KAFKA_RESP_ERR__TIMED_OUT:
+		case RD_KAFKA_RESP_ERR__SSL:
+			return true;
+		default:
+			return false;
 	}
 }
 
@@ -285,6 +431,61 @@ eb_relay_publish_stats(bool force)
 
 /* ---------- librdkafka callbacks (served by rd_kafka_poll) ---------- */
 
+/*
+ * Errors that refuse one message for good: sending it again cannot help.
+ * Other delivery errors (timeouts, leader changes, a broker gone) are
+ * retried: relaying starts again from the confirmed position, with
+ * back-off.
+ */
+static bool
+eb_kafka_error_is_permanent(rd_kafka_resp_err_t err)
+{
+	switch (err)
+	{
+		case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+		case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+		case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+		case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+		case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+		case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+		case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+		case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+		case RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP:
+		case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
+		case RD_KAFKA_RESP_ERR__INVALID_ARG:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * Remembers a message Kafka refused for good; its transaction is not
+ * confirmed until the main loop applied the topic's policy
+ * (eb_relay_apply_policies).  No table access here: this runs inside
+ * librdkafka callbacks and decoding.
+ */
+static void
+eb_relay_refused(EbRelayTxn *t, EbRelayMsgRef *ref, const char *kafka_topic,
+				 rd_kafka_resp_err_t err)
+{
+	EbRelayRefusal *r = MemoryContextAllocZero(session_cxt, sizeof(EbRelayRefusal));
+
+	r->txn = t;
+	r->topic_id = ref->topic_id;
+	r->partition = ref->partition;
+	r->position = ref->position;
+	r->lsn = ref->lsn;
+	r->outbox = ref->outbox;
+	strlcpy(r->topic, ref->topic, sizeof(r->topic));
+	strlcpy(r->kafka_topic, kafka_topic, sizeof(r->kafka_topic));
+	strlcpy(r->event_id, ref->event_id, sizeof(r->event_id));
+	snprintf(r->error, sizeof(r->error), "%s (%s)", rd_kafka_err2str(err),
+			 rd_kafka_err2name(err));
+	t->refused++;
+	dlist_push_tail(&refusals, &r->node);
+}
+
 static void
 eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
@@ -294,7 +495,9 @@ eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 		return;
 	in_flight--;
 	ref->txn->pending--;
-	if (msg->err)
+	if (msg->err && eb_kafka_error_is_permanent(msg->err))
+		eb_relay_refused(ref->txn, ref, rd_kafka_topic_name(msg->rkt), msg->err);
+	else if (msg->err)
 	{
 		if (msg->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE &&
 			msg->err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
@@ -310,6 +513,7 @@ eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 		stat_bytes += ref->bytes;
 		stat_last_ack = GetCurrentTimestamp();
 		brokers_down = false;
+		broker_error[0] = '\0';
 		if (ref->outbox)
 			pg_atomic_fetch_add_u64(&eb_shared->relay.outbox_relayed, 1);
 		else if (ref->part != NULL)
@@ -324,22 +528,66 @@ eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 	pfree(ref);
 }
 
+/*
+ * Errors librdkafka reports outside deliveries.  Connection errors of any
+ * broker and "N/M brokers are down" are one condition, the brokers being
+ * unreachable: one status, one log key, and last_error keeps the most
+ * informative text (a connection error names the broker and the cause;
+ * "N/M brokers are down" alone names neither, so the last connection error
+ * or the bootstrap servers are added to it).
+ */
 static void
 eb_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
-	eb_relay_error(psprintf("Kafka: %s", reason));
-	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
-		brokers_down = true;
+	char		text[EB_RELAY_ERROR_LEN];
+	char		msg[EB_RELAY_ERROR_LEN];
+
+	eb_kafka_error_text(reason, text, sizeof(text));
 	if (err == RD_KAFKA_RESP_ERR__FATAL)
 		session_failed = true;
+	if (!eb_kafka_error_is_connection(err))
+	{
+		snprintf(msg, sizeof(msg), "Kafka: %s", text);
+		eb_relay_error(msg);
+		return;
+	}
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+	{
+		brokers_down = true;
+		if (broker_error[0] != '\0')
+			snprintf(msg, sizeof(msg), "Kafka brokers unreachable (%s): %s",
+					 text, broker_error);
+		else
+			snprintf(msg, sizeof(msg), "Kafka brokers unreachable (%s; bootstrap servers %s)",
+					 text, eb_kafka_brokers ? eb_kafka_brokers : "");
+	}
+	else
+	{
+		strlcpy(broker_error, text, sizeof(broker_error));
+		snprintf(msg, sizeof(msg), "Kafka broker unreachable: %s", text);
+	}
+	eb_relay_error_keyed(msg, EB_LOG_KEY_BROKERS);
 }
 
+/*
+ * librdkafka's own log lines.  Connection failures ("FAIL") also come as
+ * errors (eb_error_cb), which are rate-limited: those are debug output
+ * here.  Other errors are logged at most once a minute per facility.
+ */
 static void
 eb_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
+	char		key[64];
+
 	/* syslog levels: 3 and below are errors */
-	ereport(level <= 3 ? LOG : DEBUG2,
-			(errmsg("pg_eventbus relay: librdkafka %s: %s", fac, buf)));
+	snprintf(key, sizeof(key), "\001librdkafka %s", fac);
+	if (level > 3 || strcmp(fac, "FAIL") == 0 ||
+		!eb_relay_log_due(key, GetCurrentTimestamp()))
+		ereport(DEBUG2,
+				(errmsg("pg_eventbus relay: librdkafka %s: %s", fac, buf)));
+	else
+		ereport(LOG,
+				(errmsg("pg_eventbus relay: librdkafka %s: %s", fac, buf)));
 }
 
 /* ---------- producer ---------- */
@@ -487,6 +735,38 @@ eb_conf_apply_file(rd_kafka_conf_t *conf, char *err, size_t errlen)
 	return ok;
 }
 
+/*
+ * A digest of eventbus.kafka_properties_file's contents as they are now
+ * (a 64-bit hash chained over the contents, and their size), so that a
+ * reload notices a file changed in place, such as a rotated secret.  No
+ * file or setting: all zeroes; an unreadable file: all ones.
+ */
+static void
+eb_properties_file_digest(EbFileDigest *digest)
+{
+	FILE	   *f;
+	char		buf[8192];
+	size_t		n;
+
+	memset(digest, 0, sizeof(*digest));
+	if (eb_kafka_properties_file == NULL || eb_kafka_properties_file[0] == '\0')
+		return;
+	f = AllocateFile(eb_kafka_properties_file, "r");
+	if (f == NULL)
+		return;
+	digest->exists = true;
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+	{
+		digest->hash = hash_bytes_extended((const unsigned char *) buf, (int) n,
+										   digest->hash);
+		digest->size += n;
+	}
+	if (ferror(f))
+		memset(digest, 0xff, sizeof(*digest));
+	explicit_bzero(buf, sizeof(buf));
+	FreeFile(f);
+}
+
 static rd_kafka_t *
 eb_producer_create(char *err, size_t errlen)
 {
@@ -497,6 +777,8 @@ eb_producer_create(char *err, size_t errlen)
 	rd_kafka_t *rk;
 	rd_kafka_queue_t *mainq;
 
+	/* before the file is read: a change after this is seen at the next reload */
+	eb_properties_file_digest(&properties_file_digest);
 	snprintf(buf, sizeof(buf), "%d", Max(eb_relay_max_in_flight * 2, 1000));
 	/*
 	 * The producer must take the largest event publish() accepts, plus the
@@ -601,11 +883,13 @@ eb_producer_destroy(void)
 }
 
 /*
- * Partition count of a Kafka topic, cached for a minute (ten seconds when
- * unknown); -1 when the brokers do not answer.
+ * Partition count of a Kafka topic from the brokers' metadata: -1 if the
+ * brokers did not answer, -2 if they answered that the topic cannot be used
+ * (unknown, not authorized; then the delivery reports say why).  Such
+ * answers are remembered for ten seconds.
  */
 static int
-eb_kafka_partition_count(const char *topic)
+eb_kafka_partition_count(const char *topic, rd_kafka_resp_err_t *topic_err)
 {
 	EbKafkaTopic *e;
 	bool		found;
@@ -613,6 +897,7 @@ eb_kafka_partition_count(const char *topic)
 	TimestampTz now = GetCurrentTimestamp();
 	rd_kafka_topic_t *rkt;
 	const struct rd_kafka_metadata *md;
+	int			partitions = -1;
 
 	if (kafka_topics == NULL)
 	{
@@ -627,25 +912,211 @@ eb_kafka_partition_count(const char *topic)
 	}
 	memset(key, 0, sizeof(key));
 	strlcpy(key, topic, sizeof(key));
-	e = hash_search(kafka_topics, key, HASH_ENTER, &found);
-	if (found &&
-		!TimestampDifferenceExceeds(e->fetched_at, now, e->partitions >= 0 ? 60000 : 10000))
-		return e->partitions;
+	*topic_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+	e = hash_search(kafka_topics, key, HASH_FIND, NULL);
+	if (e != NULL && !TimestampDifferenceExceeds(e->fetched_at, now, 10000))
+	{
+		*topic_err = e->err;
+		return -2;
+	}
 
-	e->partitions = -1;
-	e->fetched_at = now;
 	rkt = rd_kafka_topic_new(producer, topic, NULL);
 	if (rkt != NULL)
 	{
 		if (rd_kafka_metadata(producer, 0, rkt, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR)
 		{
-			if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
-				e->partitions = md->topics[0].partition_cnt;
+			if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
+				md->topics[0].partition_cnt > 0)
+				partitions = md->topics[0].partition_cnt;
+			else if (md->topic_cnt == 1 && md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR &&
+					 md->topics[0].err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
+			{
+				partitions = -2;
+				*topic_err = md->topics[0].err;
+			}
 			rd_kafka_metadata_destroy(md);
 		}
 		rd_kafka_topic_destroy(rkt);
 	}
-	return e->partitions;
+	if (partitions == -2)
+	{
+		e = hash_search(kafka_topics, key, HASH_ENTER, &found);
+		e->fetched_at = now;
+		e->err = *topic_err;
+	}
+	return partitions;
+}
+
+static void
+eb_mappings_init(void)
+{
+	HASHCTL		ctl;
+
+	if (mappings != NULL)
+		return;
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(EbMappingKey);
+	ctl.entrysize = sizeof(EbMapping);
+	ctl.hcxt = TopMemoryContext;
+	mappings = hash_create("pg_eventbus relay partition mappings", 32, &ctl,
+						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/*
+ * Reads the decided mappings (eventbus.relay_partitioning) into memory.
+ * Called outside decoding, in a transaction of its own.
+ */
+static void
+eb_mappings_load(void)
+{
+	EbSpi		spi;
+	uint64		i;
+
+	eb_mappings_init();
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	eb_spi_begin(&spi, false);
+	eb_spi_exec("SELECT topic_id, kafka_topic, local_partitions, kafka_partitions, by_partition FROM eventbus.relay_partitioning",
+				0, NULL, NULL, NULL, true);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		EbMappingKey key;
+		EbMapping  *m;
+		char	   *kafka_topic = SPI_getvalue(tup, desc, 2);
+
+		memset(&key, 0, sizeof(key));
+		key.topic_id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		strlcpy(key.kafka_topic, kafka_topic, sizeof(key.kafka_topic));
+		m = hash_search(mappings, &key, HASH_ENTER, NULL);
+		m->local_partitions = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		m->kafka_partitions = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+		m->by_partition = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+		m->persisted = true;
+	}
+	eb_spi_end(&spi);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	mappings_unpersisted = 0;
+}
+
+/*
+ * Writes the mappings decided since the last call to
+ * eventbus.relay_partitioning, durably, before the slot is confirmed past
+ * any message sent with them.  Outside decoding, in a transaction of its
+ * own.
+ */
+static void
+eb_mappings_persist(void)
+{
+	HASH_SEQ_STATUS seq;
+	EbMapping  *m;
+	EbSpi		spi;
+
+	if (mappings_unpersisted == 0)
+		return;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	eb_spi_begin(&spi, false);
+	hash_seq_init(&seq, mappings);
+	while ((m = hash_seq_search(&seq)) != NULL)
+	{
+		Oid			argtypes[5] = {INT4OID, TEXTOID, INT4OID, INT4OID, BOOLOID};
+		Datum		values[5];
+
+		if (m->persisted)
+			continue;
+		values[0] = Int32GetDatum(m->key.topic_id);
+		values[1] = CStringGetTextDatum(m->key.kafka_topic);
+		values[2] = Int32GetDatum(m->local_partitions);
+		values[3] = Int32GetDatum(m->kafka_partitions);
+		values[4] = BoolGetDatum(m->by_partition);
+		eb_spi_exec("DELETE FROM eventbus.relay_partitioning WHERE topic_id = $1 AND kafka_topic = $2",
+					2, argtypes, values, NULL, false);
+		eb_spi_exec("INSERT INTO eventbus.relay_partitioning (topic_id, kafka_topic, local_partitions, kafka_partitions, by_partition) VALUES ($1, $2, $3, $4, $5)",
+					5, argtypes, values, NULL, false);
+	}
+	eb_spi_end(&spi);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	/* durable before the slot moves on, whatever synchronous_commit says */
+	XLogFlush(XactLastCommitEnd);
+
+	hash_seq_init(&seq, mappings);
+	while ((m = hash_seq_search(&seq)) != NULL)
+		m->persisted = true;
+	mappings_unpersisted = 0;
+}
+
+/*
+ * The Kafka partition for an event: from the topic's mapping, decided the
+ * first time the relay sends an event of the topic to this Kafka topic
+ * (or after the local topic grew).  Deciding needs the Kafka topic's
+ * partition count: while the brokers do not answer, this waits (the
+ * decision must never depend on an outage).  Returns false if relaying
+ * must stop (shutdown, reload); RD_KAFKA_PARTITION_UA in *partition when
+ * the key decides or the Kafka topic cannot be used.
+ */
+static bool
+eb_relay_partition(EbRelayMessage *msg, int32 *partition, rd_kafka_resp_err_t *refused)
+{
+	EbMappingKey key;
+	EbMapping  *m;
+	int			kafka_partitions;
+	rd_kafka_resp_err_t topic_err;
+
+	*partition = RD_KAFKA_PARTITION_UA;
+	*refused = RD_KAFKA_RESP_ERR_NO_ERROR;
+	if (msg->partition < 0 || msg->topic_id < 0)
+		return true;
+	eb_mappings_init();
+	memset(&key, 0, sizeof(key));
+	key.topic_id = msg->topic_id;
+	strlcpy(key.kafka_topic, msg->kafka_topic, sizeof(key.kafka_topic));
+	m = hash_search(mappings, &key, HASH_FIND, NULL);
+	if (m == NULL || m->local_partitions != msg->local_partitions)
+	{
+		for (;;)
+		{
+			kafka_partitions = eb_kafka_partition_count(msg->kafka_topic, &topic_err);
+			if (kafka_partitions != -1)
+				break;
+			/* the brokers do not answer: wait for them */
+			if (shutdown_requested || ConfigReloadPending)
+				return false;
+			rd_kafka_poll(producer, 0);
+			eb_relay_publish_stats(false);
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 EB_BROKER_PROBE_MS, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+		if (kafka_partitions == -2)
+		{
+			/* the brokers refuse the topic (not authorized, invalid ...) */
+			if (eb_kafka_error_is_permanent(topic_err))
+				*refused = topic_err;
+			return true;		/* nothing to decide */
+		}
+		m = hash_search(mappings, &key, HASH_ENTER, NULL);
+		m->local_partitions = msg->local_partitions;
+		m->kafka_partitions = kafka_partitions;
+		m->by_partition = kafka_partitions == msg->local_partitions;
+		m->persisted = false;
+		mappings_unpersisted++;
+		if (!m->by_partition)
+			ereport(LOG,
+					(errmsg("pg_eventbus relay: topic \"%s\" has %d partitions, Kafka topic \"%s\" has %d: events go to Kafka partitions by key",
+							msg->topic ? msg->topic : "?", msg->local_partitions,
+							msg->kafka_topic, kafka_partitions)));
+	}
+	if (m->by_partition)
+		*partition = msg->partition;
+	return true;
 }
 
 /* ---------- called by the output plugin ---------- */
@@ -671,9 +1142,9 @@ eb_relay_txn_commit(XLogRecPtr end_lsn, TimestampTz commit_time)
 
 /*
  * Hands a message to the producer.  The Kafka partition is the event's own
- * when the Kafka topic has as many partitions as the local one; otherwise
- * librdkafka's murmur2 partitioner picks one from the key (the same result
- * for keyed events when the counts match).
+ * when the Kafka topic had as many partitions as the local one when the
+ * topic's mapping was decided; otherwise librdkafka's murmur2 partitioner
+ * picks one from the key (see eb_relay_partition).
  */
 void
 eb_relay_send(EbRelayMessage *m)
@@ -682,6 +1153,7 @@ eb_relay_send(EbRelayMessage *m)
 	EbRelayMsgRef *ref;
 	rd_kafka_headers_t *hdrs;
 	rd_kafka_resp_err_t err;
+	rd_kafka_resp_err_t refused;
 	int32		partition = RD_KAFKA_PARTITION_UA;
 	int			i;
 
@@ -689,11 +1161,25 @@ eb_relay_send(EbRelayMessage *m)
 	if (session_failed)
 		return;					/* this session will not confirm anything more */
 
-	if (m->partition >= 0 && m->local_partitions > 0 &&
-		eb_kafka_partition_count(m->kafka_topic) == m->local_partitions)
-		partition = m->partition;
+	if (!eb_relay_partition(m, &partition, &refused))
+	{
+		t->failed = true;
+		session_failed = true;
+		return;
+	}
 
-	ref = MemoryContextAlloc(session_cxt, sizeof(EbRelayMsgRef));
+	{
+		size_t		topiclen = m->topic ? strlen(m->topic) + 1 : 1;
+		size_t		idlen = m->event_id ? strlen(m->event_id) + 1 : 1;
+
+		ref = MemoryContextAlloc(session_cxt, sizeof(EbRelayMsgRef) + topiclen + idlen);
+		ref->topic = (char *) (ref + 1);
+		ref->event_id = ref->topic + topiclen;
+		memcpy(ref->topic, m->topic ? m->topic : "", topiclen);
+		memcpy(ref->event_id, m->event_id ? m->event_id : "", idlen);
+	}
+	ref->topic_id = m->topic_id;
+	ref->lsn = m->lsn;
 	ref->txn = t;
 	ref->part = m->part;
 	ref->uid_check = m->part ? m->part->key.uid : 0;
@@ -701,6 +1187,14 @@ eb_relay_send(EbRelayMessage *m)
 	ref->position = m->position;
 	ref->bytes = m->valuelen + m->keylen;
 	ref->outbox = m->outbox;
+	if (refused != RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		/* the brokers' metadata refuses the topic: not sent */
+		eb_relay_refused(t, ref, m->kafka_topic, refused);
+		pfree(ref);
+		t->messages++;
+		return;
+	}
 
 	for (;;)
 	{
@@ -722,6 +1216,14 @@ eb_relay_send(EbRelayMessage *m)
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
 			break;
 		rd_kafka_headers_destroy(hdrs);
+		if (eb_kafka_error_is_permanent(err))
+		{
+			/* refused at once (too large for the producer, unknown topic) */
+			eb_relay_refused(t, ref, m->kafka_topic, err);
+			pfree(ref);
+			t->messages++;
+			return;
+		}
 		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || shutdown_requested)
 		{
 			if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
@@ -763,6 +1265,7 @@ eb_relay_probe_brokers(void)
 	{
 		rd_kafka_metadata_destroy(md);
 		brokers_down = false;
+		broker_error[0] = '\0';
 	}
 }
 
@@ -791,7 +1294,7 @@ eb_relay_confirm(LogicalDecodingContext *ctx, bool caught_up, bool force_save)
 	{
 		EbRelayTxn *t = dlist_head_element(EbRelayTxn, node, &txns);
 
-		if (!t->committed || t->pending > 0 || t->failed)
+		if (!t->committed || t->pending > 0 || t->failed || t->refused > 0)
 			break;
 		upto = t->end_lsn;
 		if (t->messages > 0)
@@ -829,14 +1332,127 @@ eb_write(LogicalDecodingContext *ctx, XLogRecPtr lsn, TransactionId xid, bool la
 {
 }
 
+/* ---------- refused messages ---------- */
+
+/*
+ * Applies the topics' on_error policies (eventbus.relay_policy, as it is
+ * now) to the messages Kafka refused for good, in order, outside decoding
+ * and in a transaction of its own.  'dead_letter': the message is recorded
+ * in eventbus.relay_dead_letter, durably, before its transaction can be
+ * confirmed.  'stop' (the default, and always for outbox messages): the
+ * session ends there; its transaction is never confirmed, relaying starts
+ * again from the confirmed position after a back-off, and the status says
+ * which message and why.
+ */
+static void
+eb_relay_apply_policies(void)
+{
+	dlist_mutable_iter it;
+	EbSpi		spi;
+	EbRelayRefusal *stop_at = NULL;
+	int			recorded = 0;
+	char		msg[EB_RELAY_ERROR_LEN];
+
+	if (dlist_is_empty(&refusals))
+		return;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	eb_spi_begin(&spi, false);
+	dlist_foreach_modify(it, &refusals)
+	{
+		EbRelayRefusal *r = dlist_container(EbRelayRefusal, node, it.cur);
+		bool		dead_letter = false;
+
+		if (!r->outbox)
+		{
+			Oid			argtypes[1] = {INT4OID};
+			Datum		values[1];
+
+			values[0] = Int32GetDatum(r->topic_id);
+			eb_spi_exec("SELECT on_error FROM eventbus.relay_policy WHERE topic_id = $1",
+						1, argtypes, values, NULL, true);
+			if (SPI_processed == 1)
+			{
+				char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+				dead_letter = v != NULL && strcmp(v, "dead_letter") == 0;
+			}
+		}
+		if (!dead_letter)
+		{
+			stop_at = r;
+			break;
+		}
+		{
+			Oid			argtypes[7] = {TEXTOID, TEXTOID, INT4OID, INT8OID, TEXTOID, LSNOID, TEXTOID};
+			Datum		values[7];
+
+			values[0] = CStringGetTextDatum(r->topic);
+			values[1] = CStringGetTextDatum(r->kafka_topic);
+			values[2] = Int32GetDatum(r->partition);
+			values[3] = Int64GetDatum(r->position);
+			values[4] = CStringGetTextDatum(r->event_id);
+			values[5] = LSNGetDatum(r->lsn);
+			values[6] = CStringGetTextDatum(r->error);
+			eb_spi_exec("INSERT INTO eventbus.relay_dead_letter (topic, kafka_topic, partition, position, event_id, lsn, error) "
+						"SELECT $1, $2, $3, $4, $5::pg_catalog.uuid, $6, $7 "
+						"WHERE NOT EXISTS (SELECT FROM eventbus.relay_dead_letter WHERE event_id = $5::pg_catalog.uuid AND lsn = $6)",
+						7, argtypes, values, NULL, false);
+		}
+		snprintf(msg, sizeof(msg),
+				 "event %s of topic \"%s\" (partition %d, position " INT64_FORMAT ") was refused by Kafka topic \"%s\": %s; recorded in eventbus.relay_dead_letter",
+				 r->event_id, r->topic, r->partition, r->position, r->kafka_topic, r->error);
+		eb_relay_error_keyed(msg, "\001dead letter");
+		r->txn->refused--;
+		dlist_delete(&r->node);
+		pfree(r);
+		recorded++;
+	}
+	eb_spi_end(&spi);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	/* durable before the slot moves past them, whatever synchronous_commit says */
+	if (recorded > 0)
+		XLogFlush(XactLastCommitEnd);
+
+	if (stop_at != NULL)
+	{
+		if (stop_at->outbox)
+			snprintf(msg, sizeof(msg),
+					 "outbox message %s (commit LSN %X/%X) was refused by Kafka topic \"%s\": %s; relaying waits at it",
+					 stop_at->event_id, LSN_FORMAT_ARGS(stop_at->lsn),
+					 stop_at->kafka_topic, stop_at->error);
+		else
+			snprintf(msg, sizeof(msg),
+					 "event %s of topic \"%s\" (partition %d, position " INT64_FORMAT ", commit LSN %X/%X) was refused by Kafka topic \"%s\": %s; relaying waits at it (on_error 'stop')",
+					 stop_at->event_id, stop_at->topic, stop_at->partition,
+					 stop_at->position, LSN_FORMAT_ARGS(stop_at->lsn),
+					 stop_at->kafka_topic, stop_at->error);
+		eb_relay_error(msg);
+		stop_at->txn->failed = true;
+		session_failed = true;
+		stopped_at_refusal = true;
+	}
+}
+
 /* ---------- the session ---------- */
 
+/*
+ * Did the Kafka settings change since the session began: a setting, or
+ * the contents of the properties file (same path, new contents)?
+ */
 static bool
 eb_relay_config_changed(const char *brokers, const char *properties, const char *file)
 {
-	return strcmp(brokers, eb_kafka_brokers ? eb_kafka_brokers : "") != 0 ||
+	EbFileDigest digest;
+
+	if (strcmp(brokers, eb_kafka_brokers ? eb_kafka_brokers : "") != 0 ||
 		strcmp(properties, eb_kafka_properties ? eb_kafka_properties : "") != 0 ||
-		strcmp(file, eb_kafka_properties_file ? eb_kafka_properties_file : "") != 0;
+		strcmp(file, eb_kafka_properties_file ? eb_kafka_properties_file : "") != 0)
+		return true;
+	eb_properties_file_digest(&digest);
+	return memcmp(&digest, &properties_file_digest, sizeof(digest)) != 0;
 }
 
 /*
@@ -852,14 +1468,21 @@ eb_relay_session(const char *slot)
 
 	MemoryContextReset(session_cxt);
 	dlist_init(&txns);
+	dlist_init(&refusals);
+	stopped_at_refusal = false;
 	current_txn = NULL;
 	in_flight = 0;
 	in_flight_since = 0;
 	brokers_down = false;
+	broker_error[0] = '\0';
 	session_failed = false;
 	if (kafka_topics != NULL)
 		hash_destroy(kafka_topics);
 	kafka_topics = NULL;
+	if (mappings != NULL)
+		hash_destroy(mappings);
+	mappings = NULL;
+	eb_mappings_load();
 
 	eb_replication_slot_acquire(slot, true);
 	confirmed = MyReplicationSlot->data.confirmed_flush;
@@ -914,6 +1537,8 @@ eb_relay_session(const char *slot)
 		rd_kafka_poll(producer, 0);
 		eb_relay_probe_brokers();
 		caught_up = ctx->reader->EndRecPtr >= flush;
+		eb_relay_apply_policies();
+		eb_mappings_persist();
 		eb_relay_confirm(ctx, caught_up, false);
 		eb_relay_publish_stats(false);
 
@@ -938,7 +1563,12 @@ eb_relay_session(const char *slot)
 
 		while (in_flight > 0 && GetCurrentTimestamp() < deadline && !session_failed)
 			rd_kafka_poll(producer, 100);
-		eb_relay_confirm(ctx, true, true);
+		eb_relay_apply_policies();
+		eb_mappings_persist();
+		if (!session_failed)
+			eb_relay_confirm(ctx, true, true);
+		else if (slot_dirty)
+			eb_relay_confirm(ctx, false, true);
 	}
 	else if (slot_dirty)
 		eb_relay_confirm(ctx, false, true);
@@ -951,6 +1581,7 @@ eb_relay_session(const char *slot)
 	eb_relay_publish_stats(true);
 	MemoryContextReset(session_cxt);
 	dlist_init(&txns);
+	dlist_init(&refusals);
 	current_txn = NULL;
 	in_flight = 0;
 }
@@ -1192,7 +1823,7 @@ eb_relay_main(Datum arg)
 		if (session_failed && !shutdown_requested)
 		{
 			/* back off before relaying again, up to 30 s */
-			eb_relay_set_state("retrying");
+			eb_relay_set_state(stopped_at_refusal ? "stopped at a refused message" : "retrying");
 			eb_relay_pause(backoff_ms);
 			backoff_ms = Min(backoff_ms * 2, 30000L);
 		}

@@ -19,6 +19,13 @@
  *	  up <broker_id>				 let a downed broker accept connections again
  *	  rtt <broker_id> <ms>			 delay the broker's responses by ms (0: none)
  *	  create <topic> <partitions>	 create a topic
+ *	  produce_errors <count> <error> fail the next count Produce requests
+ *									 (any topic) with the error, named as
+ *									 librdkafka names it without "ERR_"
+ *									 (MSG_SIZE_TOO_LARGE, ...)
+ *	  topic_error <topic> <error>	 answer metadata requests for the topic
+ *									 with the error (NO_ERROR: none), e.g.
+ *									 TOPIC_AUTHORIZATION_FAILED
  *	  quit							 exit
  *
  * End of input on stdin also makes it exit, so a test that dies does not
@@ -87,7 +94,9 @@ usage(FILE *out)
 			"Runs a mock Kafka cluster on 127.0.0.1 and prints its bootstrap\n"
 			"servers as one line \"BOOTSTRAP=...\".  Then reads commands from\n"
 			"stdin, one per line, each answered with \"ok\" or \"error <reason>\":\n"
-			"  down <broker_id>, up <broker_id>, create <topic> <partitions>, quit\n"
+			"  down <broker_id>, up <broker_id>, rtt <broker_id> <ms>,\n"
+			"  create <topic> <partitions>, produce_errors <count> <error>,\n"
+			"  topic_error <topic> <error>, quit\n"
 			"\n"
 			"  --brokers N              number of brokers, ids 1..N (default 1)\n"
 			"  --topic NAME:PARTITIONS  create a topic at start (repeatable)\n"
@@ -166,6 +175,28 @@ create_topic(const char *name, int partitions)
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 		return rd_kafka_err2str(err);
 	return NULL;
+}
+
+/*
+ * Finds a broker error code by its name without the "ERR_" prefix
+ * (MSG_SIZE_TOO_LARGE); false if there is none by that name.
+ */
+static bool
+parse_error(const char *name, rd_kafka_resp_err_t *err)
+{
+	const struct rd_kafka_err_desc *descs;
+	size_t		cnt;
+
+	rd_kafka_get_err_descs(&descs, &cnt);
+	for (size_t i = 0; i < cnt; i++)
+	{
+		if (descs[i].name != NULL && strcmp(descs[i].name, name) == 0)
+		{
+			*err = descs[i].code;
+			return true;
+		}
+	}
+	return false;
 }
 
 static void
@@ -279,6 +310,55 @@ run_command(char *line)
 			return true;
 		}
 		reply(create_topic(args[0], partitions));
+	}
+	else if (strcmp(cmd, "produce_errors") == 0)
+	{
+		int			count;
+		rd_kafka_resp_err_t err;
+		rd_kafka_resp_err_t errors[100];
+
+		if (nargs != 2)
+		{
+			reply("usage: produce_errors <count> <error>");
+			return true;
+		}
+		if (!parse_int(args[0], 1, 100, &count))
+		{
+			reply("invalid count (1 to 100)");
+			return true;
+		}
+		if (!parse_error(args[1], &err))
+		{
+			reply("unknown error name");
+			return true;
+		}
+		for (int i = 0; i < count; i++)
+			errors[i] = err;
+		rd_kafka_mock_push_request_errors_array(cluster, 0 /* Produce */ ,
+												count, errors);
+		reply(NULL);
+	}
+	else if (strcmp(cmd, "topic_error") == 0)
+	{
+		rd_kafka_resp_err_t err;
+
+		if (nargs != 2)
+		{
+			reply("usage: topic_error <topic> <error>");
+			return true;
+		}
+		if (!valid_topic_name(args[0]))
+		{
+			reply("invalid topic name");
+			return true;
+		}
+		if (!parse_error(args[1], &err))
+		{
+			reply("unknown error name");
+			return true;
+		}
+		rd_kafka_mock_topic_set_error(cluster, args[0], err);
+		reply(NULL);
 	}
 	else
 		reply("unknown command");

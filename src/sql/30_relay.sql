@@ -30,6 +30,24 @@ SELECT pg_catalog.pg_extension_config_dump('eventbus.relay_allowed', '');
 COMMENT ON TABLE eventbus.relay_allowed IS
   'Kafka topics a role (and every role with its privileges) may relay topics into and send outbox messages to: an exact name, or a prefix ending in ''*''. Superusers may use any. Change it with allow_relay() and disallow_relay().';
 
+-- How each relayed topic's partitions map to its Kafka topic's, decided by
+-- the relay the first time it sends an event of the topic there (or after
+-- the topic grew), and kept: the Kafka partition of an event never depends
+-- on whether the brokers answered at that moment.
+CREATE TABLE eventbus.relay_partitioning (
+    topic_id         integer NOT NULL,
+    kafka_topic      text NOT NULL,
+    local_partitions integer NOT NULL,
+    kafka_partitions integer NOT NULL,
+    by_partition     boolean NOT NULL,
+    decided_at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (topic_id, kafka_topic)
+);
+REVOKE ALL ON eventbus.relay_partitioning FROM PUBLIC;
+GRANT SELECT ON eventbus.relay_partitioning TO pg_monitor;
+COMMENT ON TABLE eventbus.relay_partitioning IS
+  'How the relay maps a topic''s partitions to its Kafka topic''s (written by the relay): by_partition, partition p goes to Kafka partition p (the counts were equal when decided); otherwise Kafka''s partitioner picks the partition from the key. Decided once per topic and Kafka topic, again only when the topic grew; delete a row to have it decided again.';
+
 CREATE FUNCTION eventbus.allow_relay(role regrole, kafka_topic text)
 RETURNS void
 AS 'MODULE_PATHNAME', 'eb_allow_relay'
@@ -46,12 +64,46 @@ COMMENT ON FUNCTION eventbus.disallow_relay(regrole, text) IS
   'Removes an entry made by allow_relay(); true if it existed. Events and outbox messages committed afterwards that are no longer allowed are skipped by the relay. Superusers only.';
 REVOKE ALL ON FUNCTION eventbus.disallow_relay(regrole, text) FROM PUBLIC;
 
-CREATE FUNCTION eventbus.relay_topic(topic text, kafka_topic text DEFAULT NULL)
+-- What the relay does with an event of a topic that Kafka refuses for good
+-- (too large, topic unknown or not authorized, invalid record): 'stop'
+-- (relaying waits, relay_status says which event and why) or 'dead_letter'
+-- (recorded in eventbus.relay_dead_letter, relaying goes on).  Read by the
+-- relay when such an error happens, so a change applies to a waiting relay.
+CREATE TABLE eventbus.relay_policy (
+    topic_id integer PRIMARY KEY,
+    on_error text NOT NULL CHECK (on_error IN ('stop', 'dead_letter'))
+);
+REVOKE ALL ON eventbus.relay_policy FROM PUBLIC;
+GRANT SELECT ON eventbus.relay_policy TO pg_monitor;
+COMMENT ON TABLE eventbus.relay_policy IS
+  'Per relayed topic, what the relay does with an event Kafka refuses for good: stop (wait) or dead_letter (see relay_dead_letter). Set by relay_topic().';
+
+-- Events Kafka refused for good, of topics relayed with on_error =>
+-- 'dead_letter'.  Written by the relay worker, durably, before its slot moves
+-- past the event.  The event itself stays in its topic.
+CREATE TABLE eventbus.relay_dead_letter (
+    topic       text NOT NULL,
+    kafka_topic text NOT NULL,
+    partition   integer NOT NULL,
+    position    bigint NOT NULL,
+    event_id    uuid NOT NULL,
+    lsn         pg_lsn NOT NULL,
+    error       text NOT NULL,
+    at          timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (event_id, lsn)
+);
+REVOKE ALL ON eventbus.relay_dead_letter FROM PUBLIC;
+GRANT SELECT ON eventbus.relay_dead_letter TO pg_monitor;
+COMMENT ON TABLE eventbus.relay_dead_letter IS
+  'Events that Kafka refused for good and the relay passed over (topics relayed with on_error => ''dead_letter''): where the event is (topic, partition, position, event_id), its commit LSN, the Kafka error, when. Superusers and pg_monitor may read it; superusers may delete rows.';
+
+CREATE FUNCTION eventbus.relay_topic(topic text, kafka_topic text DEFAULT NULL,
+                                     on_error text DEFAULT 'stop')
 RETURNS void
 AS 'MODULE_PATHNAME', 'eb_relay_topic'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION eventbus.relay_topic(text, text) IS
-  'Relays the events of a topic committed from now on to a Kafka topic (default: the same name). Topic owner only; the caller and the owner must be allowed to relay into the Kafka topic (allow_relay()).';
+COMMENT ON FUNCTION eventbus.relay_topic(text, text, text) IS
+  'Relays the events of a topic committed from now on to a Kafka topic (default: the same name). on_error: what to do with an event Kafka refuses for good, ''stop'' (relaying waits) or ''dead_letter'' (eventbus.relay_dead_letter, relaying goes on). Topic owner only; the caller and the owner must be allowed to relay into the Kafka topic (allow_relay()).';
 
 CREATE FUNCTION eventbus.stop_relay(topic text)
 RETURNS void

@@ -5,12 +5,18 @@
 #    once things are quiet wal_retained_bytes is small.
 #  - Unreachable brokers (a closed port): relay_status shows an error naming
 #    them, the worker stays up (same pid), no crash loop in the log.
+#  - Eight unreachable brokers: one rate-limited report for all of them
+#    (not one log line per broker and per "N/M brokers are down"), state
+#    'broker unreachable', last_error names a broker and the cause.
 #  - An unknown property in eventbus.kafka_properties: state 'configuration
 #    error', last_error names the property, the worker waits (same pid, one
 #    WARNING); fixing it and reloading makes it relay again.
 #  - A secret in eventbus.kafka_properties_file with an invalid SASL
 #    mechanism: an error is shown, the secret never appears in the server
 #    log or relay_status.
+#  - The properties file rewritten in place (same path) and a reload: the
+#    relay reads it again (a broken file shows 'configuration error', a
+#    fixed one makes it run).
 #  - Clearing eventbus.kafka_brokers and reloading stops the relay.
 #  - eventbus.database without the extension: a waiting state, and the
 #    status (state or a new last_error) says that the extension is missing;
@@ -156,6 +162,40 @@ note scalar(@lines) . " relay log lines in about 7 s:\n" . join("\n", @lines);
 cmp_ok(scalar(@lines), '<=', 10,
 	'unreachable brokers: the log is not flooded');
 
+# Several unreachable brokers at once: librdkafka reports each broker's
+# connection failure and "N/M brokers are down" (newer versions repeat
+# these, with texts that differ from one report to the next).  They are one
+# condition, logged at most once a minute: the log must not get a line per
+# broker and report, and last_error still names a broker and the cause.
+my @closed = map { PostgreSQL::Test::Cluster::get_free_port() } 1 .. 8;
+$offset = -s $node->logfile;
+my $since_many = $node->safe_psql($db, 'SELECT now()');
+set_config('eventbus.kafka_brokers' => join(',', map { "127.0.0.1:$_" } @closed));
+my $closed_re = join('|', @closed);
+ok( poll_until(
+		15,
+		sub {
+			$status = relay_status($node, $db);
+			return ($status->{last_error} // '') =~ /127\.0\.0\.1:($closed_re)/
+			  && $node->safe_psql($db,
+				"SELECT last_error_at > '$since_many' FROM eventbus.relay_status") eq 't';
+		}),
+	'several unreachable brokers: last_error names one of them ("'
+	  . ($status->{last_error} // '') . '")');
+usleep(6_000_000);
+$status = relay_status($node, $db);
+like($status->{last_error} // '', qr/127\.0\.0\.1:($closed_re)/,
+	'several unreachable brokers: after a while last_error still names a broker ("'
+	  . ($status->{last_error} // '') . '")');
+like($status->{last_error} // '', qr/refused|connect/i,
+	'several unreachable brokers: ... and the cause');
+is($status->{state}, 'broker unreachable', 'several unreachable brokers: state broker unreachable');
+@lines = grep { /pg_eventbus relay/ && !/statement: / } split /\n/,
+  log_since($node, $offset);
+note scalar(@lines) . " relay log lines in about 7 s:\n" . join("\n", @lines);
+cmp_ok(scalar(@lines), '<=', 3,
+	'several unreachable brokers: one report, not one per broker and error');
+
 # ---------------------------------------------------------------------------
 # An unknown Kafka property.
 
@@ -223,6 +263,35 @@ foreach my $setting (qw(eventbus.kafka_properties eventbus.kafka_properties_file
 	  $node->psql($db, "SET ROLE app; SHOW $setting", on_error_stop => 1);
 	isnt($rc, 0, "a non-superuser cannot read $setting") or note $out;
 }
+
+# ---------------------------------------------------------------------------
+# The properties file changed in place (a rotated secret): a reload makes
+# the relay read it again, although its path did not change.
+
+my $file2 = PostgreSQL::Test::Utils::tempdir() . '/rotated.properties';
+PostgreSQL::Test::Utils::append_to_file($file2, "linger.ms=5\n");
+set_config('eventbus.kafka_properties_file' => $file2);
+ok(wait_relay_running($node, $db, 15),
+	'a valid properties file: the relay runs');
+open(my $fh, '>', $file2) or die "could not write $file2: $!";
+print $fh "linger.ms=5\nno.such.rotated.property=1\n";
+close($fh);
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+ok( poll_until(
+		15,
+		sub {
+			$status = relay_status($node, $db);
+			return $status->{state} eq 'configuration error'
+			  && ($status->{last_error} // '') =~ /no\.such\.rotated\.property/;
+		}),
+	'the properties file changed in place and a reload: the relay reads it again ("'
+	  . ($status->{last_error} // '') . '")');
+open($fh, '>', $file2) or die "could not write $file2: $!";
+print $fh "linger.ms=2\n";
+close($fh);
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+ok(wait_relay_running($node, $db, 15),
+	'the properties file fixed in place and a reload: the relay runs again');
 
 # ---------------------------------------------------------------------------
 # No brokers: no relay.

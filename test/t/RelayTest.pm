@@ -295,7 +295,9 @@ sub start
 
 sub bootstrap { return $_[0]->{bootstrap}; }
 
-# Sends a command ("down 1", "up 1", "create t 3") and returns the answer
+# Sends a command ("down 1", "up 1", "create t 3", "produce_errors 1
+# MSG_SIZE_TOO_LARGE", "topic_error t TOPIC_AUTHORIZATION_FAILED"; see
+# test/mock_kafka.c) and returns the answer
 # ("ok" or "error ...").
 sub command
 {

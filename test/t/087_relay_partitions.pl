@@ -1,0 +1,123 @@
+# The Kafka partition of a relayed event never depends on whether the
+# brokers answered at that moment: the mapping is decided once per topic
+# and Kafka topic (eventbus.relay_partitioning) and kept.
+#
+#  - Topic "ev" and Kafka topic "ev" have 3 partitions each: once an event
+#    was relayed, the mapping is "partition p to Kafka partition p".
+#  - The broker goes down and the server restarts (a new relay session that
+#    cannot ask the brokers anything); events without a key are published
+#    to each partition; the broker comes back: every event lands in its own
+#    partition (kcat shows the partition, the eventbus-partition header the
+#    local one).
+#  - Topic "wide" (3 partitions) relayed to Kafka topic "narrow" (2): the
+#    relay decides "by key"; relay_topic() for that Kafka topic warns that
+#    the partition counts differ once the relay knows them.
+
+use strict;
+use warnings;
+
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+
+use RelayTest;
+
+my $t0 = time();
+my $db = 'postgres';
+
+my $mock =
+  RelayTest::MockKafka->start('--topic', 'ev:3', '--topic', 'narrow:2');
+my $bootstrap = $mock->bootstrap;
+my $node = relay_node('partitions', bootstrap => $bootstrap, start => 1);
+
+$node->safe_psql(
+	$db, q{
+SELECT eventbus.create_topic('ev', 3);
+SELECT eventbus.relay_topic('ev');
+SELECT eventbus.publish('ev', '{"phase": "before"}', partition => 0);
+});
+is(scalar(@{ wait_for_kafka($bootstrap, 'ev', 1, 30) }),
+	1, 'before the outage, an event is relayed');
+ok(poll_until(10, sub { relay_status($node, $db)->{messages_in_flight} == 0 }),
+	'nothing in flight before the outage');
+
+# ---------------------------------------------------------------------------
+# Broker down, server restarted: the new relay session cannot fetch the
+# Kafka topic's metadata.
+
+is($mock->command('down 1'), 'ok', 'the broker is down');
+$node->restart;
+my $sql = '';
+foreach my $i (1 .. 30)
+{
+	my $p = $i % 3;
+	$sql .=
+	  "SELECT eventbus.publish('ev', '{\"phase\": \"outage\", \"i\": $i}', partition => $p);\n";
+}
+$node->safe_psql($db, $sql);
+ok( poll_until(
+		30, sub { relay_status($node, $db)->{messages_in_flight} == 30 }),
+	'after the restart the relay has the 30 events in flight while the broker is down')
+  or diag(encode_json(relay_status($node, $db)));
+is($mock->command('up 1'), 'ok', 'the broker is up again');
+
+my $msgs = wait_for_kafka($bootstrap, 'ev', 31, 45);
+my @outage = grep { $_->{value} =~ /"outage"/ } @$msgs;
+is(scalar(@outage), 30, 'the 30 events published during the outage arrived');
+my @wrong = grep { $_->{partition} ne ($_->{headers}{'eventbus-partition'} // '') }
+  @outage;
+is(scalar(@wrong), 0,
+	'every event landed in its own Kafka partition after the restart during the outage')
+  or diag(join(', ',
+		map { "$_->{value} in Kafka partition $_->{partition}" } @wrong[ 0 .. ($#wrong < 5 ? $#wrong : 5) ]));
+
+is( $node->safe_psql(
+		$db,
+		q{SELECT local_partitions || '/' || kafka_partitions || '/' || by_partition
+		  FROM eventbus.relay_partitioning r JOIN eventbus.topic t USING (topic_id)
+		  WHERE t.topic = 'ev' AND r.kafka_topic = 'ev'}),
+	'3/3/true',
+	'eventbus.relay_partitioning: ev maps partition to partition');
+
+# ---------------------------------------------------------------------------
+# Different partition counts.
+
+my ($rc, $out, $err) = $node->psql(
+	$db, q{
+SELECT eventbus.create_topic('wide', 3);
+SELECT eventbus.relay_topic('wide', 'narrow');
+});
+is($rc, 0, 'relay_topic into a Kafka topic the relay does not know yet');
+unlike($err, qr/WARNING/, '... gives no warning (the count is not known yet)');
+$node->safe_psql($db,
+	q{SELECT eventbus.publish('wide', '{"w": 1}', key => 'k1')});
+is(scalar(@{ wait_for_kafka($bootstrap, 'narrow', 1, 30) }),
+	1, 'an event of "wide" arrives in "narrow"');
+ok( poll_until(
+		10,
+		sub {
+			$node->safe_psql($db,
+				q{SELECT by_partition FROM eventbus.relay_partitioning WHERE kafka_topic = 'narrow'})
+			  eq 'f';
+		}),
+	'eventbus.relay_partitioning: wide to narrow goes by key');
+
+($rc, $out, $err) = $node->psql(
+	$db, q{
+SELECT eventbus.stop_relay('wide');
+SELECT eventbus.relay_topic('wide', 'narrow');
+});
+is($rc, 0, 'relay_topic again');
+like(
+	$err,
+	qr/WARNING:  Kafka topic "narrow" has 2 partitions, topic "wide" has 3/,
+	'relay_topic warns that the partition counts differ');
+
+ok(!$node->log_contains(qr/TRAP:|terminated by signal|PANIC/),
+	'no crash in the server log');
+$node->stop;
+$mock->stop;
+note sprintf('087_relay_partitions took %.1f s', time() - $t0);
+done_testing();

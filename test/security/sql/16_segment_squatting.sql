@@ -20,6 +20,9 @@ SELECT * FROM eventbus.publish('sq.t', '{"n": 2}');
 RESET ROLE;
 UPDATE eventbus.segment SET activated_at = now() - interval '2 hours'
 WHERE topic_id = (SELECT topic_id FROM eventbus.topic WHERE topic = 'sq.t') AND segment = 2;
+-- retention counts from sealing: segment 1 was sealed long ago (test shortcut)
+UPDATE eventbus.segment SET sealed_at = now() - interval '2 hours'
+WHERE topic_id = (SELECT topic_id FROM eventbus.topic WHERE topic = 'sq.t') AND segment = 1;
 SET ROLE eb_team_a;
 SELECT topic, action, segment FROM eventbus.run_maintenance() WHERE topic = 'sq.t';
 SELECT position, value FROM eventbus.read('sq.t', 0);

@@ -20,6 +20,9 @@ SELECT topic, action, segment FROM eventbus.run_maintenance() WHERE topic = 'ret
 RESET ROLE;
 UPDATE eventbus.segment SET activated_at = now() - interval '2 hours'
 WHERE topic_id = (SELECT topic_id FROM eventbus.topic WHERE topic = 'ret.t') AND segment = 2;
+-- retention counts from sealing: segment 1 was sealed long ago (test shortcut)
+UPDATE eventbus.segment SET sealed_at = now() - interval '2 hours'
+WHERE topic_id = (SELECT topic_id FROM eventbus.topic WHERE topic = 'ret.t') AND segment = 1;
 SET ROLE eb_team_a;
 SELECT topic, action, segment FROM eventbus.run_maintenance() WHERE topic = 'ret.t';
 RESET ROLE;

@@ -242,7 +242,9 @@ eb_handed_xact_end(bool commit)
  * the store can be asked whether it was read to its end.  A plan with a
  * LIMIT is refused too (a sort under it reads everything and the limit
  * drops rows).  The error rolls the transaction back, poll()'s commit
- * included: nothing is lost, nothing applied twice.  Calls never checked
+ * included: nothing is lost, nothing applied twice.  A query that makes a
+ * function's result (RETURN QUERY, an SQL function) is refused: its caller
+ * may drop rows.  Calls never checked
  * (a statement that did not end normally) are refused at commit.
  */
 typedef struct EbCommitPoll
@@ -320,6 +322,18 @@ eb_executor_end(QueryDesc *queryDesc)
 			if (!tuplestore_ateof(cp->store))
 				eb_commit_poll_error("the statement did not read every event poll(commit => true) committed",
 									 "A LIMIT, a cursor or loop that stopped early, SELECT INTO or a semi-join left events unread.");
+
+			/*
+			 * A query whose rows become a function's result (PL/pgSQL
+			 * RETURN QUERY, the last statement of an SQL function) hands
+			 * them to the calling statement, which may drop some (a LIMIT
+			 * there): reading poll's result here proves nothing.
+			 */
+			if (queryDesc->operation == CMD_SELECT &&
+				(queryDesc->dest->mydest == DestTuplestore ||
+				 queryDesc->dest->mydest == DestSQLFunction))
+				eb_commit_poll_error("poll(commit => true) cannot be used in a query that returns a function's result",
+									 "The rows of RETURN QUERY or of an SQL function's last statement go to the calling statement, which may not read them all.");
 		}
 	}
 	if (prev_executor_end)

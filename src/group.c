@@ -658,6 +658,8 @@ eb_seek_all(PG_FUNCTION_ARGS)
 	eb_check_writable("eventbus.seek()");
 	kind = eb_parse_start(fcinfo, 2, &ts);
 	topic = eb_topic_get(topic_name, false);
+	/* seeking by time reads the topic's events */
+	eb_check_read_privilege(topic);
 
 	eb_spi_begin(&spi, true);
 	eb_owned_group(group_name, topic, &g, &spi);
@@ -686,6 +688,7 @@ eb_seek_position(PG_FUNCTION_ARGS)
 
 	eb_check_writable("eventbus.seek()");
 	topic = eb_topic_get(topic_name, false);
+	eb_check_read_privilege(topic);
 	eb_arg_not_null(fcinfo, 2, "partition");
 	eb_arg_not_null(fcinfo, 3, "position");
 	partition = PG_GETARG_INT32(2);

@@ -150,8 +150,9 @@ eb_catalog_init(void)
 	CacheRegisterRelcacheCallback(eb_relcache_callback, (Datum) 0);
 }
 
-static int64 *
-datum_to_int8_array(Datum d, int *n)
+/* Elements of a bigint[] datum (NULL elements as 0). */
+int64 *
+eb_int8_array_values(Datum d, int *n)
 {
 	ArrayType  *arr = DatumGetArrayTypeP(d);
 	Datum	   *elems;
@@ -290,7 +291,7 @@ eb_topic_load(EbTopic *entry)
 			seg->activated = !isnull;
 			d = heap_getattr(tup, a_start, desc, &isnull);
 			if (!isnull)
-				seg->start = datum_to_int8_array(d, &seg->nstart);
+				seg->start = eb_int8_array_values(d, &seg->nstart);
 		}
 		table_endscan(scan);
 		table_close(rel, AccessShareLock);

@@ -47,6 +47,7 @@ extern Oid	eb_schema_oid(bool missing_ok);
 extern Oid	eb_data_schema_oid(void);
 extern Oid	eb_catalog_relid(const char *name);
 extern Oid	eb_extension_owner(void);
+extern int64 *eb_int8_array_values(Datum d, int *n);
 
 extern EbTopic *eb_topic_get(const char *name, bool missing_ok);
 extern EbTopic *eb_topic_get_text(text *name, bool missing_ok);

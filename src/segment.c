@@ -232,24 +232,6 @@ eb_switch_segment(EbTopic *topic, int32 cur_no, EbMaintSeg *spare)
 	return starts;
 }
 
-/* Elements of a bigint[] datum (NULL elements as 0). */
-static int64 *
-eb_int8_array_values(Datum d, int *n)
-{
-	ArrayType  *arr = DatumGetArrayTypeP(d);
-	Datum	   *elems;
-	bool	   *nulls;
-	int64	   *out;
-	int			i;
-
-	deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
-					  &elems, &nulls, n);
-	out = palloc(sizeof(int64) * Max(*n, 1));
-	for (i = 0; i < *n; i++)
-		out[i] = nulls[i] ? 0 : DatumGetInt64(elems[i]);
-	return out;
-}
-
 /*
  * Has every partition's read horizon reached next's start positions, so
  * that no open transaction holds a position in the segment before it?

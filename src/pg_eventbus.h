@@ -30,6 +30,9 @@
 #define Anum_ev_headers			7
 #define Anum_ev_idempotency_key 8
 #define Natts_ev				8
+/* Their types (catalog/pg_type.h), in the same order. */
+#define EB_EVENT_TYPE_OIDS \
+	INT4OID, INT8OID, UUIDOID, TIMESTAMPTZOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID
 
 /* GUC variables (pg_eventbus.c) */
 extern char *eb_database;

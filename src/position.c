@@ -69,7 +69,7 @@
 
 /* Column types of a segment table, in order. */
 static const Oid eb_event_types[Natts_ev] = {
-	INT4OID, INT8OID, UUIDOID, TIMESTAMPTZOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID
+	EB_EVENT_TYPE_OIDS
 };
 
 /*

@@ -69,7 +69,7 @@ extern PGDLLEXPORT void _PG_output_plugin_init(OutputPluginCallbacks *cb);
 
 /* Column types of a segment table, in order (as position.c checks them). */
 static const Oid eb_relay_event_types[Natts_ev] = {
-	INT4OID, INT8OID, UUIDOID, TIMESTAMPTZOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID
+	EB_EVENT_TYPE_OIDS
 };
 
 #define EB_SKIP_LOG_INTERVAL_MS 60000

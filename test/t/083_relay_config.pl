@@ -29,6 +29,7 @@ use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use File::Spec;
 use Time::HiRes qw(time usleep);
 
 use RelayTest;
@@ -232,7 +233,9 @@ ok( grep({ ($_->{key} // '') eq 'fixed' } @{ wait_for_kafka($bootstrap, 'ev', 50
 # A secret in the properties file, with a SASL mechanism that does not exist.
 
 my $secret = 'hunter2';
-my $file = PostgreSQL::Test::Utils::tempdir() . '/kafka.properties';
+# absolute: the server reads it from its data directory, and tempdir() is
+# relative on some majors
+my $file = File::Spec->rel2abs(PostgreSQL::Test::Utils::tempdir()) . '/kafka.properties';
 PostgreSQL::Test::Utils::append_to_file(
 	$file, qq{# relay credentials
 security.protocol=sasl_plaintext
@@ -268,7 +271,7 @@ foreach my $setting (qw(eventbus.kafka_properties eventbus.kafka_properties_file
 # The properties file changed in place (a rotated secret): a reload makes
 # the relay read it again, although its path did not change.
 
-my $file2 = PostgreSQL::Test::Utils::tempdir() . '/rotated.properties';
+my $file2 = File::Spec->rel2abs(PostgreSQL::Test::Utils::tempdir()) . '/rotated.properties';
 PostgreSQL::Test::Utils::append_to_file($file2, "linger.ms=5\n");
 set_config('eventbus.kafka_properties_file' => $file2);
 ok(wait_relay_running($node, $db, 15),

@@ -72,6 +72,7 @@
 #include "pg_eventbus.h"
 #include "catalog.h"
 #include "privileged.h"
+#include "util.h"
 
 typedef struct EbPrivCheck
 {
@@ -354,6 +355,13 @@ eb_priv_ddl(const char *sql)
 		elog(ERROR, "internal statement failed (%s): %s", SPI_result_code_string(rc), sql);
 }
 
+/* eb_priv_ddl as a callback of eb_run_in_subxact */
+static void
+eb_priv_ddl_cb(void *sql)
+{
+	eb_priv_ddl((const char *) sql);
+}
+
 /*
  * The name of a new segment table: "<topic>$<n>", or, if another relation
  * already has that name (any role that may create topics may create
@@ -572,8 +580,6 @@ eb_priv_drop_topic_tables(const char *topic, Oid relid, bool cascade)
 	StringInfoData sql;
 	List	   *children;
 	ListCell   *lc;
-	MemoryContext oldcontext = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
 
 	eb_validate_name("topic", topic);
 	if (get_relname_relid(topic, eb_data_schema_oid()) != relid)
@@ -602,27 +608,11 @@ eb_priv_drop_topic_tables(const char *topic, Oid relid, bool cascade)
 	else
 	{
 		/* an error naming the dependent objects, in the topic's words */
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(oldcontext);
-		PG_TRY();
-		{
-			eb_priv_ddl(sql.data);
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(oldcontext);
-			CurrentResourceOwner = oldowner;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
+		ErrorData  *edata = eb_run_in_subxact(eb_priv_ddl_cb, sql.data);
 
-			MemoryContextSwitchTo(oldcontext);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(oldcontext);
-			CurrentResourceOwner = oldowner;
-			if (edata->sqlerrcode != ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST)
-				ReThrowError(edata);
+		if (edata != NULL && edata->sqlerrcode != ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST)
+			ReThrowError(edata);
+		if (edata != NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
 					 errmsg("cannot drop topic \"%s\" because other objects depend on its tables",
@@ -630,8 +620,6 @@ eb_priv_drop_topic_tables(const char *topic, Oid relid, bool cascade)
 					 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
 					 errhint("Drop those objects first, or drop them with the topic: SELECT eventbus.drop_topic(%s, cascade => true);",
 							 quote_literal_cstr(topic))));
-		}
-		PG_END_TRY();
 	}
 	eb_spi_end(&spi);
 }

@@ -389,6 +389,20 @@ eb_maint_to_tuplestore(void *arg, const char *topic, const char *action,
 	tuplestore_putvalues(out->rsinfo->setResult, out->rsinfo->setDesc, values, nulls);
 }
 
+typedef struct EbMaintTopic
+{
+	const char *name;
+	EbMaintOut *out;
+} EbMaintTopic;
+
+static void
+eb_maint_one(void *arg)
+{
+	EbMaintTopic *mt = (EbMaintTopic *) arg;
+
+	eb_maintain_topic(mt->name, eb_maint_to_tuplestore, mt->out);
+}
+
 /*
  * run_maintenance() returns setof (topic, action, segment, detail): one
  * maintenance pass over the topics whose owner's privileges the caller has
@@ -412,36 +426,21 @@ eb_run_maintenance(PG_FUNCTION_ARGS)
 	{
 		char	   *name = lfirst(lc);
 		EbTopic    *topic = eb_topic_get(name, true);
-		MemoryContext oldcontext = CurrentMemoryContext;
-		ResourceOwner oldowner = CurrentResourceOwner;
+		EbMaintTopic mt;
+		ErrorData  *edata;
 
 		if (topic == NULL || !has_privs_of_role(GetUserId(), topic->owner))
 			continue;
 
 		/* each topic in a subtransaction: a failure is reported, not fatal */
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(oldcontext);
-		PG_TRY();
+		mt.name = name;
+		mt.out = &out;
+		edata = eb_run_in_subxact(eb_maint_one, &mt);
+		if (edata != NULL)
 		{
-			eb_maintain_topic(name, eb_maint_to_tuplestore, &out);
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(oldcontext);
-			CurrentResourceOwner = oldowner;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(oldcontext);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(oldcontext);
-			CurrentResourceOwner = oldowner;
 			eb_maint_to_tuplestore(&out, name, "failed", 0, edata->message);
 			FreeErrorData(edata);
 		}
-		PG_END_TRY();
 	}
 	return (Datum) 0;
 }

@@ -14,6 +14,8 @@
 #include "miscadmin.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "pg_eventbus.h"
@@ -204,4 +206,36 @@ eb_interval_sign(Interval *iv)
 	memset(&zero, 0, sizeof(zero));
 	return DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(iv),
 											 IntervalPGetDatum(&zero)));
+}
+
+/*
+ * Runs fn(arg) in an internal subtransaction.  Returns NULL when it
+ * succeeded; otherwise the subtransaction is rolled back and the error it
+ * raised is returned, copied into the caller's memory context.
+ */
+ErrorData *
+eb_run_in_subxact(void (*fn) (void *arg), void *arg)
+{
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcontext);
+	CurrentResourceOwner = oldowner;
+	return edata;
 }

@@ -21,5 +21,6 @@ extern char *eb_arg_name(FunctionCallInfo fcinfo, int argno, const char *what);
 extern void eb_arg_not_null(FunctionCallInfo fcinfo, int argno, const char *what);
 extern void eb_check_writable(const char *cmdname);
 extern int	eb_interval_sign(Interval *iv);
+extern ErrorData *eb_run_in_subxact(void (*fn) (void *arg), void *arg);
 
 #endif							/* EB_UTIL_H */

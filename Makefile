@@ -14,7 +14,7 @@ EXTVERSION = $(shell sed -n "s/^default_version *= *'\(.*\)'/\1/p" $(EXTENSION).
 MODULE_big = pg_eventbus
 OBJS       = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
-DATA       = $(wildcard sql/$(EXTENSION)--*--*.sql)
+DATA       = $(wildcard sql/$(EXTENSION)--*.sql)
 PG_CPPFLAGS = -I$(srcdir)/src
 SHLIB_LINK  = -lrdkafka
 EXTRA_CLEAN = test/mock_kafka .pg_built_for

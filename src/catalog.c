@@ -21,15 +21,20 @@
 
 #include "access/heapam.h"
 #include "access/htup_details.h"
+#include "access/genam.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "storage/lmgr.h"
 #include "miscadmin.h"
+#include "access/stratnum.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -48,6 +53,7 @@ static HTAB *topic_cache = NULL;
 static MemoryContext topic_cache_cxt = NULL;
 static Oid	known_topic_relid = InvalidOid;
 static Oid	known_segment_relid = InvalidOid;
+static Oid	version_checked_extoid = InvalidOid;
 
 /* Transaction-scoped bookkeeping */
 typedef struct EbForget
@@ -83,6 +89,66 @@ eb_data_schema_oid(void)
 	return nsp;
 }
 
+/*
+ * Refuses to work with SQL objects of a version this library does not serve
+ * (EB_SQL_VERSIONS_SERVED).  Checked once per installed extension (its OID)
+ * and backend: an extension dropped and created again is checked again, and
+ * a failed check is repeated on every call, so that ALTER EXTENSION ...
+ * UPDATE in the same session takes effect at once.
+ */
+static void
+eb_check_sql_version(void)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	Oid			extoid = InvalidOid;
+	char	   *version = NULL;
+	static const char *const served[] = {EB_SQL_VERSIONS_SERVED};
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum(EB_EXTENSION));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tup = systable_getnext(scan);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d;
+
+		extoid = ((Form_pg_extension) GETSTRUCT(tup))->oid;
+		if (extoid == version_checked_extoid)
+		{
+			systable_endscan(scan);
+			table_close(rel, AccessShareLock);
+			return;
+		}
+		d = heap_getattr(tup, Anum_pg_extension_extversion,
+						 RelationGetDescr(rel), &isnull);
+		if (!isnull)
+			version = TextDatumGetCString(d);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	/* Not installed: the caller reports that. */
+	if (!OidIsValid(extoid))
+		return;
+	for (int i = 0; i < (int) lengthof(served); i++)
+		if (version != NULL && strcmp(version, served[i]) == 0)
+		{
+			version_checked_extoid = extoid;
+			return;
+		}
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("extension \"%s\" is at version %s in this database, which its library (version %s) does not support",
+					EB_EXTENSION, version ? version : "(unknown)", EB_SQL_VERSION),
+			 errhint("Install the library of version %s, or update the extension with ALTER EXTENSION %s UPDATE if a newer version is installed.",
+					 version ? version : "(unknown)", EB_EXTENSION)));
+}
+
 Oid
 eb_catalog_relid(const char *name)
 {
@@ -90,7 +156,10 @@ eb_catalog_relid(const char *name)
 	Oid			relid = InvalidOid;
 
 	if (OidIsValid(nsp))
+	{
+		eb_check_sql_version();
 		relid = get_relname_relid(name, nsp);
+	}
 	if (!OidIsValid(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -13,6 +13,20 @@
 #define EB_EXTENSION		"pg_eventbus"
 
 /*
+ * Versions of the extension's SQL objects this library works with: the
+ * current one (default_version in pg_eventbus.control) first, then the
+ * released ones it still serves, so that a database keeps working between
+ * installing a new library and ALTER EXTENSION ... UPDATE.  Objects of any
+ * other version get an error from every entry point instead of a misread
+ * catalog.  Rules for serving an older version: install scripts of
+ * released versions stay in sql/; a C function keeps every symbol they
+ * name; one whose SQL signature grew checks PG_NARGS(); code that uses an
+ * object added later looks it up and does without it when it is missing.
+ */
+#define EB_SQL_VERSION		"0.2.0"
+#define EB_SQL_VERSIONS_SERVED	EB_SQL_VERSION, "0.1.0"
+
+/*
  * Topic names: Kafka's legal characters.  The length leaves room for the
  * "eventbus." prefix of the LISTEN channel and for "$<segment>" in segment
  * table names within NAMEDATALEN.

@@ -883,10 +883,44 @@ eb_producer_destroy(void)
 }
 
 /*
+ * What the brokers' metadata says of one topic: its partition count, -2
+ * with *topic_err set when the topic cannot be used, 0 when the metadata
+ * does not list it.
+ */
+static int
+eb_metadata_topic(const struct rd_kafka_metadata *md, const char *topic,
+				  rd_kafka_resp_err_t *topic_err)
+{
+	for (int i = 0; i < md->topic_cnt; i++)
+	{
+		const struct rd_kafka_metadata_topic *t = &md->topics[i];
+
+		if (strcmp(t->topic, topic) != 0)
+			continue;
+		if (t->err == RD_KAFKA_RESP_ERR_NO_ERROR && t->partition_cnt > 0)
+			return t->partition_cnt;
+		if (t->err != RD_KAFKA_RESP_ERR_NO_ERROR &&
+			t->err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
+		{
+			*topic_err = t->err;
+			return -2;
+		}
+		return -1;
+	}
+	return 0;
+}
+
+/*
  * Partition count of a Kafka topic from the brokers' metadata: -1 if the
  * brokers did not answer, -2 if they answered that the topic cannot be used
  * (unknown, not authorized; then the delivery reports say why).  Such
  * answers are remembered for ten seconds.
+ *
+ * The cluster's metadata is asked first, without naming the topic: asking
+ * for one topic the client has not seen yet, when the brokers answer with
+ * an error for it, crashes a broker thread of librdkafka 2.8 (Debian
+ * trixie).  A topic the cluster does not list is then asked for by name,
+ * which lets brokers that create topics on demand create it.
  */
 static int
 eb_kafka_partition_count(const char *topic, rd_kafka_resp_err_t *topic_err)
@@ -920,23 +954,25 @@ eb_kafka_partition_count(const char *topic, rd_kafka_resp_err_t *topic_err)
 		return -2;
 	}
 
-	rkt = rd_kafka_topic_new(producer, topic, NULL);
-	if (rkt != NULL)
+	if (rd_kafka_metadata(producer, 1, NULL, &md, 2000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return -1;
+	partitions = eb_metadata_topic(md, topic, topic_err);
+	rd_kafka_metadata_destroy(md);
+	if (partitions == 0)
 	{
-		if (rd_kafka_metadata(producer, 0, rkt, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+		partitions = -1;
+		rkt = rd_kafka_topic_new(producer, topic, NULL);
+		if (rkt != NULL)
 		{
-			if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
-				md->topics[0].partition_cnt > 0)
-				partitions = md->topics[0].partition_cnt;
-			else if (md->topic_cnt == 1 && md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR &&
-					 md->topics[0].err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
+			if (rd_kafka_metadata(producer, 0, rkt, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR)
 			{
-				partitions = -2;
-				*topic_err = md->topics[0].err;
+				partitions = eb_metadata_topic(md, topic, topic_err);
+				if (partitions == 0)
+					partitions = -1;
+				rd_kafka_metadata_destroy(md);
 			}
-			rd_kafka_metadata_destroy(md);
+			rd_kafka_topic_destroy(rkt);
 		}
-		rd_kafka_topic_destroy(rkt);
 	}
 	if (partitions == -2)
 	{

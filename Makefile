@@ -15,6 +15,10 @@ MODULE_big = pg_eventbus
 OBJS       = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
 DATA_built = $(EXTENSION)--$(EXTVERSION).sql
 DATA       = $(wildcard sql/$(EXTENSION)--*.sql)
+# The regression suite (sql/, expected/) for PGXS's installcheck: what the
+# Debian package's test runs against the installed package
+# (debian/tests/installcheck).  make test runs it too, with the others.
+REGRESS    = $(sort $(basename $(notdir $(filter-out sql/$(EXTENSION)--%,$(wildcard sql/*.sql)))))
 PG_CPPFLAGS = -I$(srcdir)/src
 SHLIB_LINK  = -lrdkafka
 EXTRA_CLEAN = test/mock_kafka .pg_built_for
@@ -31,7 +35,7 @@ PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/$(PG)/bin/pg_config) \
 	$(if $(filter 15,$(PG)),pg_config))
 PGXS := $(if $(PG_CONFIG),$(shell $(PG_CONFIG) --pgxs 2>/dev/null))
 
-.PHONY: deps demo test test-all bench compat-check
+.PHONY: deps demo test test-all bench compat-check dist
 
 ifneq ($(PGXS),)
 include $(PGXS)
@@ -67,6 +71,11 @@ compat-check:
 
 deps:
 	@scripts/deps.sh
+
+# The PGXN distribution (META.json): the committed tree at HEAD.
+dist:
+	git archive --format zip --prefix=$(EXTENSION)-$(EXTVERSION)/ \
+		-o $(EXTENSION)-$(EXTVERSION).zip HEAD
 
 demo: deps
 	@scripts/demo.sh

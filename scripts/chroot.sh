@@ -7,6 +7,10 @@
 #   18  sid                              chroot-sid
 #   19  sid with experimental (19~rc1)   chroot-sid-experimental
 #
+# and, to test the Debian package, a clean chroot per major (the host's
+# bookworm for 15) that has PostgreSQL and the package test's dependencies
+# but nothing built from this tree (chroot-<suite>-clean).
+#
 #   scripts/chroot.sh ensure MAJOR         build the chroot unless it is there
 #   scripts/chroot.sh path MAJOR           print the chroot's directory
 #   scripts/chroot.sh run MAJOR CMD...     run CMD inside, in the tree
@@ -14,7 +18,10 @@
 #   scripts/chroot.sh make MAJOR [ARGS]    make ARGS in a fresh copy of the
 #                                          tree inside (a compile check)
 #   scripts/chroot.sh test MAJOR [SUITES]  the test suites in a fresh copy
-#   scripts/chroot.sh clean MAJOR          remove the chroot
+#   scripts/chroot.sh package MAJOR DEB... installs the packages into a
+#                                          throwaway copy of the clean chroot
+#                                          and runs debian/tests/installcheck
+#   scripts/chroot.sh clean MAJOR          remove the chroots of MAJOR
 #
 # Chroots live outside the clone, in $EB_CHROOT_DIR (/var/cache/pg_eventbus
 # by default), so that every clone and CI run reuse them; one that is
@@ -44,10 +51,11 @@ fi
 suite_of() {
 	EXTRA=
 	case "$1" in
+		15) SUITE=bookworm ;;
 		17) SUITE=trixie ;;
 		18) SUITE=sid ;;
 		19) SUITE=sid EXTRA=experimental ;;
-		*) die "no chroot for PostgreSQL $1 (majors with a chroot: 17 18 19)" ;;
+		*) die "no chroot for PostgreSQL $1 (majors with a chroot: 15 17 18 19)" ;;
 	esac
 	NAME=chroot-$SUITE${EXTRA:+-$EXTRA}
 }
@@ -103,9 +111,13 @@ pass_env() {
 	return 0
 }
 
+# build MAJOR [clean]: the chroot for MAJOR, with what building and testing
+# need (scripts/deps.sh), or a clean one with PostgreSQL and what the
+# package test needs (debian/tests/control) only.
 build() {
-	local major=$1
+	local major=$1 kind=${2:-dev}
 	suite_of "$major"
+	[ "$kind" = clean ] && NAME=$NAME-clean
 	local root=$CHROOT_DIR/$NAME tmp=$CHROOT_DIR/$NAME.tmp
 	[ -f "$root/$READY" ] && return 0
 	mkdir -p "$CHROOT_DIR"
@@ -129,10 +141,18 @@ build() {
 		die "debootstrap failed (log: $CHROOT_DIR/$NAME.debootstrap.log)"
 	}
 	t1=$(date +%s)
-	{
-		echo "deb $m $SUITE main"
-		[ -n "$EXTRA" ] && echo "deb $m $EXTRA main"
-	} >"$tmp/etc/apt/sources.list"
+	if [ "$SUITE" = "$(. /etc/os-release && echo "${VERSION_CODENAME:-}")" ]; then
+		# The host's own suite: the host's sources (with its updates and
+		# security suites: packages built here depend on their versions).
+		cp /etc/apt/sources.list "$tmp/etc/apt/sources.list" 2>/dev/null || : >"$tmp/etc/apt/sources.list"
+		cp /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list \
+			"$tmp/etc/apt/sources.list.d/" 2>/dev/null || true
+	else
+		{
+			echo "deb $m $SUITE main"
+			[ -n "$EXTRA" ] && echo "deb $m $EXTRA main"
+		} >"$tmp/etc/apt/sources.list"
+	fi
 	cat >"$tmp/etc/apt/apt.conf.d/90pg_eventbus" <<-EOF
 		// Snapshots of sid and experimental may be past their Valid-Until.
 		Acquire::Check-Valid-Until "false";
@@ -151,8 +171,15 @@ build() {
 	printf '#!/bin/sh\nexit 101\n' >"$tmp/usr/sbin/policy-rc.d"
 	chmod 755 "$tmp/usr/sbin/policy-rc.d"
 	[ -s "$tmp/etc/hosts" ] || cp /etc/hosts "$tmp/etc/hosts"
-	say "Installing PostgreSQL $major and the test dependencies inside"
-	in_root "$tmp" PG_MAJOR="$major" DEBIAN_FRONTEND=noninteractive "$EB_ROOT/scripts/deps.sh"
+	if [ "$kind" = clean ]; then
+		say "Installing PostgreSQL $major and the package test's dependencies inside"
+		in_root "$tmp" apt-get update -q >/dev/null
+		in_root "$tmp" DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -q "postgresql-$major" postgresql-server-dev-all make >/dev/null
+	else
+		say "Installing PostgreSQL $major and the test dependencies inside"
+		in_root "$tmp" PG_MAJOR="$major" DEBIAN_FRONTEND=noninteractive "$EB_ROOT/scripts/deps.sh"
+	fi
 	in_root "$tmp" apt-get clean
 	t2=$(date +%s)
 	date -u +%FT%TZ >"$tmp/$READY"
@@ -207,10 +234,40 @@ case "$cmd" in
 		in_root "$root" PG_MAJOR="$major" PG="$major" "${env[@]}" \
 			bash -c 'exec 7>/tmp/pg_eventbus-chroot.lock; flock 7;'"$copy_script"'scripts/test.sh "$@"' test "$@"
 		;;
+	package)
+		[ $# -ge 1 ] || die "usage: $0 package MAJOR DEB..."
+		build "$major" clean
+		root=$CHROOT_DIR/$NAME
+		run=$(mktemp -d "$CHROOT_DIR/$NAME.run.XXXXXX")
+		trap 'rm -rf --one-file-system "$run"' EXIT
+		say "Installing $(basename -a "$@" | tr '\n' ' ')into a copy of the clean $NAME chroot"
+		cp -a "$root/." "$run/"
+		mkdir -p "$run/var/tmp/debs"
+		cp "$@" "$run/var/tmp/debs/"
+		# The suite runs in a copy of the tree, as a user without rights
+		# (pg_virtualenv's throwaway cluster), against the installed files.
+		in_root "$run" DEBIAN_FRONTEND=noninteractive bash -c '
+			set -e
+			apt-get update -q >/dev/null
+			apt-get install -y -q /var/tmp/debs/*.deb >/dev/null
+			dpkg-query -W "postgresql-*-eventbus"
+			src=/var/tmp/pg_eventbus-src
+			mkdir -p "$src"
+			tar --exclude=./.git -cf - debian sql expected Makefile pg_eventbus.control |
+				tar -C "$src" -xf -
+			id tester >/dev/null 2>&1 || useradd -m tester
+			chown -R tester "$src"
+			cd "$src"
+			su tester -c debian/tests/installcheck'
+		;;
 	clean)
-		exec 8>"$CHROOT_DIR/$NAME.lock"
-		flock 8
-		rm -rf --one-file-system "$root" "$CHROOT_DIR/$NAME.tmp"
+		# both the chroot and the clean one of this major
+		for n in "$NAME" "$NAME-clean"; do
+			exec 8>"$CHROOT_DIR/$n.lock"
+			flock 8
+			rm -rf --one-file-system "${CHROOT_DIR:?}/$n" "$CHROOT_DIR/$n.tmp"
+			exec 8>&-
+		done
 		;;
 	*) die "unknown command: $cmd" ;;
 esac

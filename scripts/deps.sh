@@ -14,6 +14,9 @@ PACKAGES=(
 	libipc-run-perl
 	python3 python3-psycopg
 )
+# Building the Debian package and its clean test chroot (scripts/package.sh),
+# done from the host only.
+[ -z "${EB_CHROOT:-}" ] && PACKAGES+=(dpkg-dev debhelper postgresql-server-dev-all debootstrap)
 # pgTAP for this major; see install_pgtap_sql for a major without it.
 PGTAP="postgresql-$PG_MAJOR-pgtap"
 PGTAP_CONTROL="/usr/share/postgresql/$PG_MAJOR/extension/pgtap.control"

@@ -6,13 +6,19 @@
 # The run fails if any server log shows a backend terminated by a signal,
 # a failed assertion (TRAP) or a PANIC.
 #
-#   scripts/test.sh [regress] [security] [isolation] [tap] [pgtap]   run some suites
+#   scripts/test.sh [regress] [security] [isolation] [tap] [pgtap] [package]
+#                                               run some suites
 #   EB_TAP_TESTS="test/t/020_crash.pl" scripts/test.sh tap  some TAP files
 set -euo pipefail
 . "$(dirname "$0")/common.sh"
 
 suites=("$@")
-[ ${#suites[@]} -eq 0 ] && suites=(regress security isolation tap pgtap)
+if [ ${#suites[@]} -eq 0 ]; then
+	suites=(regress security isolation tap pgtap)
+	# The Debian package is built and tested from the host (its test needs
+	# a chroot of its own), for the host's major.
+	[ -z "${EB_CHROOT:-}" ] && suites+=(package)
+fi
 
 # The suites use the installed extension: one run at a time per machine.
 # flock holds the lock in its own process (-o: the servers the suites start
@@ -103,6 +109,11 @@ run_tap() {
 	}
 }
 
+run_package() {
+	eb_say "Debian package: built, installed into a clean chroot, installcheck there"
+	"$EB_ROOT/scripts/package.sh" "$WORK/package"
+}
+
 run_pgtap() {
 	eb_say "pgTAP"
 	mkdir -p "$PGTAP_DIR"
@@ -121,7 +132,7 @@ run_pgtap() {
 
 for suite in "${suites[@]}"; do
 	case "$suite" in
-		regress | security | isolation | tap | pgtap) "run_$suite" || failed+=("$suite") ;;
+		regress | security | isolation | tap | pgtap | package) "run_$suite" || failed+=("$suite") ;;
 		*) echo "unknown suite: $suite" >&2; exit 2 ;;
 	esac
 done

@@ -70,6 +70,7 @@
 #include "relay.h"
 #include "shmem.h"
 #include "topic.h"
+#include "trace.h"
 #include "util.h"
 
 PG_FUNCTION_INFO_V1(eb_relay_topic);
@@ -584,6 +585,7 @@ eb_outbox(PG_FUNCTION_ARGS)
 	value = PG_GETARG_JSONB_P(1);
 	if (headers)
 		eb_check_headers(headers);
+	headers = eb_trace_headers(headers);
 	eb_check_size(PointerGetDatum(value), key, headers);
 	/* the relay checks the sender again when it decodes the message */
 	eb_relay_check_allowed(sender, kafka_topic, "send to");

@@ -22,6 +22,7 @@
 #include "publish.h"
 #include "relay.h"
 #include "shmem.h"
+#include "trace.h"
 #include "worker.h"
 
 PG_MODULE_MAGIC;
@@ -297,6 +298,8 @@ _PG_init(void)
 								0,
 								NULL, NULL, NULL);
 	}
+
+	eb_trace_init();
 
 	MarkGUCPrefixReserved("eventbus");
 

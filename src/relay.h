@@ -26,6 +26,9 @@
 /* Kafka's legal topic names */
 #define EB_KAFKA_TOPIC_MAX 249
 
+/* Longest ce_source of a topic relayed as CloudEvents, in bytes */
+#define EB_CE_SOURCE_MAX 1024
+
 /* A message for Kafka, as the output plugin hands it to the worker. */
 typedef struct EbRelayMessage
 {

@@ -85,6 +85,8 @@ typedef struct EbRelayTarget
 	int32		partitions;
 	int64		uid;
 	Oid			owner;			/* the topic's owner, InvalidOid if unknown */
+	bool		cloudevents;	/* format 'cloudevents' (eventbus.relay_format) */
+	char		ce_source[EB_CE_SOURCE_MAX + 1];
 } EbRelayTarget;
 
 /* Whether a role may send outbox messages to a Kafka topic. */
@@ -108,6 +110,8 @@ static Oid	allowed_catalog_relid = InvalidOid;
 static MemoryContext change_cxt = NULL;
 static bool callback_registered = false;
 static TimestampTz skip_logged_at = 0;
+static TimestampTz ce_dropped_logged_at = 0;
+static uint64 ce_dropped = 0;
 
 /* the relay key, read once per eventbus.relay_key incarnation */
 static Oid	key_relid = InvalidOid;
@@ -356,6 +360,98 @@ eb_relay_lookup(int32 topic_id, EbRelayTarget *t)
 	table_close(rel, AccessShareLock);
 }
 
+/*
+ * Appends s to buf, percent-encoding every byte but RFC 3986's unreserved
+ * characters.
+ */
+static void
+eb_append_uri_encoded(StringInfo buf, const char *s)
+{
+	for (; *s; s++)
+	{
+		unsigned char c = (unsigned char) *s;
+
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			(c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~')
+			appendStringInfoChar(buf, c);
+		else
+			appendStringInfo(buf, "%%%02X", c);
+	}
+}
+
+/*
+ * Reads the topic's row of eventbus.relay_format with the historic
+ * snapshot: is it relayed as CloudEvents, with which ce_source (default
+ * /postgresql/<database>/<topic>)?  No row, or a row the relay cannot
+ * read, means 'json'.
+ */
+static void
+eb_relay_format_lookup(int32 topic_id, EbRelayTarget *t)
+{
+	Oid			relid = eb_relay_catalog_relid("relay_format");
+	Relation	rel;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	AttrNumber	att_id,
+				att_format,
+				att_source;
+	bool		have_source = false;
+
+	t->cloudevents = false;
+	t->ce_source[0] = '\0';
+	if (!OidIsValid(relid))
+		return;
+	att_id = get_attnum(relid, "topic_id");
+	att_format = get_attnum(relid, "format");
+	att_source = get_attnum(relid, "cloudevents_source");
+	if (att_id == InvalidAttrNumber || att_format == InvalidAttrNumber ||
+		att_source == InvalidAttrNumber)
+		return;
+
+	rel = table_open(relid, AccessShareLock);
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	while ((tup = systable_getnext(scan)) != NULL)
+	{
+		TupleDesc	desc = RelationGetDescr(rel);
+		bool		isnull;
+		Datum		d = heap_getattr(tup, att_id, desc, &isnull);
+		char	   *format;
+
+		if (isnull || TupleDescAttr(desc, att_id - 1)->atttypid != INT4OID ||
+			DatumGetInt32(d) != topic_id)
+			continue;
+		d = heap_getattr(tup, att_format, desc, &isnull);
+		if (isnull || TupleDescAttr(desc, att_format - 1)->atttypid != TEXTOID)
+			break;
+		format = TextDatumGetCString(d);
+		t->cloudevents = strcmp(format, "cloudevents") == 0;
+		d = heap_getattr(tup, att_source, desc, &isnull);
+		if (t->cloudevents && !isnull &&
+			TupleDescAttr(desc, att_source - 1)->atttypid == TEXTOID)
+		{
+			text_to_cstring_buffer(DatumGetTextPP(d), t->ce_source, sizeof(t->ce_source));
+			have_source = t->ce_source[0] != '\0';
+		}
+		break;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	if (t->cloudevents && !have_source)
+	{
+		StringInfoData buf;
+		char	   *dbname = get_database_name(MyDatabaseId);
+
+		initStringInfo(&buf);
+		appendStringInfoString(&buf, "/postgresql/");
+		eb_append_uri_encoded(&buf, dbname ? dbname : "");
+		appendStringInfoChar(&buf, '/');
+		eb_append_uri_encoded(&buf, t->topic);
+		strlcpy(t->ce_source, buf.data, sizeof(t->ce_source));
+		pfree(buf.data);
+	}
+}
+
 /* Has the relation exactly the columns of an event table? */
 static bool
 eb_relay_columns_ok(Relation rel)
@@ -402,6 +498,8 @@ eb_relay_target(Relation rel, EbRelayTarget *out)
 	out->topic_id = topic_id;
 	if (topic_id >= 0)
 		eb_relay_lookup(topic_id, out);
+	if (out->relayed)
+		eb_relay_format_lookup(topic_id, out);
 	if (out->relayed && !eb_relay_columns_ok(rel))
 		snprintf(out->skip, sizeof(out->skip),
 				 "segment table \"%s\" of topic \"%s\" does not have the columns of an event table",
@@ -520,6 +618,138 @@ eb_message_header(EbRelayMessage *m, const char *name, const char *value)
 	m->header_values[m->nheaders++] = value;
 }
 
+/* CloudEvents attributes set by the relay (binary content mode headers) */
+#define EB_CE_HEADERS 7
+
+/*
+ * Is this header of the event one that must not reach Kafka on a
+ * CloudEvents topic?  The attributes the relay sets (and
+ * ce_datacontenttype, which binary mode carries as content-type) are its
+ * own; a ce_ header that is not a legal attribute name (lowercase letters
+ * and digits) would make the message malformed.  Other ce_ headers pass
+ * as they are: they are optional or extension attributes (ce_subject).
+ */
+static bool
+eb_ce_header_refused(const char *name)
+{
+	static const char *const ours[] = {
+		"specversion", "id", "source", "type", "time", "dataschema",
+		"datacontenttype"
+	};
+	const char *attr;
+	int			i;
+
+	if (pg_strcasecmp(name, "content-type") == 0)
+		return true;
+	if (pg_strncasecmp(name, "ce_", 3) != 0)
+		return false;
+	attr = name + 3;
+	if (*attr == '\0')
+		return true;
+	for (i = 0; attr[i]; i++)
+		if (!((attr[i] >= 'a' && attr[i] <= 'z') || (attr[i] >= '0' && attr[i] <= '9')))
+			return true;
+	for (i = 0; i < lengthof(ours); i++)
+		if (strcmp(attr, ours[i]) == 0)
+			return true;
+	return false;
+}
+
+/* RFC 3339 in UTC with microseconds: 2026-11-30T13:08:25.123456Z */
+static char *
+eb_rfc3339(TimestampTz ts)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
+		return pstrdup("1970-01-01T00:00:00.000000Z");
+	return psprintf("%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
+					tm.tm_year, tm.tm_mon, tm.tm_mday,
+					tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
+}
+
+/*
+ * The message of an event of a CloudEvents topic (the CloudEvents Kafka
+ * protocol binding, binary content mode): the value is the data, as it
+ * is; the attributes are headers ce_specversion, ce_id (the event id),
+ * ce_source, ce_type (the event's "type" header, else the topic),
+ * ce_time (created_at), ce_dataschema (when the event carries
+ * eventbus-schema-version) and content-type.  The event's own headers that
+ * would clash with them are left out (logged at most once a minute).
+ * eb_message_headers() made room for EB_CE_HEADERS more.
+ */
+static void
+eb_cloudevents_headers(EbRelayMessage *m, EbRelayTarget *t, Jsonb *headers,
+					   TimestampTz created_at, XLogRecPtr lsn)
+{
+	const char *type = t->topic;
+	const char *version = NULL;
+	int			kept = 0;
+	int			dropped = 0;
+	const char *dropped_name = NULL;
+	int			i;
+
+	for (i = 0; i < m->nheaders; i++)
+	{
+		const char *name = m->header_names[i];
+		const char *value = m->header_values[i];
+
+		if (strcmp(name, "type") == 0 && value != NULL && value[0] != '\0')
+			type = value;
+		else if (strcmp(name, "eventbus-schema-version") == 0 && value != NULL &&
+				 value[0] != '\0' && strspn(value, "0123456789") == strlen(value))
+			version = value;
+		if (eb_ce_header_refused(name))
+		{
+			dropped++;
+			dropped_name = name;
+			continue;
+		}
+		m->header_names[kept] = name;
+		m->header_values[kept] = value;
+		kept++;
+	}
+	m->nheaders = kept;
+
+	eb_message_header(m, "ce_specversion", "1.0");
+	eb_message_header(m, "ce_id", m->event_id);
+	eb_message_header(m, "ce_source", t->ce_source);
+	eb_message_header(m, "ce_type", type);
+	eb_message_header(m, "ce_time", eb_rfc3339(created_at));
+	if (version != NULL)
+	{
+		StringInfoData buf;
+		char	   *dbname = get_database_name(MyDatabaseId);
+
+		initStringInfo(&buf);
+		appendStringInfoString(&buf, "urn:pg-eventbus:schema:");
+		eb_append_uri_encoded(&buf, dbname ? dbname : "");
+		appendStringInfoChar(&buf, ':');
+		eb_append_uri_encoded(&buf, t->topic);
+		appendStringInfo(&buf, ":%s", version);
+		eb_message_header(m, "ce_dataschema", buf.data);
+	}
+	eb_message_header(m, "content-type", "application/json");
+
+	if (dropped > 0)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+
+		ce_dropped += dropped;
+		if (ce_dropped_logged_at == 0 ||
+			TimestampDifferenceExceeds(ce_dropped_logged_at, now, EB_SKIP_LOG_INTERVAL_MS))
+		{
+			ereport(WARNING,
+					(errmsg("pg_eventbus relay: left out header \"%s\" of an event of topic \"%s\" at %X/%X, relayed as CloudEvents",
+							dropped_name, t->topic, LSN_FORMAT_ARGS(lsn)),
+					 errdetail("On a CloudEvents topic the relay sets content-type and the attributes ce_specversion, ce_id, ce_source, ce_type, ce_time, ce_dataschema and ce_datacontenttype; other ce_ headers must name an attribute in lowercase letters and digits.  %llu headers were left out since the relay started.",
+							   (unsigned long long) ce_dropped)));
+			ce_dropped_logged_at = now;
+		}
+	}
+}
+
 /* The eventbus-lsn header's value: the transaction's commit LSN. */
 static char *
 eb_lsn_header(ReorderBufferTXN *txn)
@@ -592,9 +822,12 @@ eb_output_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 
 	if (!nulls[Anum_ev_headers - 1])
 		headers = DatumGetJsonbP(values[Anum_ev_headers - 1]);
-	eb_message_headers(&m, headers, 5);
+	eb_message_headers(&m, headers, t->cloudevents ? 5 + EB_CE_HEADERS : 5);
 	m.event_id = DatumGetCString(DirectFunctionCall1(uuid_out, values[Anum_ev_event_id - 1]));
 	m.lsn = txn->final_lsn;
+	if (t->cloudevents)
+		eb_cloudevents_headers(&m, t, headers,
+							   DatumGetTimestampTz(values[Anum_ev_created_at - 1]), change->lsn);
 	eb_message_header(&m, "eventbus-event-id", m.event_id);
 	eb_message_header(&m, "eventbus-topic", t->topic);
 	eb_message_header(&m, "eventbus-partition", psprintf("%d", m.partition));

@@ -43,6 +43,7 @@
 #include "common/hmac.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "replication/message.h"
 #include "replication/slot.h"
@@ -70,6 +71,7 @@
 #include "relay.h"
 #include "shmem.h"
 #include "topic.h"
+#include "trace.h"
 #include "util.h"
 
 PG_FUNCTION_INFO_V1(eb_relay_topic);
@@ -461,6 +463,78 @@ eb_relay_set_policy(EbTopic *topic, const char *on_error)
 	eb_spi_end(&spi);
 }
 
+/*
+ * Records the form of the topic's Kafka messages (eventbus.relay_format):
+ * "json" or "cloudevents" with its ce_source (NULL: the default).  Written
+ * with the topic's relay_to, so the output plugin sees both from the same
+ * transaction on.
+ */
+static void
+eb_relay_set_format(const char *name, const char *format, const char *source)
+{
+	EbTopic    *topic = eb_topic_get(name, false);
+	EbSpi		spi;
+	Oid			argtypes[3] = {INT4OID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+
+	values[0] = Int32GetDatum(topic->topic_id);
+	values[1] = CStringGetTextDatum(format);
+	if (source)
+		values[2] = CStringGetTextDatum(source);
+	else
+		nulls[2] = 'n';
+	eb_spi_begin(&spi, true);
+	eb_spi_exec("DELETE FROM eventbus.relay_format WHERE topic_id = $1",
+				1, argtypes, values, NULL, false);
+	eb_spi_exec("INSERT INTO eventbus.relay_format (topic_id, format, cloudevents_source) VALUES ($1, $2, $3)",
+				3, argtypes, values, nulls, false);
+	eb_spi_end(&spi);
+}
+
+/* The format and cloudevents_source arguments of relay_topic(), checked. */
+static void
+eb_relay_format_args(FunctionCallInfo fcinfo, int argno, const char **format,
+					 const char **source)
+{
+	*format = "json";
+	*source = NULL;
+	if (PG_NARGS() > argno)
+	{
+		eb_arg_not_null(fcinfo, argno, "format");
+		*format = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+		if (strcmp(*format, "plain") == 0)
+			*format = "json";
+		if (strcmp(*format, "json") != 0 && strcmp(*format, "cloudevents") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid format \"%s\"", *format),
+					 errdetail("format is 'json' (the event's value, key and headers as they are; also spelled 'plain') or 'cloudevents' (the CloudEvents Kafka protocol binding, binary content mode).")));
+	}
+	if (PG_NARGS() > argno + 1 && !PG_ARGISNULL(argno + 1))
+	{
+		char	   *s = text_to_cstring(PG_GETARG_TEXT_PP(argno + 1));
+		size_t		len = strlen(s);
+		size_t		i;
+		bool		ok = len >= 1 && len <= EB_CE_SOURCE_MAX;
+
+		if (strcmp(*format, "cloudevents") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("cloudevents_source needs format 'cloudevents'")));
+		for (i = 0; ok && i < len; i++)
+			ok = s[i] > 0x20 && s[i] < 0x7f;
+		if (!ok)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid cloudevents_source \"%s\"",
+							pnstrdup(s, pg_mbcliplen(s, len, 100))),
+					 errdetail("A CloudEvents source is a URI reference of 1 to %d printable ASCII characters without spaces (non-ASCII characters percent-encoded), for example https://example.com/orders or /billing/orders.",
+							   EB_CE_SOURCE_MAX)));
+		*source = s;
+	}
+}
+
 static void
 eb_set_relay(FunctionCallInfo fcinfo, const char *name, const char *kafka_topic,
 			 const char *on_error)
@@ -515,7 +589,8 @@ eb_set_relay(FunctionCallInfo fcinfo, const char *name, const char *kafka_topic,
 }
 
 /*
- * relay_topic(topic text, kafka_topic text, on_error text)
+ * relay_topic(topic text, kafka_topic text, on_error text, format text,
+ *			   cloudevents_source text)
  */
 Datum
 eb_relay_topic(PG_FUNCTION_ARGS)
@@ -523,6 +598,8 @@ eb_relay_topic(PG_FUNCTION_ARGS)
 	char	   *name = eb_arg_name(fcinfo, 0, "topic");
 	char	   *kafka_topic = PG_ARGISNULL(1) ? name : eb_kafka_topic_arg(fcinfo, 1);
 	char	   *on_error = "stop";
+	const char *format;
+	const char *source;
 
 	if (PG_NARGS() > 2)
 	{
@@ -534,8 +611,10 @@ eb_relay_topic(PG_FUNCTION_ARGS)
 					 errmsg("invalid on_error \"%s\"", on_error),
 					 errdetail("on_error is 'stop' (relaying waits at an event Kafka refuses for good) or 'dead_letter' (the event is recorded in eventbus.relay_dead_letter and relaying goes on).")));
 	}
+	eb_relay_format_args(fcinfo, 3, &format, &source);
 	eb_check_writable("eventbus.relay_topic()");
 	eb_set_relay(fcinfo, name, kafka_topic, on_error);
+	eb_relay_set_format(name, format, source);
 	PG_RETURN_VOID();
 }
 
@@ -584,6 +663,7 @@ eb_outbox(PG_FUNCTION_ARGS)
 	value = PG_GETARG_JSONB_P(1);
 	if (headers)
 		eb_check_headers(headers);
+	headers = eb_trace_headers(headers);
 	eb_check_size(PointerGetDatum(value), key, headers);
 	/* the relay checks the sender again when it decodes the message */
 	eb_relay_check_allowed(sender, kafka_topic, "send to");

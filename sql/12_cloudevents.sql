@@ -8,7 +8,7 @@ SELECT eventbus.create_topic('ce_args', 1);
 \set VERBOSITY default
 SELECT eventbus.relay_topic('ce_args', format => 'xml');
 SELECT eventbus.relay_topic('ce_args', format => NULL);
-SELECT eventbus.relay_topic('ce_args', format => 'json', cloudevents_source => '/a');
+SELECT eventbus.relay_topic('ce_args', format => 'plain', cloudevents_source => '/a');
 SELECT eventbus.relay_topic('ce_args', cloudevents_source => '/a');
 SELECT eventbus.relay_topic('ce_args', format => 'cloudevents', cloudevents_source => 'has space');
 SELECT eventbus.relay_topic('ce_args', format => 'cloudevents', cloudevents_source => '');
@@ -17,7 +17,12 @@ SELECT eventbus.relay_topic('ce_args', format => 'cloudevents', cloudevents_sour
 \set VERBOSITY terse
 -- valid arguments get as far as the relay's own checks
 SELECT eventbus.relay_topic('ce_args', format => 'cloudevents', cloudevents_source => 'https://example.com/x');
-SELECT eventbus.relay_topic('ce_args', format => 'plain');
-SELECT eventbus.relay_topic('ce_args', 'kafka-ce', 'stop', 'cloudevents');
+SELECT eventbus.relay_topic('ce_args', format => 'json');
+SELECT eventbus.relay_topic('ce_args', 'kafka-ce', 'now', 'cloudevents');
+-- start_at: only 'now' so far
+\set VERBOSITY default
+SELECT eventbus.relay_topic('ce_args', start_at => 'earliest');
+SELECT eventbus.relay_topic('ce_args', start_at => NULL);
+\set VERBOSITY terse
 
 SELECT eventbus.drop_topic('ce_args');

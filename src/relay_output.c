@@ -383,7 +383,7 @@ eb_append_uri_encoded(StringInfo buf, const char *s)
  * Reads the topic's row of eventbus.relay_format with the historic
  * snapshot: is it relayed as CloudEvents, with which ce_source (default
  * /postgresql/<database>/<topic>)?  No row, or a row the relay cannot
- * read, means 'json'.
+ * read, means 'plain'.
  */
 static void
 eb_relay_format_lookup(int32 topic_id, EbRelayTarget *t)

@@ -75,6 +75,7 @@
 #include "util.h"
 
 PG_FUNCTION_INFO_V1(eb_relay_topic);
+PG_FUNCTION_INFO_V1(eb_relay_topic_v2);
 PG_FUNCTION_INFO_V1(eb_stop_relay);
 PG_FUNCTION_INFO_V1(eb_outbox);
 PG_FUNCTION_INFO_V1(eb_relay_stats);
@@ -465,7 +466,7 @@ eb_relay_set_policy(EbTopic *topic, const char *on_error)
 
 /*
  * Records the form of the topic's Kafka messages (eventbus.relay_format):
- * "json" or "cloudevents" with its ce_source (NULL: the default).  Written
+ * "plain" or "cloudevents" with its ce_source (NULL: the default).  Written
  * with the topic's relay_to, so the output plugin sees both from the same
  * transaction on.
  */
@@ -492,28 +493,27 @@ eb_relay_set_format(const char *name, const char *format, const char *source)
 	eb_spi_end(&spi);
 }
 
-/* The format and cloudevents_source arguments of relay_topic(), checked. */
+/*
+ * The format (argument argno) and cloudevents_source (srcno) arguments of
+ * relay_topic(), checked.
+ */
 static void
-eb_relay_format_args(FunctionCallInfo fcinfo, int argno, const char **format,
-					 const char **source)
+eb_relay_format_args(FunctionCallInfo fcinfo, int argno, int srcno,
+					 const char **format, const char **source)
 {
-	*format = "json";
+	eb_arg_not_null(fcinfo, argno, "format");
+	*format = text_to_cstring(PG_GETARG_TEXT_PP(argno));
 	*source = NULL;
-	if (PG_NARGS() > argno)
+	if (strcmp(*format, "json") == 0)
+		*format = "plain";
+	if (strcmp(*format, "plain") != 0 && strcmp(*format, "cloudevents") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid format \"%s\"", *format),
+				 errdetail("format is 'plain' (the event's value, key and headers as they are; also spelled 'json') or 'cloudevents' (the CloudEvents Kafka protocol binding, binary content mode).")));
+	if (!PG_ARGISNULL(srcno))
 	{
-		eb_arg_not_null(fcinfo, argno, "format");
-		*format = text_to_cstring(PG_GETARG_TEXT_PP(argno));
-		if (strcmp(*format, "plain") == 0)
-			*format = "json";
-		if (strcmp(*format, "json") != 0 && strcmp(*format, "cloudevents") != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid format \"%s\"", *format),
-					 errdetail("format is 'json' (the event's value, key and headers as they are; also spelled 'plain') or 'cloudevents' (the CloudEvents Kafka protocol binding, binary content mode).")));
-	}
-	if (PG_NARGS() > argno + 1 && !PG_ARGISNULL(argno + 1))
-	{
-		char	   *s = text_to_cstring(PG_GETARG_TEXT_PP(argno + 1));
+		char	   *s = text_to_cstring(PG_GETARG_TEXT_PP(srcno));
 		size_t		len = strlen(s);
 		size_t		i;
 		bool		ok = len >= 1 && len <= EB_CE_SOURCE_MAX;
@@ -588,33 +588,68 @@ eb_set_relay(FunctionCallInfo fcinfo, const char *name, const char *kafka_topic,
 						 get_database_name(MyDatabaseId))));
 }
 
+/* The on_error argument of relay_topic(), checked. */
+static char *
+eb_relay_on_error_arg(FunctionCallInfo fcinfo, int argno)
+{
+	char	   *on_error;
+
+	eb_arg_not_null(fcinfo, argno, "on_error");
+	on_error = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	if (strcmp(on_error, "stop") != 0 && strcmp(on_error, "dead_letter") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid on_error \"%s\"", on_error),
+				 errdetail("on_error is 'stop' (relaying waits at an event Kafka refuses for good) or 'dead_letter' (the event is recorded in eventbus.relay_dead_letter and relaying goes on).")));
+	return on_error;
+}
+
 /*
- * relay_topic(topic text, kafka_topic text, on_error text, format text,
- *			   cloudevents_source text)
+ * relay_topic(topic text, kafka_topic text, start_at text, format text,
+ *			   on_error text, cloudevents_source text)
+ *
+ * start_at: only 'now' so far (a backfill from the topic's tables is not
+ * built yet): refusing the other values keeps them free for it.
+ */
+Datum
+eb_relay_topic_v2(PG_FUNCTION_ARGS)
+{
+	char	   *name = eb_arg_name(fcinfo, 0, "topic");
+	char	   *kafka_topic = PG_ARGISNULL(1) ? name : eb_kafka_topic_arg(fcinfo, 1);
+	char	   *start_at;
+	const char *format;
+	const char *source;
+	char	   *on_error;
+
+	eb_arg_not_null(fcinfo, 2, "start_at");
+	start_at = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	if (strcmp(start_at, "now") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("start_at \"%s\" is not supported", start_at),
+				 errdetail("relay_topic() relays the events committed from the call on: start_at is 'now'. Sending events committed before it (a backfill from the topic's tables) is not available yet.")));
+	eb_relay_format_args(fcinfo, 3, 5, &format, &source);
+	on_error = eb_relay_on_error_arg(fcinfo, 4);
+	eb_check_writable("eventbus.relay_topic()");
+	eb_set_relay(fcinfo, name, kafka_topic, on_error);
+	eb_relay_set_format(name, format, source);
+	PG_RETURN_VOID();
+}
+
+/*
+ * relay_topic(topic text, kafka_topic text, on_error text): the function of
+ * version 0.1.0's SQL objects, served until ALTER EXTENSION ... UPDATE
+ * (messages plain: those objects have no eventbus.relay_format).
  */
 Datum
 eb_relay_topic(PG_FUNCTION_ARGS)
 {
 	char	   *name = eb_arg_name(fcinfo, 0, "topic");
 	char	   *kafka_topic = PG_ARGISNULL(1) ? name : eb_kafka_topic_arg(fcinfo, 1);
-	char	   *on_error = "stop";
-	const char *format;
-	const char *source;
+	char	   *on_error = eb_relay_on_error_arg(fcinfo, 2);
 
-	if (PG_NARGS() > 2)
-	{
-		eb_arg_not_null(fcinfo, 2, "on_error");
-		on_error = text_to_cstring(PG_GETARG_TEXT_PP(2));
-		if (strcmp(on_error, "stop") != 0 && strcmp(on_error, "dead_letter") != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid on_error \"%s\"", on_error),
-					 errdetail("on_error is 'stop' (relaying waits at an event Kafka refuses for good) or 'dead_letter' (the event is recorded in eventbus.relay_dead_letter and relaying goes on).")));
-	}
-	eb_relay_format_args(fcinfo, 3, &format, &source);
 	eb_check_writable("eventbus.relay_topic()");
 	eb_set_relay(fcinfo, name, kafka_topic, on_error);
-	eb_relay_set_format(name, format, source);
 	PG_RETURN_VOID();
 }
 

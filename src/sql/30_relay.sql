@@ -45,6 +45,7 @@ CREATE TABLE eventbus.relay_partitioning (
 );
 REVOKE ALL ON eventbus.relay_partitioning FROM PUBLIC;
 GRANT SELECT ON eventbus.relay_partitioning TO pg_monitor;
+SELECT pg_catalog.pg_extension_config_dump('eventbus.relay_partitioning', '');
 COMMENT ON TABLE eventbus.relay_partitioning IS
   'How the relay maps a topic''s partitions to its Kafka topic''s (written by the relay): by_partition, partition p goes to Kafka partition p (the counts were equal when decided); otherwise Kafka''s partitioner picks the partition from the key. Decided once per topic and Kafka topic, again only when the topic grew; delete a row to have it decided again.';
 
@@ -75,6 +76,7 @@ CREATE TABLE eventbus.relay_policy (
 );
 REVOKE ALL ON eventbus.relay_policy FROM PUBLIC;
 GRANT SELECT ON eventbus.relay_policy TO pg_monitor;
+SELECT pg_catalog.pg_extension_config_dump('eventbus.relay_policy', '');
 COMMENT ON TABLE eventbus.relay_policy IS
   'Per relayed topic, what the relay does with an event Kafka refuses for good: stop (wait) or dead_letter (see relay_dead_letter). Set by relay_topic().';
 
@@ -94,36 +96,36 @@ CREATE TABLE eventbus.relay_dead_letter (
 );
 REVOKE ALL ON eventbus.relay_dead_letter FROM PUBLIC;
 GRANT SELECT ON eventbus.relay_dead_letter TO pg_monitor;
+SELECT pg_catalog.pg_extension_config_dump('eventbus.relay_dead_letter', '');
 COMMENT ON TABLE eventbus.relay_dead_letter IS
   'Events that Kafka refused for good and the relay passed over (topics relayed with on_error => ''dead_letter''): where the event is (topic, partition, position, event_id), its commit LSN, the Kafka error, when. Superusers and pg_monitor may read it; superusers may delete rows.';
 
--- How each relayed topic's messages look in Kafka: 'json' (the event's
+-- How each relayed topic's messages look in Kafka: 'plain' (the event's
 -- value, key and headers as they are) or 'cloudevents' (the CloudEvents
 -- Kafka protocol binding, binary content mode; cloudevents_source NULL:
 -- /postgresql/<database>/<topic>).  Read by the relay's output plugin as of
 -- each decoded transaction, like eventbus.topic.
 CREATE TABLE eventbus.relay_format (
     topic_id           integer PRIMARY KEY,
-    format             text NOT NULL CHECK (format IN ('json', 'cloudevents')),
+    format             text NOT NULL CHECK (format IN ('plain', 'cloudevents')),
     cloudevents_source text
 ) WITH (user_catalog_table = true);
 REVOKE ALL ON eventbus.relay_format FROM PUBLIC;
 GRANT SELECT ON eventbus.relay_format TO pg_monitor;
 SELECT pg_catalog.pg_extension_config_dump('eventbus.relay_format', '');
 COMMENT ON TABLE eventbus.relay_format IS
-  'Per relayed topic, the form of its Kafka messages: json (value, key and headers as they are) or cloudevents (CloudEvents Kafka binding, binary content mode, with ce_source cloudevents_source, by default /postgresql/<database>/<topic>). Set by relay_topic(); a topic without a row is relayed as json.';
+  'Per relayed topic, the form of its Kafka messages: plain (value, key and headers as they are) or cloudevents (CloudEvents Kafka binding, binary content mode, with ce_source cloudevents_source, by default /postgresql/<database>/<topic>). Set by relay_topic(); a topic without a row is relayed plain.';
 
--- Call it with named arguments beyond the first two: more parameters may
--- come before format.
 CREATE FUNCTION eventbus.relay_topic(topic text, kafka_topic text DEFAULT NULL,
+                                     start_at text DEFAULT 'now',
+                                     format text DEFAULT 'plain',
                                      on_error text DEFAULT 'stop',
-                                     format text DEFAULT 'json',
                                      cloudevents_source text DEFAULT NULL)
 RETURNS void
-AS 'MODULE_PATHNAME', 'eb_relay_topic'
+AS 'MODULE_PATHNAME', 'eb_relay_topic_v2'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION eventbus.relay_topic(text, text, text, text, text) IS
-  'Relays the events of a topic committed from now on to a Kafka topic (default: the same name). on_error: what to do with an event Kafka refuses for good, ''stop'' (relaying waits) or ''dead_letter'' (eventbus.relay_dead_letter, relaying goes on). format: ''json'' (also ''plain''; the event as it is) or ''cloudevents'' (CloudEvents Kafka binding, binary content mode; cloudevents_source is ce_source, by default /postgresql/<database>/<topic>). Pass the arguments after kafka_topic by name. Topic owner only; the caller and the owner must be allowed to relay into the Kafka topic (allow_relay()).';
+COMMENT ON FUNCTION eventbus.relay_topic(text, text, text, text, text, text) IS
+  'Relays the events of a topic committed from now on (start_at ''now'', the only value so far) to a Kafka topic (default: the same name). format: ''plain'' (also ''json''; the event as it is) or ''cloudevents'' (CloudEvents Kafka binding, binary content mode; cloudevents_source is ce_source, by default /postgresql/<database>/<topic>). on_error: what to do with an event Kafka refuses for good, ''stop'' (relaying waits) or ''dead_letter'' (eventbus.relay_dead_letter, relaying goes on). Topic owner only; the caller and the owner must be allowed to relay into the Kafka topic (allow_relay()).';
 
 CREATE FUNCTION eventbus.stop_relay(topic text)
 RETURNS void

@@ -67,7 +67,8 @@ SELECT set_eq(
   $$SELECT c::regclass::text FROM pg_extension e, unnest(e.extconfig) c WHERE e.extname = 'pg_eventbus'$$,
   ARRAY['eventbus.topic', 'eventbus.topic_id_seq', 'eventbus.segment',
         'eventbus.consumer_group', 'eventbus.group_id_seq', 'eventbus.group_partition',
-        'eventbus.group_retry', 'eventbus.relay_allowed', 'eventbus.relay_format'],
+        'eventbus.group_retry', 'eventbus.relay_allowed', 'eventbus.relay_format',
+        'eventbus.relay_partitioning', 'eventbus.relay_policy', 'eventbus.relay_dead_letter'],
   'catalog tables are dumped');
 
 -- a topic's tables

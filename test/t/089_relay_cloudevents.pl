@@ -86,7 +86,7 @@ is( $node->safe_psql(
 		$db,
 		q{SELECT string_agg(t.topic || ':' || f.format || ':' || coalesce(f.cloudevents_source, '-'), ',' ORDER BY t.topic)
 		  FROM eventbus.relay_format f JOIN eventbus.topic t USING (topic_id)}),
-	'orders:cloudevents:-,plainer:json:-,shop:cloudevents:https://example.com/shop',
+	'orders:cloudevents:-,plainer:plain:-,shop:cloudevents:https://example.com/shop',
 	'relay_format records each topic\'s format and source');
 
 my $log_offset = -s $node->logfile;

@@ -116,38 +116,44 @@ sub schema_dump
 	return join("\n", @lines) . "\n";
 }
 
+# Equal texts pass; different ones fail with their diff.
+sub same_text
+{
+	my ($got, $expected, $name) = @_;
+	if ($got eq $expected)
+	{
+		pass($name);
+		return;
+	}
+	my $tmp = PostgreSQL::Test::Utils::tempdir();
+	open my $e, '>', "$tmp/expected" or die;
+	print $e $expected;
+	close $e;
+	open my $g, '>', "$tmp/got" or die;
+	print $g $got;
+	close $g;
+	fail($name);
+	diag(`diff -u $tmp/expected $tmp/got`);
+}
+
 # Comments are compared separately: --no-comments keeps the dump readable
 # and the comments are checked from the catalog.
-my $updated_dump = schema_dump('updated');
 my $fresh_dump = schema_dump('fresh');
 like($fresh_dump, qr/ALTER EXTENSION pg_eventbus ADD/,
 	'the binary-upgrade dump lists the extension\'s member objects');
-if ($updated_dump eq $fresh_dump)
-{
-	pass('pg_dump of the updated extension equals a fresh install');
-}
-else
-{
-	my $tmp = PostgreSQL::Test::Utils::tempdir();
-	open my $a, '>', "$tmp/updated.sql" or die;
-	print $a $updated_dump;
-	close $a;
-	open my $b, '>', "$tmp/fresh.sql" or die;
-	print $b $fresh_dump;
-	close $b;
-	my $diff = `diff -u $tmp/fresh.sql $tmp/updated.sql`;
-	fail('pg_dump of the updated extension equals a fresh install');
-	diag($diff);
-}
+same_text(schema_dump('updated'), $fresh_dump,
+	'pg_dump of the updated extension equals a fresh install');
 
 my $comments_sql = q{
-SELECT string_agg(format('%s %s: %s', d.classoid::regclass, pg_describe_object(d.classoid, d.objoid, d.objsubid), description), E'\n'
-                  ORDER BY 1)
-  FROM pg_description d
-  JOIN pg_depend e ON e.classid = d.classoid AND e.objid = d.objoid AND e.deptype = 'e'
- WHERE e.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pg_eventbus')
+SELECT string_agg(line, E'\n' ORDER BY line)
+  FROM (SELECT format('%s %s: %s', d.classoid::regclass,
+                      pg_describe_object(d.classoid, d.objoid, d.objsubid), description) AS line
+          FROM pg_description d
+          JOIN pg_depend e ON e.classid = d.classoid AND e.objid = d.objoid AND e.deptype = 'e'
+         WHERE e.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pg_eventbus')) s
 };
-is($node->safe_psql('updated', $comments_sql), $node->safe_psql('fresh', $comments_sql),
+same_text($node->safe_psql('updated', $comments_sql) . "\n",
+	$node->safe_psql('fresh', $comments_sql) . "\n",
 	'the updated extension\'s comments equal a fresh install\'s');
 
 # --- a version the library does not serve ----------------------------------

@@ -437,6 +437,22 @@ eb_slot_active_pid(const ReplicationSlot *slot)
 }
 
 /*
+ * Whether every standby named in synchronized_standby_slots has confirmed
+ * WAL up to lsn (17+; before 17 there is no such setting: true).  Needs the
+ * decoding slot acquired; a non-failover slot never waits.
+ */
+static inline bool
+eb_standby_slots_caught_up(XLogRecPtr lsn)
+{
+#ifdef EB_HAVE_FAILOVER_SLOTS
+	return StandbySlotsHaveCaughtup(lsn, DEBUG1);
+#else
+	(void) lsn;
+	return true;
+#endif
+}
+
+/*
  * Turns an existing slot (not acquired by anyone) into a failover slot: 17
  * took the new value, 18 pointers to the values to change (NULL: keep).
  * Does nothing before 17.

@@ -277,6 +277,27 @@ eb_relay_slot_ensure(const char *slot, char *why, size_t whylen)
 }
 
 /*
+ * Have the standbys of synchronized_standby_slots confirmed WAL up to lsn?
+ * From 17 a failover slot must not get ahead of them: what the relay sends
+ * to Kafka must survive a promotion of such a standby (otherwise Kafka
+ * would hold events the new primary never had, and the new primary would
+ * hand their positions to other events).  The relay decodes a record only
+ * once this is true for its end.  Always true before 17.
+ */
+bool
+eb_relay_slot_standbys_confirmed(XLogRecPtr lsn)
+{
+	static XLogRecPtr confirmed_upto = InvalidXLogRecPtr;
+
+	if (lsn <= confirmed_upto)
+		return true;
+	if (!eb_standby_slots_caught_up(lsn))
+		return false;
+	confirmed_upto = lsn;
+	return true;
+}
+
+/*
  * Is the extension installed in this database?  Outside a transaction (the
  * relay worker's session checks it now and then: after DROP EXTENSION it
  * ends the session and drops the slot).
@@ -356,7 +377,7 @@ eb_relay_slot_info(PG_FUNCTION_ARGS)
 		memset(nulls, 0, sizeof(nulls));
 		values[0] = CStringGetTextDatum(NameStr(data.name));
 		values[1] = ObjectIdGetDatum(dboid);
-		values[2] = dbname ? CStringGetTextDatum(dbname) : (Datum) 0;
+		values[2] = dbname ? DirectFunctionCall1(namein, CStringGetDatum(dbname)) : (Datum) 0;
 		nulls[2] = dbname == NULL;
 		values[3] = Int32GetDatum(pid);
 		nulls[3] = pid == 0;

@@ -1459,6 +1459,36 @@ eb_relay_config_changed(const char *brokers, const char *properties, const char 
 }
 
 /*
+ * Waits until the standbys of synchronized_standby_slots confirmed WAL up
+ * to lsn (relay_slot.c), serving delivery reports meanwhile; false if
+ * shutdown was requested first.
+ */
+static bool
+eb_relay_wait_standbys(XLogRecPtr lsn)
+{
+	bool		waited = false;
+
+	while (!eb_relay_slot_standbys_confirmed(lsn))
+	{
+		if (shutdown_requested)
+			return false;
+		if (!waited)
+		{
+			eb_relay_set_state("waiting for synchronized_standby_slots");
+			waited = true;
+		}
+		rd_kafka_poll(producer, 0);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	if (waited)
+		eb_relay_set_state("running");
+	return true;
+}
+
+/*
  * Relays until a delivery fails, the Kafka settings change, or shutdown.
  */
 static void
@@ -1537,6 +1567,12 @@ eb_relay_session(const char *slot)
 
 			if (errm)
 				elog(ERROR, "could not read WAL for the relay: %s", errm);
+			if (record != NULL && !eb_relay_wait_standbys(ctx->reader->EndRecPtr))
+			{
+				/* shutdown: not decoded, so not confirmable either */
+				session_failed = true;
+				break;
+			}
 			if (record != NULL)
 				LogicalDecodingProcessRecord(ctx, ctx->reader);
 			if ((++n & 255) == 0)

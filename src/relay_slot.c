@@ -109,100 +109,111 @@ eb_relay_slot_orphan_reason(const char *dbname)
 
 /* ---------- creation and checks (the relay worker) ---------- */
 
-/* Relayed topics of this database holding events, as a list "a, b" or NULL. */
+/*
+ * Relayed topics of this database whose tables hold events (rows, even of
+ * aborted transactions: the check errs on the safe side), as a list "a, b",
+ * or NULL.  Inside eb_spi_begin().
+ */
 static char *
 eb_relay_topics_with_events(void)
 {
-	char	   *topics = NULL;
-
-	eb_spi_exec("SELECT pg_catalog.string_agg(topic, ', ' ORDER BY topic) FROM eventbus.topics "
-				"WHERE relayed_to IS NOT NULL AND events > 0",
+	eb_spi_exec("SELECT pg_catalog.string_agg(t.topic, ', ' ORDER BY t.topic) FROM eventbus.topic t "
+				"WHERE t.relay_to IS NOT NULL AND EXISTS (SELECT 1 FROM eventbus.segment s "
+				"WHERE s.topic_id = t.topic_id AND pg_catalog.pg_relation_size(s.table_oid) > 0)",
 				0, NULL, NULL, NULL, true);
-	if (SPI_processed == 1)
-		topics = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	return topics;
+	if (SPI_processed != 1)
+		return NULL;
+	return SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 }
 
 /*
- * Records a slot just created in eventbus.relay_slot, and whether events of
- * relayed topics may have been left unsent because a slot of this database
- * existed before it (see the file header).  In the caller's transaction.
+ * Before a slot is created: if a slot of this database existed before (a
+ * row in eventbus.relay_slot) and relayed topics hold events, returns the
+ * warning to keep (the start LSN is filled in later as %X/%X twice), else
+ * NULL.  Inside eb_spi_begin(), in the creating transaction.
  */
-static void
-eb_relay_slot_record(const char *slot, XLogRecPtr start, bool failover)
+static char *
+eb_relay_slot_gap_check(const char *slot, char **topics_out)
 {
-	EbSpi		spi;
+	Oid			argtypes[1] = {NAMEOID};
+	Datum		values[1];
+	NameData	name;
+	char	   *previous;
+	char	   *topics;
+
+	namestrcpy(&name, slot);
+	values[0] = NameGetDatum(&name);
+	eb_spi_exec("SELECT created_at::text FROM eventbus.relay_slot WHERE slot_name = $1",
+				1, argtypes, values, NULL, true);
+	if (SPI_processed != 1)
+		return NULL;
+	previous = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	topics = eb_relay_topics_with_events();
+	if (topics == NULL)
+		return NULL;
+	*topics_out = topics;
+	return previous ? previous : "at an unknown time";
+}
+
+/* Records a slot just created in eventbus.relay_slot.  Inside eb_spi_begin(). */
+static void
+eb_relay_slot_record(const char *slot, XLogRecPtr start, bool failover,
+					 const char *warning)
+{
 	Oid			argtypes[4] = {NAMEOID, LSNOID, BOOLOID, TEXTOID};
 	Datum		values[4];
 	char		nulls[4] = {' ', ' ', ' ', 'n'};
-	char	   *previous = NULL;
 	NameData	name;
 
 	namestrcpy(&name, slot);
 	values[0] = NameGetDatum(&name);
 	values[1] = LSNGetDatum(start);
 	values[2] = BoolGetDatum(failover);
-
-	PushActiveSnapshot(GetTransactionSnapshot());
-	eb_spi_begin(&spi, false);
-	eb_spi_exec("SELECT created_at::text FROM eventbus.relay_slot WHERE slot_name = $1",
-				1, argtypes, values, NULL, true);
-	if (SPI_processed == 1)
+	if (warning)
 	{
-		previous = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-		if (previous == NULL)
-			previous = "at an unknown time";
-	}
-	if (previous != NULL)
-	{
-		char	   *topics = eb_relay_topics_with_events();
-
-		if (topics != NULL)
-		{
-			char	   *warning = psprintf("the relay's replication slot was created anew at %X/%X, "
-										   "replacing one created %s: events of relayed topics (%s) "
-										   "committed before %X/%X that the old slot had not confirmed "
-										   "may be missing in Kafka",
-										   LSN_FORMAT_ARGS(start), previous, topics,
-										   LSN_FORMAT_ARGS(start));
-
-			values[3] = CStringGetTextDatum(warning);
-			nulls[3] = ' ';
-			ereport(WARNING,
-					(errcode(ERRCODE_WARNING),
-					 errmsg("pg_eventbus relay: replication slot \"%s\" is new, but a slot of this database existed before",
-							slot),
-					 errdetail("Events of relayed topics (%s) committed before %X/%X that the old slot had not confirmed may be missing in Kafka (a promotion without slot synchronization, or a dropped slot).",
-							   topics, LSN_FORMAT_ARGS(start)),
-					 errhint("Send what Kafka may be missing again from the topics' tables as docs/relay.md describes (\"After a slot was lost\"), then call eventbus.resolve_relay_slot_warning().")));
-		}
+		values[3] = CStringGetTextDatum(warning);
+		nulls[3] = ' ';
 	}
 	eb_spi_exec("DELETE FROM eventbus.relay_slot WHERE slot_name = $1",
 				1, argtypes, values, NULL, false);
 	eb_spi_exec("INSERT INTO eventbus.relay_slot (slot_name, created_at, created_lsn, failover, warning) "
 				"VALUES ($1, pg_catalog.now(), $2, $3, $4)",
 				4, argtypes, values, nulls, false);
-	eb_spi_end(&spi);
-	PopActiveSnapshot();
 }
 
-/* Creates the relay slot (a failover slot from 17 on) and records it. */
+/*
+ * Creates the relay slot (a failover slot from 17 on) and records it, with
+ * a warning when it replaces an earlier one while relayed topics hold
+ * events (see the file header).  The slot stays ephemeral until the
+ * record is committed: an error in between drops it, so that a slot never
+ * exists without its record.
+ */
 static void
 eb_relay_slot_create(const char *slot)
 {
 	LogicalDecodingContext *ctx;
 	XLogRecPtr	start;
+	EbSpi		spi;
+	char	   *previous;
+	char	   *topics = NULL;
+	char	   *warning = NULL;
 #ifdef EB_HAVE_FAILOVER_SLOTS
 	bool		failover = true;
 #else
 	bool		failover = false;
 #endif
 
+	MemoryContext outer = CurrentMemoryContext;
+
 	ereport(LOG,
 			(errmsg("pg_eventbus relay: creating replication slot \"%s\"%s", slot,
 					failover ? " (a failover slot)" : "")));
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	eb_spi_begin(&spi, false);
+	previous = eb_relay_slot_gap_check(slot, &topics);
+
 	eb_check_logical_decoding_requirements();
 	eb_replication_slot_create(slot, true, RS_EPHEMERAL, false, failover);
 	eb_ensure_logical_decoding();
@@ -214,10 +225,35 @@ eb_relay_slot_create(const char *slot)
 	DecodingContextFindStartpoint(ctx);
 	start = MyReplicationSlot->data.confirmed_flush;
 	FreeDecodingContext(ctx);
+
+	if (previous != NULL)
+		warning = MemoryContextStrdup(outer, psprintf("the relay's replication slot was created anew at %X/%X, "
+						   "replacing one created %s: events of relayed topics (%s) "
+						   "committed before %X/%X that the old slot had not confirmed "
+						   "may be missing in Kafka",
+						   LSN_FORMAT_ARGS(start), previous, topics,
+						   LSN_FORMAT_ARGS(start)));
+	if (topics != NULL)
+		topics = MemoryContextStrdup(outer, topics);
+	eb_relay_slot_record(slot, start, failover, warning);
+	eb_spi_end(&spi);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
 	ReplicationSlotPersist();
 	ReplicationSlotRelease();
-	eb_relay_slot_record(slot, start, failover);
-	CommitTransactionCommand();
+
+	if (warning != NULL)
+		ereport(WARNING,
+				(errcode(ERRCODE_WARNING),
+				 errmsg("pg_eventbus relay: replication slot \"%s\" is new, but a slot of this database existed before",
+						slot),
+				 errdetail("Events of relayed topics (%s) committed before %X/%X that the old slot had not confirmed may be missing in Kafka (a promotion without slot synchronization, or a lost slot).",
+						   topics, LSN_FORMAT_ARGS(start)),
+				 errhint("Send what Kafka may be missing again from the topics' tables as docs/relay.md describes (\"After a slot was lost\"), then call eventbus.resolve_relay_slot_warning().")));
+	if (warning != NULL)
+		pfree(warning);
+	if (topics != NULL)
+		pfree(topics);
 }
 
 /*

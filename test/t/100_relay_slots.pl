@@ -100,8 +100,24 @@ like($node->safe_psql('postgres', "SELECT status FROM eventbus.relay_slots"),
 	qr/eventbus\.kafka_brokers is empty/, '... saying why');
 ($rc, $out, $err) = $node->psql('other', "SELECT eventbus.drop_relay_slot('$other_slot')");
 like($err, qr/does not exist/, 'no slot in the other database yet');
+# 17+: a slot without failover (as made by an older major before
+# pg_upgrade) is switched to failover when the relay starts with it.
+if ($major >= 17)
+{
+	$node->safe_psql('postgres', "SELECT pg_drop_replication_slot('$slot')");
+	$node->safe_psql('postgres',
+		"SELECT pg_create_logical_replication_slot('$slot', 'pg_eventbus', false, false, false)");
+	is($node->safe_psql('postgres', "SELECT failover FROM pg_replication_slots WHERE slot_name = '$slot'"),
+		'f', '17+: a slot without failover');
+}
 set_config('eventbus.kafka_brokers', $bootstrap);
 ok(wait_relay_running($node, 'postgres'), 'the relay runs again with the brokers set');
+if ($major >= 17)
+{
+	is($node->safe_psql('postgres', "SELECT failover FROM pg_replication_slots WHERE slot_name = '$slot'"),
+		't', '... the relay switched it to failover');
+	like(log_since($node, $log), qr/replication slot "$slot" is now a failover slot/, '... and logged it');
+}
 is($node->safe_psql('postgres', q{SELECT slot_created_at FROM eventbus.relay_status}),
 	$created_at, '... from the same slot');
 unlike(log_since($node, $log), qr/creating replication slot/, '... not a new one');

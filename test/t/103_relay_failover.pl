@@ -28,7 +28,7 @@ use RelayTest;
 
 my $primary = PostgreSQL::Test::Cluster->new('primary');
 plan skip_all => 'failover slots exist from PostgreSQL 17 on'
-  if $primary->pg_version < 17;
+  if $primary->pg_version->major < 17;
 
 my $mock = RelayTest::MockKafka->start('--topic', 'ev:2');
 my $bootstrap = $mock->bootstrap;

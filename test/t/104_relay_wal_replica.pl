@@ -20,7 +20,7 @@ use RelayTest;
 
 my $probe = PostgreSQL::Test::Cluster->new('probe');
 plan skip_all => 'logical decoding with wal_level = replica exists from PostgreSQL 19 on'
-  if $probe->pg_version < 19;
+  if $probe->pg_version->major < 19;
 
 my $mock = RelayTest::MockKafka->start('--topic', 'ev:1', '--topic', 'ob:1');
 my $bootstrap = $mock->bootstrap;

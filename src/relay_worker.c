@@ -5,8 +5,9 @@
  *
  * Started by the launcher in eventbus.database when eventbus.kafka_brokers
  * is set.  It owns the logical replication slot pg_eventbus_relay_<db oid>
- * (created on first start, output plugin: this library) and decodes WAL in
- * its own process: no replication connection, no pg_hba.conf entry.
+ * (created on first start, output plugin: this library; how it is created,
+ * checked and reported is in relay_slot.c) and decodes WAL in its own
+ * process: no replication connection, no pg_hba.conf entry.
  *
  * A session acquires the slot, creates an idempotent Kafka producer and a
  * decoding context, then loops: read WAL up to the flush pointer, let the

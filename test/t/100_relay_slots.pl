@@ -105,8 +105,11 @@ like($err, qr/does not exist/, 'no slot in the other database yet');
 if ($major >= 17)
 {
 	$node->safe_psql('postgres', "SELECT pg_drop_replication_slot('$slot')");
-	$node->safe_psql('postgres',
-		"SELECT pg_create_logical_replication_slot('$slot', 'pg_eventbus', false, false, false)");
+	# (servers with output_plugin_libraries allow the plugin per session)
+	$node->safe_psql('postgres', qq{
+SELECT set_config('output_plugin_libraries', 'pg_eventbus', false)
+  FROM pg_settings WHERE name = 'output_plugin_libraries';
+SELECT pg_create_logical_replication_slot('$slot', 'pg_eventbus', false, false, false);});
 	is($node->safe_psql('postgres', "SELECT failover FROM pg_replication_slots WHERE slot_name = '$slot'"),
 		'f', '17+: a slot without failover');
 }

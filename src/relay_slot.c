@@ -249,7 +249,7 @@ eb_relay_slot_create(const char *slot)
 						slot),
 				 errdetail("Events of relayed topics (%s) committed before %X/%X that the old slot had not confirmed may be missing in Kafka (a promotion without slot synchronization, or a lost slot).",
 						   topics, LSN_FORMAT_ARGS(start)),
-				 errhint("Send what Kafka may be missing again from the topics' tables as docs/relay.md describes (\"After a slot was lost\"), then call eventbus.resolve_relay_slot_warning().")));
+				 errhint("Send what Kafka may be missing again from the topics' tables as docs/ha.md describes (\"After a slot was lost\"), then call eventbus.resolve_relay_slot_warning().")));
 	if (warning != NULL)
 		pfree(warning);
 	if (topics != NULL)
@@ -292,8 +292,8 @@ eb_relay_slot_ensure(const char *slot, char *why, size_t whylen)
 	{
 		snprintf(why, whylen,
 				 "replication slot \"%s\" was invalidated (%s): events committed since it fell behind were not relayed; "
-				 "the relay waits and never replaces the slot by itself. Recover as docs/relay.md describes "
-				 "(\"After a slot was lost\"), then drop it with eventbus.drop_relay_slot('%s') to relay again from then on.",
+				 "the relay waits and never replaces the slot by itself. Recover as docs/ha.md describes "
+				 "(\"An invalidated slot\"), then drop it with eventbus.drop_relay_slot('%s') to relay again from then on.",
 				 slot, invalidated, slot);
 		return false;
 	}

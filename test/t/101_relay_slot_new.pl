@@ -67,7 +67,7 @@ like($st->{slot_warning} // '', qr/may be missing in Kafka/, '... and what that 
 my $new_log = log_since($node, $log);
 like($new_log, qr/WARNING:  pg_eventbus relay: replication slot "$slot" is new, but a slot of this database existed before/,
 	'a WARNING in the log');
-like($new_log, qr/HINT:  Send what Kafka may be missing again .* docs\/relay\.md/, '... with a hint to the resend procedure');
+like($new_log, qr/HINT:  Send what Kafka may be missing again .* docs\/ha\.md/, '... with a hint to the resend procedure');
 
 $node->safe_psql('postgres', q{SELECT eventbus.publish('ev', '{"phase": "after"}')});
 my $msgs = wait_for_kafka($bootstrap, 'ev', 6);

@@ -51,7 +51,7 @@ is($node->safe_psql('other', q{SELECT relay_to IS NULL FROM eventbus.topic WHERE
 	't', '... and records nothing');
 
 # From 19 core turns logical decoding on for a logical slot, so replica is
-# enough there (test/t/104_relay_wal_replica.pl) and minimal is what fails.
+# enough there (test/t/114_relay_wal_replica.pl) and minimal is what fails.
 my ($low, $needed) = $node->pg_version->major >= 19 ? ('minimal', 'replica') : ('replica', 'logical');
 $node->append_conf('postgresql.conf', "wal_level = $low\n");
 $node->append_conf('postgresql.conf', "max_wal_senders = 0\n") if $low eq 'minimal';

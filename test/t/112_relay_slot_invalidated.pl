@@ -7,7 +7,7 @@
 #    with the recovery), relay_slots too; the relay waits, also once the
 #    broker is back, and creates no new slot by itself.
 #  - Recovery as documented: drop_relay_slot() accepts the invalidated slot
-#    (it refuses a valid one, see 100), the relay creates a new one and
+#    (it refuses a valid one, see 110), the relay creates a new one and
 #    warns that events may be missing in Kafka; new events are relayed.
 #  - 18+: idle_replication_slot_timeout invalidates the slot of a stopped
 #    relay; reported as 'idle_timeout' the same way.

@@ -40,6 +40,9 @@
 #include "executor/executor.h"
 #include "nodes/makefuncs.h"
 #include "replication/logical.h"
+#if PG_VERSION_NUM >= 190000
+#include "replication/logicalctl.h"
+#endif
 #include "replication/message.h"
 #include "replication/reorderbuffer.h"
 #include "replication/slot.h"
@@ -386,6 +389,108 @@ eb_slot_invalidation_reason(const ReplicationSlotPersistentData *data)
 	return "unknown";
 #else
 	return XLogRecPtrIsInvalid(data->invalidated_at) ? NULL : "wal_removed";
+#endif
+}
+
+/*
+ * Whether a logical slot of a failover-capable major is synchronized to
+ * standbys (failover) or is a synchronized copy on a standby (synced).
+ * Before 17 neither exists.  The caller holds the slot's mutex or has it
+ * acquired.
+ */
+static inline bool
+eb_slot_failover(const ReplicationSlotPersistentData *data)
+{
+#ifdef EB_HAVE_FAILOVER_SLOTS
+	return data->failover;
+#else
+	(void) data;
+	return false;
+#endif
+}
+
+static inline bool
+eb_slot_synced(const ReplicationSlotPersistentData *data)
+{
+#ifdef EB_HAVE_FAILOVER_SLOTS
+	return data->synced;
+#else
+	(void) data;
+	return false;
+#endif
+}
+
+/*
+ * The pid of the process that has a slot acquired, 0 if none: 19 keeps the
+ * process's number (active_proc) instead of its pid.  The caller holds the
+ * slot's mutex.
+ */
+static inline pid_t
+eb_slot_active_pid(const ReplicationSlot *slot)
+{
+#if PG_VERSION_NUM >= 190000
+	return slot->active_proc == INVALID_PROC_NUMBER ? 0 :
+		GetPGProcByNumber(slot->active_proc)->pid;
+#else
+	return slot->active_pid;
+#endif
+}
+
+/*
+ * Whether every standby named in synchronized_standby_slots has confirmed
+ * WAL up to lsn (17+; before 17 there is no such setting: true).  Needs the
+ * decoding slot acquired; a non-failover slot never waits.
+ */
+static inline bool
+eb_standby_slots_caught_up(XLogRecPtr lsn)
+{
+#ifdef EB_HAVE_FAILOVER_SLOTS
+	return StandbySlotsHaveCaughtup(lsn, DEBUG1);
+#else
+	(void) lsn;
+	return true;
+#endif
+}
+
+/*
+ * Turns an existing slot (not acquired by anyone) into a failover slot: 17
+ * took the new value, 18 pointers to the values to change (NULL: keep).
+ * Does nothing before 17.
+ */
+static inline void
+eb_replication_slot_set_failover(const char *name)
+{
+#if PG_VERSION_NUM >= 180000
+	bool		failover = true;
+
+	ReplicationSlotAlter(name, &failover, NULL);
+#elif PG_VERSION_NUM >= 170000
+	ReplicationSlotAlter(name, true);
+#else
+	(void) name;
+#endif
+}
+
+/*
+ * The wal_level logical decoding needs.  From 19 core turns logical
+ * decoding on by itself while a logical slot exists (effective_wal_level
+ * becomes logical), so replica is enough; before, wal_level must be
+ * logical.  eb_ensure_logical_decoding() does that switch after a slot was
+ * created (a no-op before 19).
+ */
+#if PG_VERSION_NUM >= 190000
+#define EB_LOGICAL_WAL_LEVEL WAL_LEVEL_REPLICA
+#define EB_LOGICAL_WAL_LEVEL_NAME "replica"
+#else
+#define EB_LOGICAL_WAL_LEVEL WAL_LEVEL_LOGICAL
+#define EB_LOGICAL_WAL_LEVEL_NAME "logical"
+#endif
+
+static inline void
+eb_ensure_logical_decoding(void)
+{
+#if PG_VERSION_NUM >= 190000
+	EnsureLogicalDecodingEnabled();
 #endif
 }
 

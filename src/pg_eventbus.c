@@ -308,6 +308,7 @@ _PG_init(void)
 
 	eb_catalog_init();
 	eb_consume_init();
+	eb_relay_slot_init();
 	RegisterXactCallback(eb_xact_callback, NULL);
 	RegisterSubXactCallback(eb_subxact_callback, NULL);
 

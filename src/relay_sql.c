@@ -337,7 +337,8 @@ eb_relay_allowed(Oid roleid, const char *kafka_topic, Snapshot snapshot)
 
 /*
  * Refuses relay_topic() and outbox() where what they record could never
- * reach Kafka: wal_level below logical, or a database the relay does not
+ * reach Kafka: wal_level below what logical decoding needs (logical;
+ * replica from 19, where core turns logical decoding on for the slot), or a database the relay does not
  * serve.  With lost_without_slot (outbox(): its messages live only in
  * WAL), also while the relay has no usable slot in this database.  The one
  * place that decides which databases the relay serves.
@@ -350,13 +351,13 @@ eb_relay_check_served(const char *func, bool lost_without_slot)
 	ReplicationSlot *s;
 	bool		usable = false;
 
-	if (wal_level < WAL_LEVEL_LOGICAL)
+	if (wal_level < EB_LOGICAL_WAL_LEVEL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("the Kafka relay needs wal_level = logical"),
+				 errmsg("the Kafka relay needs wal_level = %s", EB_LOGICAL_WAL_LEVEL_NAME),
 				 errdetail("wal_level is \"%s\": nothing %s records now could reach Kafka.",
 						   GetConfigOption("wal_level", false, false), func),
-				 errhint("Set wal_level = logical and restart the server.")));
+				 errhint("Set wal_level = %s and restart the server.", EB_LOGICAL_WAL_LEVEL_NAME)));
 	if (eb_database == NULL || dbname == NULL || strcmp(dbname, eb_database) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

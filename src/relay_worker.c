@@ -5,8 +5,9 @@
  *
  * Started by the launcher in eventbus.database when eventbus.kafka_brokers
  * is set.  It owns the logical replication slot pg_eventbus_relay_<db oid>
- * (created on first start, output plugin: this library) and decodes WAL in
- * its own process: no replication connection, no pg_hba.conf entry.
+ * (created on first start, output plugin: this library; how it is created,
+ * checked and reported is in relay_slot.c) and decodes WAL in its own
+ * process: no replication connection, no pg_hba.conf entry.
  *
  * A session acquires the slot, creates an idempotent Kafka producer and a
  * decoding context, then loops: read WAL up to the flush pointer, let the
@@ -104,6 +105,8 @@ int			eb_relay_max_in_flight = 100000;
 #define EB_ACK_STALL_MS 10000
 /* while the brokers are down and nothing is in flight, probe them this often */
 #define EB_BROKER_PROBE_MS 1000
+/* a session checks this often that the extension is still installed */
+#define EB_EXTENSION_CHECK_MS 2000
 /* room for the relay's headers and a record's framing above an event's size */
 #define EB_RELAY_RECORD_OVERHEAD 65536
 
@@ -211,6 +214,7 @@ static XLogRecPtr confirmed = InvalidXLogRecPtr;
 static bool slot_dirty = false;
 static TimestampTz last_save = 0;
 static volatile sig_atomic_t shutdown_requested = false;
+static TimestampTz extension_checked_at = 0;
 
 /* counters published to shared memory */
 /* written by librdkafka when the main queue gets events; read end polled */
@@ -1492,6 +1496,36 @@ eb_relay_config_changed(const char *brokers, const char *properties, const char 
 }
 
 /*
+ * Waits until the standbys of synchronized_standby_slots confirmed WAL up
+ * to lsn (relay_slot.c), serving delivery reports meanwhile; false if
+ * shutdown was requested first.
+ */
+static bool
+eb_relay_wait_standbys(XLogRecPtr lsn)
+{
+	bool		waited = false;
+
+	while (!eb_relay_slot_standbys_confirmed(lsn))
+	{
+		if (shutdown_requested)
+			return false;
+		if (!waited)
+		{
+			eb_relay_set_state("waiting for synchronized_standby_slots");
+			waited = true;
+		}
+		rd_kafka_poll(producer, 0);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 10L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	if (waited)
+		eb_relay_set_state("running");
+	return true;
+}
+
+/*
  * Relays until a delivery fails, the Kafka settings change, or shutdown.
  */
 static void
@@ -1552,6 +1586,14 @@ eb_relay_session(const char *slot)
 			if (eb_relay_config_changed(brokers, properties, file))
 				break;
 		}
+		/* after DROP EXTENSION: leave, eb_relay_ready() drops the slot */
+		if (TimestampDifferenceExceeds(extension_checked_at, GetCurrentTimestamp(),
+									   EB_EXTENSION_CHECK_MS))
+		{
+			extension_checked_at = GetCurrentTimestamp();
+			if (!eb_relay_extension_installed())
+				break;
+		}
 
 		flush = GetFlushRecPtr(NULL);
 		while (ctx->reader->EndRecPtr < flush && in_flight < eb_relay_max_in_flight &&
@@ -1562,6 +1604,12 @@ eb_relay_session(const char *slot)
 
 			if (errm)
 				elog(ERROR, "could not read WAL for the relay: %s", errm);
+			if (record != NULL && !eb_relay_wait_standbys(ctx->reader->EndRecPtr))
+			{
+				/* shutdown: not decoded, so not confirmable either */
+				session_failed = true;
+				break;
+			}
 			if (record != NULL)
 				LogicalDecodingProcessRecord(ctx, ctx->reader);
 			if ((++n & 255) == 0)
@@ -1633,10 +1681,10 @@ eb_relay_ready(const char *slot, char *why, size_t whylen)
 {
 	bool		installed;
 
-	if (wal_level < WAL_LEVEL_LOGICAL)
+	if (wal_level < EB_LOGICAL_WAL_LEVEL)
 	{
-		snprintf(why, whylen, "wal_level must be logical for the relay (it is %s)",
-				 GetConfigOption("wal_level", false, false));
+		snprintf(why, whylen, "wal_level must be %s for the relay (it is %s)",
+				 EB_LOGICAL_WAL_LEVEL_NAME, GetConfigOption("wal_level", false, false));
 		return false;
 	}
 	if (max_replication_slots <= 0)
@@ -1664,48 +1712,9 @@ eb_relay_ready(const char *slot, char *why, size_t whylen)
 		return false;
 	}
 
-	{
-		ReplicationSlot *s = SearchNamedReplicationSlot(slot, true);
-		const char *invalidated = NULL;
-
-		if (s != NULL)
-		{
-			SpinLockAcquire(&s->mutex);
-			invalidated = eb_slot_invalidation_reason(&s->data);
-			SpinLockRelease(&s->mutex);
-		}
-		if (invalidated != NULL)
-		{
-			snprintf(why, whylen,
-					 "replication slot \"%s\" was invalidated (%s); events committed since then were not relayed. Drop the slot to start relaying again from now.",
-					 slot, invalidated);
-			return false;
-		}
-	}
-
 	if (SearchNamedReplicationSlot(slot, true) == NULL)
-	{
-		LogicalDecodingContext *ctx;
-
-		ereport(LOG,
-				(errmsg("pg_eventbus relay: creating replication slot \"%s\"", slot)));
 		eb_relay_set_state("creating slot");
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		eb_check_logical_decoding_requirements();
-		eb_replication_slot_create(slot, true, RS_EPHEMERAL, false, false);
-		ctx = eb_create_init_decoding_context(EB_EXTENSION, NIL, false, InvalidXLogRecPtr,
-										XL_ROUTINE(.page_read = read_local_xlog_page,
-												   .segment_open = wal_segment_open,
-												   .segment_close = wal_segment_close),
-										NULL, NULL, NULL);
-		DecodingContextFindStartpoint(ctx);
-		FreeDecodingContext(ctx);
-		ReplicationSlotPersist();
-		ReplicationSlotRelease();
-		CommitTransactionCommand();
-	}
-	return true;
+	return eb_relay_slot_ensure(slot, why, whylen);
 }
 
 /*
@@ -1829,7 +1838,16 @@ eb_relay_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 		if (eb_kafka_brokers == NULL || eb_kafka_brokers[0] == '\0')
-			break;				/* the launcher stops us too */
+		{
+			/* the launcher stops us too; the slot stays, with its position */
+			if (SearchNamedReplicationSlot(slot, true) != NULL)
+				ereport(LOG,
+						(errmsg("pg_eventbus relay: stopping because eventbus.kafka_brokers is empty; replication slot \"%s\" keeps retaining WAL",
+								slot),
+						 errhint("Set eventbus.kafka_brokers again to relay from where it stopped, or drop the slot with eventbus.drop_relay_slot('%s') (see eventbus.relay_slots).",
+								 slot)));
+			break;
+		}
 
 		if (!eb_relay_ready(slot, why, sizeof(why)))
 		{

@@ -190,10 +190,24 @@ SELECT s.state,
        s.skipped,
        s.last_skipped_lsn,
        s.last_skip_reason,
-       (SELECT jsonb_object_agg(b.topic, b.backlog) FROM eventbus.relay_backlog() b) AS backlog
+       (SELECT jsonb_object_agg(b.topic, b.backlog) FROM eventbus.relay_backlog() b) AS backlog,
+       rs.failover AS slot_failover,
+       rs.invalidation_reason AS slot_invalidation_reason,
+       rs.created_at AS slot_created_at,
+       rs.warning AS slot_warning,
+       (SELECT jsonb_agg(jsonb_build_object(
+                   'slot_name', a.slot_name, 'database', a.database, 'active_pid', a.active_pid,
+                   'restart_lsn', a.restart_lsn, 'wal_retained_bytes', a.wal_retained_bytes,
+                   'invalidation_reason', a.invalidation_reason, 'orphaned', a.orphaned,
+                   'status', a.status) ORDER BY a.slot_name)
+        FROM eventbus.relay_slots a) AS slots
 FROM eventbus.relay_stats() s
-LEFT JOIN pg_catalog.pg_replication_slots r ON r.slot_name = s.slot_name;
+LEFT JOIN pg_catalog.pg_replication_slots r ON r.slot_name = s.slot_name
+LEFT JOIN eventbus.relay_slots rs
+       ON rs.slot_name = coalesce(s.slot_name,
+                                  'pg_eventbus_relay_' || (SELECT d.oid FROM pg_catalog.pg_database d
+                                                           WHERE d.datname = pg_catalog.current_database()));
 COMMENT ON VIEW eventbus.relay_status IS
-  'Health of the Kafka relay: state, slot, confirmed LSN, WAL retained, events and bytes relayed, messages in flight, outbox backlog, commit-to-acknowledgement latency, last error, last acknowledgement, content skipped because it could not be relayed (count, last LSN, reason), backlog per relayed topic. Superusers and pg_monitor only.';
+  'Health of the Kafka relay: state, slot, confirmed LSN, WAL retained, events and bytes relayed, messages in flight, outbox backlog, commit-to-acknowledgement latency, last error, last acknowledgement, content skipped because it could not be relayed (count, last LSN, reason), backlog per relayed topic; the slot''s failover flag, invalidation reason, creation time and warning (a slot created anew while relayed topics held events), and every pg_eventbus slot of the cluster (slots: database, process, retained WAL, orphaned, status; details in relay_slots). Superusers and pg_monitor only.';
 REVOKE ALL ON eventbus.relay_status FROM PUBLIC;
 GRANT SELECT ON eventbus.relay_status TO pg_monitor;

@@ -17,6 +17,21 @@ SELECT state FROM eventbus.relay_status;
 SELECT * FROM eventbus.relay_key;
 RESET ROLE;
 
+-- the relay's slots (issue 10): listing them is for pg_monitor, dropping
+-- one or clearing a slot warning for superusers, whatever the grants say
+SET ROLE eb_attacker;
+SELECT * FROM eventbus.relay_slots;
+SELECT * FROM eventbus.relay_slot;
+SELECT eventbus.drop_relay_slot('pg_eventbus_relay_1');
+SELECT eventbus.resolve_relay_slot_warning();
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION eventbus.drop_relay_slot(name) TO eb_watcher;
+SET ROLE eb_watcher;
+SELECT eventbus.drop_relay_slot('pg_eventbus_relay_1');
+SELECT count(*) >= 0 FROM eventbus.relay_slots;
+RESET ROLE;
+REVOKE EXECUTE ON FUNCTION eventbus.drop_relay_slot(name) FROM eb_watcher;
+
 -- a member of pg_monitor sees the status, not the key
 SET ROLE eb_watcher;
 SELECT state, worker_pid, skipped, last_error FROM eventbus.relay_status;

@@ -35,3 +35,119 @@ AS 'MODULE_PATHNAME', 'eb_relay_topic_v2'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.relay_topic(text, text, text, text, text, text) IS
   'Relays the events of a topic committed from now on (start_at ''now'', the only value so far) to a Kafka topic (default: the same name). format: ''plain'' (also ''json''; the event as it is) or ''cloudevents'' (CloudEvents Kafka binding, binary content mode; cloudevents_source is ce_source, by default /postgresql/<database>/<topic>). on_error: what to do with an event Kafka refuses for good, ''stop'' (relaying waits) or ''dead_letter'' (eventbus.relay_dead_letter, relaying goes on). Topic owner only; the caller and the owner must be allowed to relay into the Kafka topic (allow_relay()).';
+
+-- The relay's replication slots: their creation record, every slot of the
+-- cluster, dropping orphans.
+-- Each creation of this database's relay slot, by the relay worker.  A
+-- warning is kept when the slot was created anew while relayed topics held
+-- events (a slot of this database existed before: a promotion without slot
+-- synchronization, or a dropped slot), until resolve_relay_slot_warning().
+-- Not dumped: a slot belongs to one cluster.
+CREATE TABLE eventbus.relay_slot (
+    slot_name   name PRIMARY KEY,
+    created_at  timestamptz NOT NULL,
+    created_lsn pg_lsn NOT NULL,
+    failover    boolean NOT NULL,
+    warning     text
+);
+REVOKE ALL ON eventbus.relay_slot FROM PUBLIC;
+GRANT SELECT ON eventbus.relay_slot TO pg_monitor;
+COMMENT ON TABLE eventbus.relay_slot IS
+  'When the relay created its replication slot in this database (written by the relay): position it started from, whether it is a failover slot, and a warning when it replaced an earlier slot while relayed topics held events that may not have reached Kafka.';
+
+CREATE FUNCTION eventbus.relay_slot_info(
+    OUT slot_name text, OUT database_oid oid, OUT database name, OUT active_pid integer,
+    OUT restart_lsn pg_lsn, OUT confirmed_lsn pg_lsn, OUT wal_retained_bytes bigint,
+    OUT failover boolean, OUT synced boolean, OUT invalidation_reason text,
+    OUT orphaned boolean, OUT status text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'eb_relay_slot_info'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus.relay_slot_info() IS
+  'Every pg_eventbus relay slot of the cluster, in every database (see the relay_slots view). Superusers and pg_monitor only.';
+REVOKE ALL ON FUNCTION eventbus.relay_slot_info() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION eventbus.relay_slot_info() TO pg_monitor;
+
+CREATE VIEW eventbus.relay_slots AS
+SELECT i.slot_name,
+       i.database,
+       i.active_pid,
+       i.restart_lsn,
+       i.confirmed_lsn,
+       i.wal_retained_bytes,
+       i.failover,
+       i.synced,
+       i.invalidation_reason,
+       i.orphaned,
+       i.status,
+       c.created_at,
+       c.warning
+FROM eventbus.relay_slot_info() i
+LEFT JOIN eventbus.relay_slot c ON c.slot_name = i.slot_name
+ORDER BY i.slot_name;
+COMMENT ON VIEW eventbus.relay_slots IS
+  'Every pg_eventbus relay slot of the cluster: its database, the process using it, restart and confirmed LSN, WAL it retains, failover (17+), invalidation reason, whether it is an orphan (no relay will use it: its database is not eventbus.database, or eventbus.kafka_brokers is empty) and what to do; for this database''s slot, when it was created and any warning. Superusers and pg_monitor only.';
+REVOKE ALL ON eventbus.relay_slots FROM PUBLIC;
+GRANT SELECT ON eventbus.relay_slots TO pg_monitor;
+
+CREATE FUNCTION eventbus.drop_relay_slot(slot_name name)
+RETURNS void
+AS 'MODULE_PATHNAME', 'eb_drop_relay_slot'
+LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus.drop_relay_slot(name) IS
+  'Drops a pg_eventbus relay slot (of any database) that is an orphan or invalidated; refuses a slot in use and the slot of the relay the settings ask for. Not transactional. Superusers only.';
+REVOKE ALL ON FUNCTION eventbus.drop_relay_slot(name) FROM PUBLIC;
+
+CREATE FUNCTION eventbus.resolve_relay_slot_warning()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'eb_resolve_relay_slot_warning'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION eventbus.resolve_relay_slot_warning() IS
+  'Clears the warning of this database''s relay slot (relay_status.slot_warning) once what Kafka may have missed was sent again; true if there was one. Superusers only.';
+REVOKE ALL ON FUNCTION eventbus.resolve_relay_slot_warning() FROM PUBLIC;
+
+-- relay_status shows the slot's failover flag, invalidation, warning and
+-- every pg_eventbus slot.
+CREATE OR REPLACE VIEW eventbus.relay_status AS
+SELECT s.state,
+       s.worker_pid,
+       s.slot_name,
+       r.confirmed_flush_lsn AS confirmed_lsn,
+       CASE WHEN r.restart_lsn IS NOT NULL
+            THEN pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), r.restart_lsn)::bigint
+       END AS wal_retained_bytes,
+       s.events_relayed,
+       s.bytes_relayed,
+       s.messages_in_flight,
+       s.outbox_backlog,
+       s.latency_p50_ms,
+       s.latency_p99_ms,
+       s.last_error,
+       s.last_error_at,
+       s.last_error_resolved_at,
+       s.last_ack_at,
+       s.started_at,
+       s.skipped,
+       s.last_skipped_lsn,
+       s.last_skip_reason,
+       (SELECT jsonb_object_agg(b.topic, b.backlog) FROM eventbus.relay_backlog() b) AS backlog,
+       rs.failover AS slot_failover,
+       rs.invalidation_reason AS slot_invalidation_reason,
+       rs.created_at AS slot_created_at,
+       rs.warning AS slot_warning,
+       (SELECT jsonb_agg(jsonb_build_object(
+                   'slot_name', a.slot_name, 'database', a.database, 'active_pid', a.active_pid,
+                   'restart_lsn', a.restart_lsn, 'wal_retained_bytes', a.wal_retained_bytes,
+                   'invalidation_reason', a.invalidation_reason, 'orphaned', a.orphaned,
+                   'status', a.status) ORDER BY a.slot_name)
+        FROM eventbus.relay_slots a) AS slots
+FROM eventbus.relay_stats() s
+LEFT JOIN pg_catalog.pg_replication_slots r ON r.slot_name = s.slot_name
+LEFT JOIN eventbus.relay_slots rs
+       ON rs.slot_name = coalesce(s.slot_name,
+                                  'pg_eventbus_relay_' || (SELECT d.oid FROM pg_catalog.pg_database d
+                                                           WHERE d.datname = pg_catalog.current_database()));
+COMMENT ON VIEW eventbus.relay_status IS
+  'Health of the Kafka relay: state, slot, confirmed LSN, WAL retained, events and bytes relayed, messages in flight, outbox backlog, commit-to-acknowledgement latency, last error, last acknowledgement, content skipped because it could not be relayed (count, last LSN, reason), backlog per relayed topic; the slot''s failover flag, invalidation reason, creation time and warning (a slot created anew while relayed topics held events), and every pg_eventbus slot of the cluster (slots: database, process, retained WAL, orphaned, status; details in relay_slots). Superusers and pg_monitor only.';
+REVOKE ALL ON eventbus.relay_status FROM PUBLIC;
+GRANT SELECT ON eventbus.relay_status TO pg_monitor;

@@ -168,6 +168,19 @@ eb_catalog_relid(const char *name)
 	return relid;
 }
 
+/*
+ * Does the extension's schema hold a relation of this name?  For objects
+ * added after a release, which a database still at that release's version
+ * lacks (see EB_SQL_VERSIONS_SERVED): callers do without them.
+ */
+bool
+eb_catalog_has(const char *name)
+{
+	Oid			nsp = eb_schema_oid(true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid(name, nsp));
+}
+
 /* The owner of the extension's catalog tables, i.e. the extension owner. */
 Oid
 eb_extension_owner(void)

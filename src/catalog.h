@@ -46,6 +46,7 @@ typedef struct EbTopic
 extern Oid	eb_schema_oid(bool missing_ok);
 extern Oid	eb_data_schema_oid(void);
 extern Oid	eb_catalog_relid(const char *name);
+extern bool eb_catalog_has(const char *name);
 extern Oid	eb_extension_owner(void);
 extern int64 *eb_int8_array_values(Datum d, int *n);
 

@@ -57,6 +57,7 @@
 #include "utils/snapmgr.h"
 
 #include "pg_eventbus.h"
+#include "catalog.h"
 #include "compat.h"
 #include "privileged.h"
 #include "relay.h"
@@ -141,6 +142,9 @@ eb_relay_slot_gap_check(const char *slot, char **topics_out)
 	char	   *previous;
 	char	   *topics;
 
+	/* objects of 0.1.0 have no record of earlier slots */
+	if (!eb_catalog_has("relay_slot"))
+		return NULL;
 	namestrcpy(&name, slot);
 	values[0] = NameGetDatum(&name);
 	eb_spi_exec("SELECT created_at::text FROM eventbus.relay_slot WHERE slot_name = $1",
@@ -165,6 +169,8 @@ eb_relay_slot_record(const char *slot, XLogRecPtr start, bool failover,
 	char		nulls[4] = {' ', ' ', ' ', 'n'};
 	NameData	name;
 
+	if (!eb_catalog_has("relay_slot"))
+		return;					/* objects of 0.1.0: no record kept */
 	namestrcpy(&name, slot);
 	values[0] = NameGetDatum(&name);
 	values[1] = LSNGetDatum(start);

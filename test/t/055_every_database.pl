@@ -10,10 +10,8 @@
 #    slot (no slot left retaining WAL); CREATE EXTENSION again brings them
 #    back.
 #  - DROP DATABASE of a database whose workers run (the relay holding its
-#    slot) succeeds at once, also when eventbus.database names it.
-#  - The shared limits: with eventbus.max_partitions = 64, one database
-#    cannot take more than its share (half by default), so another can
-#    still create and use topics.
+#    slot) succeeds at once.
+# 056_drop_database.pl and 057_database_quota.pl test the rest.
 use strict;
 use warnings;
 
@@ -24,8 +22,7 @@ use Time::HiRes qw(time usleep);
 
 use RelayTest;
 
-my $mock = RelayTest::MockKafka->start('--topic', 'from-a:1', '--topic', 'from-b:1',
-	'--topic', 'from-e:1');
+my $mock = RelayTest::MockKafka->start('--topic', 'from-a:1', '--topic', 'from-b:1');
 my $bootstrap = $mock->bootstrap;
 
 my $node = relay_node(
@@ -36,7 +33,6 @@ max_replication_slots = 8
 max_worker_processes = 16
 eventbus.maintenance_naptime = 200ms
 eventbus.notify_interval = 10ms
-eventbus.max_partitions = 64
 });
 $node->start;
 
@@ -177,50 +173,6 @@ wait_workers(
 	'db_a:pg_eventbus relay,db_a:pg_eventbus worker,db_b:pg_eventbus relay,db_b:pg_eventbus worker',
 	'the other databases keep their workers');
 is(slots(), 'db_a,db_b', 'the dropped database left no slot');
-
-# The same when eventbus.database names the database (the only one served).
-$node->safe_psql('postgres', 'CREATE DATABASE db_e');
-$node->safe_psql('db_e', q{
-	CREATE EXTENSION pg_eventbus;
-	SELECT eventbus.create_topic('t', 1);
-});
-$node->safe_psql('postgres',
-	"ALTER SYSTEM SET eventbus.database = 'db_e'; SELECT pg_reload_conf()");
-wait_workers('db_e:pg_eventbus relay,db_e:pg_eventbus worker',
-	'with eventbus.database = db_e, only db_e has workers');
-ok(wait_relay_running($node, 'db_e'), 'the relay of db_e runs');
-$node->safe_psql('db_e', q{
-	SELECT eventbus.relay_topic('t', 'from-e');
-	SELECT eventbus.publish('t', '{"db": "db_e"}');
-});
-is(scalar(@{ wait_for_kafka($bootstrap, 'from-e', 1) }), 1, 'db_e relays');
-($rc, $out, $err) = $node->psql('postgres', 'DROP DATABASE db_e');
-is($rc, 0, 'DROP DATABASE of the database named by eventbus.database succeeds')
-  or diag($err);
-$node->safe_psql('postgres',
-	"ALTER SYSTEM RESET eventbus.database; SELECT pg_reload_conf()");
-wait_workers(
-	'db_a:pg_eventbus relay,db_a:pg_eventbus worker,db_b:pg_eventbus relay,db_b:pg_eventbus worker',
-	'eventbus.database reset: every database is served again');
-
-# ---------------------------------------------------------------------------
-# One database cannot take every partition: 64 in the cluster, 32 each.
-
-($rc, $out, $err) = $node->psql('db_a', q{SELECT eventbus.create_topic('huge', 40)});
-isnt($rc, 0, 'a topic past the database\'s share of partitions is refused');
-like($err, qr/too many partitions in database "db_a"/, '... naming the database');
-like($err, qr/max_partitions_per_database/, '... and the setting');
-$node->safe_psql('db_a', q{SELECT eventbus.create_topic('big', 28)});
-($rc, $out, $err) = $node->psql('db_a', q{SELECT eventbus.alter_topic('big', partitions => 31)});
-like($err, qr/too many partitions in database "db_a"/,
-	'alter_topic cannot grow past the share either');
-$node->safe_psql('db_a',
-	q{SELECT count(*) FROM generate_series(0, 27) p, eventbus.publish('big', '{}', partition => p)});
-($rc, $out, $err) = $node->psql('db_b', q{
-	SELECT eventbus.create_topic('other', 16);
-	SELECT count(*) FROM generate_series(0, 15) p, eventbus.publish('other', '{}', partition => p);
-});
-is($rc, 0, 'another database still has room for its topics') or diag($err);
 
 ok(!$node->log_contains(qr/being accessed by other users|TRAP:|terminated by signal|PANIC/),
 	'no refused DROP DATABASE and no crash in the server log');

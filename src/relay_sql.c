@@ -513,8 +513,7 @@ eb_set_relay(FunctionCallInfo fcinfo, const char *name, const char *kafka_topic,
 		ereport(NOTICE,
 				(errmsg("the relay has not started in this database yet"),
 				 errdetail("Events are relayed from the moment the relay worker has created its replication slot."),
-				 errhint("Set eventbus.kafka_brokers and eventbus.database = '%s', then reload the configuration.",
-						 get_database_name(MyDatabaseId))));
+				 errhint("Set eventbus.kafka_brokers and reload the configuration.")));
 }
 
 /*

@@ -3,8 +3,9 @@
  * relay_worker.c
  *	  The Kafka relay worker.
  *
- * Started by the launcher in eventbus.database when eventbus.kafka_brokers
- * is set.  It owns the logical replication slot pg_eventbus_relay_<db oid>
+ * Started by the launcher (launcher.c) in each database it serves where
+ * the extension is installed, when eventbus.kafka_brokers is set; its
+ * status is that database's entry in shared memory.  It owns the logical replication slot pg_eventbus_relay_<db oid>
  * (created on first start, output plugin: this library) and decodes WAL in
  * its own process: no replication connection, no pg_hba.conf entry.
  *

@@ -313,6 +313,7 @@ eb_db_shared(Oid dboid, bool create)
 		found->release_req = found->release_ack = 0;
 		found->hold_until = 0;
 		found->notify_latch = NULL;
+		found->worker_pid = 0;
 		/* nobody uses a free entry's relay status */
 		memset((char *) r + offsetof(EbRelayShared, pid), 0,
 			   offsetof(EbRelayShared, outbox_committed) - offsetof(EbRelayShared, pid));

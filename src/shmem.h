@@ -147,6 +147,7 @@ typedef struct EbDbShared
 	uint32		release_ack;	/* release_req the launcher last satisfied */
 	TimestampTz hold_until;		/* no worker starts here before then */
 	Latch	   *notify_latch;	/* the database worker's, NULL if none */
+	pid_t		worker_pid;		/* the database worker's, 0 if none */
 	EbRelayShared relay;		/* the database's relay (its own mutex) */
 } EbDbShared;
 

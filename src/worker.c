@@ -41,6 +41,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -77,8 +78,41 @@ eb_worker_register(void)
 static void
 eb_db_worker_exit(int code, Datum arg)
 {
-	if (eb_shared != NULL)
-		eb_notify_register(false);
+	EbDbShared *d;
+
+	if (eb_shared == NULL)
+		return;
+	eb_notify_register(false);
+	d = eb_db_shared(MyDatabaseId, false);
+	if (d == NULL)
+		return;
+	LWLockAcquire(eb_shared->dbs_lock, LW_EXCLUSIVE);
+	if (d->worker_pid == MyProcPid)
+		d->worker_pid = 0;
+	LWLockRelease(eb_shared->dbs_lock);
+}
+
+/*
+ * Becomes the database's worker, unless another one still runs there: one
+ * started by a launcher that has exited since (its workers outlive it).
+ */
+static bool
+eb_claim_database(void)
+{
+	EbDbShared *d = eb_db_shared(MyDatabaseId, true);
+	bool		claimed = false;
+
+	if (d == NULL)
+		return false;
+	LWLockAcquire(eb_shared->dbs_lock, LW_EXCLUSIVE);
+	if (d->worker_pid == 0 || d->worker_pid == MyProcPid ||
+		BackendPidGetProc(d->worker_pid) == NULL)
+	{
+		d->worker_pid = MyProcPid;
+		claimed = true;
+	}
+	LWLockRelease(eb_shared->dbs_lock);
+	return claimed;
 }
 
 /* Says in the database's entry whether the extension is installed. */
@@ -244,6 +278,9 @@ eb_db_worker_main(Datum arg)
 		eb_drop_relay_slot_after_drop_extension();
 		proc_exit(0);
 	}
+	before_shmem_exit(eb_db_worker_exit, (Datum) 0);
+	if (!eb_claim_database())
+		proc_exit(0);
 	eb_report_extension(EB_EXT_PRESENT);
 	eb_wake_launcher();			/* it may start the relay now */
 	pgstat_report_activity(STATE_IDLE, NULL);
@@ -251,7 +288,6 @@ eb_db_worker_main(Datum arg)
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pg_eventbus worker loop",
 									 ALLOCSET_DEFAULT_SIZES);
 	eb_notify_register(true);
-	before_shmem_exit(eb_db_worker_exit, (Datum) 0);
 
 	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
 	{

@@ -50,6 +50,7 @@
 #include "utils/timestamp.h"
 
 #include "pg_eventbus.h"
+#include "compat.h"
 #include "catalog.h"
 #include "notify.h"
 #include "relay.h"
@@ -160,7 +161,7 @@ eb_drop_relay_slot_after_drop_extension(void)
 	if (s != NULL)
 	{
 		SpinLockAcquire(&s->mutex);
-		in_use = s->active_pid != 0;
+		in_use = eb_slot_in_use(s);
 		SpinLockRelease(&s->mutex);
 	}
 	LWLockRelease(ReplicationSlotControlLock);

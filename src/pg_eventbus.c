@@ -108,6 +108,24 @@ eb_prepared_finished(const char *gid, bool commit)
 /* CREATE, ALTER or DROP EXTENSION pg_eventbus ran in this transaction. */
 static bool extension_changed = false;
 
+/*
+ * Databases released for a command of this transaction (see
+ * eb_stmt_needs_database_alone); their workers may start again once it
+ * ends, when what it did is visible.
+ */
+static List *released_dbs = NIL;
+
+static void
+eb_released_dbs_end(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, released_dbs)
+		eb_release_database_end(lfirst_oid(lc));
+	list_free(released_dbs);
+	released_dbs = NIL;
+}
+
 /* Does the statement create, update or drop this extension? */
 static bool
 eb_stmt_changes_extension(Node *parsetree)
@@ -195,23 +213,20 @@ eb_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 	/* our workers there must not make the command fail */
 	release_db = eb_stmt_needs_database_alone(parsetree);
 	if (OidIsValid(release_db))
-		eb_release_database(release_db);
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
-	PG_TRY();
-	{
-		if (prev_process_utility)
-			prev_process_utility(pstmt, queryString, readOnlyTree, context, params,
-								 queryEnv, dest, qc);
-		else
-			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
-									queryEnv, dest, qc);
+		released_dbs = lappend_oid(released_dbs, release_db);
+		MemoryContextSwitchTo(old);
+		eb_release_database(release_db);
 	}
-	PG_FINALLY();
-	{
-		if (OidIsValid(release_db))
-			eb_release_database_end(release_db);
-	}
-	PG_END_TRY();
+
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context, params,
+							 queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+								queryEnv, dest, qc);
 
 	if (stmt != NULL && (stmt->kind == TRANS_STMT_COMMIT_PREPARED ||
 						 stmt->kind == TRANS_STMT_ROLLBACK_PREPARED))
@@ -245,6 +260,7 @@ eb_xact_callback(XactEvent event, void *arg)
 			if (extension_changed)
 				eb_extension_changed();
 			extension_changed = false;
+			eb_released_dbs_end();
 			break;
 		case XACT_EVENT_PREPARE:
 			eb_pending_xact_end(true);	/* handed to the prepared xact */
@@ -256,6 +272,7 @@ eb_xact_callback(XactEvent event, void *arg)
 			eb_xact_published = false;
 			prepare_gid[0] = '\0';
 			extension_changed = false;
+			eb_released_dbs_end();
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
@@ -266,6 +283,7 @@ eb_xact_callback(XactEvent event, void *arg)
 			eb_xact_published = false;
 			prepare_gid[0] = '\0';
 			extension_changed = false;
+			eb_released_dbs_end();
 			break;
 		default:
 			break;

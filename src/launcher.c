@@ -187,6 +187,13 @@ eb_start_worker(Oid dboid, const char *kind, const char *function)
 	MemoryContextSwitchTo(old);
 	if (!ok)
 	{
+		static TimestampTz warned_at = 0;
+		TimestampTz now = GetCurrentTimestamp();
+
+		/* at most once a minute: every database may be waiting for a slot */
+		if (warned_at != 0 && !TimestampDifferenceExceeds(warned_at, now, 60000))
+			return NULL;
+		warned_at = now;
 		ereport(WARNING,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("pg_eventbus could not start its %s in database %u", kind, dboid),
@@ -435,7 +442,8 @@ eb_manage_database(EbDbWorkers *w, TimestampTz now, int *looking, long *timeout_
 			eb_stop(w->relay);
 			return;
 		}
-		if (ext == EB_EXT_ABSENT && !w->absent_logged && eb_database[0] != '\0')
+		if (ext == EB_EXT_ABSENT && !w->absent_logged &&
+			eb_database != NULL && eb_database[0] != '\0')
 		{
 			ereport(LOG,
 					(errmsg("pg_eventbus: database \"%s\" named by eventbus.database does not have the extension installed",
@@ -485,7 +493,9 @@ eb_manage_database(EbDbWorkers *w, TimestampTz now, int *looking, long *timeout_
 		return;
 	}
 	w->relay = eb_start_worker(w->dboid, "relay", "eb_relay_main");
-	w->relay_next = TimestampTzPlusMilliseconds(now, EB_WORKER_RESTART_MS);
+	/* no free worker slot: try again later rather than every few seconds */
+	w->relay_next = TimestampTzPlusMilliseconds(now, w->relay != NULL ?
+												EB_WORKER_RESTART_MS : EB_LOOK_PAUSE_MAX_MS / 5);
 }
 
 static void

@@ -96,6 +96,7 @@ typedef struct EbDbWorkers
 	TimestampTz worker_next;	/* earliest (re)start of the database worker */
 	TimestampTz relay_next;		/* earliest (re)start of the relay */
 	int			pause_ms;		/* next pause while the extension is absent */
+	EbExtState	ext;			/* what the database worker last reported */
 	bool		absent_logged;
 } EbDbWorkers;
 
@@ -289,12 +290,15 @@ eb_scan_databases(void)
 
 /*
  * Tells backends waiting in eb_release_database() that our workers are
- * gone from their database, and frees the entries of databases that no
- * longer exist (existing: the OIDs of those that do) once no worker of ours
- * runs there.  Call after eb_manage_database() saw every database.
+ * gone from their database, and frees the entries of databases where no
+ * worker of ours runs and that no longer exist (existing: the OIDs of those
+ * that do), are not served, or do not have the extension (so that they
+ * never keep served databases out of the eventbus.max_databases entries;
+ * the next look takes one again).  Call after eb_manage_database() saw every
+ * database.
  */
 static void
-eb_settle_entries(List *existing)
+eb_settle_entries(List *existing, TimestampTz now)
 {
 	int			i;
 
@@ -312,7 +316,9 @@ eb_settle_entries(List *existing)
 		if (!idle)
 			continue;
 		d->release_ack = d->release_req;
-		if (!list_member_oid(existing, d->dboid))
+		if (!list_member_oid(existing, d->dboid) ||
+			((w == NULL || w->ext == EB_EXT_ABSENT) && !d->recheck &&
+			 d->hold_until <= now))
 			d->dboid = InvalidOid;
 	}
 	LWLockRelease(eb_shared->dbs_lock);
@@ -384,13 +390,22 @@ eb_manage_database(EbDbWorkers *w, TimestampTz now, int *looking, long *timeout_
 	bool		relay_up = eb_running(&w->relay);
 	bool		relay_wanted;
 
-	d = eb_db_shared(w->dboid, w->wanted);
+	d = eb_db_shared(w->dboid, false);
 	if (d == NULL && !w->wanted)
 	{
 		eb_stop(w->worker);
 		eb_stop(w->relay);
 		return;
 	}
+	if (d == NULL && !worker_up && !relay_up && w->ext == EB_EXT_ABSENT &&
+		now < w->worker_next)
+	{
+		/* no extension there: no entry either until the next look */
+		eb_wake_at(w->worker_next, now, timeout_ms);
+		return;
+	}
+	if (d == NULL)
+		d = eb_db_shared(w->dboid, true);
 	if (d == NULL)
 	{
 		/* every entry is taken: no worker of ours can run there */
@@ -410,7 +425,9 @@ eb_manage_database(EbDbWorkers *w, TimestampTz now, int *looking, long *timeout_
 	recheck = d->recheck;
 	d->recheck = false;
 	held = d->hold_until > now || d->release_req != d->release_ack;
-	ext = d->ext_state;
+	if (d->ext_state != EB_EXT_UNKNOWN)
+		w->ext = d->ext_state;
+	ext = w->ext;
 	LWLockRelease(eb_shared->dbs_lock);
 
 	if (!w->wanted || held)
@@ -560,9 +577,7 @@ eb_launcher_main(Datum arg)
 		hash_seq_init(&seq, launcher_dbs);
 		while ((w = hash_seq_search(&seq)) != NULL)
 		{
-			EbDbShared *d = eb_db_shared(w->dboid, false);
-
-			if (eb_running(&w->worker) && (d == NULL || d->ext_state != EB_EXT_PRESENT))
+			if (eb_running(&w->worker) && w->ext != EB_EXT_PRESENT)
 				looking++;
 		}
 
@@ -575,7 +590,7 @@ eb_launcher_main(Datum arg)
 			if (!w->wanted && w->worker == NULL && w->relay == NULL)
 				(void) hash_search(launcher_dbs, &w->dboid, HASH_REMOVE, NULL);
 		}
-		eb_settle_entries(existing);
+		eb_settle_entries(existing, now);
 		pgstat_report_activity(STATE_IDLE, NULL);
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
@@ -661,7 +676,9 @@ eb_extension_changed(void)
 	if (d == NULL)
 		return;
 	LWLockAcquire(eb_shared->dbs_lock, LW_EXCLUSIVE);
-	d->recheck = true;
+	/* the launcher may have freed it meanwhile: then it looks anyway */
+	if (d->dboid == MyDatabaseId)
+		d->recheck = true;
 	LWLockRelease(eb_shared->dbs_lock);
 	eb_wake_launcher();
 }

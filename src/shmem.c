@@ -58,12 +58,14 @@
  *
  *	- dbs_lock (shared to look up, exclusive to change) protects the
  *	  per-database entries (EbDbShared): dboid, ext_state, recheck,
- *	  release_req/release_ack, hold_until, notify_latch, and
+ *	  release_req/release_ack, hold_until, notify_latch, worker_pid, and
  *	  launcher_latch.  An entry is taken by the launcher (or by a backend
- *	  that needs a database's workers gone) and freed by the launcher once
- *	  the database no longer exists, so a process connected to a database
- *	  may keep a pointer to its entry.  No other lock is taken while
- *	  holding dbs_lock.
+ *	  that needs a database's workers gone or CREATE EXTENSION noticed) and
+ *	  freed by the launcher once no worker runs there and the database no
+ *	  longer exists or lacks the extension; so a process connected to a
+ *	  database with the extension may keep a pointer to its entry, after
+ *	  checking that its dboid still matches.  Only ProcArrayLock (to see
+ *	  whether a worker is alive) is taken while holding dbs_lock.
  *	- EbRelayShared.mutex (a spinlock) protects a database's relay status;
  *	  the outbox counters are atomics.  Prepared transactions that
  *	  published (prepared[]) are under map_lock.
@@ -288,8 +290,12 @@ eb_db_shared(Oid dboid, bool create)
 
 	if (eb_shared == NULL || !OidIsValid(dboid))
 		return NULL;
-	/* this database's entry cannot be freed while we are connected to it */
-	if (dboid == MyDatabaseId && mine != NULL && mine->dboid == dboid)
+	/*
+	 * The entry of a database where the extension is installed is not freed
+	 * while we are connected to it; whoever needs certainty (create) looks
+	 * under the lock.
+	 */
+	if (!create && dboid == MyDatabaseId && mine != NULL && mine->dboid == dboid)
 		return mine;
 
 	LWLockAcquire(eb_shared->dbs_lock, create ? LW_EXCLUSIVE : LW_SHARED);

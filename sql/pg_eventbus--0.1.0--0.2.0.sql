@@ -86,7 +86,7 @@ FROM eventbus.relay_slot_info() i
 LEFT JOIN eventbus.relay_slot c ON c.slot_name = i.slot_name
 ORDER BY i.slot_name;
 COMMENT ON VIEW eventbus.relay_slots IS
-  'Every pg_eventbus relay slot of the cluster: its database, the process using it, restart and confirmed LSN, WAL it retains, failover (17+), invalidation reason, whether it is an orphan (no relay will use it: its database is not eventbus.database, or eventbus.kafka_brokers is empty) and what to do; for this database''s slot, when it was created and any warning. Superusers and pg_monitor only.';
+  'Every pg_eventbus relay slot of the cluster: its database, the process using it, restart and confirmed LSN, WAL it retains, failover (17+), invalidation reason, whether it is an orphan (no relay will use it: eventbus.database does not list its database, or eventbus.kafka_brokers is empty) and what to do; for this database''s slot, when it was created and any warning. Superusers and pg_monitor only.';
 REVOKE ALL ON eventbus.relay_slots FROM PUBLIC;
 GRANT SELECT ON eventbus.relay_slots TO pg_monitor;
 

@@ -35,10 +35,12 @@
 #include "access/xact.h"
 #include "access/tableam.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_database.h"
 #include "catalog/pg_namespace.h"
 #include "commands/dbcommands.h"
 #include "executor/executor.h"
 #include "nodes/makefuncs.h"
+#include "postmaster/bgworker.h"
 #include "replication/logical.h"
 #if PG_VERSION_NUM >= 190000
 #include "replication/logicalctl.h"
@@ -99,6 +101,16 @@ eb_relation_ownercheck(Oid relid, Oid roleid)
 	return object_ownercheck(RelationRelationId, relid, roleid);
 #else
 	return pg_class_ownercheck(relid, roleid);
+#endif
+}
+
+static inline bool
+eb_database_ownercheck(Oid dboid, Oid roleid)
+{
+#if PG_VERSION_NUM >= 160000
+	return object_ownercheck(DatabaseRelationId, dboid, roleid);
+#else
+	return pg_database_ownercheck(dboid, roleid);
 #endif
 }
 
@@ -287,6 +299,19 @@ eb_prepared_dummy_proc(void)
 }
 
 /*
+ * Background workers that core itself terminates when their database is
+ * dropped, renamed, moved or copied as a template: 19 added the flag.  The
+ * launcher still releases a database first where the flag does not exist
+ * (and where it does: core checks for an active replication slot before it
+ * terminates workers).
+ */
+#if PG_VERSION_NUM >= 190000
+#define EB_BGWORKER_INTERRUPTIBLE BGWORKER_INTERRUPTIBLE
+#else
+#define EB_BGWORKER_INTERRUPTIBLE 0
+#endif
+
+/*
  * Replication slots.
  *
  * Failover slots (synchronized to standbys by slotsync) exist from 17;
@@ -357,6 +382,20 @@ eb_replication_slot_acquire(const char *name, bool nowait)
 	ReplicationSlotAcquire(name, nowait, true);
 #else
 	ReplicationSlotAcquire(name, nowait);
+#endif
+}
+
+/*
+ * Whether a process has a slot acquired: 19 replaced the pid of that
+ * process (0: none) by its proc number.  The caller holds the slot's mutex.
+ */
+static inline bool
+eb_slot_in_use(const ReplicationSlot *s)
+{
+#if PG_VERSION_NUM >= 190000
+	return s->active_proc != INVALID_PROC_NUMBER;
+#else
+	return s->active_pid != 0;
 #endif
 }
 

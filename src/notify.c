@@ -14,8 +14,9 @@
  * The database worker (worker.c) calls eb_notify_pass(): it sends one
  * NOTIFY per pending topic, at most one per topic every
  * eventbus.notify_interval, all in one transaction.  The payload names the
- * topic and the end position of each partition.  Only the database served
- * by the worker (eventbus.database) gets notifications.
+ * topic and the end position of each partition.  Each database served by
+ * the launcher has its own database worker, whose latch is in the
+ * database's shared entry (shmem.h).
  *
  * eventbus.wait() does not need the worker: it prepares to sleep on the
  * topic's condition variable, then checks for events with the latest
@@ -157,12 +158,14 @@ eb_notify_xact_end(bool wake)
 static void
 eb_notify_wake_worker(Oid dboid)
 {
+	EbDbShared *d = eb_db_shared(dboid, false);
 	Latch	   *latch = NULL;
 
-	SpinLockAcquire(&eb_shared->relay.mutex);
-	if (eb_shared->notify_dboid == dboid)
-		latch = eb_shared->notify_latch;
-	SpinLockRelease(&eb_shared->relay.mutex);
+	if (d == NULL)
+		return;
+	LWLockAcquire(eb_shared->dbs_lock, LW_SHARED);
+	latch = d->notify_latch;
+	LWLockRelease(eb_shared->dbs_lock);
 	if (latch != NULL)
 		SetLatch(latch);
 }
@@ -195,10 +198,13 @@ eb_notify_database(Oid dboid, bool wake_worker)
 void
 eb_notify_register(bool active)
 {
-	SpinLockAcquire(&eb_shared->relay.mutex);
-	eb_shared->notify_latch = active ? MyLatch : NULL;
-	eb_shared->notify_dboid = active ? MyDatabaseId : InvalidOid;
-	SpinLockRelease(&eb_shared->relay.mutex);
+	EbDbShared *d = eb_db_shared(MyDatabaseId, active);
+
+	if (d == NULL)
+		return;
+	LWLockAcquire(eb_shared->dbs_lock, LW_EXCLUSIVE);
+	d->notify_latch = active ? MyLatch : NULL;
+	LWLockRelease(eb_shared->dbs_lock);
 }
 
 /* {"topic": ..., "end_positions": [...]}, without positions if too long */

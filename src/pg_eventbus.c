@@ -9,6 +9,8 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "commands/dbcommands.h"
+#include "commands/defrem.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "tcop/utility.h"
@@ -16,6 +18,7 @@
 #include "utils/memutils.h"
 
 #include "pg_eventbus.h"
+#include "compat.h"
 #include "catalog.h"
 #include "group.h"
 #include "notify.h"
@@ -30,6 +33,9 @@ PG_MODULE_MAGIC;
 char	   *eb_database = NULL;
 int			eb_max_topics = 1024;
 int			eb_max_partitions = 16384;
+int			eb_max_databases = 32;
+int			eb_max_topics_per_database = -1;
+int			eb_max_partitions_per_database = -1;
 int			eb_max_event_size = 1048576;
 int			eb_maintenance_naptime = 10000;
 
@@ -100,6 +106,94 @@ eb_prepared_finished(const char *gid, bool commit)
 	eb_relay_wake();
 }
 
+/* CREATE, ALTER or DROP EXTENSION pg_eventbus ran in this transaction. */
+static bool extension_changed = false;
+
+/*
+ * Databases released for a command of this transaction (see
+ * eb_stmt_needs_database_alone); their workers may start again once it
+ * ends, when what it did is visible.
+ */
+static List *released_dbs = NIL;
+
+static void
+eb_released_dbs_end(void)
+{
+	ListCell   *lc;
+
+	foreach(lc, released_dbs)
+		eb_release_database_end(lfirst_oid(lc));
+	list_free(released_dbs);
+	released_dbs = NIL;
+}
+
+/* Does the statement create, update or drop this extension? */
+static bool
+eb_stmt_changes_extension(Node *parsetree)
+{
+	ListCell   *lc;
+
+	if (IsA(parsetree, CreateExtensionStmt))
+		return strcmp(((CreateExtensionStmt *) parsetree)->extname, EB_EXTENSION) == 0;
+	if (IsA(parsetree, AlterExtensionStmt))
+		return strcmp(((AlterExtensionStmt *) parsetree)->extname, EB_EXTENSION) == 0;
+	if (IsA(parsetree, DropStmt) && ((DropStmt *) parsetree)->removeType == OBJECT_EXTENSION)
+	{
+		foreach(lc, ((DropStmt *) parsetree)->objects)
+		{
+			if (strcmp(strVal(lfirst(lc)), EB_EXTENSION) == 0)
+				return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * The database a statement needs without other connections: DROP
+ * DATABASE, ALTER DATABASE ... RENAME or SET TABLESPACE, CREATE DATABASE
+ * with it as the template.  InvalidOid for any other statement, or when the
+ * current user could not run the statement anyway (so that nobody else can
+ * stop our workers by trying).
+ */
+static Oid
+eb_stmt_needs_database_alone(Node *parsetree)
+{
+	const char *dbname = NULL;
+	ListCell   *lc;
+	Oid			dboid;
+
+	if (IsA(parsetree, DropdbStmt))
+		dbname = ((DropdbStmt *) parsetree)->dbname;
+	else if (IsA(parsetree, RenameStmt) &&
+			 ((RenameStmt *) parsetree)->renameType == OBJECT_DATABASE)
+		dbname = ((RenameStmt *) parsetree)->subname;
+	else if (IsA(parsetree, AlterDatabaseStmt))
+	{
+		foreach(lc, ((AlterDatabaseStmt *) parsetree)->options)
+		{
+			if (strcmp(((DefElem *) lfirst(lc))->defname, "tablespace") == 0)
+				dbname = ((AlterDatabaseStmt *) parsetree)->dbname;
+		}
+	}
+	else if (IsA(parsetree, CreatedbStmt))
+	{
+		foreach(lc, ((CreatedbStmt *) parsetree)->options)
+		{
+			DefElem    *opt = lfirst(lc);
+
+			if (strcmp(opt->defname, "template") == 0 && opt->arg != NULL)
+				dbname = defGetString(opt);
+		}
+	}
+	if (dbname == NULL)
+		return InvalidOid;
+	dboid = get_database_oid(dbname, true);
+	if (!OidIsValid(dboid) || dboid == MyDatabaseId ||
+		!eb_database_ownercheck(dboid, GetUserId()))
+		return InvalidOid;
+	return dboid;
+}
+
 static void
 eb_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
 				   ProcessUtilityContext context, ParamListInfo params,
@@ -107,11 +201,26 @@ eb_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 {
 	Node	   *parsetree = pstmt->utilityStmt;
 	TransactionStmt *stmt = NULL;
+	Oid			release_db;
 
 	if (IsA(parsetree, TransactionStmt))
 		stmt = (TransactionStmt *) parsetree;
+
 	if (stmt != NULL && stmt->kind == TRANS_STMT_PREPARE)
 		strlcpy(prepare_gid, stmt->gid, sizeof(prepare_gid));
+	if (eb_stmt_changes_extension(parsetree))
+		extension_changed = true;
+
+	/* our workers there must not make the command fail */
+	release_db = eb_stmt_needs_database_alone(parsetree);
+	if (OidIsValid(release_db))
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		released_dbs = lappend_oid(released_dbs, release_db);
+		MemoryContextSwitchTo(old);
+		eb_release_database(release_db);
+	}
 
 	if (prev_process_utility)
 		prev_process_utility(pstmt, queryString, readOnlyTree, context, params,
@@ -149,6 +258,10 @@ eb_xact_callback(XactEvent event, void *arg)
 				eb_relay_wake();
 			eb_xact_published = false;
 			prepare_gid[0] = '\0';
+			if (extension_changed)
+				eb_extension_changed();
+			extension_changed = false;
+			eb_released_dbs_end();
 			break;
 		case XACT_EVENT_PREPARE:
 			eb_pending_xact_end(true);	/* handed to the prepared xact */
@@ -159,6 +272,8 @@ eb_xact_callback(XactEvent event, void *arg)
 				eb_prepared_remember(outbox);
 			eb_xact_published = false;
 			prepare_gid[0] = '\0';
+			extension_changed = false;
+			eb_released_dbs_end();
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
@@ -168,6 +283,8 @@ eb_xact_callback(XactEvent event, void *arg)
 			eb_notify_xact_end(true);	/* the horizon may move: wake readers */
 			eb_xact_published = false;
 			prepare_gid[0] = '\0';
+			extension_changed = false;
+			eb_released_dbs_end();
 			break;
 		default:
 			break;
@@ -195,13 +312,35 @@ void
 _PG_init(void)
 {
 	DefineCustomStringVariable("eventbus.database",
-							   "Database served by the pg_eventbus background workers.",
-							   NULL,
+							   "Databases the pg_eventbus background workers may serve (comma-separated); empty: every database.",
+							   "The workers run in each of these databases where the extension is installed.",
 							   &eb_database,
-							   "postgres",
+							   "",
 							   PGC_SIGHUP,
-							   0,
-							   NULL, NULL, NULL);
+							   GUC_LIST_INPUT,
+							   eb_database_check_hook, NULL, NULL);
+
+	DefineCustomIntVariable("eventbus.max_topics_per_database",
+							"Topics one database may have; -1: half of eventbus.max_topics; 0: no limit of its own.",
+							NULL,
+							&eb_max_topics_per_database,
+							-1,
+							-1,
+							1000000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("eventbus.max_partitions_per_database",
+							"Partitions one database may have across its topics; -1: half of eventbus.max_partitions; 0: no limit of its own.",
+							NULL,
+							&eb_max_partitions_per_database,
+							-1,
+							-1,
+							10000000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("eventbus.max_event_size",
 							"Largest event accepted by publish, in bytes (value, key and headers).",
@@ -294,6 +433,17 @@ _PG_init(void)
 								16384,
 								64,
 								10000000,
+								PGC_POSTMASTER,
+								0,
+								NULL, NULL, NULL);
+
+		DefineCustomIntVariable("eventbus.max_databases",
+								"Databases the background workers can serve at once.",
+								NULL,
+								&eb_max_databases,
+								32,
+								1,
+								10000,
 								PGC_POSTMASTER,
 								0,
 								NULL, NULL, NULL);

@@ -52,6 +52,9 @@
 extern char *eb_database;
 extern int	eb_max_topics;
 extern int	eb_max_partitions;
+extern int	eb_max_databases;
+extern int	eb_max_topics_per_database;
+extern int	eb_max_partitions_per_database;
 extern int	eb_max_event_size;
 extern int	eb_maintenance_naptime;
 

@@ -126,13 +126,17 @@ static void
 eb_relay_skip(XLogRecPtr lsn, const char *reason)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	uint64		count;
+	EbRelayShared *r = eb_relay_state(MyDatabaseId);
+	uint64		count = 0;
 
-	SpinLockAcquire(&eb_shared->relay.mutex);
-	count = ++eb_shared->relay.skipped;
-	eb_shared->relay.last_skipped_lsn = lsn;
-	strlcpy(eb_shared->relay.last_skip_reason, reason, EB_RELAY_ERROR_LEN);
-	SpinLockRelease(&eb_shared->relay.mutex);
+	if (r != NULL)
+	{
+		SpinLockAcquire(&r->mutex);
+		count = ++r->skipped;
+		r->last_skipped_lsn = lsn;
+		strlcpy(r->last_skip_reason, reason, EB_RELAY_ERROR_LEN);
+		SpinLockRelease(&r->mutex);
+	}
 
 	if (skip_logged_at == 0 ||
 		TimestampDifferenceExceeds(skip_logged_at, now, EB_SKIP_LOG_INTERVAL_MS))

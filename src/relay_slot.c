@@ -59,6 +59,7 @@
 #include "pg_eventbus.h"
 #include "catalog.h"
 #include "compat.h"
+#include "worker.h"
 #include "privileged.h"
 #include "relay.h"
 
@@ -91,9 +92,11 @@ eb_relay_slot_database(const char *name)
 }
 
 /*
- * Why a relay slot is no relay's (NULL: it is the slot of the relay that
- * eventbus.database and eventbus.kafka_brokers ask for).  dbname is NULL
- * for a database that no longer exists.
+ * Why a relay slot is no relay's (NULL: it is the slot of a relay that
+ * eventbus.database and eventbus.kafka_brokers ask for: its database is
+ * served, and the launcher drops the slot of a served database that no
+ * longer has the extension).  dbname is NULL for a database that no longer
+ * exists.
  */
 static const char *
 eb_relay_slot_orphan_reason(const char *dbname)
@@ -102,9 +105,9 @@ eb_relay_slot_orphan_reason(const char *dbname)
 		return "its database no longer exists";
 	if (eb_kafka_brokers == NULL || eb_kafka_brokers[0] == '\0')
 		return "eventbus.kafka_brokers is empty: no relay runs";
-	if (eb_database == NULL || strcmp(eb_database, dbname) != 0)
-		return psprintf("the relay serves database \"%s\" (eventbus.database)",
-						eb_database ? eb_database : "");
+	if (!eb_database_served(dbname))
+		return psprintf("eventbus.database (\"%s\") does not list database \"%s\"",
+						eb_database ? eb_database : "", dbname);
 	return NULL;
 }
 
@@ -491,7 +494,7 @@ eb_drop_relay_slot(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OBJECT_IN_USE),
 				 errmsg("replication slot \"%s\" is in use by process %d", slot, (int) pid),
 				 errdetail("A slot in use is the slot of a running relay."),
-				 errhint("Stop that relay first: clear eventbus.kafka_brokers, or point eventbus.database to another database, and reload the configuration.")));
+				 errhint("Stop that relay first: clear eventbus.kafka_brokers, or leave its database out of eventbus.database, and reload the configuration.")));
 	dbname = get_database_name(dboid);
 	orphan = eb_relay_slot_orphan_reason(dbname);
 	if (orphan == NULL && invalidated == NULL)
@@ -499,7 +502,7 @@ eb_drop_relay_slot(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("replication slot \"%s\" is the slot of the relay of database \"%s\"", slot, dbname),
 				 errdetail("Dropping it would lose the relay's position: events committed since its confirmed LSN would never reach Kafka."),
-				 errhint("Drop it only once the relay no longer uses it: clear eventbus.kafka_brokers, or point eventbus.database to another database, and reload the configuration.")));
+				 errhint("Drop it only once the relay no longer uses it: clear eventbus.kafka_brokers, or leave its database out of eventbus.database, and reload the configuration.")));
 
 	ReplicationSlotDrop(slot, true);
 	ereport(LOG,

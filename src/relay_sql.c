@@ -69,6 +69,7 @@
 #include "publish.h"
 #include "read.h"
 #include "relay.h"
+#include "worker.h"
 #include "shmem.h"
 #include "topic.h"
 #include "trace.h"
@@ -197,8 +198,10 @@ eb_outbox_xact_end(bool commit)
 void
 eb_outbox_count_committed(uint64 count)
 {
-	if (count > 0 && eb_shared != NULL)
-		pg_atomic_fetch_add_u64(&eb_shared->relay.outbox_committed, count);
+	EbRelayShared *r = count > 0 ? eb_relay_state(MyDatabaseId) : NULL;
+
+	if (r != NULL)
+		pg_atomic_fetch_add_u64(&r->outbox_committed, count);
 }
 
 /* A table in the extension's schema, by name; InvalidOid if none. */
@@ -358,14 +361,14 @@ eb_relay_check_served(const char *func, bool lost_without_slot)
 				 errdetail("wal_level is \"%s\": nothing %s records now could reach Kafka.",
 						   GetConfigOption("wal_level", false, false), func),
 				 errhint("Set wal_level = %s and restart the server.", EB_LOGICAL_WAL_LEVEL_NAME)));
-	if (eb_database == NULL || dbname == NULL || strcmp(dbname, eb_database) != 0)
+	if (!eb_database_served(dbname))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("the Kafka relay does not serve database \"%s\"", dbname ? dbname : "?"),
-				 errdetail("The relay serves only the database named by eventbus.database (\"%s\"): nothing %s records here would reach Kafka.",
-						   eb_database ? eb_database : "", func),
-				 errhint("Call %s in database \"%s\", or set eventbus.database = '%s' and reload the configuration.",
-						 func, eb_database ? eb_database : "", dbname ? dbname : "?")));
+				 errdetail("The relay serves only the databases named by eventbus.database (\"%s\"): nothing %s records here would reach Kafka.",
+						   eb_database, func),
+				 errhint("Call %s in a database named there, or add \"%s\" to eventbus.database (or make it empty: every database) and reload the configuration.",
+						 func, dbname ? dbname : "?")));
 	if (!lost_without_slot)
 		return;
 
@@ -585,8 +588,7 @@ eb_set_relay(FunctionCallInfo fcinfo, const char *name, const char *kafka_topic,
 		ereport(NOTICE,
 				(errmsg("the relay has not started in this database yet"),
 				 errdetail("Events are relayed from the moment the relay worker has created its replication slot."),
-				 errhint("Set eventbus.kafka_brokers and eventbus.database = '%s', then reload the configuration.",
-						 get_database_name(MyDatabaseId))));
+				 errhint("Set eventbus.kafka_brokers and reload the configuration.")));
 }
 
 /* The on_error argument of relay_topic(), checked. */
@@ -751,18 +753,26 @@ eb_relay_stats(PG_FUNCTION_ARGS)
 	Datum		values[17];
 	bool		nulls[17];
 	EbRelayShared copy;
-	uint64		committed;
-	uint64		relayed;
+	EbRelayShared *r;
+	uint64		committed = 0;
+	uint64		relayed = 0;
 
 	eb_require_shmem();
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
-	SpinLockAcquire(&eb_shared->relay.mutex);
-	memcpy(&copy, &eb_shared->relay, offsetof(EbRelayShared, outbox_committed));
-	SpinLockRelease(&eb_shared->relay.mutex);
-	committed = pg_atomic_read_u64(&eb_shared->relay.outbox_committed);
-	relayed = pg_atomic_read_u64(&eb_shared->relay.outbox_relayed);
+	/* this database's relay; none yet: not started */
+	r = eb_relay_state(MyDatabaseId);
+	memset(&copy, 0, offsetof(EbRelayShared, outbox_committed));
+	strlcpy(copy.state, "not started", EB_RELAY_STATE_LEN);
+	if (r != NULL)
+	{
+		SpinLockAcquire(&r->mutex);
+		memcpy(&copy, r, offsetof(EbRelayShared, outbox_committed));
+		SpinLockRelease(&r->mutex);
+		committed = pg_atomic_read_u64(&r->outbox_committed);
+		relayed = pg_atomic_read_u64(&r->outbox_relayed);
+	}
 
 	memset(nulls, 0, sizeof(nulls));
 	values[0] = CStringGetTextDatum(copy.pid != 0 || strcmp(copy.state, "not started") != 0 ?

@@ -3,11 +3,13 @@
  * relay_worker.c
  *	  The Kafka relay worker.
  *
- * Started by the launcher in eventbus.database when eventbus.kafka_brokers
- * is set.  It owns the logical replication slot pg_eventbus_relay_<db oid>
- * (created on first start, output plugin: this library; how it is created,
- * checked and reported is in relay_slot.c) and decodes WAL in its own
- * process: no replication connection, no pg_hba.conf entry.
+ * Started by the launcher (launcher.c) in each database it serves where
+ * the extension is installed, when eventbus.kafka_brokers is set; its
+ * status is that database's entry in shared memory.  It owns the logical
+ * replication slot pg_eventbus_relay_<db oid> (created on first start,
+ * output plugin: this library; how it is created, checked and reported is
+ * in relay_slot.c) and decodes WAL in its own process: no replication
+ * connection, no pg_hba.conf entry.
  *
  * A session acquires the slot, creates an idempotent Kafka producer and a
  * decoding context, then loops: read WAL up to the flush pointer, let the
@@ -259,6 +261,9 @@ eb_relay_session_active(void)
 	return session_active;
 }
 
+/* This database's relay status (shmem.h); set at start. */
+static EbRelayShared *my_relay = NULL;
+
 void
 eb_relay_slot_name(Oid dboid, char *buf)
 {
@@ -269,13 +274,14 @@ eb_relay_slot_name(Oid dboid, char *buf)
 void
 eb_relay_wake(void)
 {
+	EbRelayShared *r = eb_relay_state(MyDatabaseId);
 	Latch	   *latch;
 
-	if (eb_shared == NULL)
+	if (r == NULL)
 		return;
-	SpinLockAcquire(&eb_shared->relay.mutex);
-	latch = eb_shared->relay.latch;
-	SpinLockRelease(&eb_shared->relay.mutex);
+	SpinLockAcquire(&r->mutex);
+	latch = r->latch;
+	SpinLockRelease(&r->mutex);
 	if (latch != NULL)
 		SetLatch(latch);
 }
@@ -283,9 +289,9 @@ eb_relay_wake(void)
 static void
 eb_relay_set_state(const char *state)
 {
-	SpinLockAcquire(&eb_shared->relay.mutex);
-	strlcpy(eb_shared->relay.state, state, EB_RELAY_STATE_LEN);
-	SpinLockRelease(&eb_shared->relay.mutex);
+	SpinLockAcquire(&my_relay->mutex);
+	strlcpy(my_relay->state, state, EB_RELAY_STATE_LEN);
+	SpinLockRelease(&my_relay->mutex);
 }
 
 /*
@@ -324,11 +330,11 @@ eb_relay_error_keyed(const char *msg, const char *key)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
-	SpinLockAcquire(&eb_shared->relay.mutex);
-	strlcpy(eb_shared->relay.last_error, msg, EB_RELAY_ERROR_LEN);
-	eb_shared->relay.last_error_at = now;
-	eb_shared->relay.last_error_resolved_at = 0;
-	SpinLockRelease(&eb_shared->relay.mutex);
+	SpinLockAcquire(&my_relay->mutex);
+	strlcpy(my_relay->last_error, msg, EB_RELAY_ERROR_LEN);
+	my_relay->last_error_at = now;
+	my_relay->last_error_resolved_at = 0;
+	SpinLockRelease(&my_relay->mutex);
 
 	if (eb_relay_log_due(key ? key : msg, now))
 		ereport(WARNING,
@@ -404,17 +410,17 @@ eb_relay_publish_stats(bool force)
 		p50 = sorted[(latency_count - 1) / 2];
 		p99 = sorted[(int) ((latency_count - 1) * 0.99)];
 	}
-	SpinLockAcquire(&eb_shared->relay.mutex);
-	eb_shared->relay.events_relayed = stat_events;
-	eb_shared->relay.bytes_relayed = stat_bytes;
-	eb_shared->relay.in_flight = in_flight;
+	SpinLockAcquire(&my_relay->mutex);
+	my_relay->events_relayed = stat_events;
+	my_relay->bytes_relayed = stat_bytes;
+	my_relay->in_flight = in_flight;
 	if (stat_last_ack != 0)
-		eb_shared->relay.last_ack_at = stat_last_ack;
+		my_relay->last_ack_at = stat_last_ack;
 	/* an acknowledgement after the last error: that error is resolved */
-	if (eb_shared->relay.last_error_at != 0 &&
-		eb_shared->relay.last_error_resolved_at == 0 &&
-		stat_last_ack > eb_shared->relay.last_error_at)
-		eb_shared->relay.last_error_resolved_at = stat_last_ack;
+	if (my_relay->last_error_at != 0 &&
+		my_relay->last_error_resolved_at == 0 &&
+		stat_last_ack > my_relay->last_error_at)
+		my_relay->last_error_resolved_at = stat_last_ack;
 	if (session_active)
 	{
 		const char *state = "running";
@@ -425,12 +431,12 @@ eb_relay_publish_stats(bool force)
 				 TimestampDifferenceExceeds(Max(stat_last_ack, in_flight_since), now,
 											EB_ACK_STALL_MS))
 			state = "not acknowledging";
-		strlcpy(eb_shared->relay.state, state, EB_RELAY_STATE_LEN);
+		strlcpy(my_relay->state, state, EB_RELAY_STATE_LEN);
 	}
-	eb_shared->relay.have_latency = have;
-	eb_shared->relay.latency_p50_ms = p50;
-	eb_shared->relay.latency_p99_ms = p99;
-	SpinLockRelease(&eb_shared->relay.mutex);
+	my_relay->have_latency = have;
+	my_relay->latency_p50_ms = p50;
+	my_relay->latency_p99_ms = p99;
+	SpinLockRelease(&my_relay->mutex);
 }
 
 /* ---------- librdkafka callbacks (served by rd_kafka_poll) ---------- */
@@ -519,7 +525,7 @@ eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 		brokers_down = false;
 		broker_error[0] = '\0';
 		if (ref->outbox)
-			pg_atomic_fetch_add_u64(&eb_shared->relay.outbox_relayed, 1);
+			pg_atomic_fetch_add_u64(&my_relay->outbox_relayed, 1);
 		else if (ref->part != NULL)
 		{
 			LWLockAcquire(&ref->part->lock, LW_EXCLUSIVE);
@@ -1761,15 +1767,15 @@ static void
 eb_relay_exit(int code, Datum arg)
 {
 	eb_producer_destroy();
-	if (eb_shared == NULL)
+	if (my_relay == NULL)
 		return;
-	SpinLockAcquire(&eb_shared->relay.mutex);
-	eb_shared->relay.pid = 0;
-	eb_shared->relay.latch = NULL;
-	eb_shared->relay.in_flight = 0;
-	strlcpy(eb_shared->relay.state, code == 0 ? "stopped" : "restarting after an error",
+	SpinLockAcquire(&my_relay->mutex);
+	my_relay->pid = 0;
+	my_relay->latch = NULL;
+	my_relay->in_flight = 0;
+	strlcpy(my_relay->state, code == 0 ? "stopped" : "restarting after an error",
 			EB_RELAY_STATE_LEN);
-	SpinLockRelease(&eb_shared->relay.mutex);
+	SpinLockRelease(&my_relay->mutex);
 }
 
 /* Waits for a reload or shutdown, at most timeout_ms. */
@@ -1795,17 +1801,20 @@ eb_relay_main(Datum arg)
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 
 	eb_relay_slot_name(dboid, slot);
+	my_relay = eb_relay_state(dboid);
+	if (my_relay == NULL)
+		elog(ERROR, "pg_eventbus relay started in database %u without its shared entry", dboid);
 	before_shmem_exit(eb_relay_exit, (Datum) 0);
-	SpinLockAcquire(&eb_shared->relay.mutex);
-	eb_shared->relay.pid = MyProcPid;
-	eb_shared->relay.latch = MyLatch;
-	eb_shared->relay.started_at = GetCurrentTimestamp();
+	SpinLockAcquire(&my_relay->mutex);
+	my_relay->pid = MyProcPid;
+	my_relay->latch = MyLatch;
+	my_relay->started_at = GetCurrentTimestamp();
 	/* the counters go on from the previous worker's (since server start) */
-	stat_events = eb_shared->relay.events_relayed;
-	stat_bytes = eb_shared->relay.bytes_relayed;
-	strlcpy(eb_shared->relay.slot_name, slot, NAMEDATALEN);
-	strlcpy(eb_shared->relay.state, "starting", EB_RELAY_STATE_LEN);
-	SpinLockRelease(&eb_shared->relay.mutex);
+	stat_events = my_relay->events_relayed;
+	stat_bytes = my_relay->bytes_relayed;
+	strlcpy(my_relay->slot_name, slot, NAMEDATALEN);
+	strlcpy(my_relay->state, "starting", EB_RELAY_STATE_LEN);
+	SpinLockRelease(&my_relay->mutex);
 
 	eb_relay_allow_plugin();
 	CurrentResourceOwner = ResourceOwnerCreate(NULL, "pg_eventbus relay");

@@ -56,15 +56,25 @@
  * registration sees the commit or, if its snapshot is older, stops at the
  * row (read.c).
  *
- *	- EbRelayShared.mutex (a spinlock) protects the relay worker's status;
+ *	- dbs_lock (shared to look up, exclusive to change) protects the
+ *	  per-database entries (EbDbShared): dboid, ext_state, recheck,
+ *	  release_req/release_ack, hold_until, notify_latch, worker_pid, and
+ *	  launcher_latch.  An entry is taken by the launcher (or by a backend
+ *	  that needs a database's workers gone or CREATE EXTENSION noticed) and
+ *	  freed by the launcher once no worker runs there and the database no
+ *	  longer exists or lacks the extension; so a process connected to a
+ *	  database with the extension may keep a pointer to its entry, after
+ *	  checking that its dboid still matches.  Only ProcArrayLock (to see
+ *	  whether a worker is alive) is taken while holding dbs_lock.
+ *	- EbRelayShared.mutex (a spinlock) protects a database's relay status;
  *	  the outbox counters are atomics.  Prepared transactions that
  *	  published (prepared[]) are under map_lock.
  *	- EbTopicShared.name is written under the topic lock
  *	  when the slot is initialized; notify_pending is an atomic flag set at
  *	  commit and cleared by the worker that sends NOTIFY; "committed" is a
  *	  condition variable broadcast at commit, for eventbus.wait().
- *	- notify_latch/notify_dboid are set by the database worker at start and
- *	  cleared at exit under the relay spinlock.
+ *	- notify_latch is set by the database worker at start and cleared at
+ *	  exit.
  *
  * Nothing here survives a restart: a topic's state is rebuilt from its
  * tables the first time it is used (see topic.c).  A dropped topic's slots
@@ -140,6 +150,7 @@ eb_shmem_size(void)
 	size = add_size(size, mul_size(eb_reg_total(), sizeof(EbReg)));
 	size = add_size(size, mul_size(eb_reg_nprocs(), sizeof(int32)));
 	size = add_size(size, mul_size(max_prepared_xacts, sizeof(EbPrepared)));
+	size = add_size(size, mul_size(eb_max_databases, sizeof(EbDbShared)));
 	size = add_size(size, hash_estimate_size(eb_max_topics, sizeof(EbTopicMapEntry)));
 	size = add_size(size, hash_estimate_size(eb_max_partitions, sizeof(EbPartMapEntry)));
 	return size;
@@ -151,7 +162,7 @@ eb_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(eb_shmem_size());
-	RequestNamedLWLockTranche("pg_eventbus", 1);
+	RequestNamedLWLockTranche("pg_eventbus", 2);
 }
 
 static void
@@ -175,7 +186,8 @@ eb_shmem_startup(void)
 		char	   *p;
 		int			i;
 
-		eb_shared->map_lock = &(GetNamedLWLockTranche("pg_eventbus"))->lock;
+		eb_shared->map_lock = &(GetNamedLWLockTranche("pg_eventbus"))[0].lock;
+		eb_shared->dbs_lock = &(GetNamedLWLockTranche("pg_eventbus"))[1].lock;
 		eb_shared->tranche_id = eb_shared->map_lock->tranche;
 		pg_atomic_init_u64(&eb_shared->catalog_version, 1);
 		pg_atomic_init_u64(&eb_shared->maintenance_wakeups, 0);
@@ -233,11 +245,19 @@ eb_shmem_startup(void)
 			memset(p, 0, mul_size(max_prepared_xacts, sizeof(EbPrepared)));
 		}
 
-		memset(&eb_shared->relay, 0, sizeof(eb_shared->relay));
-		SpinLockInit(&eb_shared->relay.mutex);
-		strlcpy(eb_shared->relay.state, "not started", EB_RELAY_STATE_LEN);
-		pg_atomic_init_u64(&eb_shared->relay.outbox_committed, 0);
-		pg_atomic_init_u64(&eb_shared->relay.outbox_relayed, 0);
+		eb_shared->max_databases = eb_max_databases;
+		p = ShmemAlloc(mul_size(eb_max_databases, sizeof(EbDbShared)));
+		eb_shared->dbs = (EbDbShared *) p;
+		for (i = 0; i < eb_max_databases; i++)
+		{
+			EbDbShared *d = &eb_shared->dbs[i];
+
+			memset(d, 0, sizeof(*d));
+			SpinLockInit(&d->relay.mutex);
+			pg_atomic_init_u64(&d->relay.outbox_committed, 0);
+			pg_atomic_init_u64(&d->relay.outbox_relayed, 0);
+		}
+		eb_shared->launcher_latch = NULL;
 	}
 
 	memset(&info, 0, sizeof(info));
@@ -253,6 +273,88 @@ eb_shmem_startup(void)
 							 &info, HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
 
 	LWLockRelease(AddinShmemInitLock);
+}
+
+/*
+ * The entry of a database; with create, takes a free one if there is none
+ * (NULL when all are in use).  A new entry starts with a relay status of
+ * "not started".
+ */
+EbDbShared *
+eb_db_shared(Oid dboid, bool create)
+{
+	static EbDbShared *mine = NULL;
+	EbDbShared *found = NULL;
+	EbDbShared *free_entry = NULL;
+	int			i;
+
+	if (eb_shared == NULL || !OidIsValid(dboid))
+		return NULL;
+	/*
+	 * The entry of a database where the extension is installed is not freed
+	 * while we are connected to it; whoever needs certainty (create) looks
+	 * under the lock.
+	 */
+	if (!create && dboid == MyDatabaseId && mine != NULL && mine->dboid == dboid)
+		return mine;
+
+	LWLockAcquire(eb_shared->dbs_lock, create ? LW_EXCLUSIVE : LW_SHARED);
+	for (i = 0; i < eb_shared->max_databases && found == NULL; i++)
+	{
+		EbDbShared *d = &eb_shared->dbs[i];
+
+		if (d->dboid == dboid)
+			found = d;
+		else if (!OidIsValid(d->dboid) && free_entry == NULL)
+			free_entry = d;
+	}
+	if (found == NULL && create && free_entry != NULL)
+	{
+		EbRelayShared *r = &free_entry->relay;
+
+		found = free_entry;
+		found->dboid = dboid;
+		found->ext_state = EB_EXT_UNKNOWN;
+		found->recheck = false;
+		found->release_req = found->release_ack = 0;
+		found->hold_until = 0;
+		found->notify_latch = NULL;
+		found->worker_pid = 0;
+		/* nobody uses a free entry's relay status */
+		memset((char *) r + offsetof(EbRelayShared, pid), 0,
+			   offsetof(EbRelayShared, outbox_committed) - offsetof(EbRelayShared, pid));
+		strlcpy(r->state, "not started", EB_RELAY_STATE_LEN);
+		pg_atomic_write_u64(&r->outbox_committed, 0);
+		pg_atomic_write_u64(&r->outbox_relayed, 0);
+	}
+	LWLockRelease(eb_shared->dbs_lock);
+	if (found != NULL && dboid == MyDatabaseId)
+		mine = found;
+	return found;
+}
+
+/* The relay status of a database, NULL if it has no entry. */
+EbRelayShared *
+eb_relay_state(Oid dboid)
+{
+	EbDbShared *d = eb_db_shared(dboid, false);
+
+	return d ? &d->relay : NULL;
+}
+
+/* Sets the launcher's latch: a database's workers need its attention. */
+void
+eb_wake_launcher(void)
+{
+	Latch	   *latch;
+
+	if (eb_shared == NULL)
+		return;
+	LWLockAcquire(eb_shared->dbs_lock, LW_SHARED);
+	latch = eb_shared->launcher_latch;
+	LWLockRelease(eb_shared->dbs_lock);
+	if (latch != NULL)
+		SetLatch(latch);
 }
 
 /* Ends this backend's registrations when it exits (normally done already). */

@@ -122,6 +122,36 @@ typedef struct EbRelayShared
 } EbRelayShared;
 
 /*
+ * The shared state of one database the workers serve: an entry per
+ * database OID, in a fixed array of eventbus.max_databases entries (see
+ * shmem.c for the locking protocol).  The launcher (launcher.c) takes an
+ * entry for every database it runs workers in and frees it when the
+ * database is gone.
+ */
+typedef enum EbExtState
+{
+	EB_EXT_UNKNOWN = 0,			/* no database worker has looked yet */
+	EB_EXT_PRESENT,				/* the database worker runs: installed */
+	EB_EXT_ABSENT				/* the last look found no extension */
+} EbExtState;
+
+typedef struct EbDbShared
+{
+	Oid			dboid;			/* InvalidOid: free */
+	/* the fields below up to relay are protected by dbs_lock */
+	EbExtState	ext_state;		/* written by the database worker */
+	bool		recheck;		/* CREATE or DROP EXTENSION committed here:
+								 * restart the workers now */
+	uint32		release_req;	/* bumped by a backend that needs every
+								 * worker of the database gone */
+	uint32		release_ack;	/* release_req the launcher last satisfied */
+	TimestampTz hold_until;		/* no worker starts here before then */
+	Latch	   *notify_latch;	/* the database worker's, NULL if none */
+	pid_t		worker_pid;		/* the database worker's, 0 if none */
+	EbRelayShared relay;		/* the database's relay (its own mutex) */
+} EbDbShared;
+
+/*
  * A prepared transaction that published events or outbox messages: at
  * COMMIT PREPARED its topics are notified and its messages counted.
  */
@@ -150,12 +180,13 @@ typedef struct EbShared
 	int32	   *slice_of;		/* per pgprocno: its slice of regs */
 	slock_t		overflow_mutex; /* protects overflow_free */
 	int32		overflow_free;	/* first free overflow entry, -1 if none */
-	EbRelayShared relay;
 	EbPrepared *prepared;		/* max_prepared_transactions entries, under
 								 * map_lock */
 	int			nprepared;
-	Latch	   *notify_latch;	/* the database worker's, NULL if none */
-	Oid			notify_dboid;	/* database it serves */
+	LWLock	   *dbs_lock;		/* protects the entries of dbs (see above) */
+	int			max_databases;
+	EbDbShared *dbs;
+	Latch	   *launcher_latch; /* under dbs_lock; NULL while no launcher */
 } EbShared;
 
 extern EbShared *eb_shared;
@@ -180,6 +211,10 @@ extern bool eb_part_reset_if_stale(EbPartShared *part, Oid dboid, int64 uid,
 extern int64 eb_part_horizon(EbPartShared *part, Oid dboid, int64 uid,
 							 int32 partition, Oid parent_relid,
 							 int64 *next_position);
+
+extern EbDbShared *eb_db_shared(Oid dboid, bool create);
+extern EbRelayShared *eb_relay_state(Oid dboid);
+extern void eb_wake_launcher(void);
 
 extern uint64 eb_catalog_version(void);
 extern void eb_catalog_version_bump(void);

@@ -150,6 +150,59 @@ eb_new_uid(void)
 }
 
 /*
+ * The cluster's room for topics and partitions (eventbus.max_topics and
+ * eventbus.max_partitions, in shared memory) is shared by every database.
+ * So that one database cannot take all of it, each may have at most
+ * eventbus.max_topics_per_database topics and
+ * eventbus.max_partitions_per_database partitions across its topics (-1:
+ * half of the cluster's room; 0: no limit of its own).  Checked when topics
+ * are created or grow, against this database's catalog; the caller holds
+ * the lock that serializes topic DDL.
+ */
+static int
+eb_database_share(int setting, int cluster)
+{
+	if (setting < 0)
+		return Max(cluster / 2, 1);
+	return setting == 0 ? PG_INT32_MAX : setting;
+}
+
+static void
+eb_check_database_quota(int32 more_topics, int32 more_partitions)
+{
+	EbSpi		spi;
+	bool		isnull;
+	int64		topics;
+	int64		partitions;
+	int			max_topics = eb_database_share(eb_max_topics_per_database, eb_max_topics);
+	int			max_parts = eb_database_share(eb_max_partitions_per_database, eb_max_partitions);
+	char	   *dbname = get_database_name(MyDatabaseId);
+
+	eb_spi_begin(&spi, true);
+	eb_spi_exec("SELECT count(*), coalesce(sum(partitions), 0)::int8 FROM eventbus.topic",
+				0, NULL, NULL, NULL, false);
+	topics = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	partitions = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+	eb_spi_end(&spi);
+
+	if (more_topics > 0 && topics + more_topics > max_topics)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many topics in database \"%s\"", dbname ? dbname : "?"),
+				 errdetail("It has %lld topics; eventbus.max_topics_per_database allows %d per database, out of eventbus.max_topics = %d shared by all databases.",
+						   (long long) topics, max_topics, eb_max_topics),
+				 errhint("Drop topics that are no longer needed, or raise eventbus.max_topics_per_database and reload the configuration.")));
+	if (more_partitions > 0 && partitions + more_partitions > max_parts)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many partitions in database \"%s\"", dbname ? dbname : "?"),
+				 errdetail("Its topics have %lld partitions and would have %lld; eventbus.max_partitions_per_database allows %d per database, out of eventbus.max_partitions = %d shared by all databases.",
+						   (long long) partitions, (long long) (partitions + more_partitions),
+						   max_parts, eb_max_partitions),
+				 errhint("Drop topics that are no longer needed, or raise eventbus.max_partitions_per_database and reload the configuration.")));
+}
+
+/*
  * Creates a topic owned by the current user; the caller has validated the
  * name and the arguments.  The topic's tables belong to the extension
  * owner; the current user gets SELECT and INSERT on the parent table.
@@ -183,6 +236,7 @@ eb_topic_create(const char *name, int32 partitions, Interval *retention)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("topic \"%s\" already exists", name)));
+	eb_check_database_quota(1, partitions);
 
 	/* The tables belong to the extension owner; the caller owns the topic. */
 	relid = eb_priv_create_topic_tables(name, owner);
@@ -252,6 +306,9 @@ eb_alter_topic(PG_FUNCTION_ARGS)
 	eb_check_topic_owner(topic);
 	retention = eb_retention_arg(fcinfo, 2, &clear);
 
+	/* More partitions: serialized with other topic DDL for the quota. */
+	if (!PG_ARGISNULL(1))
+		LockRelationOid(eb_catalog_relid("topic"), ShareUpdateExclusiveLock);
 	/* Conflicts with maintenance and other ALTERs, not with publishers. */
 	LockRelationOid(topic->relid, ShareUpdateExclusiveLock);
 	eb_topic_cache_reset();
@@ -269,6 +326,7 @@ eb_alter_topic(PG_FUNCTION_ARGS)
 					 errmsg("partitions can only grow"),
 					 errdetail("Topic \"%s\" has %d partitions; removing partitions would lose their events.",
 							   name, topic->partitions)));
+		eb_check_database_quota(0, partitions - topic->partitions);
 		values[1] = Int32GetDatum(partitions);
 	}
 	else

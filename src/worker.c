@@ -1,15 +1,17 @@
 /*-------------------------------------------------------------------------
  *
  * worker.c
- *	  Background workers of pg_eventbus.
+ *	  The database worker of pg_eventbus, one per database it serves.
  *
- * The launcher is registered at startup and connects to no database.  It
- * looks up eventbus.database and starts the database worker there, and the
- * relay worker (relay_worker.c) when eventbus.kafka_brokers is set; when
- * the database does not exist it logs once and waits for a configuration
- * reload instead of failing in a loop.  It restarts a worker that exits (at
- * most every few seconds) and replaces them when the settings name another
- * database or clear the brokers.
+ * The launcher (launcher.c, registered here at startup) starts a database
+ * worker in every database it may serve.  The worker first looks for the
+ * extension: when it is not installed, the worker says so in the
+ * database's shared entry, drops the relay's replication slot if one was
+ * left behind by DROP EXTENSION (the launcher has stopped the relay
+ * already), and exits; the launcher looks again later.  When installed,
+ * it reports that (the launcher then starts the relay, relay_worker.c, if
+ * eventbus.kafka_brokers is set) and serves the database until the
+ * extension is dropped or the launcher stops it.
  *
  * The database worker sends the coalesced LISTEN notifications of its
  * database (notify.c) as soon as publishing transactions commit, and runs
@@ -34,10 +36,12 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
+#include "replication/slot.h"
 #include "storage/condition_variable.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -46,17 +50,15 @@
 #include "utils/timestamp.h"
 
 #include "pg_eventbus.h"
+#include "compat.h"
 #include "catalog.h"
 #include "notify.h"
 #include "relay.h"
 #include "segment.h"
+#include "shmem.h"
 #include "worker.h"
 
-PGDLLEXPORT void eb_launcher_main(Datum arg);
 PGDLLEXPORT void eb_db_worker_main(Datum arg);
-
-#define EB_LAUNCHER_NAPTIME_MS 5000
-#define EB_WORKER_RESTART_MS 5000
 
 void
 eb_worker_register(void)
@@ -74,172 +76,112 @@ eb_worker_register(void)
 	RegisterBackgroundWorker(&worker);
 }
 
-/*
- * Finds a database by name.  Without a database connection only a heap
- * scan of the shared catalog pg_database is possible (indexes are not).
- */
-static Oid
-eb_lookup_database(const char *name)
-{
-	Oid			dboid = InvalidOid;
-	Relation	rel;
-	TableScanDesc scan;
-	HeapTuple	tup;
-
-	StartTransactionCommand();
-	(void) GetTransactionSnapshot();
-	rel = table_open(DatabaseRelationId, AccessShareLock);
-	scan = table_beginscan_catalog(rel, 0, NULL);
-	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
-	{
-		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
-
-		if (strcmp(NameStr(db->datname), name) == 0)
-		{
-			dboid = db->oid;
-			break;
-		}
-	}
-	table_endscan(scan);
-	table_close(rel, AccessShareLock);
-	CommitTransactionCommand();
-	return dboid;
-}
-
-/* Starts one of the workers of a database: "worker" or "relay". */
-static BackgroundWorkerHandle *
-eb_start_worker(Oid dboid, const char *kind, const char *function)
-{
-	BackgroundWorker worker;
-	BackgroundWorkerHandle *handle;
-
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "pg_eventbus");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "%s", function);
-	snprintf(worker.bgw_name, BGW_MAXLEN, "pg_eventbus %s", kind);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "pg_eventbus %s", kind);
-	worker.bgw_main_arg = ObjectIdGetDatum(dboid);
-	worker.bgw_notify_pid = MyProcPid;
-
-	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
-	{
-		ereport(WARNING,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("pg_eventbus could not start its %s", kind),
-				 errhint("Raise max_worker_processes.")));
-		return NULL;
-	}
-	return handle;
-}
-
-/* A worker slot the launcher keeps running while wanted. */
-typedef struct EbManagedWorker
-{
-	const char *kind;
-	const char *function;
-	BackgroundWorkerHandle *handle;
-	Oid			dboid;
-	TimestampTz last_start;
-} EbManagedWorker;
-
-static void
-eb_stop_worker(EbManagedWorker *w)
-{
-	if (w->handle == NULL)
-		return;
-	TerminateBackgroundWorker(w->handle);
-	(void) WaitForBackgroundWorkerShutdown(w->handle);
-	pfree(w->handle);
-	w->handle = NULL;
-}
-
-/* Runs w in dboid if wanted, restarting it at most every few seconds. */
-static void
-eb_manage_worker(EbManagedWorker *w, Oid dboid, bool wanted)
-{
-	pid_t		pid;
-	BgwHandleStatus status = BGWH_STOPPED;
-
-	if (w->handle != NULL && (!wanted || w->dboid != dboid))
-		eb_stop_worker(w);
-	if (!wanted)
-		return;
-	if (w->handle != NULL)
-		status = GetBackgroundWorkerPid(w->handle, &pid);
-	if (status == BGWH_STOPPED &&
-		TimestampDifferenceExceeds(w->last_start, GetCurrentTimestamp(), EB_WORKER_RESTART_MS))
-	{
-		if (w->handle != NULL)
-			pfree(w->handle);
-		w->handle = eb_start_worker(dboid, w->kind, w->function);
-		w->dboid = dboid;
-		w->last_start = GetCurrentTimestamp();
-	}
-}
-
-void
-eb_launcher_main(Datum arg)
-{
-	EbManagedWorker db_worker = {"worker", "eb_db_worker_main", NULL, InvalidOid, 0};
-	EbManagedWorker relay = {"relay", "eb_relay_main", NULL, InvalidOid, 0};
-	char	   *warned_for = NULL;
-
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
-	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
-
-	for (;;)
-	{
-		Oid			dboid;
-
-		CHECK_FOR_INTERRUPTS();
-		if (ConfigReloadPending)
-		{
-			ConfigReloadPending = false;
-			ProcessConfigFile(PGC_SIGHUP);
-		}
-
-		dboid = eb_lookup_database(eb_database);
-		if (!OidIsValid(dboid))
-		{
-			if (warned_for == NULL || strcmp(warned_for, eb_database) != 0)
-			{
-				ereport(WARNING,
-						(errcode(ERRCODE_UNDEFINED_DATABASE),
-						 errmsg("database \"%s\" named by eventbus.database does not exist",
-								eb_database),
-						 errdetail("The pg_eventbus workers are idle."),
-						 errhint("Create the database or change eventbus.database, then reload the configuration.")));
-				if (warned_for)
-					pfree(warned_for);
-				warned_for = MemoryContextStrdup(TopMemoryContext, eb_database);
-			}
-		}
-		else if (warned_for != NULL)
-		{
-			pfree(warned_for);
-			warned_for = NULL;
-		}
-
-		eb_manage_worker(&db_worker, dboid, OidIsValid(dboid));
-		eb_manage_worker(&relay, dboid, OidIsValid(dboid) &&
-						 eb_kafka_brokers != NULL && eb_kafka_brokers[0] != '\0');
-
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 EB_LAUNCHER_NAPTIME_MS, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-	}
-}
-
 static void
 eb_db_worker_exit(int code, Datum arg)
 {
-	if (eb_shared != NULL)
-		eb_notify_register(false);
+	EbDbShared *d;
+
+	if (eb_shared == NULL)
+		return;
+	eb_notify_register(false);
+	d = eb_db_shared(MyDatabaseId, false);
+	if (d == NULL)
+		return;
+	LWLockAcquire(eb_shared->dbs_lock, LW_EXCLUSIVE);
+	if (d->worker_pid == MyProcPid)
+		d->worker_pid = 0;
+	LWLockRelease(eb_shared->dbs_lock);
+}
+
+/*
+ * Becomes the database's worker, unless another one still runs there: one
+ * started by a launcher that has exited since (its workers outlive it).
+ */
+static bool
+eb_claim_database(void)
+{
+	EbDbShared *d = eb_db_shared(MyDatabaseId, true);
+	bool		claimed = false;
+
+	if (d == NULL)
+		return false;
+	LWLockAcquire(eb_shared->dbs_lock, LW_EXCLUSIVE);
+	if (d->worker_pid == 0 || d->worker_pid == MyProcPid ||
+		BackendPidGetProc(d->worker_pid) == NULL)
+	{
+		d->worker_pid = MyProcPid;
+		claimed = true;
+	}
+	LWLockRelease(eb_shared->dbs_lock);
+	return claimed;
+}
+
+/* Says in the database's entry whether the extension is installed. */
+static void
+eb_report_extension(EbExtState state)
+{
+	EbDbShared *d = eb_db_shared(MyDatabaseId, true);
+
+	if (d == NULL)
+		return;
+	LWLockAcquire(eb_shared->dbs_lock, LW_EXCLUSIVE);
+	d->ext_state = state;
+	LWLockRelease(eb_shared->dbs_lock);
+}
+
+static bool
+eb_extension_installed(void)
+{
+	bool		installed;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	installed = OidIsValid(get_extension_oid(EB_EXTENSION, true));
+	CommitTransactionCommand();
+	return installed;
+}
+
+/*
+ * After DROP EXTENSION: drops the relay's replication slot of this
+ * database, which would otherwise retain WAL for nobody.  The launcher
+ * stops the relay before it lets this worker look for the extension, so
+ * the slot is not in use; if it is (a relay not yet gone), it is left for
+ * the next look.
+ */
+static void
+eb_drop_relay_slot_after_drop_extension(void)
+{
+	char		slot[NAMEDATALEN];
+	ReplicationSlot *s;
+	bool		in_use = false;
+
+	eb_relay_slot_name(MyDatabaseId, slot);
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	s = SearchNamedReplicationSlot(slot, false);
+	if (s != NULL)
+	{
+		SpinLockAcquire(&s->mutex);
+		in_use = eb_slot_in_use(s);
+		SpinLockRelease(&s->mutex);
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+	if (s == NULL || in_use)
+		return;
+
+	PG_TRY();
+	{
+		ReplicationSlotDrop(slot, true);
+		ereport(LOG,
+				(errmsg("pg_eventbus: dropped replication slot \"%s\" because the extension is no longer installed",
+						slot)));
+	}
+	PG_CATCH();
+	{
+		/* taken meanwhile: the next look tries again */
+		EmitErrorReport();
+		FlushErrorState();
+	}
+	PG_END_TRY();
 }
 
 static void
@@ -273,6 +215,13 @@ eb_worker_pass(MemoryContext loop_cxt)
 	}
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	if (!installed)
+	{
+		/* dropped (without the launcher hearing of it): it looks again */
+		eb_report_extension(EB_EXT_ABSENT);
+		eb_wake_launcher();
+		proc_exit(0);
+	}
 
 	foreach(lc, names)
 	{
@@ -323,10 +272,23 @@ eb_db_worker_main(Datum arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
 
+	pgstat_report_activity(STATE_RUNNING, "looking for the extension");
+	if (!eb_extension_installed())
+	{
+		eb_report_extension(EB_EXT_ABSENT);
+		eb_drop_relay_slot_after_drop_extension();
+		proc_exit(0);
+	}
+	before_shmem_exit(eb_db_worker_exit, (Datum) 0);
+	if (!eb_claim_database())
+		proc_exit(0);
+	eb_report_extension(EB_EXT_PRESENT);
+	eb_wake_launcher();			/* it may start the relay now */
+	pgstat_report_activity(STATE_IDLE, NULL);
+
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "pg_eventbus worker loop",
 									 ALLOCSET_DEFAULT_SIZES);
 	eb_notify_register(true);
-	before_shmem_exit(eb_db_worker_exit, (Datum) 0);
 
 	if (sigsetjmp(local_sigjmp_buf, 1) != 0)
 	{

@@ -12,7 +12,10 @@ my $node = PostgreSQL::Test::Cluster->new('slot_reclaim');
 $node->init;
 $node->append_conf('postgresql.conf',
 	"shared_preload_libraries = 'pg_eventbus'\n"
-	  . "eventbus.max_topics = 16\neventbus.max_partitions = 64\n");
+	  . "eventbus.max_topics = 16\neventbus.max_partitions = 64\n"
+	  # the cluster's room is tested here, not each database's share
+	  . "eventbus.max_topics_per_database = 0\n"
+	  . "eventbus.max_partitions_per_database = 0\n");
 $node->start;
 
 # 12 topics of 4 partitions, one event in each partition: 12 topic slots

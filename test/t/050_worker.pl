@@ -1,7 +1,8 @@
 # The background workers: launcher and database worker.
 #
-#  - The launcher starts a worker in the database named by
-#    eventbus.database and moves it when the setting changes on reload.
+#  - The launcher starts a worker in a database with the extension, and
+#    only in the database named by eventbus.database once that is set; it
+#    moves the worker when the setting changes on reload.
 #  - The worker rotates segments and drops those past retention by itself,
 #    every eventbus.maintenance_naptime; positions keep growing across
 #    rotations, also once every event has expired.
@@ -64,11 +65,9 @@ sub pid_of
 # ---------------------------------------------------------------------------
 # Launcher and worker, and moving the worker to another database on reload.
 
-$node->poll_query_until('postgres',
-	$workers_query,
-	'pg_eventbus launcher:-,pg_eventbus worker:postgres')
-  or die 'the launcher did not start a worker in database postgres';
-pass('launcher and worker (database postgres) are in pg_stat_activity');
+$node->poll_query_until('postgres', $workers_query, 'pg_eventbus launcher:-')
+  or die 'the launcher did not start';
+pass('the launcher is in pg_stat_activity, and no worker stays where the extension is not installed');
 my $launcher = pid_of('pg_eventbus launcher');
 
 $node->safe_psql('postgres', "CREATE DATABASE $db");

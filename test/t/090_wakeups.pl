@@ -172,14 +172,14 @@ is(scalar @$got, 1, 'a notification after ROLLBACK PREPARED');
 $node->safe_psql('postgres', 'CREATE DATABASE elsewhere');
 $node->safe_psql('postgres', q{ALTER SYSTEM SET eventbus.database = 'elsewhere'; SELECT pg_reload_conf()});
 $node->poll_query_until('postgres',
-	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_eventbus worker' AND datname = 'elsewhere'", '1')
-  or die 'the worker did not move';
+	"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_eventbus worker' AND datname = 'postgres'", '0')
+  or die 'the worker of postgres did not stop';
 notifications($listener);
 $node->safe_psql('postgres', q{SELECT count(*) FROM eventbus.poll('g', 'w', 100000, commit => true)});
 $node->safe_psql('postgres', q{SELECT eventbus.publish('w', '{"n": 5}')});
 usleep(800_000);
 is(scalar @{ notifications($listener) }, 0,
-	'no notification when the worker serves another database');
+	'no notification when eventbus.database leaves the database out');
 is($node->safe_psql('postgres', q{SELECT eventbus.wait('g', 'w', '5 seconds')}), 't',
 	'wait() does not need the worker');
 

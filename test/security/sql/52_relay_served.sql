@@ -1,7 +1,7 @@
 -- Issue 9, item 17: outbox() and relay_topic() in a database the relay does
 -- not serve raise an error naming the cause instead of accepting what can
--- never reach Kafka.  This instance's eventbus.database is the default
--- 'postgres', not this database.
+-- never reach Kafka.  This instance's eventbus.database is 'postgres'
+-- (test/regress.conf), not this database.
 SHOW eventbus.database;
 SELECT current_database() = current_setting('eventbus.database') AS served;
 

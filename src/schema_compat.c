@@ -49,6 +49,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
@@ -222,24 +223,47 @@ cmp_numbers(Ctx *c, View *w, View *r, int wm)
 			   *rs = r->s;
 	Numeric		rb,
 				d;
+	Numeric		wmin = opt_num(ws, "minimum"),
+				wxmin = opt_num(ws, "exclusiveMinimum"),
+				wmax = opt_num(ws, "maximum"),
+				wxmax = opt_num(ws, "exclusiveMaximum");
 
 	malformed(c, rs, "minimum");
 	malformed(c, rs, "exclusiveMinimum");
 	malformed(c, rs, "maximum");
 	malformed(c, rs, "exclusiveMaximum");
 	malformed(c, rs, "multipleOf");
+
+	/* integers above exclusiveMinimum e are at least floor(e) + 1 */
+	if (!(wm & T_FRAC) && wxmin != NULL)
+	{
+		Numeric		m = DatumGetNumeric(DirectFunctionCall2(numeric_add,
+															DirectFunctionCall1(numeric_floor, NumericGetDatum(wxmin)),
+															NumericGetDatum(sc_nint(1))));
+
+		if (wmin == NULL || sc_ncmp(m, wmin) > 0)
+			wmin = m;
+		wxmin = NULL;
+	}
+	if (!(wm & T_FRAC) && wxmax != NULL)
+	{
+		Numeric		m = DatumGetNumeric(DirectFunctionCall2(numeric_sub,
+															DirectFunctionCall1(numeric_ceil, NumericGetDatum(wxmax)),
+															NumericGetDatum(sc_nint(1))));
+
+		if (wmax == NULL || sc_ncmp(m, wmax) < 0)
+			wmax = m;
+		wxmax = NULL;
+	}
+
 	if ((rb = opt_num(rs, "minimum")) != NULL)
-		cmp_bound(c, true, "minimum", rb, false, "minimum", opt_num(ws, "minimum"),
-				  "exclusiveMinimum", opt_num(ws, "exclusiveMinimum"));
+		cmp_bound(c, true, "minimum", rb, false, "minimum", wmin, "exclusiveMinimum", wxmin);
 	if ((rb = opt_num(rs, "exclusiveMinimum")) != NULL)
-		cmp_bound(c, true, "exclusiveMinimum", rb, true, "minimum", opt_num(ws, "minimum"),
-				  "exclusiveMinimum", opt_num(ws, "exclusiveMinimum"));
+		cmp_bound(c, true, "exclusiveMinimum", rb, true, "minimum", wmin, "exclusiveMinimum", wxmin);
 	if ((rb = opt_num(rs, "maximum")) != NULL)
-		cmp_bound(c, false, "maximum", rb, false, "maximum", opt_num(ws, "maximum"),
-				  "exclusiveMaximum", opt_num(ws, "exclusiveMaximum"));
+		cmp_bound(c, false, "maximum", rb, false, "maximum", wmax, "exclusiveMaximum", wxmax);
 	if ((rb = opt_num(rs, "exclusiveMaximum")) != NULL)
-		cmp_bound(c, false, "exclusiveMaximum", rb, true, "maximum", opt_num(ws, "maximum"),
-				  "exclusiveMaximum", opt_num(ws, "exclusiveMaximum"));
+		cmp_bound(c, false, "exclusiveMaximum", rb, true, "maximum", wmax, "exclusiveMaximum", wxmax);
 	if ((d = opt_num(rs, "multipleOf")) != NULL)
 	{
 		Numeric		wd = opt_num(ws, "multipleOf");

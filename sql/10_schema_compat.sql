@@ -221,6 +221,12 @@ INSERT INTO evolution VALUES
 (116, '$ref: unresolvable', 'backward', '{"type":"integer"}', '{"$ref":"#/$defs/missing"}', 'refused'),
 (117, '$ref beside other keywords (both apply)', 'backward',
     '{"type":"string"}', '{"$defs":{"s":{"type":"string"}},"$ref":"#/$defs/s","maxLength":3}', 'refused'),
+(118, '$ref "#": recursive through the root, widened', 'backward',
+    '{"type":"object","properties":{"n":{"type":"integer"},"child":{"$ref":"#"}}}',
+    '{"type":"object","properties":{"n":{"type":"number"},"child":{"$ref":"#"}}}', 'accepted'),
+(119, '$ref "#": recursive through the root, narrowed', 'backward',
+    '{"type":"object","properties":{"n":{"type":"integer"},"child":{"$ref":"#"}}}',
+    '{"type":"object","properties":{"n":{"type":"integer","minimum":0},"child":{"$ref":"#"}}}', 'refused'),
 -- boolean schemas, annotations, keywords outside the subset
 (120, 'SCHEMA_REMOVED (true accepts all)', 'backward', '{"type":"integer"}', 'true', 'accepted'),
 (121, 'false schema', 'backward', '{}', 'false', 'refused'),

@@ -93,11 +93,6 @@ add_reason(Ctx *c, const char *fmt,...)
 	c->reasons = lappend(c->reasons, buf.data);
 }
 
-
-/* ---------------------------------------------------------------- */
-/* Paths and bounds													*/
-/* ---------------------------------------------------------------- */
-
 static int
 path_push_name(Ctx *c, const char *name, int len)
 {
@@ -677,7 +672,6 @@ fits_union(Ctx *c, View w, View r, bool split)
 	return false;
 }
 
-/* a $ref pair met before: 1 assume it holds, -1 a cycle, 0 new */
 static const void *
 node_id(JsonbValue *s)
 {
@@ -685,6 +679,7 @@ node_id(JsonbValue *s)
 	return s->type == jbvBinary ? (const void *) s->val.binary.data : (const void *) s;
 }
 
+/* a $ref pair met before: 1 assume it holds, -1 a cycle, 0 new */
 static int
 ref_seen(Ctx *c, View *w, View *r)
 {
@@ -740,6 +735,15 @@ sub_ref(Ctx *c, View w, View r, bool reader_side)
 	c->nframes--;
 }
 
+/* equal subschemas of the two documents mean the same: their $refs too */
+static bool
+same_refs(Ctx *c, JsonbValue *s)
+{
+	int			refs = sc_contains_ref(s);
+
+	return refs == 0 || (refs == 1 && c->defs_equal);
+}
+
 static void
 sub_inner(Ctx *c, View *w, View *r)
 {
@@ -765,7 +769,7 @@ sub_inner(Ctx *c, View *w, View *r)
 
 	/* equal schemas (or equal combinator parts) */
 	if (w->k == r->k && sc_is_object(w->s) && sc_is_object(r->s) && w->k != V_REF &&
-		(c->defs_equal || !sc_contains_ref(w->s)))
+		same_refs(c, w->s))
 	{
 		const char *kwname = w->k == V_ANYOF ? "anyOf" : w->k == V_ONEOF ? "oneOf" :
 		w->k == V_NOT ? "not" : NULL;
@@ -781,7 +785,7 @@ sub_inner(Ctx *c, View *w, View *r)
 			JsonbValue *a = sc_kw(w->s, kwname),
 					   *b = sc_kw(r->s, kwname);
 
-			if (a && b && sc_values_equal(a, b) && (c->defs_equal || !sc_contains_ref(a)))
+			if (a && b && sc_values_equal(a, b) && same_refs(c, a))
 				return;
 		}
 	}

@@ -111,7 +111,7 @@ extern char *sc_mask_text(int m);
 extern int	sc_value_mask(View *v);
 extern void sc_scan_keywords(JsonbValue *s, bool *has_base, bool *has_comb, List **unknown);
 extern bool sc_trivially_true(View *v);
-extern bool sc_contains_ref(JsonbValue *v);
+extern int	sc_contains_ref(JsonbValue *v);
 extern View sc_view(JsonbValue *s, JsonbValue *root, ViewKind k, uint8 tmask);
 extern bool sc_resolve_ref(View *v, View *out);
 extern List *sc_parts_of(View *v);

@@ -75,17 +75,7 @@ sc_is_bool_schema(JsonbValue *v, bool val)
 JsonbValue *
 sc_kw(JsonbValue *s, const char *name)
 {
-	JsonbValue *res;
-
-	if (!sc_is_object(s))
-		return NULL;
-	res = palloc(sizeof(JsonbValue));
-	if (!getKeyJsonValueFromContainer(s->val.binary.data, name, strlen(name), res))
-	{
-		pfree(res);
-		return NULL;
-	}
-	return res;
+	return sc_kwn(s, name, strlen(name));
 }
 
 JsonbValue *
@@ -403,21 +393,34 @@ sc_trivially_true(View *v)
 	return false;
 }
 
-bool
+/*
+ * Whether a subschema has $refs: 1 if any, 2 if one of them is "#" (the
+ * document's root, which differs between the two documents even where
+ * their $defs are equal), 0 if none.
+ */
+int
 sc_contains_ref(JsonbValue *v)
 {
 	JsonbIterator *it;
 	JsonbValue	x;
 	JsonbIteratorToken tok;
+	bool		after_ref = false;
+	int			res = 0;
 
 	if (v->type != jbvBinary)
-		return false;
+		return 0;
 	it = JsonbIteratorInit(v->val.binary.data);
 	while ((tok = JsonbIteratorNext(&it, &x, false)) != WJB_DONE)
-		if (tok == WJB_KEY && x.val.string.len == 4 &&
-			memcmp(x.val.string.val, "$ref", 4) == 0)
-			return true;
-	return false;
+	{
+		if (tok == WJB_VALUE && after_ref && x.type == jbvString &&
+			x.val.string.len == 1 && x.val.string.val[0] == '#')
+			res = 2;
+		after_ref = tok == WJB_KEY && x.val.string.len == 4 &&
+			memcmp(x.val.string.val, "$ref", 4) == 0;
+		if (after_ref && res == 0)
+			res = 1;
+	}
+	return res;
 }
 
 View

@@ -31,4 +31,15 @@
 
 extern List *eb_schema_incompatibilities(Jsonb *reader, Jsonb *writer);
 
+/*
+ * The same answer, with the reasons phrased for the direction of the check:
+ * eb_schema_incompatibilities() phrases them as changes from the writer to
+ * the reader (backward: old to new).  For the forward check (reader = old,
+ * writer = new) pass reader_is_old = true, and the reasons still read as
+ * changes from the old version to the new ("property \"qty\" is no longer
+ * required", "enum value \"x\" was added").
+ */
+extern List *eb_schema_incompatibilities_phrased(Jsonb *reader, Jsonb *writer,
+												 bool reader_is_old);
+
 #endif							/* EB_SCHEMA_COMPAT_H */

@@ -151,3 +151,13 @@ COMMENT ON VIEW eventbus.relay_status IS
   'Health of the Kafka relay: state, slot, confirmed LSN, WAL retained, events and bytes relayed, messages in flight, outbox backlog, commit-to-acknowledgement latency, last error, last acknowledgement, content skipped because it could not be relayed (count, last LSN, reason), backlog per relayed topic; the slot''s failover flag, invalidation reason, creation time and warning (a slot created anew while relayed topics held events), and every pg_eventbus slot of the cluster (slots: database, process, retained WAL, orphaned, status; details in relay_slots). Superusers and pg_monitor only.';
 REVOKE ALL ON eventbus.relay_status FROM PUBLIC;
 GRANT SELECT ON eventbus.relay_status TO pg_monitor;
+
+-- Schema compatibility check (docs/schema-compatibility.md).
+
+CREATE FUNCTION eventbus.check_schema_compatibility(new_schema jsonb, old_schema jsonb,
+                                                    compatibility text DEFAULT 'backward')
+RETURNS SETOF text
+AS 'MODULE_PATHNAME', 'eb_check_schema_compatibility'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE ROWS 10;
+COMMENT ON FUNCTION eventbus.check_schema_compatibility(jsonb, jsonb, text) IS
+  'Why new_schema may not replace old_schema under a compatibility mode (''backward'': the new schema reads every event valid under the old one; ''forward'': the old schema reads every event valid under the new one; ''full'': both; ''none''): one row per reason, no row when the change is compatible. Differences that cannot be decided are reasons too. Reads no table.';

@@ -35,6 +35,7 @@ typedef struct EbTopic
 	int32		partitions;
 	Oid			relid;			/* the topic's parent table */
 	Oid			owner;			/* the role that created the topic */
+	int32		schema_version; /* current schema version, 0 if none */
 	int			nsegments;
 	EbSegment  *segments;		/* ascending seg_no */
 	MemoryContext cxt;			/* holds segments */

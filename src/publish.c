@@ -68,6 +68,7 @@
 #include "position.h"
 #include "publish.h"
 #include "read.h"
+#include "schema.h"
 #include "util.h"
 
 PG_FUNCTION_INFO_V1(eb_publish);
@@ -540,6 +541,7 @@ eb_publish(PG_FUNCTION_ARGS)
 	ev.idem = PG_ARGISNULL(5) ? NULL : PG_GETARG_TEXT_PP(5);
 	if (ev.headers)
 		eb_check_headers(ev.headers);
+	eb_schema_validate_event(topic, ev.value, &ev.headers, 0);
 	eb_check_size(ev.value, ev.key, ev.headers);
 
 	if (!PG_ARGISNULL(4))
@@ -674,6 +676,7 @@ eb_publish_batch(PG_FUNCTION_ARGS)
 		ev->headers = (hdrs && !hdrnulls[i]) ? DatumGetJsonbP(hdrs[i]) : NULL;
 		if (ev->headers)
 			eb_check_headers(ev->headers);
+		eb_schema_validate_event(topic, ev->value, &ev->headers, i + 1);
 		eb_check_size(ev->value, ev->key, ev->headers);
 		if (ev->key != NULL)
 			ev->partition = eb_key_partition(ev->key, topic->partitions);

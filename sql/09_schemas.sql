@@ -184,6 +184,14 @@ SELECT eventbus.publish('orders_s', '{"id": "not checked"}');
 SELECT eventbus.register_schema('orders_s', '{"type": "array"}');
 SELECT eventbus.publish('orders_s', '[1]');
 SELECT eventbus.publish('orders_s', '{"id": 8}');
+-- a version number freed by a rollback names the next registration's schema
+BEGIN;
+SELECT eventbus.register_schema('orders_s', '{"type": "string"}', 'none');
+SELECT eventbus.publish('orders_s', '"s"');
+ROLLBACK;
+SELECT eventbus.register_schema('orders_s', '{"type": "number"}', 'none');
+SELECT eventbus.publish('orders_s', '"s"');
+SELECT eventbus.publish('orders_s', '9');
 SELECT position, value, headers FROM eventbus.read('orders_s', 0) ORDER BY position;
 -- dropping the topic drops its schemas
 SELECT eventbus.drop_topic('orders_s');

@@ -302,7 +302,8 @@ eb_topic_load(EbTopic *entry)
 		entry->pshared = palloc0(sizeof(EbPartShared *) * entry->partitions);
 		entry->npshared = entry->partitions;
 		MemoryContextSwitchTo(oldcxt);
-		entry->schema_version = eb_schema_current_version(entry->topic_id, snap);
+		entry->schema_version = eb_schema_current_version(entry->topic_id, snap,
+														   &entry->schema_xmin);
 	}
 
 	UnregisterSnapshot(snap);

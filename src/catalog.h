@@ -36,6 +36,7 @@ typedef struct EbTopic
 	Oid			relid;			/* the topic's parent table */
 	Oid			owner;			/* the role that created the topic */
 	int32		schema_version; /* current schema version, 0 if none */
+	TransactionId schema_xmin;	/* xmin of its row (schema.c) */
 	int			nsegments;
 	EbSegment  *segments;		/* ascending seg_no */
 	MemoryContext cxt;			/* holds segments */

@@ -81,7 +81,7 @@ add g1_plain "publish, no schema" "$CLIENTS" 1 "$BENCH_DIR/schema_publish.sql" "
 add g1_schema "publish, 10-field schema" "$CLIENTS" 1 "$BENCH_DIR/schema_publish.sql" "topic=sc_schema"
 add gb_plain "publish_batch x $BATCH_SIZE, no schema" "$BATCH_CLIENTS" "$BATCH_SIZE" "$BENCH_DIR/schema_batch.sql" "topic=sc_plain"
 add gb_schema "publish_batch x $BATCH_SIZE, 10-field schema" "$BATCH_CLIENTS" "$BATCH_SIZE" "$BENCH_DIR/schema_batch.sql" "topic=sc_schema"
-GROUPS=("g1_plain g1_schema" "gb_plain gb_schema")
+CASES=("g1_plain g1_schema" "gb_plain gb_schema")
 
 run() {
 	local id=$1 secs=$2 out=$3 c=${NCLIENTS[$1]}
@@ -110,13 +110,13 @@ run() {
 
 if [ "$WARMUP" -gt 0 ]; then
 	eb_say "Warm-up (${WARMUP}s per contender)"
-	for g in "${GROUPS[@]}"; do
+	for g in "${CASES[@]}"; do
 		for id in $g; do run "$id" "$WARMUP" "$WORK/warmup.out"; done
 	done
 fi
 for ((r = 1; r <= ROUNDS; r++)); do
 	eb_say "Round $r of $ROUNDS"
-	for g in "${GROUPS[@]}"; do
+	for g in "${CASES[@]}"; do
 		read -r -a ids <<<"$g"
 		for ((j = 0; j < ${#ids[@]}; j++)); do
 			id=${ids[$(((j + r - 1) % ${#ids[@]}))]}
@@ -135,7 +135,7 @@ psql_q -At -c "SELECT 'events with the version header: ' || count(*) FILTER (WHE
 say ""
 say "G. schema validation (median of $ROUNDS rounds of ${SECS}s)"
 say "$(printf '  %-40s %7s %12s %12s' contender clients 'tx/s' 'events/s')"
-for g in "${GROUPS[@]}"; do
+for g in "${CASES[@]}"; do
 	for id in $g; do
 		m=$(echo "${TPS[$id]}" | median)
 		MED_EV[$id]=$(awk -v t="$m" -v e="${NEVENTS[$id]}" 'BEGIN {printf "%.1f", t * e}')

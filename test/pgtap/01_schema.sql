@@ -67,7 +67,7 @@ SELECT set_eq(
   $$SELECT c::regclass::text FROM pg_extension e, unnest(e.extconfig) c WHERE e.extname = 'pg_eventbus'$$,
   ARRAY['eventbus.topic', 'eventbus.topic_id_seq', 'eventbus.segment',
         'eventbus.consumer_group', 'eventbus.group_id_seq', 'eventbus.group_partition',
-        'eventbus.group_retry', 'eventbus.relay_allowed'],
+        'eventbus.group_retry', 'eventbus.relay_allowed', 'eventbus.topic_schema'],
   'catalog tables are dumped');
 
 -- a topic's tables

@@ -12,6 +12,8 @@
 #      latency (bench/relay.sh, its own server and mock Kafka cluster)
 #   F  wake-ups: publishing with and without subscribers, against NOTIFY in
 #      every transaction, and commit-to-wake latency (bench/wakeups.sh)
+#   G  publish with a 10-field JSON Schema against publish without, one
+#      event per transaction and in batches (bench/schema.sh)
 #
 # Each round runs every contender of a workload back to back (the order
 # rotates from round to round); a contender's figure is its median over the
@@ -28,7 +30,7 @@
 #   EB_BENCH_BATCH_CLIENTS=4   clients in B
 #   EB_BENCH_BATCH_SIZE=100    events per statement in B
 #   EB_BENCH_THREADS=          pgbench threads (default: CPUs, at most the clients)
-#   EB_BENCH_WORKLOADS="A B C D E F" workloads to run
+#   EB_BENCH_WORKLOADS="A B C D E F G" workloads to run
 #   EB_BENCH_CONSUME_EVENTS=300000  events each contender of D drains (a multiple
 #                              of 4000; default 100000 when EB_BENCH_SECONDS < 10)
 #   EB_BENCH_PROFILE=1         after the rounds, perf-record the server during
@@ -49,7 +51,7 @@ CLIENTS=${EB_BENCH_CLIENTS:-8}
 BATCH_CLIENTS=${EB_BENCH_BATCH_CLIENTS:-4}
 BATCH_SIZE=${EB_BENCH_BATCH_SIZE:-100}
 NCPU=$(nproc)
-WORKLOADS=${EB_BENCH_WORKLOADS:-A B C D E F}
+WORKLOADS=${EB_BENCH_WORKLOADS:-A B C D E F G}
 if [ "$SECS" -lt 10 ] 2>/dev/null; then
 	CONSUME_EVENTS=${EB_BENCH_CONSUME_EVENTS:-100000}
 else
@@ -75,14 +77,16 @@ TIMED_WORKLOADS=
 RUN_D=0
 RUN_E=0
 RUN_F=0
+RUN_G=0
 for w in $WORKLOADS; do
 	case $w in
 	A | B | C) TIMED_WORKLOADS+="$w " ;;
 	D) RUN_D=1 ;;
 	E) RUN_E=1 ;;
 	F) RUN_F=1 ;;
+	G) RUN_G=1 ;;
 	*)
-		echo "bench: unknown workload '$w' in EB_BENCH_WORKLOADS (A, B, C, D, E, F)" >&2
+		echo "bench: unknown workload '$w' in EB_BENCH_WORKLOADS (A, B, C, D, E, F, G)" >&2
 		exit 2
 		;;
 	esac
@@ -401,10 +405,11 @@ run_part() {
 	cat "$out" >>"$RESULTS"
 	missed=$((missed + $(grep -c 'MISSED' "$out" || true)))
 }
-if [ "$RUN_E" = 1 ] || [ "$RUN_F" = 1 ]; then
+if [ "$RUN_E" = 1 ] || [ "$RUN_F" = 1 ] || [ "$RUN_G" = 1 ]; then
 	eb_cluster_stop "$WORK"
 	[ "$RUN_E" = 1 ] && run_part "Workload E: the Kafka relay" relay.sh
 	[ "$RUN_F" = 1 ] && run_part "Workload F: wake-ups" wakeups.sh
+	[ "$RUN_G" = 1 ] && run_part "Workload G: schemas" schema.sh
 fi
 
 status=0

@@ -6,7 +6,9 @@
  *
  * The cache is keyed by topic name.  An entry is valid while the shared
  * catalog version (shmem.c) is unchanged; the version is bumped after any
- * transaction that changed topics or segments commits.  Entries are loaded
+ * transaction that changed topics, segments or schemas commits.  An entry
+ * holds the topic's current schema version (eventbus.topic_schema), whose
+ * compiled schema schema.c caches.  Entries are loaded
  * with the latest committed snapshot, not the caller's, so a cache entry
  * never hides a segment that other backends already write to.  Pre-created
  * spare segments make this safe: a segment is in the catalog before it can
@@ -47,6 +49,7 @@
 #include "pg_eventbus.h"
 #include "catalog.h"
 #include "compat.h"
+#include "schema.h"
 #include "shmem.h"
 
 static HTAB *topic_cache = NULL;
@@ -381,6 +384,8 @@ eb_topic_load(EbTopic *entry)
 		entry->pshared = palloc0(sizeof(EbPartShared *) * entry->partitions);
 		entry->npshared = entry->partitions;
 		MemoryContextSwitchTo(oldcxt);
+		entry->schema_version = eb_schema_current_version(entry->topic_id, snap,
+														   &entry->schema_xmin);
 	}
 
 	UnregisterSnapshot(snap);

@@ -35,6 +35,8 @@ typedef struct EbTopic
 	int32		partitions;
 	Oid			relid;			/* the topic's parent table */
 	Oid			owner;			/* the role that created the topic */
+	int32		schema_version; /* current schema version, 0 if none */
+	TransactionId schema_xmin;	/* xmin of its row (schema.c) */
 	int			nsegments;
 	EbSegment  *segments;		/* ascending seg_no */
 	MemoryContext cxt;			/* holds segments */

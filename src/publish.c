@@ -69,6 +69,7 @@
 #include "publish.h"
 #include "read.h"
 #include "trace.h"
+#include "schema.h"
 #include "util.h"
 
 PG_FUNCTION_INFO_V1(eb_publish);
@@ -542,6 +543,7 @@ eb_publish(PG_FUNCTION_ARGS)
 	if (ev.headers)
 		eb_check_headers(ev.headers);
 	ev.headers = eb_trace_headers(ev.headers);
+	eb_schema_validate_event(topic, ev.value, &ev.headers, 0);
 	eb_check_size(ev.value, ev.key, ev.headers);
 
 	if (!PG_ARGISNULL(4))
@@ -677,6 +679,7 @@ eb_publish_batch(PG_FUNCTION_ARGS)
 		if (ev->headers)
 			eb_check_headers(ev->headers);
 		ev->headers = eb_trace_headers(ev->headers);
+		eb_schema_validate_event(topic, ev->value, &ev->headers, i + 1);
 		eb_check_size(ev->value, ev->key, ev->headers);
 		if (ev->key != NULL)
 			ev->partition = eb_key_partition(ev->key, topic->partitions);

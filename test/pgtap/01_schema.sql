@@ -68,7 +68,8 @@ SELECT set_eq(
   ARRAY['eventbus.topic', 'eventbus.topic_id_seq', 'eventbus.segment',
         'eventbus.consumer_group', 'eventbus.group_id_seq', 'eventbus.group_partition',
         'eventbus.group_retry', 'eventbus.relay_allowed', 'eventbus.relay_format',
-        'eventbus.relay_partitioning', 'eventbus.relay_policy', 'eventbus.relay_dead_letter'],
+        'eventbus.relay_partitioning', 'eventbus.relay_policy', 'eventbus.relay_dead_letter',
+        'eventbus.topic_schema'],
   'catalog tables are dumped');
 
 -- a topic's tables

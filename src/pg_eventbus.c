@@ -16,6 +16,7 @@
 #include "utils/memutils.h"
 
 #include "pg_eventbus.h"
+#include "stats.h"
 #include "catalog.h"
 #include "group.h"
 #include "notify.h"
@@ -140,6 +141,7 @@ eb_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			eb_pending_xact_end(false);
+			eb_stats_xact_end(true);
 			eb_catalog_xact_end(true);
 			(void) eb_outbox_xact_end(true);
 			eb_notify_xact_end(true);
@@ -151,6 +153,7 @@ eb_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_PREPARE:
 			eb_pending_xact_end(true);	/* handed to the prepared xact */
+			eb_stats_xact_end(false);
 			eb_catalog_xact_end(false);
 			outbox = eb_outbox_xact_end(false);
 			eb_notify_xact_end(false);
@@ -162,6 +165,7 @@ eb_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			eb_pending_xact_end(false);
+			eb_stats_xact_end(false);
 			eb_catalog_xact_end(false);
 			(void) eb_outbox_xact_end(false);
 			eb_notify_xact_end(true);	/* the horizon may move: wake readers */
@@ -182,11 +186,13 @@ eb_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		/* registrations last until the top-level transaction ends */
 		eb_catalog_subxact_end(mySubid, parentSubid, false);
 		eb_outbox_subxact_end(GetCurrentTransactionNestLevel(), false);
+		eb_stats_subxact_end(GetCurrentTransactionNestLevel(), false);
 	}
 	else if (event == SUBXACT_EVENT_COMMIT_SUB)
 	{
 		eb_catalog_subxact_end(mySubid, parentSubid, true);
 		eb_outbox_subxact_end(GetCurrentTransactionNestLevel(), true);
+		eb_stats_subxact_end(GetCurrentTransactionNestLevel(), true);
 	}
 }
 

@@ -745,7 +745,8 @@ eb_count_emit(void *arg, EbTopic *topic, TupleTableSlot *slot)
  * By default from positions alone, in constant time: the positions from
  * 'from' to the end position, which is an upper bound of the events (it
  * also counts positions of rolled-back publishes and of transactions still
- * committing).  exact: counted one by one, only committed events the group
+ * committing); the caller makes it 0 when its index probe found no event
+ * the group can read.  exact: counted one by one, only committed events the group
  * can read now (on a standby, where readability is unknown, the position
  * difference).
  */
@@ -854,7 +855,11 @@ eb_group_status_internal(FunctionCallInfo fcinfo, bool exact)
 		out[0] = Int32GetDatum(p);
 		out[1] = Int64GetDatum(committed);
 		out[2] = Int64GetDatum(end);
-		out[3] = Int64GetDatum(eb_group_lag(topic, p, from, end, snapshot, exact));
+		/* nothing readable after the committed position: nothing to consume */
+		if (!exact && !RecoveryInProgress() && !ft.found)
+			out[3] = Int64GetDatum(0);
+		else
+			out[3] = Int64GetDatum(eb_group_lag(topic, p, from, end, snapshot, exact));
 		out[4] = TimestampTzGetDatum(ft.created_at);
 		nulls[4] = !ft.found;
 		for (c = 3; c <= 6; c++)

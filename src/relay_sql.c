@@ -682,11 +682,19 @@ eb_relay_stats(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
+static EbEmitResult
+eb_count_emit(void *arg, EbTopic *topic, TupleTableSlot *slot)
+{
+	return EB_EMIT_TAKEN;
+}
+
 /*
  * relay_backlog(): per relayed topic, the positions below the read horizon
  * (committed, or rolled back) after the last position Kafka acknowledged,
  * summed over partitions: an upper bound of the events waiting for Kafka,
- * from shared memory alone (no scan of the events); NULL while unknown
+ * from shared memory and one index probe per partition (0 when no committed
+ * event follows: rolled-back positions at the end do not count); NULL while
+ * unknown
  * (nothing acknowledged since startup in a partition that has events).
  */
 Datum
@@ -740,9 +748,14 @@ eb_relay_backlog(PG_FUNCTION_ARGS)
 			LWLockAcquire(&part->lock, LW_SHARED);
 			relayed = part->relayed_position;
 			LWLockRelease(&part->lock);
+			/* one index probe: 0 when no committed event follows */
+			if (horizon <= relayed + 1 ||
+				eb_read_partition(topic, p, relayed, 1, GetActiveSnapshot(),
+								  eb_count_emit, NULL) == 0)
+				continue;
 			if (relayed >= 0)
-				backlog += Max(horizon - (relayed + 1), 0);
-			else if (end > 0)
+				backlog += horizon - (relayed + 1);
+			else
 				known = false;
 		}
 		values[0] = CStringGetTextDatum(topic->name);

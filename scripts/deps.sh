@@ -20,9 +20,11 @@ PACKAGES=(
 # pgTAP for this major; see install_pgtap_sql for a major without it.
 PGTAP="postgresql-$PG_MAJOR-pgtap"
 PGTAP_CONTROL="/usr/share/postgresql/$PG_MAJOR/extension/pgtap.control"
-# Only the benchmarks need these: installed where the suite has them.
+# Installed where the suite has them: the benchmarks' peer, and the
+# exporter and promtool of test/t/110_exporter.pl (skipped without them).
 OPTIONAL=(
 	"postgresql-$PG_MAJOR-pgq3"
+	prometheus-postgres-exporter prometheus
 )
 
 not_installed() {

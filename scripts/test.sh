@@ -35,7 +35,7 @@ WORK=$(eb_workdir test)
 PGXS_DIR=$(dirname "$(dirname "$(dirname "$($PG_CONFIG --pgxs)")")")
 SRC="$WORK/src"
 mkdir -p "$SRC" "$WORK/bin"
-cp -r "$EB_ROOT/sql" "$EB_ROOT/expected" "$EB_ROOT/test" "$EB_ROOT/examples" "$SRC/"
+cp -r "$EB_ROOT/sql" "$EB_ROOT/expected" "$EB_ROOT/test" "$EB_ROOT/examples" "$EB_ROOT/monitoring" "$SRC/"
 cp "$EB_ROOT/README.md" "$SRC/"
 cp "$EB_ROOT/test/mock_kafka" "$WORK/bin/"
 [ "$(id -u)" -eq 0 ] && chown -R "$EB_USER" "$WORK"

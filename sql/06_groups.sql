@@ -90,11 +90,13 @@ SELECT * FROM eventbus.publish('cg-empty', '{}', partition => 0);
 SELECT pg_sleep(0.05);
 SELECT partition, lag, time_lag >= interval '0.05 seconds' AS waited
   FROM eventbus.consumer_lag WHERE topic = 'cg-empty' ORDER BY partition;
--- rolled-back publishes are not lag
+-- lag is a position difference: a rolled-back publish counts in it (an
+-- upper bound); consumer_lag_exact() counts only committed events
 BEGIN;
 SELECT * FROM eventbus.publish('cg-empty', '{}', partition => 0);
 ROLLBACK;
 SELECT partition, end_position, lag FROM eventbus.consumer_lag WHERE topic = 'cg-empty' ORDER BY partition;
+SELECT partition, end_position, lag FROM eventbus.consumer_lag_exact('g', 'cg-empty') ORDER BY partition;
 
 -- errors
 SELECT eventbus.create_group('from-start', 'cg');

@@ -58,6 +58,7 @@
 #include "utils/tuplestore.h"
 
 #include "pg_eventbus.h"
+#include "stats.h"
 #include "catalog.h"
 #include "group.h"
 #include "position.h"
@@ -891,6 +892,8 @@ eb_poll(PG_FUNCTION_ARGS)
 		if (st.last > from || nretried > 0)
 			eb_record_delivery(&g, p, st.last, st.last > from && (member || do_commit),
 							   do_commit, lease, retried, nretried);
+		if (do_commit && st.last > committed)
+			eb_stats_count(topic, EB_STAT_CONSUMED, st.last - committed);
 		if (st.last > from)
 			handed_max = Max(handed_max, st.last);
 		eb_handed_record(g.group_id, p, handed_max, member != NULL, generation);
@@ -1102,6 +1105,8 @@ eb_commit(PG_FUNCTION_ARGS)
 				3, argtypes);
 	eb_spi_run(plan_commit_retries, values, NULL, false);
 	eb_spi_end(&spi);
+	if (position > row.committed)
+		eb_stats_count(topic, EB_STAT_CONSUMED, position - row.committed);
 	PG_RETURN_VOID();
 }
 
@@ -1288,6 +1293,7 @@ eb_nack(PG_FUNCTION_ARGS)
 					"WHERE group_id = $1 AND partition = $2 AND position = $3",
 					3, argtypes, values, NULL, false);
 		result = "dead-lettered";
+		eb_stats_count(topic, EB_STAT_DEAD_LETTERED, 1);
 	}
 	else
 	{

@@ -50,6 +50,7 @@ PG_FUNCTION_INFO_V1(eb_delete_group);
 PG_FUNCTION_INFO_V1(eb_seek_all);
 PG_FUNCTION_INFO_V1(eb_seek_position);
 PG_FUNCTION_INFO_V1(eb_group_status);
+PG_FUNCTION_INFO_V1(eb_group_status_exact);
 
 #define EB_MAX_ATTEMPTS_LIMIT 1000
 
@@ -728,37 +729,61 @@ eb_first_time_emit(void *arg, EbTopic *topic, TupleTableSlot *slot)
 	return EB_EMIT_STOP;
 }
 
-#define EB_LAG_COUNT_MAX 100000
-
+/* Counts events, remembering the position of the last one. */
 static EbEmitResult
 eb_count_emit(void *arg, EbTopic *topic, TupleTableSlot *slot)
 {
+	bool		isnull;
+
+	*(int64 *) arg = DatumGetInt64(slot_getattr(slot, Anum_ev_position, &isnull));
 	return EB_EMIT_TAKEN;
 }
 
 /*
- * Events a group has yet to consume in a partition: counted exactly (only
- * committed events) up to EB_LAG_COUNT_MAX, estimated from positions beyond
- * that or on a standby (then rolled-back positions count too).
+ * Events a group has yet to consume in a partition, from 'from' on.
+ *
+ * By default from positions alone, in constant time: the positions from
+ * 'from' to the end position, which is an upper bound of the events (it
+ * also counts positions of rolled-back publishes and of transactions still
+ * committing); the caller makes it 0 when its index probe found no event
+ * the group can read.  exact: counted one by one, only committed events the group
+ * can read now (on a standby, where readability is unknown, the position
+ * difference).
  */
 static int64
-eb_group_lag(EbTopic *topic, int32 partition, int64 from, int64 end, Snapshot snapshot)
+eb_group_lag(EbTopic *topic, int32 partition, int64 from, int64 end, Snapshot snapshot,
+			 bool exact)
 {
+	int64		count = 0;
+	int64		last = from - 1;
+	int			n;
+
 	if (end <= from)
 		return 0;
-	if (end - from > EB_LAG_COUNT_MAX || RecoveryInProgress())
+	if (!exact || RecoveryInProgress())
 		return end - from;
-	return eb_read_partition(topic, partition, from - 1, EB_LAG_COUNT_MAX, snapshot,
-							 eb_count_emit, NULL);
+	/* in chunks: eb_read_partition counts at most INT_MAX events per call */
+	do
+	{
+		n = eb_read_partition(topic, partition, last, 1000000, snapshot,
+							  eb_count_emit, &last);
+		count += n;
+	} while (n == 1000000);
+	return count;
 }
 
 /*
  * group_status(group_name, topic): one row per partition (see the
- * consumer_lag view).  For roles with the privileges of the group's owner
- * and members of pg_monitor.
+ * consumer_lag view), lag from positions; consumer_lag_exact(group_name,
+ * topic): the same with the lag counted.  For roles with the privileges of
+ * the group's owner and members of pg_monitor.
+ *
+ * Cost per partition: the group's row, its retries (by primary key), and
+ * one index probe for the oldest unconsumed event; with exact, a scan of
+ * every unconsumed event.
  */
-Datum
-eb_group_status(PG_FUNCTION_ARGS)
+static Datum
+eb_group_status_internal(FunctionCallInfo fcinfo, bool exact)
 {
 	char	   *group_name = eb_arg_name(fcinfo, 0, "group");
 	char	   *topic_name = eb_arg_name(fcinfo, 1, "topic");
@@ -830,7 +855,11 @@ eb_group_status(PG_FUNCTION_ARGS)
 		out[0] = Int32GetDatum(p);
 		out[1] = Int64GetDatum(committed);
 		out[2] = Int64GetDatum(end);
-		out[3] = Int64GetDatum(eb_group_lag(topic, p, from, end, snapshot));
+		/* nothing readable after the committed position: nothing to consume */
+		if (!exact && !RecoveryInProgress() && !ft.found)
+			out[3] = Int64GetDatum(0);
+		else
+			out[3] = Int64GetDatum(eb_group_lag(topic, p, from, end, snapshot, exact));
 		out[4] = TimestampTzGetDatum(ft.created_at);
 		nulls[4] = !ft.found;
 		for (c = 3; c <= 6; c++)
@@ -844,4 +873,16 @@ eb_group_status(PG_FUNCTION_ARGS)
 	}
 	eb_spi_end(&spi);
 	return (Datum) 0;
+}
+
+Datum
+eb_group_status(PG_FUNCTION_ARGS)
+{
+	return eb_group_status_internal(fcinfo, false);
+}
+
+Datum
+eb_group_status_exact(PG_FUNCTION_ARGS)
+{
+	return eb_group_status_internal(fcinfo, true);
 }

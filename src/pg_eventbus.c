@@ -19,6 +19,7 @@
 
 #include "pg_eventbus.h"
 #include "compat.h"
+#include "stats.h"
 #include "catalog.h"
 #include "group.h"
 #include "notify.h"
@@ -250,6 +251,7 @@ eb_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			eb_pending_xact_end(false);
+			eb_stats_xact_end(true);
 			eb_catalog_xact_end(true);
 			(void) eb_outbox_xact_end(true);
 			eb_notify_xact_end(true);
@@ -265,6 +267,7 @@ eb_xact_callback(XactEvent event, void *arg)
 			break;
 		case XACT_EVENT_PREPARE:
 			eb_pending_xact_end(true);	/* handed to the prepared xact */
+			eb_stats_xact_end(false);
 			eb_catalog_xact_end(false);
 			outbox = eb_outbox_xact_end(false);
 			eb_notify_xact_end(false);
@@ -278,6 +281,7 @@ eb_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 			eb_pending_xact_end(false);
+			eb_stats_xact_end(false);
 			eb_catalog_xact_end(false);
 			(void) eb_outbox_xact_end(false);
 			eb_notify_xact_end(true);	/* the horizon may move: wake readers */
@@ -300,11 +304,13 @@ eb_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		/* registrations last until the top-level transaction ends */
 		eb_catalog_subxact_end(mySubid, parentSubid, false);
 		eb_outbox_subxact_end(GetCurrentTransactionNestLevel(), false);
+		eb_stats_subxact_end(GetCurrentTransactionNestLevel(), false);
 	}
 	else if (event == SUBXACT_EVENT_COMMIT_SUB)
 	{
 		eb_catalog_subxact_end(mySubid, parentSubid, true);
 		eb_outbox_subxact_end(GetCurrentTransactionNestLevel(), true);
+		eb_stats_subxact_end(GetCurrentTransactionNestLevel(), true);
 	}
 }
 

@@ -62,6 +62,7 @@
 #include "utils/uuid.h"
 
 #include "pg_eventbus.h"
+#include "stats.h"
 #include "compat.h"
 #include "catalog.h"
 #include "notify.h"
@@ -425,6 +426,7 @@ eb_publish_group(EbTopic *topic, int32 partition, EbEvent **events, int n)
 	table_close(rel, NoLock);
 	eb_xact_published = true;
 	eb_notify_record(topic);
+	eb_stats_count(topic, EB_STAT_PUBLISHED, n);
 }
 
 /*

@@ -808,8 +808,6 @@ eb_relay_stats(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
 }
 
-#define EB_BACKLOG_COUNT_MAX 1000000
-
 static EbEmitResult
 eb_count_emit(void *arg, EbTopic *topic, TupleTableSlot *slot)
 {
@@ -817,10 +815,13 @@ eb_count_emit(void *arg, EbTopic *topic, TupleTableSlot *slot)
 }
 
 /*
- * relay_backlog(): per relayed topic, committed events after the last
- * position Kafka acknowledged (counted up to a million per partition);
- * NULL while unknown (nothing acknowledged since startup in a partition
- * that has events).
+ * relay_backlog(): per relayed topic, the positions below the read horizon
+ * (committed, or rolled back) after the last position Kafka acknowledged,
+ * summed over partitions: an upper bound of the events waiting for Kafka,
+ * from shared memory and one index probe per partition (0 when no committed
+ * event follows: rolled-back positions at the end do not count); NULL while
+ * unknown
+ * (nothing acknowledged since startup in a partition that has events).
  */
 Datum
 eb_relay_backlog(PG_FUNCTION_ARGS)
@@ -864,18 +865,23 @@ eb_relay_backlog(PG_FUNCTION_ARGS)
 		for (p = 0; p < topic->partitions && !RecoveryInProgress(); p++)
 		{
 			int64		end;
+			int64		horizon;
 			int64		relayed;
 			EbPartShared *part;
 
-			(void) eb_read_horizon(topic, p, &end);
+			horizon = eb_read_horizon(topic, p, &end);
 			part = eb_part_state(topic, p);
 			LWLockAcquire(&part->lock, LW_SHARED);
 			relayed = part->relayed_position;
 			LWLockRelease(&part->lock);
+			/* one index probe: 0 when no committed event follows */
+			if (horizon <= relayed + 1 ||
+				eb_read_partition(topic, p, relayed, 1, GetActiveSnapshot(),
+								  eb_count_emit, NULL) == 0)
+				continue;
 			if (relayed >= 0)
-				backlog += eb_read_partition(topic, p, relayed, EB_BACKLOG_COUNT_MAX,
-											 GetActiveSnapshot(), eb_count_emit, NULL);
-			else if (end > 0)
+				backlog += horizon - (relayed + 1);
+			else
 				known = false;
 		}
 		values[0] = CStringGetTextDatum(topic->name);

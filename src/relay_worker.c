@@ -532,6 +532,8 @@ eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 			if (eb_part_key_matches(ref->part, MyDatabaseId, ref->uid_check, ref->partition) &&
 				ref->part->relayed_position < ref->position)
 				ref->part->relayed_position = ref->position;
+			if (eb_part_key_matches(ref->part, MyDatabaseId, ref->uid_check, ref->partition))
+				pg_atomic_fetch_add_u64(&ref->part->stat_relayed, 1);
 			LWLockRelease(&ref->part->lock);
 		}
 	}

@@ -271,15 +271,103 @@ eb_record_start(int32 topic_id, int32 seg_no, int64 *starts, int n, bool activat
 }
 
 /*
+ * The versions of a topic's rows in eventbus.topic and eventbus.segment
+ * that the active snapshot sees, as text: two snapshots that see the same
+ * versions give the same text.
+ */
+static char *
+eb_topic_rows_seen(int32 topic_id)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1];
+	char	   *seen = NULL;
+	EbSpi		spi;
+	MemoryContext upper = CurrentMemoryContext;
+
+	eb_spi_begin(&spi, true);
+	values[0] = Int32GetDatum(topic_id);
+	eb_spi_exec("SELECT (SELECT ctid::text || ':' || xmin::text FROM eventbus.topic "
+				"        WHERE topic_id = $1) || ' ' || "
+				"coalesce((SELECT string_agg(ctid::text || ':' || xmin::text, ' ' ORDER BY segment) "
+				"          FROM eventbus.segment WHERE topic_id = $1), '')",
+				1, argtypes, values, NULL, true);
+	if (SPI_processed == 1)
+	{
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (v != NULL)
+			seen = MemoryContextStrdup(upper, v);
+	}
+	eb_spi_end(&spi);
+	return seen;
+}
+
+static void eb_maintain_locked(const char *name, EbMaintReport report, void *arg);
+
+/*
  * One maintenance pass over a topic: record the current segment's start
  * positions if missing, rotate when due, keep a spare segment, and drop
  * segments past retention.  Each step is reported.  Skips the topic if
  * another session is maintaining or altering it.
+ *
+ * Passes over one topic are serialized by a SHARE UPDATE EXCLUSIVE lock on
+ * its parent table, taken without waiting and held to the end of the
+ * transaction.  A pass must then see what the pass before it committed:
+ * its snapshot may be older than that commit (the worker's transaction, or
+ * the statement that called run_maintenance(), began before the lock was
+ * free).  At READ COMMITTED the pass takes a new snapshot once it holds the
+ * lock; at REPEATABLE READ or SERIALIZABLE, where the snapshot is the
+ * transaction's, it skips the topic if the topic's rows changed since.
  */
 void
 eb_maintain_topic(const char *name, EbMaintReport report, void *arg)
 {
 	EbTopic    *topic = eb_topic_get(name, true);
+	Oid			relid;
+	int32		topic_id;
+
+	if (topic == NULL)
+		return;
+	relid = topic->relid;
+	topic_id = topic->topic_id;
+	if (!ConditionalLockRelationOid(relid, ShareUpdateExclusiveLock))
+	{
+		report(arg, name, "skipped", 0, "the topic is being maintained or altered by another session");
+		return;
+	}
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+		return;					/* dropped meanwhile */
+
+	if (!IsolationUsesXactSnapshot())
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		eb_maintain_locked(name, report, arg);
+		PopActiveSnapshot();
+		return;
+	}
+	else
+	{
+		char	   *mine = eb_topic_rows_seen(topic_id);
+		char	   *latest;
+
+		PushActiveSnapshot(GetLatestSnapshot());
+		latest = eb_topic_rows_seen(topic_id);
+		PopActiveSnapshot();
+		if (mine == NULL || latest == NULL || strcmp(mine, latest) != 0)
+		{
+			report(arg, name, "skipped", 0,
+				   "the topic changed after this transaction's snapshot was taken (another maintenance pass or ALTER); run it in a new transaction");
+			return;
+		}
+		eb_maintain_locked(name, report, arg);
+	}
+}
+
+/* eb_maintain_topic(), once the topic is locked and the snapshot current */
+static void
+eb_maintain_locked(const char *name, EbMaintReport report, void *arg)
+{
+	EbTopic    *topic;
 	Oid			relid;
 	EbTopicShared *t;
 	int32		cur_no;
@@ -295,16 +383,10 @@ eb_maintain_topic(const char *name, EbMaintReport report, void *arg)
 	bool		has_retention = false;
 	bool		changed = false;
 
+	topic = eb_topic_get(name, true);
 	if (topic == NULL)
 		return;
 	relid = topic->relid;
-	if (!ConditionalLockRelationOid(relid, ShareUpdateExclusiveLock))
-	{
-		report(arg, name, "skipped", 0, "the topic is being maintained or altered by another session");
-		return;
-	}
-	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
-		return;					/* dropped meanwhile */
 	eb_topic_cache_reset();
 	topic = eb_topic_get(name, true);
 	if (topic == NULL || topic->relid != relid)

@@ -73,6 +73,9 @@
  *	  when the slot is initialized; notify_pending is an atomic flag set at
  *	  commit and cleared by the worker that sends NOTIFY; "committed" is a
  *	  condition variable broadcast at commit, for eventbus.wait().
+ *	- The stat_* counters of topic and partition slots are atomics, added
+ *	  to without any lock (stats.c); they and stats_reset are reset when the
+ *	  slot is taken, under the slot's lock.
  *	- notify_latch is set by the database worker at start and cleared at
  *	  exit.
  *
@@ -97,6 +100,8 @@
 #include "nodes/pg_list.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
+
+#include "utils/timestamp.h"
 
 #include "pg_eventbus.h"
 #include "compat.h"
@@ -213,6 +218,9 @@ eb_shmem_startup(void)
 			LWLockInitialize(&t->lock, eb_shared->tranche_id);
 			ConditionVariableInit(&t->committed);
 			pg_atomic_init_u32(&t->notify_pending, 0);
+			pg_atomic_init_u64(&t->stat_published, 0);
+			pg_atomic_init_u64(&t->stat_consumed, 0);
+			pg_atomic_init_u64(&t->stat_dead_lettered, 0);
 		}
 		for (i = 0; i < eb_max_partitions; i++)
 		{
@@ -220,6 +228,7 @@ eb_shmem_startup(void)
 
 			memset(pt, 0, sizeof(*pt));
 			LWLockInitialize(&pt->lock, eb_shared->tranche_id);
+			pg_atomic_init_u64(&pt->stat_relayed, 0);
 		}
 		for (i = 0; i < eb_shared->nregs; i++)
 		{
@@ -454,6 +463,10 @@ topic_slot_alloc(const EbTopicKey *key)
 		t->seg_no = 0;
 		t->name[0] = '\0';
 		pg_atomic_write_u32(&t->notify_pending, 0);
+		pg_atomic_write_u64(&t->stat_published, 0);
+		pg_atomic_write_u64(&t->stat_consumed, 0);
+		pg_atomic_write_u64(&t->stat_dead_lettered, 0);
+		t->stats_reset = GetCurrentTimestamp();
 		LWLockRelease(&t->lock);
 		e->idx = i;
 		break;
@@ -492,6 +505,7 @@ part_slot_alloc(const EbPartKey *key)
 		p->seg_no = 0;
 		p->seg_start = 0;
 		p->relayed_position = -1;
+		pg_atomic_write_u64(&p->stat_relayed, 0);
 		LWLockRelease(&p->lock);
 		e->idx = i;
 		break;

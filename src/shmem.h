@@ -50,6 +50,11 @@ typedef struct EbTopicShared
 	ConditionVariable committed;	/* broadcast after a commit published here */
 	pg_atomic_uint32 notify_pending;	/* a commit published since the last
 										 * NOTIFY */
+	/* monotonic counters since stats_reset (stats.c), added at commit */
+	pg_atomic_uint64 stat_published;	/* events of committed publishes */
+	pg_atomic_uint64 stat_consumed; /* positions groups committed past */
+	pg_atomic_uint64 stat_dead_lettered;	/* events groups dead-lettered */
+	TimestampTz stats_reset;	/* when the slot was taken */
 } EbTopicShared;
 
 typedef struct EbPartShared
@@ -67,6 +72,8 @@ typedef struct EbPartShared
 								 * segment seg_no */
 	int64		relayed_position;	/* highest position Kafka acknowledged
 									 * since startup, -1 if none */
+	pg_atomic_uint64 stat_relayed;	/* events Kafka acknowledged since the
+									 * slot was taken */
 } EbPartShared;
 
 /*

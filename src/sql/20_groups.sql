@@ -148,7 +148,7 @@ RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'eb_group_status'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.group_status(text, text) IS
-  'Per partition of a group: committed and end positions, lag in events (retained events after the committed position), the creation time of the oldest unconsumed event, last commit, lease, retries waiting, and events retention removed before the group consumed them (lost_events). For roles with the privileges of the group''s owner and members of pg_monitor.';
+  'Per partition of a group: committed and end positions, lag (positions from the first retained one after the committed position to the end position: an upper bound of the events to consume, as it also counts rolled-back and still-committing publishes; consumer_lag_exact() counts), the creation time of the oldest unconsumed event, last commit, lease, retries waiting, and events retention removed before the group consumed them (lost_events). Costs one index probe per partition. For roles with the privileges of the group''s owner and members of pg_monitor.';
 
 CREATE VIEW eventbus.consumer_lag AS
 SELECT g.group_name,
@@ -171,7 +171,7 @@ FROM (SELECT cg.group_name, t.topic
       OFFSET 0) g
 CROSS JOIN LATERAL eventbus.group_status(g.group_name, g.topic) s;
 COMMENT ON VIEW eventbus.consumer_lag IS
-  'Lag of every consumer group on every partition: events (lag) and time (age of the oldest unconsumed event), last commit, lease holder, retries waiting, events lost to retention. Shows the groups whose owner''s privileges the role has; members of pg_monitor see all.';
+  'Lag of every consumer group on every partition: positions (lag, end_position minus the next position to consume: an upper bound of the events, see consumer_lag_exact()) and time (age of the oldest unconsumed event), last commit, lease holder, retries waiting, events lost to retention. Costs O(partitions), not O(events). Shows the groups whose owner''s privileges the role has; members of pg_monitor see all.';
 GRANT SELECT ON eventbus.consumer_lag TO PUBLIC;
 
 CREATE FUNCTION eventbus.wait(group_name text, topic text,

@@ -164,7 +164,7 @@ RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'eb_relay_backlog'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.relay_backlog() IS
-  'For each relayed topic, events published but not yet acknowledged by Kafka (NULL until the relay acknowledged an event of the topic since the server started). Superusers and pg_monitor only.';
+  'For each relayed topic, positions below the read horizon after the last one Kafka acknowledged, summed over partitions: an upper bound of the events waiting for Kafka (it also counts rolled-back publishes), from shared memory alone (NULL until the relay acknowledged an event of the topic since the server started). Superusers and pg_monitor only.';
 REVOKE ALL ON FUNCTION eventbus.relay_backlog() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION eventbus.relay_backlog() TO pg_monitor;
 

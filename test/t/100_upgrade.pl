@@ -45,6 +45,7 @@ SELECT eventbus.create_group('billing', 'orders', 'earliest');
 SELECT eventbus.publish('orders', jsonb_build_object('n', g), 'k' || (g % 3))
   FROM generate_series(1, 10) g;
 });
+my ($ret, $out, $err);
 my $first = $node->safe_psql($db,
 	q{SELECT count(*) FROM eventbus.poll('billing', 'orders', 4, commit => true)});
 is($first, '4', '0.1.0: a group polls and commits');
@@ -89,6 +90,19 @@ is($node->safe_psql($db,
 	'1', 'the group receives the event published after the update');
 $node->safe_psql($db,
 	q{SELECT eventbus.create_topic('later'); SELECT eventbus.publish('later', '{}')});
+
+# What the update added works on the updated objects.
+is($node->safe_psql($db,
+	q{SELECT eventbus.register_schema('later', '{"type": "object", "required": ["id"]}')}),
+	'1', 'register_schema() after the update');
+($ret, $out, $err) = $node->psql($db, q{SELECT eventbus.publish('later', '{"x": 1}')});
+like($err, qr/ERROR:  \$: /, '... and publish validates against it');
+$node->safe_psql($db,
+	q{SELECT eventbus.relay_topic('orders', 'up.orders', format => 'cloudevents')});
+is($node->safe_psql($db, q{SELECT format FROM eventbus.relay_format f JOIN eventbus.topic t USING (topic_id) WHERE t.topic = 'orders'}),
+	'cloudevents', 'relay_topic(format => ...) after the update');
+cmp_ok($node->safe_psql($db, q{SELECT published FROM eventbus.topic_stats WHERE topic = 'later'}),
+	'>=', 1, 'topic_stats after the update');
 
 # --- updated objects equal a fresh install's -------------------------------
 $node->safe_psql($db, q{CREATE DATABASE updated; CREATE DATABASE fresh});
@@ -159,7 +173,7 @@ same_text($node->safe_psql('updated', $comments_sql) . "\n",
 # --- a version the library does not serve ----------------------------------
 $node->safe_psql('updated',
 	q{UPDATE pg_extension SET extversion = '0.0.9' WHERE extname = 'pg_eventbus'});
-my ($ret, $out, $err) = $node->psql('updated', q{SELECT eventbus.create_topic('x')});
+($ret, $out, $err) = $node->psql('updated', q{SELECT eventbus.create_topic('x')});
 like($err,
 	qr/ERROR:  extension "pg_eventbus" is at version 0\.0\.9 in this database, which its library \(version \Q$current\E\) does not support/,
 	'objects of an unknown version are refused');

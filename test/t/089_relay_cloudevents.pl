@@ -115,20 +115,20 @@ COMMIT;
 SELECT eventbus.publish('shop', '{"shop": 1}');
 });
 
-# An event carrying a schema version, as the extension writes it (a
-# publisher may not set eventbus- headers): written straight into the
-# segment table, which the relay trusts.
-my $seg = $node->safe_psql($db,
-	q{SELECT s.table_oid FROM eventbus.segment s JOIN eventbus.topic t USING (topic_id) WHERE t.topic = 'orders' AND s.activated_at IS NOT NULL ORDER BY s.segment DESC LIMIT 1});
-$node->safe_psql($db,
-	qq{INSERT INTO $seg VALUES (0, 1000, gen_random_uuid(), now(), NULL, '{"order": 3}', '{"eventbus-schema-version": "3"}', NULL)});
+# An event published under a registered schema carries its version
+# (header eventbus-schema-version), which becomes ce_dataschema.
+$node->safe_psql($db, q{
+SELECT eventbus.register_schema('orders', '{"type": "object", "required": ["order"]}');
+SELECT eventbus.publish('orders', '{"order": 3}');
+SELECT eventbus.drop_schema('orders');
+});
 
 my %events = map { my ($n, $id, $ts) = split /\|/; ($n => { id => $id, time => $ts }) } split /\n/,
   $node->safe_psql(
 	$db, qq{
 SELECT value->>'order', event_id,
        to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
-  FROM $seg
+  FROM eventbus_data.orders
   UNION ALL
 SELECT 's' || (value->>'shop'), event_id,
        to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
@@ -182,7 +182,8 @@ is($h2->{ce_id}, $events{2}{id}, 'second event: ce_id');
 is($h2->{traceparent}, $tp2, 'SET LOCAL eventbus.traceparent arrives as header traceparent');
 is($h2->{tracestate}, 'vendor=v1', 'SET LOCAL eventbus.tracestate arrives as header tracestate');
 
-is($m3->{headers}{ce_dataschema}, 'urn:pg-eventbus:schema:postgres:orders:3',
+is($m3->{headers}{'eventbus-schema-version'}, '1', 'the schema version travels as a header');
+is($m3->{headers}{ce_dataschema}, 'urn:pg-eventbus:schema:postgres:orders:1',
 	'ce_dataschema names the schema version the event carries');
 is($m3->{headers}{ce_id}, $events{3}{id}, 'third event: ce_id');
 

@@ -474,8 +474,6 @@ eb_create_group(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_attempts must be between 1 and %d", EB_MAX_ATTEMPTS_LIMIT)));
-	topic = eb_topic_get(topic_name, false);
-	eb_check_read_privilege(topic);
 	v2 = eb_groups_catalog_v2();
 
 	if (PG_ARGISNULL(4) && v2 && eb_is_dead_letter_topic(topic_name))
@@ -496,6 +494,9 @@ eb_create_group(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("a topic cannot be its own dead-letter topic")));
+
+	topic = eb_topic_get(topic_name, false);
+	eb_check_read_privilege(topic);
 
 	/*
 	 * Take the lock of topic DDL (it conflicts with itself) before looking

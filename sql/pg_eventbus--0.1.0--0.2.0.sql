@@ -20,7 +20,12 @@ COMMENT ON FUNCTION eventbus.drop_topic(text, boolean, boolean) IS
   'Drops a topic and all its events. Consumer groups of the topic, groups that dead-letter into it, or a relay to Kafka make it fail with an error listing them, unless force is true: then the groups of the topic are deleted and the relay stops. Objects that depend on its tables (another role''s view over eventbus_data.<topic>, say) make it fail with an error naming them, unless cascade is true: then they are dropped too. Topic owner (or a role with its privileges) only.';
 
 ALTER TABLE eventbus.consumer_group ALTER COLUMN dead_letter_topic DROP NOT NULL;
-ALTER TABLE eventbus.consumer_group ADD COLUMN paused boolean NOT NULL DEFAULT false;
+-- without a default first: a column added with one keeps it as a "missing
+-- value", which a fresh install's table does not have
+ALTER TABLE eventbus.consumer_group ADD COLUMN paused boolean;
+UPDATE eventbus.consumer_group SET paused = false;
+ALTER TABLE eventbus.consumer_group ALTER COLUMN paused SET DEFAULT false;
+ALTER TABLE eventbus.consumer_group ALTER COLUMN paused SET NOT NULL;
 COMMENT ON TABLE eventbus.consumer_group IS
   'Consumer groups (internal; see the eventbus.groups and eventbus.consumer_lag views): one row per group and topic. dead_letter_topic NULL: the group consumes a dead-letter topic and keeps its failed events for redrive only; paused: poll() returns nothing.';
 

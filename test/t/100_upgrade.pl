@@ -142,7 +142,7 @@ else
 
 my $comments_sql = q{
 SELECT string_agg(format('%s %s: %s', d.classoid::regclass, pg_describe_object(d.classoid, d.objoid, d.objsubid), description), E'\n'
-                  ORDER BY 1)
+                  ORDER BY format('%s %s', d.classoid::regclass, pg_describe_object(d.classoid, d.objoid, d.objsubid)))
   FROM pg_description d
   JOIN pg_depend e ON e.classid = d.classoid AND e.objid = d.objoid AND e.deptype = 'e'
  WHERE e.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'pg_eventbus')

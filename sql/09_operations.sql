@@ -34,7 +34,8 @@ SELECT eventbus.commit('billing', 'op', 0, 0);
 COMMIT;
 SELECT topic, partitions, retention FROM eventbus.topics WHERE topic = 'op.dlq';
 SELECT t.owner = current_user::regrole FROM eventbus.topic t WHERE topic = 'op.dlq';
-SELECT value, headers->>'eventbus-dlq-group' AS grp FROM eventbus.read('op.dlq', 0);
+SELECT value, headers->>'eventbus-dlq-group' AS grp
+  FROM eventbus.read('op.dlq', 0) UNION ALL SELECT value, headers->>'eventbus-dlq-group' FROM eventbus.read('op.dlq', 1);
 SELECT group_name, dead_letters FROM eventbus.groups WHERE topic = 'op' ORDER BY 1;
 -- audit consumes everything and is done
 SELECT count(*) FROM eventbus.poll('audit', 'op', 10, commit => true);
@@ -43,8 +44,12 @@ SELECT count(*) FROM eventbus.poll('audit', 'op', 10, commit => true);
 SELECT eventbus.create_group('dlq-watch', 'op.dlq', 'earliest', max_attempts => 1);
 SELECT dead_letter_topic IS NULL AS no_dlq FROM eventbus.groups WHERE group_name = 'dlq-watch';
 BEGIN;
-SELECT partition, position FROM eventbus.poll('dlq-watch', 'op.dlq', 10);
-SELECT eventbus.nack('dlq-watch', 'op.dlq', 0, 0);
+-- (the copy's partition is picked round-robin: the event has no key)
+SELECT partition AS dp, position AS dpos FROM eventbus.poll('dlq-watch', 'op.dlq', 10) \gset
+-- a WARNING names the partition: not shown here
+SET client_min_messages = error;
+SELECT eventbus.nack('dlq-watch', 'op.dlq', :dp, :dpos);
+SET client_min_messages = notice;
 COMMIT;
 SELECT count(*) FROM eventbus.topics WHERE topic = 'op.dlq.dlq';
 SELECT group_name, dead_letters FROM eventbus.groups WHERE group_name = 'dlq-watch';
@@ -63,7 +68,7 @@ SELECT group_name, dead_letters FROM eventbus.groups WHERE topic = 'op' ORDER BY
 SELECT * FROM eventbus.publish('op', '{"n": 3}', partition => 1);
 BEGIN;
 SELECT partition, position FROM eventbus.poll('billing', 'op', 10);
-SELECT eventbus.nack('billing', 'op', 1, 2);
+SELECT eventbus.nack('billing', 'op', 1, 0);
 COMMIT;
 SELECT eventbus.purge_dead_letters('billing', 'op', now() - interval '1 hour');
 SELECT eventbus.purge_dead_letters('billing', 'op');
@@ -75,7 +80,7 @@ SELECT eventbus.drop_topic('op.dlq');
 -- balanced leases: 2 members over 4 partitions, then 3 over 6
 SELECT eventbus.create_topic('bal', 4);
 SELECT eventbus.create_group('w', 'bal', 'earliest');
-SELECT count(*) FROM eventbus.publish_batch('bal', array_fill('{}'::jsonb, ARRAY[4]), ARRAY['a', 'b', 'c', 'e']);
+SELECT count(*) FROM generate_series(0, 3) p, LATERAL eventbus.publish('bal', '{}', partition => p);
 SELECT count(DISTINCT partition) FROM eventbus.poll('w', 'bal', 100, 'm1', '1 hour');
 -- a second member comes: nothing is taken from m1 while it has uncommitted events
 SELECT count(DISTINCT partition) FROM eventbus.poll('w', 'bal', 100, 'm2', '1 hour');
@@ -83,7 +88,7 @@ SELECT count(DISTINCT partition) FROM eventbus.poll('w', 'bal', 100, 'm2', '1 ho
 SELECT eventbus.commit('w', 'bal', 'm1');
 SELECT eventbus.commit('w', 'bal', 'm1');
 SELECT count(*) FROM eventbus.poll('w', 'bal', 100, 'm1', '1 hour');
-SELECT count(*) FROM eventbus.publish_batch('bal', array_fill('{}'::jsonb, ARRAY[8]), ARRAY['a', 'b', 'c', 'e', 'a', 'b', 'c', 'e']);
+SELECT count(*) FROM generate_series(0, 3) p, LATERAL eventbus.publish('bal', '{}', partition => p);
 SELECT count(DISTINCT partition) FROM eventbus.poll('w', 'bal', 100, 'm2', '1 hour');
 SELECT count(DISTINCT partition) FROM eventbus.poll('w', 'bal', 100, 'm1', '1 hour');
 SELECT members FROM eventbus.groups WHERE group_name = 'w';
@@ -91,12 +96,10 @@ SELECT member, count(*) FROM eventbus.consumer_lag WHERE group_name = 'w' GROUP 
 SELECT eventbus.commit('w', 'bal', 'm1') + eventbus.commit('w', 'bal', 'm2');
 
 SELECT eventbus.alter_topic('bal', partitions => 6);
-SELECT count(*) FROM eventbus.publish_batch('bal', array_fill('{}'::jsonb, ARRAY[6]), NULL)
-  FROM generate_series(0, 5) p;
-SELECT count(*) FROM eventbus.publish('bal', '{}', partition => p) FROM generate_series(0, 5) p;
+SELECT count(*) FROM generate_series(0, 5) p, LATERAL eventbus.publish('bal', '{}', partition => p);
 SELECT count(DISTINCT partition) <= 3 FROM eventbus.poll('w', 'bal', 100, 'm3', '1 hour');
 SELECT eventbus.commit('w', 'bal', 'm1') + eventbus.commit('w', 'bal', 'm2') + eventbus.commit('w', 'bal', 'm3');
-SELECT count(*) FROM eventbus.publish('bal', '{}', partition => p) FROM generate_series(0, 5) p;
+SELECT count(*) FROM generate_series(0, 5) p, LATERAL eventbus.publish('bal', '{}', partition => p);
 SELECT count(DISTINCT partition) FROM eventbus.poll('w', 'bal', 100, 'm1', '1 hour');
 SELECT count(DISTINCT partition) FROM eventbus.poll('w', 'bal', 100, 'm2', '1 hour');
 SELECT count(DISTINCT partition) FROM eventbus.poll('w', 'bal', 100, 'm3', '1 hour');

@@ -14,7 +14,7 @@ SELECT count(*) FROM eventbus.publish_batch('cg', ARRAY['{"n": 5}', '{"n": 6}']:
 SELECT eventbus.create_group('from-time', 'cg', :'t0');
 SELECT group_name, partition, committed_position, end_position, lag
   FROM eventbus.consumer_lag WHERE topic = 'cg' ORDER BY 1, 2;
--- the dead-letter topic was created with the group
+-- the dead-letter topic is not created with the group (only at the first dead letter)
 SELECT topic, partitions FROM eventbus.topics WHERE topic = 'cg.dlq';
 
 -- poll returns events in position order per partition, with attempt 1
@@ -123,13 +123,13 @@ SELECT eventbus.delete_group('from-start', 'cg');
 SELECT group_name, topic FROM eventbus.consumer_lag GROUP BY 1, 2 ORDER BY 1, 2;
 SELECT eventbus.delete_group('from-start');
 SELECT eventbus.delete_group('from-start');
--- dropping a topic drops its groups
+-- dropping a topic that groups use is refused, and says what would go;
+-- force => true drops its groups
 SELECT eventbus.drop_topic('cg-empty');
+SELECT eventbus.drop_topic('cg-empty', force => true);
 SELECT group_name, topic FROM eventbus.consumer_lag GROUP BY 1, 2 ORDER BY 1, 2;
 DROP TABLE sink;
 
 -- clean up
-SELECT eventbus.drop_topic('cg');
-SELECT eventbus.drop_topic('cg.dlq');
-SELECT eventbus.drop_topic('cg-empty.dlq');
+SELECT eventbus.drop_topic('cg', force => true);
 SELECT count(*) AS topics_left FROM eventbus.topics;

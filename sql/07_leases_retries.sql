@@ -99,5 +99,5 @@ SELECT eventbus.nack('retrying', 'lz', :pa, :gone);
 SELECT eventbus.nack('retrying', 'lz', :pa, 99);
 SELECT eventbus.nack('retrying', 'lz', :pa, 0, retry_after => '-1 second');
 SELECT eventbus.nack('retrying', 'lz', :pa, 0, retry_after => NULL);
-SELECT eventbus.drop_topic('lz');
+SELECT eventbus.drop_topic('lz', force => true);
 SELECT eventbus.drop_topic('lz.dlq');

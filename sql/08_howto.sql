@@ -66,5 +66,5 @@ SELECT sum(lag) FROM eventbus.consumer_lag WHERE group_name = 'billing-2';
 DROP PROCEDURE billing_consume;
 DROP FUNCTION apply_order;
 DROP TABLE invoices;
-SELECT eventbus.drop_topic('orders');
+SELECT eventbus.drop_topic('orders', force => true);
 SELECT eventbus.drop_topic('orders.dlq');

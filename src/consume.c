@@ -64,10 +64,12 @@
 #include "position.h"
 #include "publish.h"
 #include "read.h"
+#include "topic.h"
 #include "util.h"
 
 PG_FUNCTION_INFO_V1(eb_poll);
 PG_FUNCTION_INFO_V1(eb_commit);
+PG_FUNCTION_INFO_V1(eb_commit_member);
 PG_FUNCTION_INFO_V1(eb_nack);
 PG_FUNCTION_INFO_V1(eb_release);
 
@@ -719,6 +721,73 @@ eb_read_retries(EbGroup *g, int32 partition, int *n)
 }
 
 /*
+ * Balanced leases.  The members of a group are those that polled with a
+ * lease that has not run out yet (eventbus.group_member); each may hold at
+ * most ceil(partitions / members) partitions, as Kafka's assignors give
+ * out.  A member above its share gives up, at its poll, partitions it holds
+ * with nothing handed out uncommitted (highest partition numbers first);
+ * a partition with uncommitted events stays its own until it commits them
+ * or its lease runs out, so no partition is taken from under a member.
+ * Returns the member's share.
+ */
+static int32
+eb_balance_leases(EbGroup *g, EbTopic *topic, const char *member, Interval *lease)
+{
+	static SPIPlanPtr plan_join = NULL;
+	static SPIPlanPtr plan_expire = NULL;
+	static SPIPlanPtr plan_giveup = NULL;
+	Oid			argtypes[3] = {INT4OID, TEXTOID, INTERVALOID};
+	Datum		values[3];
+	Oid			gargtypes[3] = {INT4OID, TEXTOID, INT4OID};
+	Datum		gvalues[3];
+	bool		isnull;
+	int64		members;
+	int32		share;
+
+	values[0] = Int32GetDatum(g->group_id);
+	values[1] = CStringGetTextDatum(member);
+	values[2] = IntervalPGetDatum(lease);
+	eb_spi_plan(&plan_expire,
+				"DELETE FROM eventbus.group_member "
+				"WHERE group_id = $1 AND expires_at <= clock_timestamp()",
+				1, argtypes);
+	eb_spi_run(plan_expire, values, NULL, false);
+	eb_spi_plan(&plan_join,
+				"WITH me AS ("
+				"  INSERT INTO eventbus.group_member (group_id, member, expires_at) "
+				"  VALUES ($1, $2, clock_timestamp() + $3) "
+				"  ON CONFLICT (group_id, member) DO UPDATE SET expires_at = EXCLUDED.expires_at "
+				"  RETURNING member) "
+				"SELECT 1 + (SELECT count(*) FROM eventbus.group_member m "
+				"            WHERE m.group_id = $1 AND m.member <> $2 "
+				"            AND m.expires_at > clock_timestamp()) "
+				"FROM me",
+				3, argtypes);
+	eb_spi_run(plan_join, values, NULL, false);
+	members = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	share = (int32) ((topic->partitions + members - 1) / members);
+
+	gvalues[0] = values[0];
+	gvalues[1] = values[1];
+	gvalues[2] = Int32GetDatum(share);
+	eb_spi_plan(&plan_giveup,
+				"WITH held AS ("
+				"  SELECT partition, fetched_position <= committed_position AS clean "
+				"  FROM eventbus.group_partition "
+				"  WHERE group_id = $1 AND member = $2 AND lease_until > clock_timestamp()), "
+				"excess AS ("
+				"  SELECT h.partition FROM held h WHERE h.clean "
+				"  ORDER BY h.partition DESC "
+				"  LIMIT greatest((SELECT count(*) FROM held) - $3, 0)) "
+				"UPDATE eventbus.group_partition gp SET member = NULL, lease_until = NULL "
+				"FROM excess e WHERE gp.group_id = $1 AND gp.partition = e.partition "
+				"AND gp.member = $2",
+				3, gargtypes);
+	eb_spi_run(plan_giveup, gvalues, NULL, false);
+	return share;
+}
+
+/*
  * poll(group_name, topic, max_events, member, lease, commit)
  */
 Datum
@@ -741,6 +810,8 @@ eb_poll(PG_FUNCTION_ARGS)
 	Snapshot	snapshot;
 	int32		i;
 	int32		start;
+	int32		share;
+	int32		held = 0;
 
 	if (max_events < 1 || max_events > EB_POLL_MAX_EVENTS)
 		ereport(ERROR,
@@ -790,9 +861,22 @@ eb_poll(PG_FUNCTION_ARGS)
 	eb_spi_begin(&spi, true);
 	(void) eb_group_lookup_locked(group_name, topic, &g, false);
 	eb_check_group_member(&g, group_name, spi.save_userid);
+	if (g.paused)
+	{
+		/* a paused group delivers nothing (pause_group) */
+		eb_spi_end(&spi);
+		return (Datum) 0;
+	}
+
+	/* A leased member's fair share; partitions above it are given up. */
+	share = topic->partitions;
+	if (member != NULL && eb_groups_catalog_v2())
+		share = eb_balance_leases(&g, topic, member, lease);
 
 	/* Where each partition stands, without locking anything yet. */
 	rows = eb_group_partition_states(&g, topic, member, true);
+	for (i = 0; i < topic->partitions; i++)
+		held += rows[i].leased_to_me ? 1 : 0;
 
 	/*
 	 * Which partitions have retries, as a hint only: a partition's retries
@@ -827,6 +911,8 @@ eb_poll(PG_FUNCTION_ARGS)
 		CHECK_FOR_INTERRUPTS();
 		if (rows[p].held_by_other)
 			continue;
+		if (member != NULL && !rows[p].leased_to_me && held >= share)
+			continue;			/* not more than its share */
 		for (k = 0; k < nretries; k++)
 		{
 			if (retries[k].partition != p)
@@ -842,6 +928,8 @@ eb_poll(PG_FUNCTION_ARGS)
 		if (!eb_claim(&g, p, member, lease, &committed, &fetched, &generation,
 					  &lost_reported))
 			continue;
+		if (member != NULL && !rows[p].leased_to_me)
+			held++;
 		eb_report_lost(&g, group_name, topic, p, committed, lost_reported);
 		from = member ? fetched : committed;
 		st.leased = member != NULL;
@@ -1110,6 +1198,111 @@ eb_commit(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/*
+ * commit(group_name, topic, member): commits, on every partition this
+ * session was handed as that member, everything handed to it (its fetched
+ * position), with the retries delivered up to there.  Fenced as the
+ * positional commit() is: a partition taken over since this session was
+ * handed it makes the call fail (55006) and commit nothing.  A partition
+ * the member gave up or whose lease ran out with nothing uncommitted is
+ * skipped.  Returns the number of partitions whose position moved.
+ */
+Datum
+eb_commit_member(PG_FUNCTION_ARGS)
+{
+	char	   *group_name = eb_arg_name(fcinfo, 0, "group");
+	char	   *topic_name = eb_arg_name(fcinfo, 1, "topic");
+	char	   *member;
+	EbTopic    *topic;
+	EbGroup		g;
+	EbSpi		spi;
+	Oid			argtypes[4] = {INT4OID, TEXTOID, TEXTOID, INT4OID};
+	Datum		values[4];
+	SPITupleTable *rows;
+	uint64		nrows;
+	uint64		r;
+	int32	   *todo;
+	int64	   *todo_gen;
+	int			ntodo = 0;
+	int			i;
+	int32		committed = 0;
+
+	eb_arg_not_null(fcinfo, 2, "member");
+	member = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	eb_check_writable("eventbus.commit()");
+	topic = eb_topic_get(topic_name, false);
+	eb_check_read_privilege(topic);
+
+	eb_spi_begin(&spi, true);
+	(void) eb_group_lookup_locked(group_name, topic, &g, false);
+	eb_check_group_member(&g, group_name, spi.save_userid);
+	values[0] = Int32GetDatum(g.group_id);
+	values[1] = CStringGetTextDatum(member);
+	values[2] = CStringGetTextDatum(eb_session_id());
+	eb_spi_exec("SELECT partition, generation, member, "
+				"  coalesce(member = $2 AND fetched_session = $3 "
+				"           AND fetched_position > committed_position, false) "
+				"FROM eventbus.group_partition WHERE group_id = $1 ORDER BY partition",
+				3, argtypes, values, NULL, false);
+	rows = SPI_tuptable;
+	nrows = SPI_processed;
+	todo = palloc(sizeof(int32) * Max(nrows, 1));
+	todo_gen = palloc(sizeof(int64) * Max(nrows, 1));
+	for (r = 0; r < nrows; r++)
+	{
+		bool		isnull;
+		int32		p = DatumGetInt32(SPI_getbinval(rows->vals[r], rows->tupdesc, 1, &isnull));
+		int64		gen = DatumGetInt64(SPI_getbinval(rows->vals[r], rows->tupdesc, 2, &isnull));
+		bool		pending = DatumGetBool(SPI_getbinval(rows->vals[r], rows->tupdesc, 4, &isnull));
+		int64		handed_gen;
+
+		if (!eb_handed_generation(g.group_id, p, &handed_gen))
+			continue;			/* never handed to this session */
+		if (handed_gen != gen)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_IN_USE),
+					 errmsg("lease generation %lld of partition %d of topic \"%s\" in group \"%s\" has ended",
+							(long long) handed_gen, p, topic->name, group_name),
+					 errdetail("The partition was taken over since (generation %lld); its events since the last commit are being delivered again. Nothing was committed.",
+							   (long long) gen),
+					 errhint("Poll again to take a partition.")));
+		if (pending)
+		{
+			todo[ntodo] = p;
+			todo_gen[ntodo++] = gen;
+		}
+	}
+	for (i = 0; i < ntodo; i++)
+	{
+		Oid			uargtypes[3] = {INT4OID, INT4OID, INT8OID};
+		Datum		uvalues[3];
+
+		uvalues[0] = values[0];
+		uvalues[1] = Int32GetDatum(todo[i]);
+		uvalues[2] = Int64GetDatum(todo_gen[i]);
+		eb_spi_exec("DELETE FROM eventbus.group_retry r USING eventbus.group_partition gp "
+					"WHERE r.group_id = $1 AND r.partition = $2 AND r.delivered "
+					"AND gp.group_id = $1 AND gp.partition = $2 AND gp.generation = $3 "
+					"AND r.position <= gp.fetched_position",
+					3, uargtypes, uvalues, NULL, false);
+		eb_spi_exec("UPDATE eventbus.group_partition SET "
+					"committed_position = greatest(committed_position, fetched_position), "
+					"committed_at = now() "
+					"WHERE group_id = $1 AND partition = $2 AND generation = $3",
+					3, uargtypes, uvalues, NULL, false);
+		if (SPI_processed != 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_IN_USE),
+					 errmsg("lease generation %lld of partition %d of topic \"%s\" in group \"%s\" has ended",
+							(long long) todo_gen[i], todo[i], topic->name, group_name),
+					 errdetail("The partition was taken over meanwhile; nothing was committed."),
+					 errhint("Poll again to take a partition.")));
+		committed++;
+	}
+	eb_spi_end(&spi);
+	PG_RETURN_INT32(committed);
+}
+
 typedef struct EbFetchOne
 {
 	int64		want;
@@ -1198,6 +1391,39 @@ eb_dead_letter_headers(const char *group_name, EbTopic *topic, int32 partition,
 }
 
 /*
+ * Records a dead letter of the group in eventbus.dead_letter, for redrive()
+ * and purge_dead_letters(); false with 0.1.0 objects (no such table).
+ */
+static bool
+eb_record_dead_letter(EbGroup *g, int32 partition, int64 position, int32 attempts,
+					  const char *reason)
+{
+	Oid			argtypes[5] = {INT4OID, INT4OID, INT8OID, INT4OID, TEXTOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+
+	if (!eb_groups_catalog_v2())
+		return false;
+	values[0] = Int32GetDatum(g->group_id);
+	values[1] = Int32GetDatum(partition);
+	values[2] = Int64GetDatum(position);
+	values[3] = Int32GetDatum(attempts);
+	if (reason)
+		values[4] = CStringGetTextDatum(reason);
+	else
+		nulls[4] = 'n';
+	eb_spi_exec("INSERT INTO eventbus.dead_letter "
+				"(group_id, partition, position, attempts, reason) "
+				"VALUES ($1, $2, $3, $4, $5) "
+				"ON CONFLICT (group_id, partition, position) DO UPDATE SET "
+				"attempts = EXCLUDED.attempts, reason = EXCLUDED.reason, "
+				"dead_lettered_at = EXCLUDED.dead_lettered_at, dlq_topic = NULL, "
+				"dlq_partition = NULL, dlq_position = NULL",
+				5, argtypes, values, nulls, false);
+	return true;
+}
+
+/*
  * nack(group_name, topic, partition, position, retry_after, reason, member,
  *		generation)
  *
@@ -1233,6 +1459,7 @@ eb_nack(PG_FUNCTION_ARGS)
 	EbFetchOne	event;
 	Jsonb	   *dlq_headers = NULL;
 	char	   *dlq_name = NULL;
+	bool		recorded = false;
 	MemoryContext old;
 
 	eb_check_writable("eventbus.nack()");
@@ -1284,14 +1511,25 @@ eb_nack(PG_FUNCTION_ARGS)
 
 	if (attempts >= g.max_attempts)
 	{
-		dlq_headers = eb_dead_letter_headers(group_name, topic, partition, position,
-											 attempts, reason, &event, upper);
-		old = MemoryContextSwitchTo(upper);
-		dlq_name = pstrdup(g.dead_letter_topic);
-		MemoryContextSwitchTo(old);
+		if (g.dead_letter_topic != NULL)
+		{
+			dlq_headers = eb_dead_letter_headers(group_name, topic, partition, position,
+												 attempts, reason, &event, upper);
+			old = MemoryContextSwitchTo(upper);
+			dlq_name = pstrdup(g.dead_letter_topic);
+			MemoryContextSwitchTo(old);
+		}
 		eb_spi_exec("DELETE FROM eventbus.group_retry "
 					"WHERE group_id = $1 AND partition = $2 AND position = $3",
 					3, argtypes, values, NULL, false);
+		recorded = eb_record_dead_letter(&g, partition, position, attempts, reason);
+		if (g.dead_letter_topic == NULL)
+			ereport(WARNING,
+					(errcode(ERRCODE_WARNING),
+					 errmsg("consumer group \"%s\" gave up position %lld of partition %d of topic \"%s\" after %d attempts",
+							group_name, (long long) position, partition, topic->name, attempts),
+					 errdetail("The topic is a dead-letter topic, so the group has none of its own; the event is kept for eventbus.redrive() and counted in eventbus.groups.dead_letters."),
+					 errhint("Redrive it with eventbus.redrive() or forget it with eventbus.purge_dead_letters().")));
 		result = "dead-lettered";
 		eb_stats_count(topic, EB_STAT_DEAD_LETTERED, 1);
 	}
@@ -1317,9 +1555,13 @@ eb_nack(PG_FUNCTION_ARGS)
 	if (dlq_name != NULL)
 	{
 		/* as the caller again: its right to publish there is checked now */
-		EbTopic    *dlq = eb_topic_get(dlq_name, false);
+		EbTopic    *dlq = eb_topic_get(dlq_name, true);
 		int32		dpart;
 		int64		dpos;
+
+		/* created on the first dead letter, for the group's owner */
+		if (dlq == NULL)
+			dlq = eb_topic_ensure_dead_letter(dlq_name, topic, g.owner);
 
 		if (pg_class_aclcheck(dlq->relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
 			ereport(ERROR,
@@ -1331,6 +1573,23 @@ eb_nack(PG_FUNCTION_ARGS)
 							   g.max_attempts == 3 ? "rd" : "th"),
 					 errhint("Grant INSERT on the topic to the consuming role, or change the group's dead-letter topic with eventbus.alter_group().")));
 		eb_publish_internal(dlq, event.value, event.key, dlq_headers, &dpart, &dpos);
+		if (recorded)
+		{
+			Oid			dargtypes[6] = {INT4OID, INT4OID, INT8OID, TEXTOID, INT4OID, INT8OID};
+			Datum		dvalues[6];
+
+			dvalues[0] = Int32GetDatum(g.group_id);
+			dvalues[1] = Int32GetDatum(partition);
+			dvalues[2] = Int64GetDatum(position);
+			dvalues[3] = CStringGetTextDatum(dlq_name);
+			dvalues[4] = Int32GetDatum(dpart);
+			dvalues[5] = Int64GetDatum(dpos);
+			eb_spi_begin(&spi, true);
+			eb_spi_exec("UPDATE eventbus.dead_letter SET dlq_topic = $4, dlq_partition = $5, "
+						"dlq_position = $6 WHERE group_id = $1 AND partition = $2 AND position = $3",
+						6, dargtypes, dvalues, NULL, false);
+			eb_spi_end(&spi);
+		}
 	}
 	PG_RETURN_TEXT_P(cstring_to_text(result));
 }

@@ -11,8 +11,12 @@
  * means from the first event published at or after it.
  *
  * Privileges: creating a group and consuming through it need SELECT on the
- * topic; the creator owns the group, and altering, seeking or deleting it
- * need the privileges of its owner.
+ * topic; the creator owns the group, and altering, seeking, pausing,
+ * redriving, purging or deleting it need the privileges of its owner.
+ *
+ * Dead letters: nack() records each event it dead-letters in
+ * eventbus.dead_letter (consume.c); redrive() moves them back to the group
+ * as retries, purge_dead_letters() forgets them.
  *
  *-------------------------------------------------------------------------
  */
@@ -30,6 +34,7 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -51,6 +56,10 @@ PG_FUNCTION_INFO_V1(eb_seek_all);
 PG_FUNCTION_INFO_V1(eb_seek_position);
 PG_FUNCTION_INFO_V1(eb_group_status);
 PG_FUNCTION_INFO_V1(eb_group_status_exact);
+PG_FUNCTION_INFO_V1(eb_pause_group);
+PG_FUNCTION_INFO_V1(eb_resume_group);
+PG_FUNCTION_INFO_V1(eb_redrive);
+PG_FUNCTION_INFO_V1(eb_purge_dead_letters);
 
 #define EB_MAX_ATTEMPTS_LIMIT 1000
 
@@ -78,9 +87,22 @@ eb_session_id(void)
  * Looks a group up; fresh: with a new snapshot (in READ COMMITTED), to see
  * a delete that committed after the statement started.
  */
+/*
+ * Are the group tables those of 0.2.0 (paused, dead_letter, group_member)?
+ * The library also serves 0.1.0 objects until ALTER EXTENSION ... UPDATE:
+ * then groups cannot be paused, dead letters are not recorded for redrive
+ * and leases are not balanced.
+ */
+bool
+eb_groups_catalog_v2(void)
+{
+	return get_attnum(eb_catalog_relid("consumer_group"), "paused") != InvalidAttrNumber;
+}
+
 static void
 eb_group_lookup_ext(const char *group_name, EbTopic *topic, EbGroup *g, bool fresh)
 {
+	static SPIPlanPtr plan_lookup_v1 = NULL;
 	Oid			argtypes[2] = {TEXTOID, INT4OID};
 	Datum		values[2];
 	SPIPlanPtr	plan;
@@ -88,10 +110,16 @@ eb_group_lookup_ext(const char *group_name, EbTopic *topic, EbGroup *g, bool fre
 	TupleDesc	desc;
 	bool		isnull;
 
-	plan = eb_spi_plan(&plan_lookup,
-					   "SELECT group_id, owner::oid, max_attempts, dead_letter_topic "
-					   "FROM eventbus.consumer_group WHERE group_name = $1 AND topic_id = $2",
-					   2, argtypes);
+	if (eb_groups_catalog_v2())
+		plan = eb_spi_plan(&plan_lookup,
+						   "SELECT group_id, owner::oid, max_attempts, dead_letter_topic, paused "
+						   "FROM eventbus.consumer_group WHERE group_name = $1 AND topic_id = $2",
+						   2, argtypes);
+	else
+		plan = eb_spi_plan(&plan_lookup_v1,
+						   "SELECT group_id, owner::oid, max_attempts, dead_letter_topic, false "
+						   "FROM eventbus.consumer_group WHERE group_name = $1 AND topic_id = $2",
+						   2, argtypes);
 	values[0] = CStringGetTextDatum(group_name);
 	values[1] = Int32GetDatum(topic->topic_id);
 	eb_spi_run(plan, values, NULL, !fresh);
@@ -107,6 +135,7 @@ eb_group_lookup_ext(const char *group_name, EbTopic *topic, EbGroup *g, bool fre
 	g->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 2, &isnull));
 	g->max_attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
 	g->dead_letter_topic = SPI_getvalue(tup, desc, 4);
+	g->paused = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
 }
 
 void
@@ -227,7 +256,8 @@ eb_group_partition_states(EbGroup *g, EbTopic *topic, const char *member,
 				"SELECT partition, committed_position, fetched_position, "
 				"  coalesce(member IS DISTINCT FROM $2 AND lease_until > clock_timestamp(), false), "
 				"  coalesce(member = $2 AND lease_until > clock_timestamp() "
-				"           AND fetched_session = $3, false) "
+				"           AND fetched_session = $3, false), "
+				"  coalesce(member = $2 AND lease_until > clock_timestamp(), false) "
 				"FROM eventbus.group_partition WHERE group_id = $1",
 				3, argtypes);
 	/* not read-only when adding: must see the rows it adds */
@@ -244,6 +274,7 @@ eb_group_partition_states(EbGroup *g, EbTopic *topic, const char *member,
 		states[p].committed = states[p].fetched = -1;
 		states[p].held_by_other = add_missing;
 		states[p].mine = false;
+		states[p].leased_to_me = false;
 	}
 	for (r = 0; r < SPI_processed; r++)
 	{
@@ -258,6 +289,7 @@ eb_group_partition_states(EbGroup *g, EbTopic *topic, const char *member,
 		states[p].fetched = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
 		states[p].held_by_other = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
 		states[p].mine = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+		states[p].leased_to_me = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
 	}
 	return states;
 }
@@ -388,6 +420,30 @@ eb_start_positions(EbTopic *topic, EbStartKind kind, TimestampTz ts)
 }
 
 /*
+ * Is the topic a dead-letter topic: named <topic>.dlq, or the dead-letter
+ * topic of a group?  A group on it gets no dead-letter topic of its own.
+ */
+static bool
+eb_is_dead_letter_topic(const char *topic_name)
+{
+	EbSpi		spi;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	bool		result;
+	size_t		len = strlen(topic_name);
+
+	if (len > 4 && strcmp(topic_name + len - 4, ".dlq") == 0)
+		return true;
+	eb_spi_begin(&spi, true);
+	values[0] = CStringGetTextDatum(topic_name);
+	eb_spi_exec("SELECT 1 FROM eventbus.consumer_group WHERE dead_letter_topic = $1 LIMIT 1",
+				1, argtypes, values, NULL, true);
+	result = SPI_processed > 0;
+	eb_spi_end(&spi);
+	return result;
+}
+
+/*
  * create_group(group_name, topic, start_at, max_attempts, dead_letter_topic)
  */
 Datum
@@ -404,6 +460,8 @@ eb_create_group(PG_FUNCTION_ARGS)
 	EbSpi		spi;
 	Oid			argtypes[5] = {TEXTOID, INT4OID, OIDOID, INT4OID, TEXTOID};
 	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	bool		v2;
 	Oid			pargtypes[2] = {INT4OID, INT8ARRAYOID};
 	Datum		pvalues[2];
 	Datum		starts;
@@ -417,7 +475,11 @@ eb_create_group(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_attempts must be between 1 and %d", EB_MAX_ATTEMPTS_LIMIT)));
-	if (PG_ARGISNULL(4))
+	v2 = eb_groups_catalog_v2();
+
+	if (PG_ARGISNULL(4) && v2 && eb_is_dead_letter_topic(topic_name))
+		dlq = NULL;				/* no <dlq>.dlq: failed events wait for redrive */
+	else if (PG_ARGISNULL(4))
 	{
 		dlq = psprintf("%s.dlq", topic_name);
 		if (strlen(dlq) > EB_TOPIC_NAME_MAX)
@@ -429,7 +491,7 @@ eb_create_group(PG_FUNCTION_ARGS)
 	}
 	else
 		dlq = eb_arg_name(fcinfo, 4, "topic");
-	if (strcmp(dlq, topic_name) == 0)
+	if (dlq != NULL && strcmp(dlq, topic_name) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("a topic cannot be its own dead-letter topic")));
@@ -446,11 +508,28 @@ eb_create_group(PG_FUNCTION_ARGS)
 	LockRelationOid(eb_catalog_relid("topic"), ShareUpdateExclusiveLock);
 	eb_topic_cache_reset();
 
-	/* The dead-letter topic must exist and accept the creator's events. */
-	dlq_topic = eb_topic_get(dlq, true);
-	if (dlq_topic == NULL)
+	/*
+	 * An existing dead-letter topic must accept the creator's events.  A
+	 * missing one is created when the first event is dead-lettered, owned
+	 * by the group's owner (eb_topic_ensure_dead_letter): the default name
+	 * derives from a topic the creator may read, another name needs the
+	 * right to create topics now.  With 0.1.0 objects it is created now.
+	 */
+	dlq_topic = dlq ? eb_topic_get(dlq, true) : NULL;
+	if (dlq == NULL)
+		;
+	else if (dlq_topic == NULL && !v2)
 		eb_topic_create(dlq, topic->partitions, NULL);
-	else if (pg_class_aclcheck(dlq_topic->relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
+	else if (dlq_topic == NULL && !PG_ARGISNULL(4) &&
+			 eb_namespace_aclcheck(eb_data_schema_oid(), GetUserId(), ACL_CREATE) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to create dead-letter topic \"%s\"", dlq),
+				 errdetail("Topic \"%s\" does not exist; a dead-letter topic of another name than the default \"%s.dlq\" is created only for roles that may create topics.",
+						   dlq, topic_name),
+				 errhint("Create the topic first, or leave dead_letter_topic out to use the default.")));
+	else if (dlq_topic != NULL &&
+			 pg_class_aclcheck(dlq_topic->relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to publish to dead-letter topic \"%s\"", dlq)));
@@ -463,12 +542,15 @@ eb_create_group(PG_FUNCTION_ARGS)
 	values[1] = Int32GetDatum(topic->topic_id);
 	values[2] = ObjectIdGetDatum(spi.save_userid);	/* the caller, not the extension owner */
 	values[3] = Int32GetDatum(max_attempts);
-	values[4] = CStringGetTextDatum(dlq);
+	if (dlq != NULL)
+		values[4] = CStringGetTextDatum(dlq);
+	else
+		nulls[4] = 'n';
 	eb_spi_exec("INSERT INTO eventbus.consumer_group "
 				"(group_name, topic_id, owner, max_attempts, dead_letter_topic) "
 				"VALUES ($1, $2, $3::regrole, $4, $5) "
 				"ON CONFLICT (group_name, topic_id) DO NOTHING RETURNING group_id",
-				5, argtypes, values, NULL, false);
+				5, argtypes, values, nulls, false);
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
@@ -885,4 +967,157 @@ Datum
 eb_group_status_exact(PG_FUNCTION_ARGS)
 {
 	return eb_group_status_internal(fcinfo, true);
+}
+
+/* Operations that need the 0.2.0 group tables refuse 0.1.0 objects. */
+static void
+eb_require_groups_v2(const char *fname)
+{
+	if (!eb_groups_catalog_v2())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s needs the objects of extension version %s", fname, EB_SQL_VERSION),
+				 errhint("Update the extension: ALTER EXTENSION %s UPDATE;", EB_EXTENSION)));
+}
+
+static void
+eb_set_paused(FunctionCallInfo fcinfo, bool paused)
+{
+	char	   *group_name = eb_arg_name(fcinfo, 0, "group");
+	char	   *topic_name = eb_arg_name(fcinfo, 1, "topic");
+	EbTopic    *topic;
+	EbGroup		g;
+	EbSpi		spi;
+	Oid			argtypes[2] = {INT4OID, BOOLOID};
+	Datum		values[2];
+
+	eb_check_writable(paused ? "eventbus.pause_group()" : "eventbus.resume_group()");
+	eb_require_groups_v2(paused ? "eventbus.pause_group()" : "eventbus.resume_group()");
+	topic = eb_topic_get(topic_name, false);
+
+	eb_spi_begin(&spi, true);
+	eb_owned_group(group_name, topic, &g, &spi);
+	values[0] = Int32GetDatum(g.group_id);
+	values[1] = BoolGetDatum(paused);
+	eb_spi_exec("UPDATE eventbus.consumer_group SET paused = $2 WHERE group_id = $1",
+				2, argtypes, values, NULL, false);
+	eb_spi_end(&spi);
+}
+
+/*
+ * pause_group(group_name, topic): poll() returns nothing and wait() does
+ * not return true until resume_group().  A poll already running finishes.
+ */
+Datum
+eb_pause_group(PG_FUNCTION_ARGS)
+{
+	eb_set_paused(fcinfo, true);
+	PG_RETURN_VOID();
+}
+
+/* resume_group(group_name, topic) */
+Datum
+eb_resume_group(PG_FUNCTION_ARGS)
+{
+	eb_set_paused(fcinfo, false);
+	PG_RETURN_VOID();
+}
+
+/*
+ * redrive(group_name, topic, max_events): moves the group's dead letters,
+ * oldest first, back to the group as retries due now (attempts reset), in
+ * one statement that deletes them from eventbus.dead_letter: a dead letter
+ * that a concurrent redrive moved first is deleted already and skipped, so
+ * each is moved once.  Only this group gets them again; its dead-letter
+ * topic keeps the copies, which other readers may have seen.
+ */
+Datum
+eb_redrive(PG_FUNCTION_ARGS)
+{
+	char	   *group_name = eb_arg_name(fcinfo, 0, "group");
+	char	   *topic_name = eb_arg_name(fcinfo, 1, "topic");
+	EbTopic    *topic;
+	EbGroup		g;
+	EbSpi		spi;
+	Oid			argtypes[2] = {INT4OID, INT4OID};
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+	bool		isnull;
+	int64		moved;
+
+	eb_check_writable("eventbus.redrive()");
+	eb_require_groups_v2("eventbus.redrive()");
+	if (!PG_ARGISNULL(2) && PG_GETARG_INT32(2) < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_events must be positive or NULL")));
+	topic = eb_topic_get(topic_name, false);
+	/* the group reads the events again */
+	eb_check_read_privilege(topic);
+
+	eb_spi_begin(&spi, true);
+	eb_owned_group(group_name, topic, &g, &spi);
+	(void) eb_group_lookup_locked(group_name, topic, &g, false);
+	eb_check_group_owner(&g, group_name, spi.save_userid);
+	values[0] = Int32GetDatum(g.group_id);
+	if (PG_ARGISNULL(2))
+		nulls[1] = 'n';
+	else
+		values[1] = Int32GetDatum(PG_GETARG_INT32(2));
+	eb_spi_exec("WITH moved AS ("
+				"  DELETE FROM eventbus.dead_letter d "
+				"  WHERE d.group_id = $1 AND (d.partition, d.position) IN ("
+				"    SELECT o.partition, o.position FROM eventbus.dead_letter o "
+				"    WHERE o.group_id = $1 "
+				"    ORDER BY o.dead_lettered_at, o.partition, o.position LIMIT $2) "
+				"  RETURNING d.partition, d.position, d.reason), "
+				"ins AS ("
+				"  INSERT INTO eventbus.group_retry "
+				"  (group_id, partition, position, attempts, not_before, reason) "
+				"  SELECT $1, m.partition, m.position, 0, clock_timestamp(), m.reason FROM moved m "
+				"  ON CONFLICT (group_id, partition, position) DO UPDATE SET "
+				"  attempts = 0, not_before = EXCLUDED.not_before, delivered = false, "
+				"  reason = EXCLUDED.reason "
+				"  RETURNING 1) "
+				"SELECT count(*) FROM ins",
+				2, argtypes, values, nulls, false);
+	moved = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	eb_spi_end(&spi);
+	PG_RETURN_INT64(moved);
+}
+
+/*
+ * purge_dead_letters(group_name, topic, before): forgets the group's dead
+ * letters (before a time, or all); they can no longer be redriven.
+ */
+Datum
+eb_purge_dead_letters(PG_FUNCTION_ARGS)
+{
+	char	   *group_name = eb_arg_name(fcinfo, 0, "group");
+	char	   *topic_name = eb_arg_name(fcinfo, 1, "topic");
+	EbTopic    *topic;
+	EbGroup		g;
+	EbSpi		spi;
+	Oid			argtypes[2] = {INT4OID, TIMESTAMPTZOID};
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+	int64		purged;
+
+	eb_check_writable("eventbus.purge_dead_letters()");
+	eb_require_groups_v2("eventbus.purge_dead_letters()");
+	topic = eb_topic_get(topic_name, false);
+
+	eb_spi_begin(&spi, true);
+	eb_owned_group(group_name, topic, &g, &spi);
+	values[0] = Int32GetDatum(g.group_id);
+	if (PG_ARGISNULL(2))
+		nulls[1] = 'n';
+	else
+		values[1] = PG_GETARG_DATUM(2);
+	eb_spi_exec("DELETE FROM eventbus.dead_letter "
+				"WHERE group_id = $1 AND ($2::timestamptz IS NULL OR dead_lettered_at < $2)",
+				2, argtypes, values, nulls, false);
+	purged = (int64) SPI_processed;
+	eb_spi_end(&spi);
+	PG_RETURN_INT64(purged);
 }

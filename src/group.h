@@ -15,7 +15,8 @@ typedef struct EbGroup
 	int32		group_id;
 	Oid			owner;
 	int32		max_attempts;
-	char	   *dead_letter_topic;
+	char	   *dead_letter_topic;	/* NULL: none (a group on a dead-letter topic) */
+	bool		paused;
 } EbGroup;
 
 /* Where one partition of a group stands for the polling member. */
@@ -26,6 +27,7 @@ typedef struct EbPartState
 	bool		held_by_other;	/* an active lease of another member */
 	bool		mine;			/* an active lease of this member, fetched in
 								 * this session: count from fetched */
+	bool		leased_to_me;	/* an active lease of this member, any session */
 } EbPartState;
 
 /*
@@ -33,6 +35,7 @@ typedef struct EbPartState
  * current user is the extension owner: pass the caller (EbSpi.save_userid).
  */
 extern char *eb_session_id(void);
+extern bool eb_groups_catalog_v2(void);
 extern void eb_group_lookup(const char *group_name, EbTopic *topic, EbGroup *g);
 extern bool eb_group_lookup_locked(const char *group_name, EbTopic *topic, EbGroup *g,
 								   bool exclusive);

@@ -388,6 +388,8 @@ eb_group_has_events(const char *group_name, EbTopic *topic, const char *member)
 	locked = eb_group_lookup_locked(group_name, topic, &g, false);
 	eb_check_group_member(&g, group_name, spi.save_userid);
 	states = eb_group_partition_states(&g, topic, member, false);
+	if (g.paused)
+		goto done;				/* poll() would return nothing */
 
 	/* a retry that is due counts as an event */
 	values[0] = Int32GetDatum(g.group_id);
@@ -415,6 +417,7 @@ eb_group_has_events(const char *group_name, EbTopic *topic, const char *member)
 								 1, snapshot, eb_any_emit, &any);
 		result = any.found;
 	}
+done:
 	/* not held through wait()'s sleep: a delete_group() may go ahead */
 	if (locked)
 		eb_group_unlock(g.group_id, false);

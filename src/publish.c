@@ -506,17 +506,44 @@ eb_publish_internal(EbTopic *topic, Datum value, text *key, Jsonb *headers,
 	*position = ev.position;
 }
 
+/*
+ * An eventbus.event_position of the declared result type: with 0.1.0
+ * objects it has no duplicate attribute (added in 0.2.0).
+ */
+static void
+eb_position_values(TupleDesc tupdesc, int32 partition, int64 position, bool duplicate,
+				   Datum *values, bool *nulls)
+{
+	int			i;
+
+	for (i = 0; i < tupdesc->natts; i++)
+	{
+		values[i] = (Datum) 0;
+		nulls[i] = true;
+	}
+	values[0] = Int32GetDatum(partition);
+	nulls[0] = false;
+	values[1] = Int64GetDatum(position);
+	nulls[1] = false;
+	if (tupdesc->natts > 2)
+	{
+		values[2] = BoolGetDatum(duplicate);
+		nulls[2] = false;
+	}
+}
+
 static Datum
-eb_position_datum(FunctionCallInfo fcinfo, int32 partition, int64 position)
+eb_position_datum(FunctionCallInfo fcinfo, int32 partition, int64 position, bool duplicate)
 {
 	TupleDesc	tupdesc;
-	Datum		values[2];
-	bool		nulls[2] = {false, false};
+	Datum	   *values;
+	bool	   *nulls;
 
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
-	values[0] = Int32GetDatum(partition);
-	values[1] = Int64GetDatum(position);
+	values = palloc(sizeof(Datum) * tupdesc->natts);
+	nulls = palloc(sizeof(bool) * tupdesc->natts);
+	eb_position_values(tupdesc, partition, position, duplicate, values, nulls);
 	return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls));
 }
 
@@ -577,11 +604,11 @@ eb_publish(PG_FUNCTION_ARGS)
 		/* The previous holder may have changed segments: revalidate. */
 		topic = eb_topic_get(name, false);
 		if (eb_find_idempotent(topic, ev.idem, &found_partition, &found_position))
-			PG_RETURN_DATUM(eb_position_datum(fcinfo, found_partition, found_position));
+			PG_RETURN_DATUM(eb_position_datum(fcinfo, found_partition, found_position, true));
 	}
 
 	eb_publish_group(topic, ev.partition, &evp, 1);
-	PG_RETURN_DATUM(eb_position_datum(fcinfo, ev.partition, ev.position));
+	PG_RETURN_DATUM(eb_position_datum(fcinfo, ev.partition, ev.position, false));
 }
 
 static int
@@ -708,12 +735,14 @@ eb_publish_batch(PG_FUNCTION_ARGS)
 
 	for (i = 0; i < n; i++)
 	{
-		Datum		values[2];
-		bool		nulls[2] = {false, false};
+		Datum	   *values = palloc(sizeof(Datum) * rsinfo->setDesc->natts);
+		bool	   *nulls = palloc(sizeof(bool) * rsinfo->setDesc->natts);
 
-		values[0] = Int32GetDatum(events[i].partition);
-		values[1] = Int64GetDatum(events[i].position);
+		eb_position_values(rsinfo->setDesc, events[i].partition, events[i].position, false,
+						   values, nulls);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		pfree(values);
+		pfree(nulls);
 	}
 	return (Datum) 0;
 }

@@ -139,6 +139,9 @@ eb_check_topic_visible(EbTopic *topic)
 					 EB_DATA_SCHEMA, quote_identifier(topic->name))));
 }
 
+static void eb_topic_create_owned(const char *name, int32 partitions,
+								  Interval *retention, Oid owner);
+
 static int64
 eb_new_uid(void)
 {
@@ -211,15 +214,6 @@ void
 eb_topic_create(const char *name, int32 partitions, Interval *retention)
 {
 	Oid			datansp;
-	EbSpi		spi;
-	int64		uid;
-	int32		topic_id;
-	Oid			relid;
-	Oid			owner = GetUserId();
-	Oid			argtypes[6] = {TEXTOID, INT8OID, INT4OID, INTERVALOID, OIDOID, OIDOID};
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
-	bool		isnull;
 
 	datansp = eb_data_schema_oid();
 	if (eb_namespace_aclcheck(datansp, GetUserId(), ACL_CREATE) != ACLCHECK_OK)
@@ -236,6 +230,72 @@ eb_topic_create(const char *name, int32 partitions, Interval *retention)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("topic \"%s\" already exists", name)));
+	eb_topic_create_owned(name, partitions, retention, GetUserId());
+}
+
+/*
+ * A group's dead-letter topic, created when its first event is
+ * dead-lettered: owned by the group's owner (so that the roles consuming
+ * through the group may publish there), with the source topic's partition
+ * count and retention.  Creating a group checked the right to name it (see
+ * eb_create_group); no CREATE on eventbus_data is needed now, as the
+ * tables are made by privileged.c from the validated name.  Returns the
+ * topic, whoever created it.
+ */
+EbTopic *
+eb_topic_ensure_dead_letter(const char *name, EbTopic *source, Oid owner)
+{
+	EbTopic    *dlq;
+	EbSpi		spi;
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1];
+	Interval   *retention = NULL;
+	bool		isnull;
+
+	LockRelationOid(eb_catalog_relid("topic"), ShareUpdateExclusiveLock);
+	eb_topic_cache_reset();
+	dlq = eb_topic_get(name, true);
+	if (dlq != NULL)
+		return dlq;
+
+	eb_spi_begin(&spi, true);
+	values[0] = Int32GetDatum(source->topic_id);
+	eb_spi_exec("SELECT retention FROM eventbus.topic WHERE topic_id = $1",
+				1, argtypes, values, NULL, true);
+	if (SPI_processed == 1)
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			retention = DatumGetIntervalP(SPI_datumTransfer(d, false, sizeof(Interval)));
+	}
+	eb_spi_end(&spi);
+
+	eb_topic_create_owned(name, source->partitions, retention, owner);
+	ereport(NOTICE,
+			(errmsg("created dead-letter topic \"%s\" for topic \"%s\"", name, source->name),
+			 errdetail("It is owned by role \"%s\", with the partitions and retention of topic \"%s\".",
+					   GetUserNameFromId(owner, false), source->name)));
+	return eb_topic_get(name, false);
+}
+
+/*
+ * Creates a topic owned by owner; the caller has checked the right to, took
+ * the topic DDL lock and found no topic of that name.
+ */
+static void
+eb_topic_create_owned(const char *name, int32 partitions, Interval *retention, Oid owner)
+{
+	EbSpi		spi;
+	int64		uid;
+	int32		topic_id;
+	Oid			relid;
+	Oid			argtypes[6] = {TEXTOID, INT8OID, INT4OID, INTERVALOID, OIDOID, OIDOID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	bool		isnull;
+
+	/* a dead-letter topic counts against the quota too */
 	eb_check_database_quota(1, partitions);
 
 	/* The tables belong to the extension owner; the caller owns the topic. */
@@ -366,6 +426,9 @@ eb_drop_topic(PG_FUNCTION_ARGS)
 	int32		partitions;
 	bool		cascade = PG_NARGS() > 1 && !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
 
+	/* force is new in 0.2.0: objects of 0.1.0 drop as they always did */
+	bool		force = PG_NARGS() <= 2 || (!PG_ARGISNULL(2) && PG_GETARG_BOOL(2));
+
 	eb_check_writable("eventbus.drop_topic()");
 	topic = eb_topic_get(name, false);
 	eb_check_topic_owner(topic);
@@ -378,6 +441,37 @@ eb_drop_topic(PG_FUNCTION_ARGS)
 	uid = topic->uid;
 	partitions = topic->partitions;
 	values[0] = Int32GetDatum(topic->topic_id);
+
+	if (!force)
+	{
+		char	   *users;
+		MemoryContext upper = CurrentMemoryContext;
+
+		eb_spi_begin(&spi, true);
+		eb_spi_exec("SELECT string_agg(u, '; ' ORDER BY o, u) FROM ("
+					" SELECT 1 AS o, 'consumer group ' || quote_ident(g.group_name) || ' (deleted with the topic)' AS u"
+					" FROM eventbus.consumer_group g WHERE g.topic_id = $1"
+					" UNION ALL"
+					" SELECT 2, 'consumer group ' || quote_ident(g.group_name) || ' of topic ' || quote_ident(t.topic)"
+					"  || ' (dead-letters into it)'"
+					" FROM eventbus.consumer_group g JOIN eventbus.topic t USING (topic_id)"
+					" WHERE g.dead_letter_topic = (SELECT topic FROM eventbus.topic WHERE topic_id = $1)"
+					" AND g.topic_id <> $1"
+					" UNION ALL"
+					" SELECT 3, 'relay to Kafka topic ' || quote_ident(relay_to) || ' (stopped)'"
+					" FROM eventbus.topic WHERE topic_id = $1 AND relay_to IS NOT NULL) s",
+					1, argtypes, values, NULL, true);
+		users = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		if (users != NULL)
+			users = MemoryContextStrdup(upper, users);
+		eb_spi_end(&spi);
+		if (users != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("topic \"%s\" is in use", name),
+					 errdetail("Dropping it would affect: %s.", users),
+					 errhint("Delete the groups and stop the relay first, or pass force => true.")));
+	}
 
 	eb_priv_drop_topic_tables(name, topic->relid, cascade);
 	eb_spi_begin(&spi, true);

@@ -15,5 +15,6 @@
 extern void eb_check_topic_owner(EbTopic *topic);
 extern void eb_check_topic_visible(EbTopic *topic);
 extern void eb_topic_create(const char *name, int32 partitions, Interval *retention);
+extern EbTopic *eb_topic_ensure_dead_letter(const char *name, EbTopic *source, Oid owner);
 
 #endif							/* EB_TOPIC_H */

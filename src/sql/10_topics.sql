@@ -44,9 +44,10 @@ SELECT pg_catalog.pg_extension_config_dump('eventbus.segment', '');
 
 CREATE TYPE eventbus.event_position AS (
     partition integer,
-    position  bigint
+    position  bigint,
+    duplicate boolean
 );
-COMMENT ON TYPE eventbus.event_position IS 'Where a published event landed.';
+COMMENT ON TYPE eventbus.event_position IS 'Where a published event landed; duplicate: publish() found an event with the same idempotency key and returns its position (nothing was published).';
 
 CREATE TYPE eventbus.event AS (
     topic      text,
@@ -76,12 +77,13 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.alter_topic(text, integer, interval) IS
   'Changes a topic: partitions can only grow; retention ''0'' removes the time limit, a negative one is refused; NULL leaves a setting unchanged. Topic owner (or a role with its privileges) only.';
 
-CREATE FUNCTION eventbus.drop_topic(topic text, cascade boolean DEFAULT false)
+CREATE FUNCTION eventbus.drop_topic(topic text, cascade boolean DEFAULT false,
+                                    force boolean DEFAULT false)
 RETURNS void
 AS 'MODULE_PATHNAME', 'eb_drop_topic'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION eventbus.drop_topic(text, boolean) IS
-  'Drops a topic and all its events. Objects that depend on its tables (another role''s view over eventbus_data.<topic>, say) make it fail with an error naming them, unless cascade is true: then they are dropped too. Topic owner (or a role with its privileges) only.';
+COMMENT ON FUNCTION eventbus.drop_topic(text, boolean, boolean) IS
+  'Drops a topic and all its events. Consumer groups of the topic, groups that dead-letter into it, or a relay to Kafka make it fail with an error listing them, unless force is true: then the groups of the topic are deleted and the relay stops. Objects that depend on its tables (another role''s view over eventbus_data.<topic>, say) make it fail with an error naming them, unless cascade is true: then they are dropped too. Topic owner (or a role with its privileges) only.';
 
 CREATE FUNCTION eventbus.publish(topic text, value jsonb, key text DEFAULT NULL,
                                  headers jsonb DEFAULT NULL, partition integer DEFAULT NULL,

@@ -22,7 +22,7 @@ SELECT function_returns('eventbus', 'read',
   ARRAY['text', 'integer', 'bigint', 'integer'], 'setof eventbus.event');
 SELECT function_returns('eventbus', 'create_topic', ARRAY['text', 'integer', 'interval'], 'void');
 SELECT function_returns('eventbus', 'alter_topic', ARRAY['text', 'integer', 'interval'], 'void');
-SELECT function_returns('eventbus', 'drop_topic', ARRAY['text', 'boolean'], 'void');
+SELECT function_returns('eventbus', 'drop_topic', ARRAY['text', 'boolean', 'boolean'], 'void');
 
 -- functions run with the caller's rights
 SELECT is_empty(
@@ -67,7 +67,7 @@ SELECT set_eq(
   $$SELECT c::regclass::text FROM pg_extension e, unnest(e.extconfig) c WHERE e.extname = 'pg_eventbus'$$,
   ARRAY['eventbus.topic', 'eventbus.topic_id_seq', 'eventbus.segment',
         'eventbus.consumer_group', 'eventbus.group_id_seq', 'eventbus.group_partition',
-        'eventbus.group_retry', 'eventbus.relay_allowed', 'eventbus.relay_format',
+        'eventbus.group_retry', 'eventbus.dead_letter', 'eventbus.relay_allowed', 'eventbus.relay_format',
         'eventbus.relay_partitioning', 'eventbus.relay_policy', 'eventbus.relay_dead_letter',
         'eventbus.topic_schema'],
   'catalog tables are dumped');

@@ -73,7 +73,7 @@ sub publish_committed
 		         ARRAY(SELECT 'key-$tag-' || i FROM generate_series(1, 5) i),
 		         ARRAY(SELECT jsonb_build_object('n', i::text)
 		               FROM generate_series(1, 5) i))
-		     WITH ORDINALITY AS b(partition, position, ord)});
+		     WITH ORDINALITY AS b(partition, position, duplicate, ord)});
 	return rows($out);
 }
 

@@ -154,7 +154,7 @@ INSERT INTO produced (id, partition, position, how)
 SELECT arr.ids[b.ord], b.partition, b.position, 'batch'
 FROM arr,
      eventbus.publish_batch('stress', arr.vals, arr.keys)
-         WITH ORDINALITY AS b(partition, position, ord);
+         WITH ORDINALITY AS b(partition, position, duplicate, ord);
 \\else
 $publish_single
 \\endif

@@ -70,7 +70,6 @@ SELECT topic, end_positions FROM eventbus.topics WHERE topic = 'own.t';
 SELECT group_name, partition, end_position FROM eventbus.consumer_lag
 WHERE topic = 'own.t' ORDER BY partition;
 SELECT eventbus.delete_group('own.g');
-SELECT eventbus.drop_topic('own.t');
-SELECT eventbus.drop_topic('own.t.dlq');
+SELECT eventbus.drop_topic('own.t', force => true);
 DROP FUNCTION attacker.trg();
 RESET ROLE;

@@ -110,4 +110,4 @@ ROLLBACK;
 -- valid call ends at the relay check; an invalid one is refused first)
 SELECT eventbus.outbox('kafka-traced', '{}', headers => '{"traceparent": "00-bad"}');
 
-SELECT eventbus.drop_topic('traced');
+SELECT eventbus.drop_topic('traced', force => true);

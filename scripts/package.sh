@@ -57,7 +57,8 @@ for f in "$build"/postgresql-*-eventbus_"$version"_*.deb; do
 	debs+=("$out/$(basename "$f")")
 done
 [ ${#debs[@]} -gt 0 ] || { echo "no package was built" >&2; exit 1; }
-dpkg-deb -c "${debs[0]}" | grep -q "pg_eventbus--$version.sql" ||
+contents=$(dpkg-deb -c "${debs[0]}")
+[[ $contents == *"pg_eventbus--$version.sql"* ]] ||
 	{ echo "${debs[0]} lacks the install script" >&2; exit 1; }
 
 eb_say "Installing ${debs[*]##*/} into a clean chroot and running installcheck"

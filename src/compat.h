@@ -54,6 +54,7 @@
 #include "utils/acl.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/wait_event.h"
@@ -532,5 +533,46 @@ eb_ensure_logical_decoding(void)
 	EnsureLogicalDecodingEnabled();
 #endif
 }
+
+/*
+ * Building a Jsonb value token by token: 19 keeps the builder's state in a
+ * JsonbInState (result in ->result) where older majors pass a
+ * JsonbParseState ** and return the value.  Zero-initialize an EbJsonbBuild,
+ * push with eb_jsonb_push(), read the finished value with
+ * eb_jsonb_result().
+ */
+#if PG_VERSION_NUM >= 190000
+typedef JsonbInState EbJsonbBuild;
+
+static inline void
+eb_jsonb_push(EbJsonbBuild *b, JsonbIteratorToken tok, JsonbValue *v)
+{
+	pushJsonbValue(b, tok, v);
+}
+
+static inline JsonbValue *
+eb_jsonb_result(EbJsonbBuild *b)
+{
+	return b->result;
+}
+#else
+typedef struct EbJsonbBuild
+{
+	JsonbParseState *state;
+	JsonbValue *result;
+} EbJsonbBuild;
+
+static inline void
+eb_jsonb_push(EbJsonbBuild *b, JsonbIteratorToken tok, JsonbValue *v)
+{
+	b->result = pushJsonbValue(&b->state, tok, v);
+}
+
+static inline JsonbValue *
+eb_jsonb_result(EbJsonbBuild *b)
+{
+	return b->result;
+}
+#endif
 
 #endif							/* EB_COMPAT_H */

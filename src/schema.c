@@ -143,10 +143,9 @@ eb_schema_current_version(int32 topic_id, Snapshot snap, TransactionId *xmin)
 static Jsonb *
 eb_version_header(int32 version)
 {
-	JsonbParseState *state = NULL;
+	EbJsonbBuild b = {0};
 	JsonbValue	k;
 	JsonbValue	v;
-	JsonbValue *res;
 	char	   *s = psprintf("%d", version);
 
 	k.type = jbvString;
@@ -155,11 +154,11 @@ eb_version_header(int32 version)
 	v.type = jbvString;
 	v.val.string.val = s;
 	v.val.string.len = strlen(s);
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	pushJsonbValue(&state, WJB_KEY, &k);
-	pushJsonbValue(&state, WJB_VALUE, &v);
-	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
-	return JsonbValueToJsonb(res);
+	eb_jsonb_push(&b, WJB_BEGIN_OBJECT, NULL);
+	eb_jsonb_push(&b, WJB_KEY, &k);
+	eb_jsonb_push(&b, WJB_VALUE, &v);
+	eb_jsonb_push(&b, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(eb_jsonb_result(&b));
 }
 
 static EbSchemaEntry *
@@ -225,11 +224,10 @@ eb_schema_cache_get(EbTopic *topic)
 static Jsonb *
 eb_add_version_header(Jsonb *headers, EbSchemaEntry *entry)
 {
-	JsonbParseState *state = NULL;
+	EbJsonbBuild b = {0};
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
-	JsonbValue *res = NULL;
 	JsonbValue	k;
 	Jsonb	   *copy;
 
@@ -251,12 +249,12 @@ eb_add_version_header(Jsonb *headers, EbSchemaEntry *entry)
 			k.val.string.len = strlen(EB_SCHEMA_VERSION_HEADER);
 			(void) getKeyJsonValueFromContainer(&entry->header->root, k.val.string.val,
 												k.val.string.len, &hv);
-			pushJsonbValue(&state, WJB_KEY, &k);
-			pushJsonbValue(&state, WJB_VALUE, &hv);
+			eb_jsonb_push(&b, WJB_KEY, &k);
+			eb_jsonb_push(&b, WJB_VALUE, &hv);
 		}
-		res = pushJsonbValue(&state, tok, tok < WJB_BEGIN_ARRAY ? &v : NULL);
+		eb_jsonb_push(&b, tok, tok < WJB_BEGIN_ARRAY ? &v : NULL);
 	}
-	return JsonbValueToJsonb(res);
+	return JsonbValueToJsonb(eb_jsonb_result(&b));
 }
 
 void

@@ -55,6 +55,7 @@
 #include "utils/builtins.h"
 #include "utils/pg_lsn.h"
 #include "utils/snapmgr.h"
+#include "utils/tuplestore.h"
 
 #include "pg_eventbus.h"
 #include "catalog.h"

@@ -52,6 +52,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/tuplestore.h"
 
 #include "schema_compat.h"
 #include "schema_compat_int.h"

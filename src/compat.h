@@ -387,20 +387,6 @@ eb_replication_slot_acquire(const char *name, bool nowait)
 }
 
 /*
- * Whether a process has a slot acquired: 19 replaced the pid of that
- * process (0: none) by its proc number.  The caller holds the slot's mutex.
- */
-static inline bool
-eb_slot_in_use(const ReplicationSlot *s)
-{
-#if PG_VERSION_NUM >= 190000
-	return s->active_proc != INVALID_PROC_NUMBER;
-#else
-	return s->active_pid != 0;
-#endif
-}
-
-/*
  * Whether a slot's persistent data says it was invalidated, and why, in the
  * words of pg_replication_slots.invalidation_reason (NULL when valid).  15
  * only knew the WAL position at which WAL it needed was removed; 16 keeps

@@ -69,6 +69,7 @@ extern void eb_relay_slot_name(Oid dboid, char *buf);
 
 /* relay_slot.c */
 extern bool eb_relay_slot_ensure(const char *slot, char *why, size_t whylen);
+extern bool eb_relay_slot_drop_unused(const char *why);
 extern bool eb_relay_extension_installed(void);
 extern bool eb_relay_slot_standbys_confirmed(XLogRecPtr lsn);
 extern void eb_relay_slot_init(void);

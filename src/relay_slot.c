@@ -570,13 +570,15 @@ eb_relay_slot_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 }
 
 /*
- * After DROP EXTENSION committed: drops this database's relay slot unless a
- * process holds it (the relay, which drops it itself once it sees the
- * extension gone; it is woken for that).  The transaction has committed:
- * any failure is reported as a WARNING, never raised.
+ * Drops this database's relay slot unless a process holds it (false then;
+ * true when it is gone or was never there).  why ends the log line
+ * ("after DROP EXTENSION").  Callable after a commit: a failure to drop is
+ * a WARNING, never raised.  The one place that drops a slot its extension
+ * no longer needs: the DROP EXTENSION hook, the database worker and the
+ * relay worker all come here.
  */
-static void
-eb_relay_slot_drop_after_extension(void)
+bool
+eb_relay_slot_drop_unused(const char *why)
 {
 	char		slot[NAMEDATALEN];
 	ReplicationSlot *s;
@@ -594,22 +596,16 @@ eb_relay_slot_drop_after_extension(void)
 	}
 	LWLockRelease(ReplicationSlotControlLock);
 	if (s == NULL)
-		return;
+		return true;
 	if (pid != 0 || MyReplicationSlot != NULL)
-	{
-		eb_relay_wake();
-		ereport(LOG,
-				(errmsg("pg_eventbus: replication slot \"%s\" is in use by process %d; the relay drops it when it sees the extension gone",
-						slot, (int) pid)));
-		return;
-	}
+		return false;
 
 	HOLD_INTERRUPTS();
 	PG_TRY();
 	{
 		ReplicationSlotDrop(slot, true);
 		ereport(LOG,
-				(errmsg("pg_eventbus: dropped replication slot \"%s\" after DROP EXTENSION", slot)));
+				(errmsg("pg_eventbus: dropped replication slot \"%s\" %s", slot, why)));
 	}
 	PG_CATCH();
 	{
@@ -623,13 +619,30 @@ eb_relay_slot_drop_after_extension(void)
 			ReplicationSlotRelease();
 		ereport(WARNING,
 				(errcode(ERRCODE_WARNING),
-				 errmsg("could not drop replication slot \"%s\" after DROP EXTENSION: %s",
-						slot, edata->message),
+				 errmsg("could not drop replication slot \"%s\" %s: %s",
+						slot, why, edata->message),
 				 errhint("Drop it with pg_drop_replication_slot('%s'): it retains WAL.", slot)));
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
 	RESUME_INTERRUPTS();
+	return true;
+}
+
+/*
+ * After DROP EXTENSION committed: drops this database's relay slot, or, when
+ * a process holds it (the relay, which drops it itself once it sees the
+ * extension gone), wakes the relay.
+ */
+static void
+eb_relay_slot_drop_after_extension(void)
+{
+	if (!eb_relay_slot_drop_unused("after DROP EXTENSION"))
+	{
+		eb_relay_wake();
+		ereport(LOG,
+				(errmsg("pg_eventbus: this database's relay slot is in use; the relay drops it when it sees the extension gone")));
+	}
 }
 
 static void

@@ -1708,13 +1708,7 @@ eb_relay_ready(const char *slot, char *why, size_t whylen)
 
 	if (!installed)
 	{
-		if (SearchNamedReplicationSlot(slot, true) != NULL)
-		{
-			ReplicationSlotDrop(slot, true);
-			ereport(LOG,
-					(errmsg("pg_eventbus relay: dropped replication slot \"%s\" because the extension is no longer installed",
-							slot)));
-		}
+		(void) eb_relay_slot_drop_unused("because the extension is no longer installed");
 		/* not an error: the relay starts once the extension exists */
 		why[0] = '\0';
 		return false;

@@ -94,6 +94,21 @@ eb_check_compatibility(Jsonb *new_schema, EbVersion *versions, int n, const char
 }
 
 /*
+ * One registration or drop of a topic's schema at a time (the lock
+ * alter_topic takes); then the topic is looked up again, as it may have
+ * changed while we waited, and its ownership checked again.
+ */
+static EbTopic *
+eb_schema_lock_topic(EbTopic *topic, const char *name)
+{
+	LockRelationOid(topic->relid, ShareUpdateExclusiveLock);
+	eb_topic_cache_reset();
+	topic = eb_topic_get(name, false);
+	eb_check_topic_owner(topic);
+	return topic;
+}
+
+/*
  * register_schema(topic text, schema jsonb, compatibility text) returns int
  */
 Datum
@@ -138,11 +153,7 @@ eb_register_schema(PG_FUNCTION_ARGS)
 	(void) eb_schema_compile(schema, check_cxt);
 	MemoryContextDelete(check_cxt);
 
-	/* one registration or drop of a topic at a time; then look again */
-	LockRelationOid(topic->relid, ShareUpdateExclusiveLock);
-	eb_topic_cache_reset();
-	topic = eb_topic_get(name, false);
-	eb_check_topic_owner(topic);
+	topic = eb_schema_lock_topic(topic, name);
 
 	eb_spi_begin(&spi, true);
 	values[0] = Int32GetDatum(topic->topic_id);
@@ -215,10 +226,7 @@ eb_drop_schema(PG_FUNCTION_ARGS)
 	topic = eb_topic_get(name, false);
 	eb_check_topic_owner(topic);
 
-	LockRelationOid(topic->relid, ShareUpdateExclusiveLock);
-	eb_topic_cache_reset();
-	topic = eb_topic_get(name, false);
-	eb_check_topic_owner(topic);
+	topic = eb_schema_lock_topic(topic, name);
 
 	eb_spi_begin(&spi, true);
 	values[0] = Int32GetDatum(topic->topic_id);

@@ -25,7 +25,8 @@ use RelayTest;
 my $t0 = time();
 my $db = 'postgres';
 
-my $mock = RelayTest::MockKafka->start('--topic', 'ok:1', '--topic', 'gone:1');
+my $mock = RelayTest::MockKafka->start('--topic', 'ok:1', '--topic', 'gone:1',
+	'--topic', 'secret:1');
 my $bootstrap = $mock->bootstrap;
 my $node = relay_node('drop_topic', bootstrap => $bootstrap, start => 1);
 
@@ -65,10 +66,11 @@ like($err,
 	qr/DETAIL:  Dropping it would affect: consumer group readers \(deleted with the topic\); relay to Kafka topic gone \(stopped\)\./,
 	'... and names the group and the relay mapping');
 
-# Kafka refuses the next event of "gone" for good (on_error 'stop', the
-# default): the relay waits at it.
-is($mock->command('produce_errors 1 MSG_SIZE_TOO_LARGE'),
-	'ok', 'the next produce request is refused as too large');
+# "gone" is relayed to a Kafka topic that refuses it for good (on_error
+# 'stop', the default): the relay waits at its next event.
+is($mock->command('topic_error secret TOPIC_AUTHORIZATION_FAILED'),
+	'ok', 'Kafka topic "secret" is not authorized');
+$node->safe_psql($db, q{SELECT eventbus.relay_topic('gone', 'secret', format => 'cloudevents')});
 $node->safe_psql($db, q{SELECT eventbus.publish('gone', '{"n": 2}')});
 my $status;
 ok( poll_until(

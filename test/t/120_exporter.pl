@@ -158,5 +158,22 @@ ok(series('eventbus_group_stats_reset_seconds', group_name => 'mxg', topic => 'm
 like($body, qr/^# TYPE eventbus_group_consumed counter$/m,
 	'the per-group counters are exported as counters');
 
+# After a restart: the topic counters start again with a new stats_reset
+# (a reset Prometheus recognizes); the group counters are kept in the
+# group's rows and go on, with the same stats_reset.
+my $before = $node->safe_psql('postgres', q{
+SELECT (SELECT extract(epoch FROM stats_reset) FROM eventbus.topic_stats WHERE topic = 'mx')
+    || '|' || (SELECT extract(epoch FROM stats_reset) FROM eventbus.group_stats WHERE group_name = 'mxg')});
+my ($topic_reset, $group_reset) = split /\|/, $before;
+$node->restart;
+$node->safe_psql('postgres', q{SELECT eventbus.publish('mx', '{"after": "restart"}', partition => 1)});
+my ($published, $new_topic_reset) = split /\|/, $node->safe_psql('postgres',
+	q{SELECT published || '|' || extract(epoch FROM stats_reset) FROM eventbus.topic_stats WHERE topic = 'mx'});
+is($published, 1, 'after a restart the topic counter starts again');
+cmp_ok($new_topic_reset, '>', $topic_reset, '... with a later stats_reset');
+is($node->safe_psql('postgres',
+	q{SELECT consumed || '|' || dead_lettered || '|' || extract(epoch FROM stats_reset) FROM eventbus.group_stats WHERE group_name = 'mxg'}),
+	"7|1|$group_reset", 'the group counters and their stats_reset survive the restart');
+
 $node->stop;
 done_testing();

@@ -108,6 +108,81 @@ SELECT member, count(*) FROM eventbus.consumer_lag WHERE group_name = 'w' GROUP 
 SELECT eventbus.commit('w', 'bal', 'm1');
 SELECT eventbus.commit('w', 'bal', 0, 0);
 
+-- wait(member) counts only what that member's poll would get: at its
+-- share, partitions no one leases are left to the other members
+SELECT eventbus.create_topic('wm', 2);
+SELECT eventbus.create_group('wg', 'wm', 'earliest');
+SELECT count(*) FROM generate_series(0, 1) p, LATERAL eventbus.publish('wm', '{}', partition => p);
+SELECT count(DISTINCT partition) FROM eventbus.poll('wg', 'wm', 100, 'm1', '1 hour');
+SELECT eventbus.commit('wg', 'wm', 'm1');
+-- m2 joins (share 1 each); m1 gives up partition 1 at its next poll
+SELECT count(*) FROM eventbus.poll('wg', 'wm', 100, 'm2', '1 hour');
+SELECT count(*) FROM eventbus.poll('wg', 'wm', 100, 'm1', '1 hour');
+SELECT partition, member FROM eventbus.consumer_lag WHERE group_name = 'wg' ORDER BY 1;
+SELECT * FROM eventbus.publish('wm', '{}', partition => 1);
+SELECT eventbus.wait('wg', 'wm', '0 seconds', member => 'm1') AS m1_woken;
+SELECT eventbus.wait('wg', 'wm', '0 seconds', member => 'm2') AS m2_woken;
+SELECT eventbus.wait('wg', 'wm', '0 seconds') AS any_woken;
+SELECT count(*) FROM eventbus.poll('wg', 'wm', 100, 'm1', '1 hour');
+SELECT * FROM eventbus.publish('wm', '{}', partition => 0);
+SELECT eventbus.wait('wg', 'wm', '0 seconds', member => 'm1') AS m1_woken;
+SELECT partition, position FROM eventbus.poll('wg', 'wm', 100, 'm1', '1 hour');
+SELECT partition, position FROM eventbus.poll('wg', 'wm', 100, 'm2', '1 hour');
+SELECT eventbus.drop_topic('wm', force => true);
+
+-- group_stats: monotonic per-group counters of committed positions and
+-- dead letters; seek, redrive, purge and rolled-back commits do not count
+SELECT eventbus.create_topic('gs', 2);
+SELECT eventbus.create_group('g1', 'gs', 'earliest', max_attempts => 1);
+SELECT eventbus.create_group('g2', 'gs', 'earliest');
+SELECT count(*) FROM generate_series(1, 5) i,
+  LATERAL eventbus.publish('gs', '{}', partition => i % 2);
+SELECT group_name, topic, consumed, dead_lettered, stats_reset IS NOT NULL AS has_reset
+  FROM eventbus.group_stats WHERE topic = 'gs' ORDER BY 1;
+SELECT count(*) FROM eventbus.poll('g1', 'gs', 100, commit => true);
+BEGIN;
+SELECT count(*) FROM eventbus.poll('g2', 'gs', 100);
+SELECT eventbus.commit('g2', 'gs', 0, 1);
+ROLLBACK;
+BEGIN;
+SELECT count(*) FROM eventbus.poll('g2', 'gs', 100);
+SELECT eventbus.commit('g2', 'gs', 0, 1);
+COMMIT;
+SELECT group_name, consumed, dead_lettered FROM eventbus.group_stats WHERE topic = 'gs' ORDER BY 1;
+-- a dead letter of g1 (the first: gs.dlq is created)
+SELECT * FROM eventbus.publish('gs', '{}', partition => 1);
+BEGIN;
+SELECT partition, position FROM eventbus.poll('g1', 'gs', 100);
+SELECT eventbus.nack('g1', 'gs', 1, 3, reason => 'bad');
+SELECT eventbus.commit('g1', 'gs', 1, 3);
+COMMIT;
+SELECT group_name, consumed, dead_lettered FROM eventbus.group_stats WHERE topic = 'gs' ORDER BY 1;
+-- seek back and consume again: counted again; the seek itself is not
+SELECT eventbus.seek('g1', 'gs', 'earliest');
+SELECT group_name, consumed FROM eventbus.group_stats WHERE group_name = 'g1';
+SELECT eventbus.seek('g1', 'gs', 'latest');
+SELECT group_name, consumed FROM eventbus.group_stats WHERE group_name = 'g1';
+SELECT eventbus.seek('g1', 'gs', 1, 0);
+SELECT count(*) FROM eventbus.poll('g1', 'gs', 100, commit => true);
+SELECT group_name, consumed FROM eventbus.group_stats WHERE group_name = 'g1';
+-- redrive and purge leave dead_lettered as it is
+SELECT eventbus.redrive('g1', 'gs');
+SELECT eventbus.purge_dead_letters('g1', 'gs');
+SELECT group_name, dead_lettered FROM eventbus.group_stats WHERE group_name = 'g1';
+-- a group created again starts again, with a new stats_reset
+SELECT stats_reset AS g2_reset FROM eventbus.group_stats WHERE group_name = 'g2' \gset
+SELECT eventbus.delete_group('g2', 'gs');
+SELECT eventbus.create_group('g2', 'gs', 'earliest');
+SELECT consumed, dead_lettered, stats_reset >= :'g2_reset' AS later
+  FROM eventbus.group_stats WHERE group_name = 'g2';
+-- a partition added later counts from its start
+SELECT eventbus.alter_topic('gs', partitions => 3);
+SELECT * FROM eventbus.publish('gs', '{}', partition => 2);
+SELECT count(*) FROM eventbus.poll('g2', 'gs', 100, commit => true);
+SELECT group_name, consumed FROM eventbus.group_stats WHERE group_name = 'g2';
+SELECT eventbus.drop_topic('gs', force => true);
+SELECT eventbus.drop_topic('gs.dlq');
+
 SELECT eventbus.drop_topic('bal', force => true);
 SELECT eventbus.drop_topic('op', force => true);
 SELECT eventbus.drop_topic('op.dlq');

@@ -394,3 +394,40 @@ WHERE pg_catalog.pg_has_role(cg.owner, 'USAGE')
 COMMENT ON VIEW eventbus.groups IS
   'Consumer groups: topic, owner, max_attempts, dead-letter topic (NULL: none, the group consumes a dead-letter topic), paused, creation time, members holding leases now, and dead letters waiting for redrive() or purge_dead_letters(). Shows the groups whose owner''s privileges the role has; members of pg_monitor see all.';
 GRANT SELECT ON eventbus.groups TO PUBLIC;
+
+-- Per-group monotonic counters (eventbus.group_stats): kept in the group's
+-- rows.  Columns added without a default first, as for paused above.
+ALTER TABLE eventbus.consumer_group ADD COLUMN counted_since timestamptz;
+UPDATE eventbus.consumer_group SET counted_since = now();
+ALTER TABLE eventbus.consumer_group ALTER COLUMN counted_since SET DEFAULT now();
+ALTER TABLE eventbus.consumer_group ALTER COLUMN counted_since SET NOT NULL;
+COMMENT ON TABLE eventbus.consumer_group IS
+  'Consumer groups (internal; see the eventbus.groups and eventbus.consumer_lag views): one row per group and topic. dead_letter_topic NULL: the group consumes a dead-letter topic and keeps its failed events for redrive only; paused: poll() returns nothing; counted_since: when the counters of eventbus.group_stats started (the group''s creation, or the update to 0.2.0).';
+ALTER TABLE eventbus.group_partition ADD COLUMN consumed_base bigint;
+UPDATE eventbus.group_partition SET consumed_base = committed_position;
+ALTER TABLE eventbus.group_partition ALTER COLUMN consumed_base SET NOT NULL;
+ALTER TABLE eventbus.group_partition ADD COLUMN dead_lettered bigint;
+UPDATE eventbus.group_partition SET dead_lettered = 0;
+ALTER TABLE eventbus.group_partition ALTER COLUMN dead_lettered SET DEFAULT 0;
+ALTER TABLE eventbus.group_partition ALTER COLUMN dead_lettered SET NOT NULL;
+COMMENT ON TABLE eventbus.group_partition IS
+  'Position of each group in each partition (internal): committed_position is the last position done; member/lease_until/generation belong to leased consumption; fetched_position is the last position handed to the lease holder, in the database session fetched_session; lost_reported is the first retained position when poll() last warned that retention removed events the group had not consumed; committed_position - consumed_base is the number of positions the group committed since counted_since (a seek moves both), dead_lettered the number of events it dead-lettered (see eventbus.group_stats).';
+
+CREATE VIEW eventbus.group_stats WITH (security_barrier) AS
+SELECT cg.group_name,
+       t.topic,
+       s.consumed,
+       s.dead_lettered,
+       cg.counted_since AS stats_reset
+FROM eventbus.consumer_group cg
+JOIN eventbus.topic t USING (topic_id)
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(gp.committed_position - gp.consumed_base), 0)::bigint AS consumed,
+           coalesce(sum(gp.dead_lettered), 0)::bigint AS dead_lettered
+    FROM eventbus.group_partition gp
+    WHERE gp.group_id = cg.group_id) s
+WHERE pg_catalog.pg_has_role(cg.owner, 'USAGE')
+   OR pg_catalog.pg_has_role('pg_monitor', 'USAGE');
+COMMENT ON VIEW eventbus.group_stats IS
+  'Monotonic counters per consumer group and topic, for rates: consumed (positions the group committed, by commit() or poll(commit => true); a seek() is not counted) and dead_lettered (events the group sent to its dead-letter topic, or kept for redrive on a dead-letter topic), both since stats_reset (the group''s creation, or the update to 0.2.0). Kept in the group''s rows: they survive restarts and are dumped with the group; a new stats_reset means the group was created again. Shows the groups whose owner''s privileges the role has; members of pg_monitor see all.';
+GRANT SELECT ON eventbus.group_stats TO PUBLIC;

@@ -1420,6 +1420,10 @@ eb_record_dead_letter(EbGroup *g, int32 partition, int64 position, int32 attempt
 				"dead_lettered_at = EXCLUDED.dead_lettered_at, dlq_topic = NULL, "
 				"dlq_partition = NULL, dlq_position = NULL",
 				5, argtypes, values, nulls, false);
+	/* the group's monotonic count (group_stats); the row is locked already */
+	eb_spi_exec("UPDATE eventbus.group_partition SET dead_lettered = dead_lettered + 1 "
+				"WHERE group_id = $1 AND partition = $2",
+				2, argtypes, values, NULL, false);
 	return true;
 }
 

@@ -72,6 +72,9 @@ typedef enum EbStartKind
 
 static SPIPlanPtr plan_lookup = NULL;
 
+static void eb_group_member_share(EbGroup *g, EbTopic *topic, const char *member,
+								  EbPartState *states);
+
 /*
  * This database session, as recorded with what a lease holder was handed: a
  * member that comes back in another session (it restarted) gets its
@@ -209,20 +212,33 @@ void
 eb_group_ensure_partitions(EbGroup *g, EbTopic *topic)
 {
 	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr plan_v1 = NULL;
 	Oid			argtypes[2] = {INT4OID, INT4OID};
 	Datum		values[2];
+	SPIPlanPtr	run;
 
-	eb_spi_plan(&plan,
-				"INSERT INTO eventbus.group_partition "
-				"(group_id, partition, committed_position, fetched_position) "
-				"SELECT $1, p, -1, -1 FROM generate_series(0, $2 - 1) p "
-				"WHERE NOT EXISTS (SELECT 1 FROM eventbus.group_partition gp "
-				"                  WHERE gp.group_id = $1 AND gp.partition = p) "
-				"ON CONFLICT DO NOTHING",
-				2, argtypes);
+	/* consumed (group_stats) counts from the start, -1 */
+	if (eb_groups_catalog_v2())
+		run = eb_spi_plan(&plan,
+					"INSERT INTO eventbus.group_partition "
+					"(group_id, partition, committed_position, fetched_position, consumed_base) "
+					"SELECT $1, p, -1, -1, -1 FROM generate_series(0, $2 - 1) p "
+					"WHERE NOT EXISTS (SELECT 1 FROM eventbus.group_partition gp "
+					"                  WHERE gp.group_id = $1 AND gp.partition = p) "
+					"ON CONFLICT DO NOTHING",
+					2, argtypes);
+	else
+		run = eb_spi_plan(&plan_v1,
+					"INSERT INTO eventbus.group_partition "
+					"(group_id, partition, committed_position, fetched_position) "
+					"SELECT $1, p, -1, -1 FROM generate_series(0, $2 - 1) p "
+					"WHERE NOT EXISTS (SELECT 1 FROM eventbus.group_partition gp "
+					"                  WHERE gp.group_id = $1 AND gp.partition = p) "
+					"ON CONFLICT DO NOTHING",
+					2, argtypes);
 	values[0] = Int32GetDatum(g->group_id);
 	values[1] = Int32GetDatum(topic->partitions);
-	eb_spi_run(plan, values, NULL, false);
+	eb_spi_run(run, values, NULL, false);
 }
 
 /*
@@ -230,9 +246,11 @@ eb_group_ensure_partitions(EbGroup *g, EbTopic *topic)
  * poll() and wait() both see it; topic->partitions entries.  Without
  * add_missing (read-only, with the active snapshot), a partition the group
  * has no row for yet (the topic grew) counts from the start, as
- * eb_group_ensure_partitions() will record it.  With add_missing, the
- * missing rows are added and read again; a row this snapshot still cannot
- * see counts as held by another member.
+ * eb_group_ensure_partitions() will record it, and for a member, the
+ * partitions its next poll() would not claim under balanced leases count
+ * as held by another (wait() returns true only for what that member may
+ * poll).  With add_missing, the missing rows are added and read again; a
+ * row this snapshot still cannot see counts as held by another member.
  */
 EbPartState *
 eb_group_partition_states(EbGroup *g, EbTopic *topic, const char *member,
@@ -291,7 +309,63 @@ eb_group_partition_states(EbGroup *g, EbTopic *topic, const char *member,
 		states[p].mine = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
 		states[p].leased_to_me = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
 	}
+	if (member != NULL && !add_missing && eb_groups_catalog_v2())
+		eb_group_member_share(g, topic, member, states);
 	return states;
+}
+
+/*
+ * For wait(member): what the member's next poll() may deliver under
+ * balanced leases (see eb_balance_leases in consume.c).  That poll counts
+ * the member among the group's members, gives up the partitions above its
+ * share of ceil(partitions / members) that it holds with nothing handed
+ * out uncommitted (highest numbers first), and then claims partitions no
+ * one holds only while it holds fewer than its share.  Partitions it
+ * could not read then are marked held_by_other.
+ */
+static void
+eb_group_member_share(EbGroup *g, EbTopic *topic, const char *member,
+					  EbPartState *states)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[2] = {INT4OID, TEXTOID};
+	Datum		values[2];
+	bool		isnull;
+	int64		members;
+	int32		share;
+	int32		held = 0;
+	int32		p;
+
+	values[0] = Int32GetDatum(g->group_id);
+	values[1] = CStringGetTextDatum(member);
+	eb_spi_plan(&plan,
+				"SELECT 1 + count(*) FROM eventbus.group_member "
+				"WHERE group_id = $1 AND member <> $2 AND expires_at > clock_timestamp()",
+				2, argtypes);
+	eb_spi_run(plan, values, NULL, true);
+	members = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	share = (int32) ((topic->partitions + members - 1) / members);
+
+	for (p = 0; p < topic->partitions; p++)
+		held += states[p].leased_to_me ? 1 : 0;
+	/* the clean partitions above its share are given up */
+	for (p = topic->partitions - 1; p >= 0 && held > share; p--)
+	{
+		if (states[p].leased_to_me && states[p].fetched <= states[p].committed)
+		{
+			states[p].leased_to_me = states[p].mine = false;
+			states[p].held_by_other = true;
+			held--;
+		}
+	}
+	if (held < share)
+		return;
+	/* at its share: partitions no one holds are left to the others */
+	for (p = 0; p < topic->partitions; p++)
+	{
+		if (!states[p].leased_to_me)
+			states[p].held_by_other = true;
+	}
 }
 
 /*
@@ -558,7 +632,13 @@ eb_create_group(PG_FUNCTION_ARGS)
 						group_name, topic_name)));
 	pvalues[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	pvalues[1] = starts;
-	eb_spi_exec("INSERT INTO eventbus.group_partition "
+	/* consumed (group_stats) counts from the start positions */
+	eb_spi_exec(v2 ?
+				"INSERT INTO eventbus.group_partition "
+				"(group_id, partition, committed_position, fetched_position, consumed_base) "
+				"SELECT $1, (u.n - 1)::integer, u.c, u.c, u.c "
+				"FROM unnest($2) WITH ORDINALITY AS u(c, n)" :
+				"INSERT INTO eventbus.group_partition "
 				"(group_id, partition, committed_position, fetched_position) "
 				"SELECT $1, (u.n - 1)::integer, u.c, u.c "
 				"FROM unnest($2) WITH ORDINALITY AS u(c, n)",
@@ -714,7 +794,14 @@ eb_set_position(EbGroup *g, int32 partition, int64 committed)
 	values[0] = Int32GetDatum(g->group_id);
 	values[1] = Int32GetDatum(partition);
 	values[2] = Int64GetDatum(committed);
-	eb_spi_exec("UPDATE eventbus.group_partition SET committed_position = $3, "
+	/* a seek is no consumption: consumed (group_stats) stays as it was */
+	eb_spi_exec(eb_groups_catalog_v2() ?
+				"UPDATE eventbus.group_partition SET committed_position = $3, "
+				"consumed_base = consumed_base + ($3 - committed_position), "
+				"fetched_position = $3, committed_at = now(), member = NULL, "
+				"lease_until = NULL, generation = generation + 1 "
+				"WHERE group_id = $1 AND partition = $2" :
+				"UPDATE eventbus.group_partition SET committed_position = $3, "
 				"fetched_position = $3, committed_at = now(), member = NULL, "
 				"lease_until = NULL, generation = generation + 1 "
 				"WHERE group_id = $1 AND partition = $2",

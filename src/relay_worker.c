@@ -1417,8 +1417,15 @@ eb_relay_apply_policies(void)
 			Oid			argtypes[1] = {INT4OID};
 			Datum		values[1];
 
+			/*
+			 * A topic dropped since (drop_topic(force => true) while
+			 * relayed): nobody can act on its event any more, so it is
+			 * recorded and passed over, whatever the policy was.
+			 */
 			values[0] = Int32GetDatum(r->topic_id);
-			eb_spi_exec("SELECT on_error FROM eventbus.relay_policy WHERE topic_id = $1",
+			eb_spi_exec("SELECT CASE WHEN NOT EXISTS (SELECT FROM eventbus.topic WHERE topic_id = $1) "
+						"THEN 'dead_letter' ELSE "
+						"(SELECT on_error FROM eventbus.relay_policy WHERE topic_id = $1) END",
 						1, argtypes, values, NULL, true);
 			if (SPI_processed == 1)
 			{

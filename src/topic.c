@@ -477,6 +477,19 @@ eb_drop_topic(PG_FUNCTION_ARGS)
 	eb_spi_begin(&spi, true);
 	eb_spi_exec("DELETE FROM eventbus.topic WHERE topic_id = $1",
 				1, argtypes, values, NULL, false);
+
+	/*
+	 * The relay's settings and decisions for the topic go with it (its
+	 * mapping, relay_to, went with the row): a topic created again under
+	 * the name starts without them.
+	 */
+	eb_spi_exec("DELETE FROM eventbus.relay_policy WHERE topic_id = $1",
+				1, argtypes, values, NULL, false);
+	eb_spi_exec("DELETE FROM eventbus.relay_partitioning WHERE topic_id = $1",
+				1, argtypes, values, NULL, false);
+	if (OidIsValid(get_relname_relid("relay_format", eb_schema_oid(false))))
+		eb_spi_exec("DELETE FROM eventbus.relay_format WHERE topic_id = $1",
+					1, argtypes, values, NULL, false);
 	eb_spi_end(&spi);
 
 	eb_catalog_changed();

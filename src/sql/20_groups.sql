@@ -12,11 +12,12 @@ CREATE TABLE eventbus.consumer_group (
     dead_letter_topic text,
     created_at        timestamptz NOT NULL DEFAULT now(),
     paused            boolean NOT NULL DEFAULT false,
+    counted_since     timestamptz NOT NULL DEFAULT now(),
     UNIQUE (group_name, topic_id)
 );
 ALTER SEQUENCE eventbus.group_id_seq OWNED BY eventbus.consumer_group.group_id;
 COMMENT ON TABLE eventbus.consumer_group IS
-  'Consumer groups (internal; see the eventbus.groups and eventbus.consumer_lag views): one row per group and topic. dead_letter_topic NULL: the group consumes a dead-letter topic and keeps its failed events for redrive only; paused: poll() returns nothing.';
+  'Consumer groups (internal; see the eventbus.groups and eventbus.consumer_lag views): one row per group and topic. dead_letter_topic NULL: the group consumes a dead-letter topic and keeps its failed events for redrive only; paused: poll() returns nothing; counted_since: when the counters of eventbus.group_stats started (the group''s creation, or the update to 0.2.0).';
 
 -- Updated in place once per partition and batch; room on each page keeps
 -- those updates HOT.
@@ -31,10 +32,12 @@ CREATE TABLE eventbus.group_partition (
     fetched_position   bigint NOT NULL,
     fetched_session    text,
     lost_reported      bigint,
+    consumed_base      bigint NOT NULL,
+    dead_lettered      bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (group_id, partition)
 ) WITH (fillfactor = 50);
 COMMENT ON TABLE eventbus.group_partition IS
-  'Position of each group in each partition (internal): committed_position is the last position done; member/lease_until/generation belong to leased consumption; fetched_position is the last position handed to the lease holder, in the database session fetched_session; lost_reported is the first retained position when poll() last warned that retention removed events the group had not consumed.';
+  'Position of each group in each partition (internal): committed_position is the last position done; member/lease_until/generation belong to leased consumption; fetched_position is the last position handed to the lease holder, in the database session fetched_session; lost_reported is the first retained position when poll() last warned that retention removed events the group had not consumed; committed_position - consumed_base is the number of positions the group committed since counted_since (a seek moves both), dead_lettered the number of events it dead-lettered (see eventbus.group_stats).';
 
 CREATE TABLE eventbus.group_retry (
     group_id    integer NOT NULL REFERENCES eventbus.consumer_group ON DELETE CASCADE,
@@ -264,3 +267,22 @@ AS 'MODULE_PATHNAME', 'eb_wait'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION eventbus.wait(text, text, interval, text) IS
   'Blocks until the group has events to poll on the topic (true) or the timeout passes (false); an event committed just before the call is never missed. With member, counts from what that member was handed. Call it outside a REPEATABLE READ transaction. Needs SELECT on the topic.';
+
+CREATE VIEW eventbus.group_stats WITH (security_barrier) AS
+SELECT cg.group_name,
+       t.topic,
+       s.consumed,
+       s.dead_lettered,
+       cg.counted_since AS stats_reset
+FROM eventbus.consumer_group cg
+JOIN eventbus.topic t USING (topic_id)
+CROSS JOIN LATERAL (
+    SELECT coalesce(sum(gp.committed_position - gp.consumed_base), 0)::bigint AS consumed,
+           coalesce(sum(gp.dead_lettered), 0)::bigint AS dead_lettered
+    FROM eventbus.group_partition gp
+    WHERE gp.group_id = cg.group_id) s
+WHERE pg_catalog.pg_has_role(cg.owner, 'USAGE')
+   OR pg_catalog.pg_has_role('pg_monitor', 'USAGE');
+COMMENT ON VIEW eventbus.group_stats IS
+  'Monotonic counters per consumer group and topic, for rates: consumed (positions the group committed, by commit() or poll(commit => true); a seek() is not counted) and dead_lettered (events the group sent to its dead-letter topic, or kept for redrive on a dead-letter topic), both since stats_reset (the group''s creation, or the update to 0.2.0). Kept in the group''s rows: they survive restarts and are dumped with the group; a new stats_reset means the group was created again. Shows the groups whose owner''s privileges the role has; members of pg_monitor see all.';
+GRANT SELECT ON eventbus.group_stats TO PUBLIC;

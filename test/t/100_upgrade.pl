@@ -103,6 +103,9 @@ is($node->safe_psql($db, q{SELECT format FROM eventbus.relay_format f JOIN event
 	'cloudevents', 'relay_topic(format => ...) after the update');
 cmp_ok($node->safe_psql($db, q{SELECT published FROM eventbus.topic_stats WHERE topic = 'later'}),
 	'>=', 1, 'topic_stats after the update');
+is($node->safe_psql($db,
+	q{SELECT consumed >= 12, dead_lettered, stats_reset IS NOT NULL FROM eventbus.group_stats WHERE group_name = 'billing'}),
+	't|0|t', 'group_stats after the update: counted from the update on (12 events consumed since)');
 
 # --- updated objects equal a fresh install's -------------------------------
 $node->safe_psql($db, q{CREATE DATABASE updated; CREATE DATABASE fresh});

@@ -63,6 +63,7 @@
 #include "pg_eventbus.h"
 #include "compat.h"
 #include "relay.h"
+#include "relay_json.h"
 #include "shmem.h"
 
 extern PGDLLEXPORT void _PG_output_plugin_init(OutputPluginCallbacks *cb);
@@ -754,6 +755,26 @@ eb_cloudevents_headers(EbRelayMessage *m, EbRelayTarget *t, Jsonb *headers,
 	}
 }
 
+/*
+ * The message's value: the JSON text of the event's jsonb (relay_json.c),
+ * in a buffer sized for it up front (the text of a value without escapes
+ * is rarely longer than its stored form).
+ */
+static void
+eb_message_value(EbRelayMessage *m, Jsonb *value)
+{
+	StringInfoData buf;
+
+	buf.maxlen = VARSIZE(value) + VARSIZE(value) / 4 + 64;
+	buf.data = palloc(buf.maxlen);
+	buf.len = 0;
+	buf.data[0] = '\0';
+	buf.cursor = 0;
+	eb_json_append(&buf, value);
+	m->value = buf.data;
+	m->valuelen = buf.len;
+}
+
 /* The eventbus-lsn header's value: the transaction's commit LSN. */
 static char *
 eb_lsn_header(ReorderBufferTXN *txn)
@@ -821,8 +842,7 @@ eb_output_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		m.keylen = VARSIZE_ANY_EXHDR(key);
 	}
 	value = DatumGetJsonbP(values[Anum_ev_value - 1]);
-	m.value = JsonbToCString(NULL, &value->root, VARSIZE(value));
-	m.valuelen = strlen(m.value);
+	eb_message_value(&m, value);
 
 	if (!nulls[Anum_ev_headers - 1])
 		headers = DatumGetJsonbP(values[Anum_ev_headers - 1]);

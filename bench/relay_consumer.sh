@@ -3,9 +3,11 @@
 #
 #   relay_consumer.sh BOOTSTRAP TOPIC FETCH_WAIT_MS
 #
-# Reads TOPIC from its end with kcat and prints, for every message, its
-# eventbus-event-id header and the time it arrived here (seconds since the
-# epoch, the clock PostgreSQL's timestamps use), separated by a tab.
+# Reads TOPIC from its end with kcat (isolation.level=read_committed: only
+# what committed Kafka transactions hold, so the time measured is
+# commit-to-visible) and prints, for every message, its eventbus-event-id
+# header and the time it arrived here (seconds since the epoch, the clock
+# PostgreSQL's timestamps use), separated by a tab.
 # FETCH_WAIT_MS is how long the broker may hold a fetch that finds nothing
 # new (fetch.wait.max.ms): the measurement includes up to that much.
 set -o pipefail

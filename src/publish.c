@@ -210,8 +210,9 @@ eb_uri_encoded_len(const char *s)
 
 /*
  * Is the topic relayed (eventbus.topic.relay_to set)?  Then *kafka_topic is
- * its Kafka topic, *cloudevents its format and source its ce_source (empty
- * for the default).  Reads the catalogs with the catalog snapshot.
+ * its Kafka topic, *cloudevents its format and source its ce_source (NULL
+ * for the default).  Reads the catalogs with the statement's snapshot, which
+ * sees what this transaction changed before (relay_topic() in it).
  */
 static bool
 eb_relay_mapping(int32 topic_id, char **kafka_topic, bool *cloudevents, char **source)
@@ -241,7 +242,8 @@ eb_relay_mapping(int32 topic_id, char **kafka_topic, bool *cloudevents, char **s
 		if (att_id == InvalidAttrNumber || att_a == InvalidAttrNumber)
 			break;
 		rel = table_open(relid, AccessShareLock);
-		scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+		scan = systable_beginscan(rel, InvalidOid, false,
+								  ActiveSnapshotSet() ? GetActiveSnapshot() : NULL, 0, NULL);
 		while ((tup = systable_getnext(scan)) != NULL)
 		{
 			TupleDesc	desc = RelationGetDescr(rel);

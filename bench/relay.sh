@@ -251,7 +251,7 @@ set_delivery() {
 }
 
 # The relay's producer settings (relay_worker.c), given to kcat as well.
-MAX_EVENT_BYTES=$(sql "SELECT pg_size_bytes(current_setting('eventbus.max_event_size'))")
+MAX_EVENT_BYTES=$(sql "SELECT setting FROM pg_settings WHERE name = 'eventbus.max_event_size'")
 MAX_IN_FLIGHT=$(sql "SHOW eventbus.relay_max_in_flight")
 MESSAGE_MAX=$((MAX_EVENT_BYTES + 65536))
 [ "$MESSAGE_MAX" -lt 1000000 ] && MESSAGE_MAX=1000000

@@ -37,8 +37,8 @@ SELECT partition FROM eventbus.publish('sized_relayed', to_jsonb(repeat(chr(1), 
     key => repeat('k', 100000), headers => jsonb_build_object('h', repeat('v', 50000)));
 -- CloudEvents adds its attributes: a value that fits a plain topic by a
 -- few bytes does not fit one relayed as CloudEvents
-SELECT partition FROM eventbus.publish('sized_relayed', to_jsonb(repeat('x', 999780)));
-SELECT partition FROM eventbus.publish('sized_ce', to_jsonb(repeat('x', 999780)));
+SELECT partition FROM eventbus.publish('sized_relayed', to_jsonb(repeat('x', 999200)));
+SELECT partition FROM eventbus.publish('sized_ce', to_jsonb(repeat('x', 999200)));
 -- a lower limit applies the same way
 SET eventbus.max_event_size = '64kB';
 SELECT partition FROM eventbus.publish('sized_relayed', to_jsonb(repeat(chr(1), 20000)));
@@ -46,6 +46,9 @@ SELECT partition FROM eventbus.publish('sized', to_jsonb(repeat(chr(1), 20000)))
 RESET eventbus.max_event_size;
 
 SELECT count(*) AS relayed_events FROM eventbus_data.sized_relayed;
+UPDATE eventbus.topic SET relay_to = NULL WHERE topic IN ('sized_relayed', 'sized_ce');
+DELETE FROM eventbus.relay_format
+ WHERE topic_id = (SELECT topic_id FROM eventbus.topic WHERE topic = 'sized_ce');
 SELECT eventbus.drop_topic('sized');
 SELECT eventbus.drop_topic('sized_relayed');
 SELECT eventbus.drop_topic('sized_ce');

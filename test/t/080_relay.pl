@@ -572,8 +572,8 @@ is_deeply([ map { $_->[0] } @{ decode_json($node->safe_psql($db, q{SELECT coales
 	[ 'audit', 'orders' ], 'relay_backlog() lists only the topics still relayed');
 
 # ---------------------------------------------------------------------------
-# The largest events publish() accepts (eventbus.max_event_size, 1000000
-# bytes by default, as sent) reach Kafka as well, and do not hold up the events after them.
+# The largest events publish() accepts (eventbus.max_event_size, 976 kB
+# by default, as sent) reach Kafka as well, and do not hold up the events after them.
 
 $node->safe_psql($db,
 	q{SELECT eventbus.create_topic('big', 1); SELECT eventbus.relay_topic('big')});

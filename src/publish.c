@@ -334,10 +334,14 @@ eb_check_event_size(EbTopic *topic, Datum value, text *key, Jsonb *headers)
 	bound = eb_json_length_bound(jb) + fixed + EB_CE_HEADERS_SIZE +
 		EB_CE_SOURCE_MAX + Max(type_len, strlen(topic->name)) +
 		(version_len ? 13 + 25 + 3 * 2 * NAMEDATALEN + version_len : 0);
-	if (bound <= (uint64) eb_max_event_size)
+	if (bound <= (uint64) eb_max_event_size ||
+		!eb_relay_mapping(topic->topic_id, &kafka_topic, &cloudevents, &source))
+	{
+		/* a detoasted copy: publish_batch checks many events in one call */
+		if ((void *) jb != (void *) DatumGetPointer(value))
+			pfree(jb);
 		return;
-	if (!eb_relay_mapping(topic->topic_id, &kafka_topic, &cloudevents, &source))
-		return;
+	}
 
 	sent = eb_json_length(jb) + fixed;
 	if (cloudevents)

@@ -10,7 +10,8 @@
  * which copies every string before escaping it one character at a time;
  * here the stored containers are read in place (their layout is described
  * in utils/jsonb.h and is the on-disk format, the same on every major) and
- * strings are copied in runs between the characters that need escaping.
+ * strings are copied in runs between the characters that need escaping,
+ * found eight bytes at a time.
  * Builds with assertions check every value against JsonbToCString.
  *
  * The same walk measures: eb_json_length() is the text's exact length
@@ -64,6 +65,26 @@ eb_json_put(EbJsonWalk *w, const char *s, int len)
 /* the bytes JSON text escapes: control characters, '"' and '\' */
 #define EB_JSON_NEEDS_ESCAPE(c) ((c) < 0x20 || (c) == '"' || (c) == '\\')
 
+/*
+ * Does any of the 8 bytes of w need escaping?  Exact for the word as a
+ * whole: a byte below n turns on the high bit of its own byte in
+ * (w - n * ONES) & ~w (a borrow can also mark a higher byte, but only
+ * after a lower one already matched); '"' and '\' are found as zero bytes
+ * of w XOR the byte repeated.
+ */
+#define EB_ONES UINT64CONST(0x0101010101010101)
+#define EB_HIGHS UINT64CONST(0x8080808080808080)
+#define EB_HAS_LESS(w, n) ((((w) - EB_ONES * (n)) & ~(w) & EB_HIGHS) != 0)
+#define EB_HAS_ZERO(w) EB_HAS_LESS(w, 1)
+
+static inline bool
+eb_json_word_needs_escape(uint64 w)
+{
+	return EB_HAS_LESS(w, 0x20) ||
+		EB_HAS_ZERO(w ^ (EB_ONES * '"')) ||
+		EB_HAS_ZERO(w ^ (EB_ONES * '\\'));
+}
+
 /* Writes (or counts) a string of a jsonb as a JSON string. */
 static void
 eb_json_string(EbJsonWalk *w, const char *s, int len)
@@ -84,6 +105,17 @@ eb_json_string(EbJsonWalk *w, const char *s, int len)
 
 		for (; p < end; p++)
 		{
+			if (end - p >= 8)
+			{
+				uint64		word;
+
+				memcpy(&word, p, sizeof(word));
+				if (!eb_json_word_needs_escape(word))
+				{
+					p += 7;
+					continue;
+				}
+			}
 			if (!EB_JSON_NEEDS_ESCAPE(*p))
 				continue;
 			if (*p == '"' || *p == '\\' || *p == '\b' || *p == '\f' ||
@@ -98,13 +130,28 @@ eb_json_string(EbJsonWalk *w, const char *s, int len)
 
 	enlargeStringInfo(out, len + 2);
 	out->data[out->len++] = '"';
-	for (; p < end; p++)
+	while (p < end)
 	{
 		char		esc[6];
 		int			esclen = 2;
 
+		/* skip 8 bytes at a time while none of them needs escaping */
+		if (end - p >= 8)
+		{
+			uint64		word;
+
+			memcpy(&word, p, sizeof(word));
+			if (!eb_json_word_needs_escape(word))
+			{
+				p += 8;
+				continue;
+			}
+		}
 		if (likely(!EB_JSON_NEEDS_ESCAPE(*p)))
+		{
+			p++;
 			continue;
+		}
 		if (p > run)
 			appendBinaryStringInfo(out, (const char *) run, p - run);
 		esc[0] = '\\';
@@ -142,7 +189,7 @@ eb_json_string(EbJsonWalk *w, const char *s, int len)
 				break;
 		}
 		appendBinaryStringInfo(out, esc, esclen);
-		run = p + 1;
+		run = ++p;
 	}
 	if (p > run)
 		appendBinaryStringInfo(out, (const char *) run, p - run);

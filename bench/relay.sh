@@ -22,10 +22,31 @@
 #               measurement: each message's arrival against its
 #               transaction's commit timestamp (track_commit_timestamp).
 #               pgbench's own transaction times give the floor (the commit).
+#               The consumer reads with isolation.level=read_committed:
+#               commit-to-visible.
+#   exactly-once   when the server has eventbus.relay_delivery: each
+#               throughput round also drains the backlog with
+#               relay_delivery = 'exactly_once' (into Kafka topics eos_*),
+#               against the at-least-once relay of the same round; and a
+#               latency run 3 repeats run 2 in exactly-once mode.  The
+#               at-least-once runs then set relay_delivery =
+#               'at_least_once'.  Without the setting: skipped, said so.
+#   backfill    when relay_topic(..., start_at => 'earliest') is available
+#               (probed in a transaction that is rolled back): N retained
+#               100-byte events (EB_BENCH_RELAY_BACKFILL_EVENTS) are
+#               published to a topic that is not relayed, then relay_topic
+#               with start_at => 'earliest' sends them; events/s from the
+#               call to the last message in Kafka, against the live relay's
+#               median rate at 100 B.  Without it: skipped, said so.
 #
-# Prints a table and the ratios with their targets (relay/kcat >= 0.5 for
-# both sizes, p99 <= 50 ms at 1000 events/s), and writes it all to
-# bench/results/<timestamp>-relay.txt.
+# Prints a table and the ratios with their targets (issue 11: relay/kcat
+# >= 0.9 for both sizes; exactly-once/at-least-once >= 0.7; a
+# read_committed consumer's commit-to-visible p99 at 1000 events/s < 20 ms
+# at-least-once and < 100 ms exactly-once; and the relay's own
+# commit-to-acknowledgement p99 <= 50 ms), and writes it all to
+# bench/results/<timestamp>-relay.txt.  With the defaults it takes 4 to 8
+# minutes on 2 CPUs (more once backfill exists: 1,000,000 events are
+# published for it); EB_BENCH_RELAY_SMOKE=1 takes about 2.
 #
 # Settings (environment):
 #   EB_BENCH_RELAY_EVENTS=100000  events per throughput run (N)
@@ -37,7 +58,9 @@
 #   EB_BENCH_RELAY_LATENCY_SIZE=1000 value size in the latency run
 #   EB_BENCH_RELAY_CLIENTS=16     pgbench clients in the latency run (enough to keep the
 #                                 rate when commits are slow)
-#   EB_BENCH_RELAY_SMOKE=1        smoke run: 20000 events, 1 round, 5 s of latency
+#   EB_BENCH_RELAY_BACKFILL_EVENTS=1000000  retained events the backfill sends
+#   EB_BENCH_RELAY_SMOKE=1        smoke run: 20000 events, 1 round, 5 s of latency,
+#                                 100000 events of backfill
 #                                 (also when EB_BENCH_SECONDS < 10, as in bench/run.sh)
 #   EB_BENCH_PROFILE=1            afterwards, perf-record the relay worker during
 #                                 one more drain (needs perf: linux-perf)
@@ -56,25 +79,32 @@ if [ "$SMOKE" = 1 ]; then
 	ROUNDS=${EB_BENCH_ROUNDS:-1}
 	LAT_SECS=${EB_BENCH_RELAY_SECONDS:-5}
 	LAT_WARMUP=${EB_BENCH_RELAY_WARMUP:-3}
+	BACKFILL_EVENTS=${EB_BENCH_RELAY_BACKFILL_EVENTS:-100000}
 else
 	EVENTS=${EB_BENCH_RELAY_EVENTS:-100000}
 	ROUNDS=${EB_BENCH_ROUNDS:-3}
 	LAT_SECS=${EB_BENCH_RELAY_SECONDS:-20}
 	LAT_WARMUP=${EB_BENCH_RELAY_WARMUP:-3}
+	BACKFILL_EVENTS=${EB_BENCH_RELAY_BACKFILL_EVENTS:-1000000}
 fi
 RATE=${EB_BENCH_RELAY_RATE:-1000}
 SIZES=${EB_BENCH_RELAY_SIZES:-100 1000}
 LAT_SIZE=${EB_BENCH_RELAY_LATENCY_SIZE:-1000}
 LAT_CLIENTS=${EB_BENCH_RELAY_CLIENTS:-16}
 PARTITIONS=4
-TARGET_RATIO=0.5
+# issue 11's targets
+TARGET_RATIO=0.9
+TARGET_EOS_RATIO=0.7
+TARGET_VISIBLE_P99_MS=20
+TARGET_EOS_VISIBLE_P99_MS=100
 TARGET_P99_MS=50
+BACKFILL_SIZE=100
 # kcat's consumer in the latency run asks the broker to answer a fetch
 # after at most this long when it has nothing new (the mock broker then
 # waits that long, without answering early when data arrives)
 FETCH_WAIT_MS=5
 
-for v in EVENTS ROUNDS LAT_SECS RATE LAT_SIZE LAT_CLIENTS; do
+for v in EVENTS ROUNDS LAT_SECS RATE LAT_SIZE LAT_CLIENTS BACKFILL_EVENTS; do
 	if ! [[ ${!v} =~ ^[1-9][0-9]*$ ]]; then
 		echo "relay bench: $v must be a positive integer (got '${!v}')" >&2
 		exit 2
@@ -135,8 +165,8 @@ sql() { psql_q -At -F ' ' -c "$1"; }
 
 eb_say "Starting a mock Kafka cluster (librdkafka's, 1 broker on loopback)"
 topics=()
-for s in $SIZES; do topics+=(--topic "relay_$s:$PARTITIONS" --topic "kcat_$s:$PARTITIONS"); done
-topics+=(--topic "relay_lat:$PARTITIONS")
+for s in $SIZES; do topics+=(--topic "relay_$s:$PARTITIONS" --topic "kcat_$s:$PARTITIONS" --topic "eos_$s:$PARTITIONS"); done
+topics+=(--topic "relay_lat:$PARTITIONS" --topic "backfill:$PARTITIONS")
 "$EB_ROOT/test/mock_kafka" "${topics[@]}" --no-stdin >"$WORK/kafka.out" 2>&1 &
 KAFKA_PID=$!
 for _ in $(seq 1 100); do
@@ -183,8 +213,45 @@ for s in $SIZES; do
 done
 sql "SELECT eventbus.create_topic('bench_lat', $PARTITIONS), eventbus.relay_topic('bench_lat', 'relay_lat')" >/dev/null
 
+# ---------- features that may not exist yet ----------
+
+# Exactly-once delivery: the setting eventbus.relay_delivery.
+HAVE_EOS=0
+DELIVERY_CONTEXT=
+if [ -n "$(sql "SELECT 1 FROM pg_settings WHERE name = 'eventbus.relay_delivery'")" ]; then
+	HAVE_EOS=1
+	DELIVERY_CONTEXT=$(sql "SELECT context FROM pg_settings WHERE name = 'eventbus.relay_delivery'")
+	for s in $SIZES; do
+		sql "SELECT eventbus.create_topic('bench_eos_$s', $PARTITIONS), eventbus.relay_topic('bench_eos_$s', 'eos_$s')" >/dev/null
+	done
+	EOS_NOTE="exactly-once: eventbus.relay_delivery exists (context $DELIVERY_CONTEXT), measured"
+else
+	EOS_NOTE="exactly-once: skipped, the server has no eventbus.relay_delivery setting (exactly-once relay not built)"
+fi
+# Backfill: relay_topic(..., start_at => 'earliest'), tried on a scratch
+# topic in a transaction that is rolled back.
+HAVE_BACKFILL=0
+if psql_q -c "BEGIN" -c "SELECT eventbus.create_topic('bench_probe', 1)" \
+	-c "SELECT eventbus.relay_topic('bench_probe', 'backfill', start_at => 'earliest')" -c "ROLLBACK" >/dev/null 2>"$WORK/probe.err"; then
+	HAVE_BACKFILL=1
+	BACKFILL_NOTE="backfill: relay_topic(..., start_at => 'earliest') is available, measured with $BACKFILL_EVENTS events"
+else
+	BACKFILL_NOTE="backfill: skipped, relay_topic(..., start_at => 'earliest') is refused here ($(grep -m1 ERROR "$WORK/probe.err" | sed 's/^.*ERROR: *//'))"
+fi
+
+# set_delivery MODE (at_least_once|exactly_once), while the relay is
+# stopped: the relay_enable on that follows reloads the configuration (a
+# setting that needs a restart restarts the server).
+set_delivery() {
+	[ "$HAVE_EOS" = 1 ] || return 0
+	psql_q -c "ALTER SYSTEM SET eventbus.relay_delivery = '$1'" >/dev/null
+	if [ "$DELIVERY_CONTEXT" = postmaster ]; then
+		as_user pg_ctl -D "$WORK/data" -l "$WORK/server.log" -w -t 120 restart >/dev/null
+	fi
+}
+
 # The relay's producer settings (relay_worker.c), given to kcat as well.
-MAX_EVENT_BYTES=$(sql "SELECT pg_size_bytes(current_setting('eventbus.max_event_size'))")
+MAX_EVENT_BYTES=$(sql "SELECT setting FROM pg_settings WHERE name = 'eventbus.max_event_size'")
 MAX_IN_FLIGHT=$(sql "SHOW eventbus.relay_max_in_flight")
 MESSAGE_MAX=$((MAX_EVENT_BYTES + 65536))
 [ "$MESSAGE_MAX" -lt 1000000 ] && MESSAGE_MAX=1000000
@@ -219,10 +286,12 @@ relay_enable() {
 }
 
 declare -A RATES
-# relay_run SIZE [EVENTS]: the relay drains a backlog of EVENTS events.
-# Sets RUN_RATE, RUN_SECS.
+# relay_run SIZE [EVENTS [MODE]]: the relay drains a backlog of EVENTS
+# events, at-least-once (MODE alo, the default: local topics bench_relay_*,
+# Kafka topics relay_*) or exactly-once (eos: bench_eos_*, eos_*).  Sets
+# RUN_RATE, RUN_SECS.
 relay_run() {
-	local s=$1 n=${2:-$EVENTS} topic=bench_relay_$1 k0 k1 target reload_at done_at row
+	local s=$1 n=${2:-$EVENTS} mode=${3:-alo} topic=bench_relay_$1 ktopic=relay_$1 k0 k1 target reload_at done_at row
 	local pid events events0 bytes bytes0 secs wall wal lsn
 	# Start where a relay that kept running would restart: with its slot's
 	# restart point past the earlier runs' WAL.  A checkpoint logs the
@@ -233,7 +302,13 @@ relay_run() {
 	[ -n "$(sql "SELECT bench_relay.wait_slot('$lsn', 60, restart => true)")" ] ||
 		log "note: the slot's restart point did not pass $lsn in 60 s"
 	relay_enable off
-	k0=$(kafka_end "relay_$s")
+	if [ "$mode" = eos ]; then
+		topic=bench_eos_$s ktopic=eos_$s
+		set_delivery exactly_once
+	else
+		set_delivery at_least_once
+	fi
+	k0=$(kafka_end "$ktopic")
 	psql_q -c "CALL bench_relay.fill('$topic', $s, $n)" >/dev/null
 	target=$(sql "SELECT pg_current_wal_lsn()")
 	psql_q -c "CHECKPOINT" >/dev/null
@@ -270,13 +345,14 @@ relay_run() {
 	           FROM eventbus.relay_stats()")
 	read -r pid events bytes secs wall <<<"$row"
 	events=$((events - events0)) bytes=$((bytes - bytes0))
-	k1=$(kafka_end "relay_$s")
-	if [ "$((k1 - k0))" != "$n" ]; then
-		echo "relay bench: Kafka topic relay_$s grew by $((k1 - k0)) messages, expected $n" >&2
+	k1=$(kafka_end "$ktopic")
+	# transactions add a commit marker per partition: exactly-once grows more
+	if [ "$((k1 - k0))" -lt "$n" ] || { [ "$mode" = alo ] && [ "$((k1 - k0))" != "$n" ]; }; then
+		echo "relay bench: Kafka topic $ktopic grew by $((k1 - k0)) messages, expected $n" >&2
 		exit 1
 	fi
 	[ "$events" = "$n" ] || log "note: relay worker $pid reports $events events relayed, expected $n"
-	log "relay $s B: worker $pid, $events events, $bytes bytes of keys and values," \
+	log "relay $s B ($mode): worker $pid, $events events, $bytes bytes of keys and values," \
 		"worker start to last ack ${secs}s, reload to slot confirmed ${wall}s, ${wal} MB of WAL read, Kafka +$((k1 - k0))"
 	RUN_SECS=$secs
 	RUN_RATE=$(awk -v n="$n" -v t="$secs" 'BEGIN {printf "%.1f", n / t}')
@@ -320,6 +396,8 @@ kcat_run() {
 	echo "throughput: $EVENTS keyed events per run, values of $(for s in $SIZES; do printf '%s ' "$(size_label "$s")"; done)x $ROUNDS rounds"
 	echo "latency: ${LAT_WARMUP}s + ${LAT_SECS}s at $RATE events/s, $(size_label "$LAT_SIZE") values, $LAT_CLIENTS pgbench clients"
 	echo "producer settings (relay and kcat): $(printf '%s\n' "${KCAT_PROPS[@]}" | grep -v '^-X$' | grep -v '^client.id' | paste -sd' ')"
+	echo "$EOS_NOTE"
+	echo "$BACKFILL_NOTE"
 	echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg), $(other_servers)"
 } | tee -a "$RESULTS"
 
@@ -327,17 +405,29 @@ eb_say "Warm-up (1000 events per contender)"
 for s in $SIZES; do
 	relay_run "$s" 1000
 	kcat_run "$s" "$WORK/kcat_warmup_$s.txt"
+	[ "$HAVE_EOS" = 1 ] && relay_run "$s" 1000 eos
 done
 
+# eos_run SIZE: the exactly-once relay drains a backlog
+eos_run() { relay_run "$1" "$EVENTS" eos; }
+contender_label() {
+	case $1 in
+		relay) echo "relay (drains a backlog)" ;;
+		eos) echo "relay, exactly-once (same)" ;;
+		*) echo "kcat -P -l (from a file)" ;;
+	esac
+}
+CONTENDERS="relay kcat"
+[ "$HAVE_EOS" = 1 ] && CONTENDERS="relay kcat eos"
 for ((r = 1; r <= ROUNDS; r++)); do
 	eb_say "Throughput, round $r of $ROUNDS"
 	for s in $SIZES; do
-		if [ $((r % 2)) = 1 ]; then order="relay kcat"; else order="kcat relay"; fi
+		if [ $((r % 2)) = 1 ]; then order=$CONTENDERS; else order=$(echo "$CONTENDERS" | tr ' ' '\n' | tac | paste -sd' '); fi
 		for c in $order; do
 			"${c}_run" "$s"
 			RATES[$c.$s]+="$RUN_RATE "
 			printf '  %-6s %-34s %10.0f events/s %8.2f s  (load %s)\n' "$(size_label "$s")" \
-				"$([ "$c" = relay ] && echo "relay (drains a backlog)" || echo "kcat -P -l (from a file)")" \
+				"$(contender_label "$c")" \
 				"$RUN_RATE" "$RUN_SECS" "$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$RESULTS"
 		done
 	done
@@ -366,11 +456,13 @@ SELECT extract(epoch FROM clock_timestamp()), events_relayed, messages_in_flight
 EOF2
 
 declare -A LAT
-# latency_run TAG CONSUMER(0|1): one latency run; results in LAT[TAG.*].
+# latency_run TAG CONSUMER(0|1) [MODE]: one latency run; results in
+# LAT[TAG.*].  MODE: at_least_once (default) or exactly_once.
 latency_run() {
-	local tag=$1 consumer=$2 lat_t0 lat_start end_lsn i prev cur n final
+	local tag=$1 consumer=$2 mode=${3:-at_least_once} lat_t0 lat_start end_lsn i prev cur n final
 	# a fresh worker, so that its latency ring holds this run's transactions only
 	relay_enable off
+	set_delivery "$mode"
 	relay_enable on
 	[ "$(sql "SELECT bench_relay.wait_relay(false, 60)")" = t ] || { echo "relay bench: the relay is not running" >&2; exit 1; }
 
@@ -493,8 +585,44 @@ latency_run() {
 # the relay on a small machine, so it does not run during run 1.
 eb_say "Latency, run 1: the relay alone, $RATE events/s, ${LAT_WARMUP}s of warm-up and ${LAT_SECS}s measured"
 latency_run alone 0
-eb_say "Latency, run 2: with a Kafka consumer, $RATE events/s, ${LAT_WARMUP}s of warm-up and ${LAT_SECS}s measured"
+eb_say "Latency, run 2: with a Kafka consumer (read_committed), $RATE events/s, ${LAT_WARMUP}s of warm-up and ${LAT_SECS}s measured"
 latency_run consumer 1
+LAT_TAGS="alone consumer"
+if [ "$HAVE_EOS" = 1 ]; then
+	eb_say "Latency, run 3: exactly-once, with a Kafka consumer (read_committed), $RATE events/s, ${LAT_WARMUP}s of warm-up and ${LAT_SECS}s measured"
+	latency_run eos 1 exactly_once
+	LAT_TAGS="alone consumer eos"
+fi
+
+# ---------- backfill ----------
+
+BACKFILL_RATE=
+if [ "$HAVE_BACKFILL" = 1 ]; then
+	eb_say "Backfill: publishing $BACKFILL_EVENTS retained events of $(size_label "$BACKFILL_SIZE"), then relay_topic(..., start_at => 'earliest')"
+	relay_enable off
+	set_delivery at_least_once
+	relay_enable on
+	[ "$(sql "SELECT bench_relay.wait_relay(false, 60)")" = t ] || { echo "relay bench: the relay is not running" >&2; exit 1; }
+	sql "SELECT eventbus.create_topic('bench_backfill', $PARTITIONS)" >/dev/null
+	psql_q -c "CALL bench_relay.fill('bench_backfill', $BACKFILL_SIZE, $BACKFILL_EVENTS)" >/dev/null
+	psql_q -c "CHECKPOINT" >/dev/null
+	k0=$(kafka_end backfill)
+	t0=$(date +%s%N)
+	sql "SELECT eventbus.relay_topic('bench_backfill', 'backfill', start_at => 'earliest')" >/dev/null
+	deadline=$(($(date +%s) + 900))
+	while [ "$(($(kafka_end backfill) - k0))" -lt "$BACKFILL_EVENTS" ]; do
+		if [ "$(date +%s)" -gt "$deadline" ]; then
+			echo "relay bench: the backfill did not send $BACKFILL_EVENTS events in 15 minutes" >&2
+			exit 1
+		fi
+		sleep 0.2
+	done
+	t1=$(date +%s%N)
+	BACKFILL_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", (b - a) / 1e9}')
+	BACKFILL_RATE=$(awk -v n="$BACKFILL_EVENTS" -v t="$BACKFILL_SECS" 'BEGIN {printf "%.1f", n / t}')
+	log "backfill: $BACKFILL_EVENTS events in ${BACKFILL_SECS}s (relay_topic() called to the last message in Kafka), Kafka +$(($(kafka_end backfill) - k0))"
+	sql "SELECT row_to_json(s) FROM eventbus.relay_status s" >>"$RESULTS" 2>/dev/null || true
+fi
 
 # ---------- report ----------
 
@@ -506,19 +634,27 @@ say "E. Relay throughput: $EVENTS keyed events, $PARTITIONS partitions (median o
 say "$(printf '  %-6s %-34s %12s  %s' size contender 'events/s' 'range')"
 declare -A MED
 for s in $SIZES; do
-	for c in relay kcat; do
+	for c in $CONTENDERS; do
 		MED[$c.$s]=$(echo "${RATES[$c.$s]}" | median)
 		say "$(printf '  %-6s %-34s %12.0f  [%s]' "$(size_label "$s")" \
-			"$([ "$c" = relay ] && echo "relay (drains a backlog)" || echo "kcat -P -l (ceiling)")" \
+			"$([ "$c" = kcat ] && echo "kcat -P -l (ceiling)" || contender_label "$c")" \
 			"${MED[$c.$s]}" "$(echo "${RATES[$c.$s]}" | minmax)")"
 	done
 done
+if [ -n "$BACKFILL_RATE" ]; then
+	say "$(printf '  %-6s %-34s %12.0f  (%s events in %s s)' "$(size_label "$BACKFILL_SIZE")" \
+		"backfill (start_at => 'earliest')" "$BACKFILL_RATE" "$BACKFILL_EVENTS" "$BACKFILL_SECS")"
+fi
 
 say ""
 say "E. Commit-to-acknowledgement latency, $RATE events/s, ${LAT_SECS}s measured ($(size_label "$LAT_SIZE") values)"
 say "$(printf '  %-62s %8s %8s %8s' '' 'p50 ms' 'p99 ms' 'max ms')"
-for tag in alone consumer; do
-	if [ "$tag" = alone ]; then say "  run 1, the relay alone:"; else say "  run 2, with a Kafka consumer reading the topic:"; fi
+for tag in $LAT_TAGS; do
+	case $tag in
+		alone) say "  run 1, the relay alone:" ;;
+		consumer) say "  run 2, with a Kafka consumer (read_committed) reading the topic:" ;;
+		eos) say "  run 3, exactly-once, with a Kafka consumer (read_committed) reading the topic:" ;;
+	esac
 	say "    ${LAT[$tag.events]} events (${LAT[$tag.rate]}/s), pgbench schedule lag avg ${LAT[$tag.lag]:--} ms"
 	if awk -v a="${LAT[$tag.rate]:-0}" -v r="$RATE" 'BEGIN {exit !(a < 0.95 * r)}'; then
 		say "    note: pgbench did not keep the rate (busy machine, or raise EB_BENCH_RELAY_CLIENTS): events came in bursts"
@@ -529,7 +665,7 @@ for tag in alone consumer; do
 		"${LAT[$tag.final_p50]:--}" "${LAT[$tag.final_p99]:--}")"
 	say "$(printf '    %-60s %8s %8s %8s' "relay_status, ${LAT[$tag.readings]} readings (median p50, p99; highest p99)" \
 		"${LAT[$tag.r_p50]}" "${LAT[$tag.r_p99]}" "${LAT[$tag.r_p99_max]}")"
-	if [ "$tag" = consumer ]; then
+	if [ "$tag" != alone ]; then
 		say "$(printf '    %-60s %8s %8s %8s' "consumer: commit timestamp to arrival, every event" \
 			"${LAT[$tag.c_p50]:--}" "${LAT[$tag.c_p99]:--}" "${LAT[$tag.c_max]:--}")"
 		say "    consumer: ${LAT[$tag.c_count]} events received, ${LAT[$tag.c_missing]} missing, p99.9 ${LAT[$tag.c_p999]:--} ms," \
@@ -569,8 +705,50 @@ else
 		"E  p99 commit-to-ack at $RATE/s (ms)" "$P99" "$TARGET_P99_MS" "$VERDICT" \
 		"${LAT[consumer.r_p99_max]}" "${LAT[consumer.c_p99]:--}")"
 fi
+# commit-to-visible: the read_committed consumer's p99
+visible() {
+	local tag=$1 target=$2 label=$3 v=${LAT[$1.c_p99]:--}
+	if [ "$v" = - ] || [ -z "$v" ]; then
+		say "$(printf '  %-44s %6s   target < %-6s %s' "$label" - "$target" "not measured")"
+		missed=$((missed + 1))
+	else
+		verdict "$(awk -v v="$v" -v t="$target" 'BEGIN {print (v < t) ? 1 : 0}')"
+		say "$(printf '  %-44s %6s   target < %-6s %-7s (p50 %s, p99.9 %s; includes up to %s ms of fetch wait)' \
+			"$label" "$v" "$target" "$VERDICT" "${LAT[$tag.c_p50]:--}" "${LAT[$tag.c_p999]:--}" "$FETCH_WAIT_MS")"
+	fi
+}
+visible consumer "$TARGET_VISIBLE_P99_MS" "E  p99 commit-to-visible, at-least-once (ms)"
+if [ "$HAVE_EOS" = 1 ]; then
+	for s in $SIZES; do
+		value=$(awk -v a="${MED[eos.$s]}" -v b="${MED[relay.$s]}" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+		rounds=$(awk -v a="${RATES[eos.$s]}" -v b="${RATES[relay.$s]}" 'BEGIN {
+			n = split(a, x, " "); split(b, y, " ")
+			for (i = 1; i <= n; i++) printf "%s%.2f", (i > 1 ? " " : ""), (y[i] > 0 ? x[i] / y[i] : 0)
+		}')
+		verdict "$(awk -v v="$value" -v t="$TARGET_EOS_RATIO" 'BEGIN {print (v >= t) ? 1 : 0}')"
+		say "$(printf '  %-44s %6s   target >= %-5s %-7s rounds: %s' "E  exactly-once / at-least-once, $(size_label "$s")" "$value" \
+			"$TARGET_EOS_RATIO" "$VERDICT" "$rounds")"
+	done
+	visible eos "$TARGET_EOS_VISIBLE_P99_MS" "E  p99 commit-to-visible, exactly-once (ms)"
+else
+	say "$(printf '  %-44s %6s   target >= %-5s %s' "E  exactly-once / at-least-once" - "$TARGET_EOS_RATIO" "skipped: no eventbus.relay_delivery")"
+	say "$(printf '  %-44s %6s   target < %-6s %s' "E  p99 commit-to-visible, exactly-once (ms)" - "$TARGET_EOS_VISIBLE_P99_MS" "skipped: no eventbus.relay_delivery")"
+fi
+if [ -n "$BACKFILL_RATE" ]; then
+	live=${MED[relay.$BACKFILL_SIZE]:-}
+	if [ -n "$live" ]; then
+		value=$(awk -v a="$BACKFILL_RATE" -v b="$live" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+		say "$(printf '  %-44s %6s   (no target: %.0f events/s against the live relay'"'"'s %.0f)' \
+			"E  backfill / live relay, $(size_label "$BACKFILL_SIZE")" "$value" "$BACKFILL_RATE" "$live")"
+	else
+		say "$(printf '  %-44s %6s   (%.0f events/s; no live relay run at %s to compare)' \
+			"E  backfill / live relay" - "$BACKFILL_RATE" "$(size_label "$BACKFILL_SIZE")")"
+	fi
+else
+	say "$(printf '  %-44s %6s   %s' "E  backfill / live relay" - "skipped: start_at => 'earliest' is not available")"
+fi
 
-for tag in alone consumer; do
+for tag in $LAT_TAGS; do
 	echo ""
 	echo "latency run '$tag': relay_status readings (epoch, events_relayed, in flight, p50 ms, p99 ms)"
 	cat "$WORK/samples.$tag.txt"

@@ -37,7 +37,7 @@ int			eb_max_partitions = 16384;
 int			eb_max_databases = 32;
 int			eb_max_topics_per_database = -1;
 int			eb_max_partitions_per_database = -1;
-int			eb_max_event_size = 1048576;
+int			eb_max_event_size = 999424;
 int			eb_maintenance_naptime = 10000;
 
 void		_PG_init(void);
@@ -348,11 +348,19 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	/*
+	 * The default, 976 kB (999424 bytes), stays below Kafka's default
+	 * limit on a record batch (message.max.bytes, 1048588 bytes): 49164
+	 * bytes are left for the batch's framing (61 bytes), the record's
+	 * (under 40) and each header's (under 10), which are not counted in an
+	 * event's size.  A whole number of kB, so that SHOW prints a size
+	 * pg_size_bytes() reads.
+	 */
 	DefineCustomIntVariable("eventbus.max_event_size",
-							"Largest event accepted by publish, in bytes (value, key and headers).",
+							"Largest event accepted by publish, in bytes (value, key and headers; for a relayed topic, as the relay sends them).",
 							NULL,
 							&eb_max_event_size,
-							1048576,
+							999424,
 							1024,
 							MaxAllocSize / 2,
 							PGC_SUSET,

@@ -68,6 +68,8 @@
 #include "notify.h"
 #include "position.h"
 #include "publish.h"
+#include "relay.h"
+#include "relay_json.h"
 #include "read.h"
 #include "trace.h"
 #include "schema.h"
@@ -168,6 +170,206 @@ eb_check_size(Datum value, text *key, Jsonb *headers)
 				 errmsg("event of %zu bytes exceeds eventbus.max_event_size (%d bytes)",
 						size, eb_max_event_size),
 				 errhint("Store large payloads elsewhere and publish a reference, or raise eventbus.max_event_size.")));
+}
+
+/*
+ * The size of an event of a relayed topic as the relay sends it to Kafka
+ * (relay_output.c): the key, the value as JSON text (relay_json.c) and the
+ * headers' names and values, the event's own and the relay's.  Computed
+ * only when a cheap upper bound says it might exceed eventbus.max_event_size
+ * (strings counted at six bytes a byte, the most escaping makes of one, and
+ * the widest headers); only then is the topic's relay mapping looked up.
+ * An event that could never be sent would make the relay apply the topic's
+ * on_error policy to it (and stop every topic, with 'stop'): publish
+ * refuses it instead.
+ */
+
+/* eventbus-event-id, -topic (without the name), -partition, -position, -lsn */
+#define EB_RELAY_HEADERS_SIZE \
+	((17 + 36) + 14 + (18 + 10) + (17 + 19) + (12 + 17))
+/* ce_specversion, ce_id, ce_source, ce_type, ce_time, content-type (values
+ * of ce_source and ce_type not counted) */
+#define EB_CE_HEADERS_SIZE \
+	((14 + 3) + (5 + 36) + 9 + 7 + (7 + 27) + (12 + 16))
+
+/* Bytes of s percent-encoded as the relay's URIs are. */
+static Size
+eb_uri_encoded_len(const char *s)
+{
+	Size		n = 0;
+
+	for (; *s; s++)
+	{
+		unsigned char c = (unsigned char) *s;
+
+		n += ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~') ? 1 : 3;
+	}
+	return n;
+}
+
+/*
+ * Is the topic relayed (eventbus.topic.relay_to set)?  Then *kafka_topic is
+ * its Kafka topic, *cloudevents its format and source its ce_source (NULL
+ * for the default).  Reads the catalogs with the statement's snapshot, which
+ * sees what this transaction changed before (relay_topic() in it).
+ */
+static bool
+eb_relay_mapping(int32 topic_id, char **kafka_topic, bool *cloudevents, char **source)
+{
+	const char *tables[2] = {"topic", "relay_format"};
+	bool		relayed = false;
+	int			t;
+
+	*kafka_topic = NULL;
+	*cloudevents = false;
+	*source = NULL;
+	for (t = 0; t < 2 && (t == 0 || relayed); t++)
+	{
+		Oid			relid = eb_catalog_relid(tables[t]);
+		AttrNumber	att_id,
+					att_a,
+					att_b;
+		Relation	rel;
+		SysScanDesc scan;
+		HeapTuple	tup;
+
+		if (!OidIsValid(relid))
+			break;
+		att_id = get_attnum(relid, "topic_id");
+		att_a = get_attnum(relid, t == 0 ? "relay_to" : "format");
+		att_b = t == 0 ? InvalidAttrNumber : get_attnum(relid, "cloudevents_source");
+		if (att_id == InvalidAttrNumber || att_a == InvalidAttrNumber)
+			break;
+		rel = table_open(relid, AccessShareLock);
+		scan = systable_beginscan(rel, InvalidOid, false,
+								  ActiveSnapshotSet() ? GetActiveSnapshot() : NULL, 0, NULL);
+		while ((tup = systable_getnext(scan)) != NULL)
+		{
+			TupleDesc	desc = RelationGetDescr(rel);
+			bool		isnull;
+			Datum		d = heap_getattr(tup, att_id, desc, &isnull);
+
+			if (isnull || DatumGetInt32(d) != topic_id)
+				continue;
+			d = heap_getattr(tup, att_a, desc, &isnull);
+			if (t == 0 && !isnull)
+			{
+				relayed = true;
+				*kafka_topic = TextDatumGetCString(d);
+			}
+			else if (t == 1 && !isnull)
+			{
+				*cloudevents = strcmp(TextDatumGetCString(d), "cloudevents") == 0;
+				if (att_b != InvalidAttrNumber)
+				{
+					d = heap_getattr(tup, att_b, desc, &isnull);
+					if (!isnull)
+						*source = TextDatumGetCString(d);
+				}
+			}
+			break;
+		}
+		systable_endscan(scan);
+		table_close(rel, AccessShareLock);
+	}
+	return relayed;
+}
+
+/*
+ * eb_check_size(), and for a relayed topic the event's size as the relay
+ * sends it.
+ */
+void
+eb_check_event_size(EbTopic *topic, Datum value, text *key, Jsonb *headers)
+{
+	Jsonb	   *jb;
+	Size		own = 0;
+	Size		type_len = 0;
+	Size		version_len = 0;
+	Size		fixed;
+	uint64		bound;
+	uint64		sent;
+	char	   *kafka_topic;
+	char	   *source;
+	bool		cloudevents;
+	char	   *dbname;
+
+	eb_check_size(value, key, headers);
+
+	/* the event's own headers, as sent: names and string values */
+	if (headers)
+	{
+		JsonbIterator *it = JsonbIteratorInit(&headers->root);
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+		bool		is_type = false;
+		bool		is_version = false;
+
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			if (tok == WJB_KEY)
+			{
+				own += v.val.string.len;
+				is_type = v.val.string.len == 4 &&
+					memcmp(v.val.string.val, "type", 4) == 0;
+				is_version = v.val.string.len == 23 &&
+					memcmp(v.val.string.val, "eventbus-schema-version", 23) == 0;
+			}
+			else if (tok == WJB_VALUE && v.type == jbvString)
+			{
+				own += v.val.string.len;
+				if (is_type)
+					type_len = v.val.string.len;
+				if (is_version)
+					version_len = v.val.string.len;
+			}
+		}
+	}
+	fixed = (key ? VARSIZE_ANY_EXHDR(key) : 0) + own +
+		EB_RELAY_HEADERS_SIZE + strlen(topic->name);
+
+	/* the widest CloudEvents headers: ce_source, ce_type, ce_dataschema */
+	jb = DatumGetJsonbP(value);
+	bound = eb_json_length_bound(jb) + fixed + EB_CE_HEADERS_SIZE +
+		EB_CE_SOURCE_MAX + Max(type_len, strlen(topic->name)) +
+		(version_len ? 13 + 25 + 3 * 2 * NAMEDATALEN + version_len : 0);
+	if (bound <= (uint64) eb_max_event_size ||
+		!eb_relay_mapping(topic->topic_id, &kafka_topic, &cloudevents, &source))
+	{
+		/* a detoasted copy: publish_batch checks many events in one call */
+		if ((void *) jb != (void *) DatumGetPointer(value))
+			pfree(jb);
+		return;
+	}
+
+	sent = eb_json_length(jb) + fixed;
+	if (cloudevents)
+	{
+		dbname = get_database_name(MyDatabaseId);
+		sent += EB_CE_HEADERS_SIZE + Max(type_len, strlen(topic->name));
+		if (source != NULL && source[0] != '\0')
+			sent += strlen(source);
+		else
+			sent += strlen("/postgresql/") + eb_uri_encoded_len(dbname ? dbname : "") +
+				1 + eb_uri_encoded_len(topic->name);
+		/* urn:pg-eventbus:schema:<database>:<topic>:<version> */
+		if (version_len)
+			sent += 13 + strlen("urn:pg-eventbus:schema:") +
+				eb_uri_encoded_len(dbname ? dbname : "") + 1 +
+				eb_uri_encoded_len(topic->name) + 1 + version_len;
+	}
+	if (sent > (uint64) eb_max_event_size)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("event of %llu bytes as relayed to Kafka exceeds eventbus.max_event_size (%d bytes)",
+						(unsigned long long) sent, eb_max_event_size),
+				 errdetail("Topic \"%s\" is relayed to Kafka topic \"%s\": the relay sends the value as JSON text (%llu bytes; %zu bytes as stored), with the key and the headers%s.",
+						   topic->name, kafka_topic,
+						   (unsigned long long) eb_json_length(jb),
+						   toast_raw_datum_size(value) - VARHDRSZ,
+						   cloudevents ? " and the CloudEvents attributes" : ""),
+				 errhint("Store large payloads elsewhere and publish a reference; control characters in strings take six bytes each as JSON text.")));
 }
 
 static int32
@@ -573,7 +775,7 @@ eb_publish(PG_FUNCTION_ARGS)
 		eb_check_headers(ev.headers);
 	ev.headers = eb_trace_headers(ev.headers);
 	eb_schema_validate_event(topic, ev.value, &ev.headers, 0);
-	eb_check_size(ev.value, ev.key, ev.headers);
+	eb_check_event_size(topic, ev.value, ev.key, ev.headers);
 
 	if (!PG_ARGISNULL(4))
 	{
@@ -709,7 +911,7 @@ eb_publish_batch(PG_FUNCTION_ARGS)
 			eb_check_headers(ev->headers);
 		ev->headers = eb_trace_headers(ev->headers);
 		eb_schema_validate_event(topic, ev->value, &ev->headers, i + 1);
-		eb_check_size(ev->value, ev->key, ev->headers);
+		eb_check_event_size(topic, ev->value, ev->key, ev->headers);
 		if (ev->key != NULL)
 			ev->partition = eb_key_partition(ev->key, topic->partitions);
 		else

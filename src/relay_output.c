@@ -63,6 +63,7 @@
 #include "pg_eventbus.h"
 #include "compat.h"
 #include "relay.h"
+#include "relay_json.h"
 #include "shmem.h"
 
 extern PGDLLEXPORT void _PG_output_plugin_init(OutputPluginCallbacks *cb);
@@ -754,11 +755,41 @@ eb_cloudevents_headers(EbRelayMessage *m, EbRelayTarget *t, Jsonb *headers,
 	}
 }
 
+/*
+ * The message's value: the JSON text of the event's jsonb (relay_json.c),
+ * in a buffer sized for it up front (the text of a value without escapes
+ * is rarely longer than its stored form).
+ */
+static void
+eb_message_value(EbRelayMessage *m, Jsonb *value)
+{
+	StringInfoData buf;
+
+	buf.maxlen = VARSIZE(value) + VARSIZE(value) / 4 + 64;
+	buf.data = palloc(buf.maxlen);
+	buf.len = 0;
+	buf.data[0] = '\0';
+	buf.cursor = 0;
+	eb_json_append(&buf, value);
+	m->value = buf.data;
+	m->valuelen = buf.len;
+}
+
 /* The eventbus-lsn header's value: the transaction's commit LSN. */
 static char *
 eb_lsn_header(ReorderBufferTXN *txn)
 {
 	return psprintf("%X/%X", LSN_FORMAT_ARGS(txn->final_lsn));
+}
+
+/* An integer header's value, in the change's memory context. */
+static char *
+eb_int_header(int64 v)
+{
+	char	   *buf = palloc(MAXINT8LEN + 1);
+
+	pg_lltoa(v, buf);
+	return buf;
 }
 
 static void
@@ -778,14 +809,22 @@ eb_output_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	if (change->action != REORDER_BUFFER_CHANGE_INSERT ||
 		change->data.tp.newtuple == NULL)
 		return;
-	if (!eb_relay_target(relation, &target))
-		return;
-	if (t->skip[0] != '\0')
+
+	/*
+	 * Everything allocated for this change, the catalog lookups of a
+	 * relation not yet cached included, goes into change_cxt, reset when
+	 * the change is done: the caller's context lives as long as the
+	 * decoding session.
+	 */
+	old = MemoryContextSwitchTo(change_cxt);
+	if (!eb_relay_target(relation, &target) || t->skip[0] != '\0')
 	{
-		eb_relay_skip(change->lsn, t->skip);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(change_cxt);
+		if (t->relayed && t->skip[0] != '\0')
+			eb_relay_skip(change->lsn, t->skip);
 		return;
 	}
-	old = MemoryContextSwitchTo(change_cxt);
 	tuple = eb_change_new_tuple(change);
 	heap_deform_tuple(tuple, RelationGetDescr(relation), values, nulls);
 	if (nulls[Anum_ev_partition - 1] || nulls[Anum_ev_position - 1] ||
@@ -821,8 +860,7 @@ eb_output_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		m.keylen = VARSIZE_ANY_EXHDR(key);
 	}
 	value = DatumGetJsonbP(values[Anum_ev_value - 1]);
-	m.value = JsonbToCString(NULL, &value->root, VARSIZE(value));
-	m.valuelen = strlen(m.value);
+	eb_message_value(&m, value);
 
 	if (!nulls[Anum_ev_headers - 1])
 		headers = DatumGetJsonbP(values[Anum_ev_headers - 1]);
@@ -834,8 +872,8 @@ eb_output_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 							   DatumGetTimestampTz(values[Anum_ev_created_at - 1]), change->lsn);
 	eb_message_header(&m, "eventbus-event-id", m.event_id);
 	eb_message_header(&m, "eventbus-topic", t->topic);
-	eb_message_header(&m, "eventbus-partition", psprintf("%d", m.partition));
-	eb_message_header(&m, "eventbus-position", psprintf(INT64_FORMAT, m.position));
+	eb_message_header(&m, "eventbus-partition", eb_int_header(m.partition));
+	eb_message_header(&m, "eventbus-position", eb_int_header(m.position));
 	eb_message_header(&m, "eventbus-lsn", eb_lsn_header(txn));
 	m.part = eb_part_shared(MyDatabaseId, t->uid, m.partition, false);
 
@@ -914,19 +952,21 @@ eb_output_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		eb_relay_skip(message_lsn, "an outbox message of unknown format");
 		return;
 	}
+	/* the key lookup and the code's computation allocate: in change_cxt */
+	old = MemoryContextSwitchTo(change_cxt);
 	if (!eb_relay_key(key))
+		bad = "an outbox message, but the database has no relay key (eventbus.relay_key)";
+	else if (!eb_outbox_mac(key, message, message_size, mac) ||
+			 !eb_mac_equal(mac, (const uint8 *) message + 1))
+		bad = "an outbox message whose authentication code does not verify (not written by eventbus.outbox())";
+	if (bad != NULL)
 	{
-		eb_relay_skip(message_lsn, "an outbox message, but the database has no relay key (eventbus.relay_key)");
-		return;
-	}
-	if (!eb_outbox_mac(key, message, message_size, mac) ||
-		!eb_mac_equal(mac, (const uint8 *) message + 1))
-	{
-		eb_relay_skip(message_lsn, "an outbox message whose authentication code does not verify (not written by eventbus.outbox())");
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(change_cxt);
+		eb_relay_skip(message_lsn, bad);
 		return;
 	}
 
-	old = MemoryContextSwitchTo(change_cxt);
 	p += 1 + EB_OUTBOX_MAC_LEN;
 	memset(&m, 0, sizeof(m));
 	m.outbox = true;

@@ -1,0 +1,80 @@
+# Events too large for Kafka as the relay sends them.
+#
+#  - publish() refuses, with SQLSTATE 54000, an event of a relayed topic
+#    that is small as stored but too large as JSON text
+#    (to_jsonb(repeat(chr(1), 400000)): 400 kB stored, 2.4 MB as text),
+#    for publish and publish_batch; the same event is accepted on a topic
+#    that is not relayed.
+#  - An event that is still too large when the relay sends it (here: a
+#    superuser raised eventbus.max_event_size for the session, above what
+#    the relay's producer takes) follows the topic's on_error policy:
+#    'dead_letter' records it in eventbus.relay_dead_letter and the relay
+#    goes on; other topics are not held up.
+
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+use RelayTest;
+
+my $db = 'postgres';
+my $mock = RelayTest::MockKafka->start('--topic', 'wide:1', '--topic', 'ok:1');
+my $bootstrap = $mock->bootstrap;
+my $node = relay_node('relay_too_large', bootstrap => $bootstrap, start => 1);
+
+$node->safe_psql($db, q{
+SELECT eventbus.create_topic('wide', 1);
+SELECT eventbus.create_topic('ok', 1);
+SELECT eventbus.create_topic('local', 1);
+SELECT eventbus.relay_topic('wide', on_error => 'dead_letter');
+SELECT eventbus.relay_topic('ok');
+});
+
+my $escaped = q{to_jsonb(repeat(chr(1), 400000))};
+
+my ($rc, $out, $err) = $node->psql($db,
+	"\\set VERBOSITY verbose\nSELECT eventbus.publish('wide', $escaped)");
+like($err,
+	qr/ERROR:  54000: event of \d+ bytes as relayed to Kafka exceeds eventbus.max_event_size \(999424 bytes\)/,
+	'publish: an event of 400 kB stored, 2.4 MB as JSON text, to a relayed topic: SQLSTATE 54000');
+like($err, qr/HINT:  /, '... with a hint');
+($rc, $out, $err) = $node->psql($db,
+	"\\set VERBOSITY verbose\nSELECT count(*) FROM eventbus.publish_batch('wide', ARRAY['{}'::jsonb, $escaped])");
+like($err, qr/ERROR:  54000: /, 'publish_batch: the same');
+is($node->safe_psql($db, "SELECT partition FROM eventbus.publish('local', $escaped)"),
+	'0', 'the same event is accepted on a topic that is not relayed');
+
+# The relay side: a superuser's session may publish larger events than the
+# relay's producer takes (eventbus.max_event_size of the server plus 64 kB).
+my $pos = $node->safe_psql($db, qq{
+SET eventbus.max_event_size = '8MB';
+SELECT position FROM eventbus.publish('wide', $escaped);
+});
+my $id = $node->safe_psql($db,
+	"SELECT event_id FROM eventbus_data.wide WHERE partition = 0 AND position = '$pos'");
+ok($id =~ /^[0-9a-f-]{36}$/, 'with eventbus.max_event_size raised, the event is published');
+$node->safe_psql($db, q{SELECT eventbus.publish('ok', '{"after": true}')});
+
+my $dl;
+ok( poll_until(
+		60,
+		sub {
+			$dl = $node->safe_psql($db,
+				"SELECT topic || '|' || kafka_topic || '|' || error FROM eventbus.relay_dead_letter WHERE event_id = '$id'");
+			return $dl ne '';
+		}),
+	'on_error dead_letter: the event too large for Kafka is recorded in relay_dead_letter');
+like($dl, qr/\Awide\|wide\|.*(large|MSG_SIZE_TOO_LARGE)/i, "... with the error ($dl)");
+my $ok = wait_for_kafka($bootstrap, 'ok', 1, 30);
+is(scalar(grep { $_->{value} =~ /"after": true/ } @$ok), 1,
+	'the event of another topic published after it arrives');
+is(relay_status($node, $db)->{state}, 'running', 'the relay runs');
+
+ok(!$node->log_contains(qr/TRAP:|terminated by signal|PANIC|exited with exit code/),
+	'no crash or worker exit in the server log');
+$node->stop;
+$mock->stop;
+done_testing();

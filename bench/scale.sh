@@ -31,7 +31,9 @@
 # Throughput is the steady state: pgbench reports every second (-P 1) and
 # the first EB_SCALE_SKIP seconds of each run, while the new sessions load
 # their caches, are left out.  Commits are synchronous_commit = off so
-# that the figures show the CPU cost of the code, not the disk's flushes.
+# that the figures show the CPU cost of the code, not the disk's flushes;
+# autovacuum is off (the script vacuums where it matters) so that it does
+# not land in one contender's run and not another's.
 #
 # Writes bench/results/<timestamp>-scale.txt and the plots
 # docs/scale-<sweep>.png (gnuplot; installed from Debian if missing).
@@ -40,7 +42,7 @@
 # Settings (environment):
 #   EB_SCALE_SECONDS=8         seconds per pgbench run
 #   EB_SCALE_SKIP=3            seconds at the start of each run not counted
-#   EB_SCALE_ROUNDS=2          rounds
+#   EB_SCALE_ROUNDS=3          rounds
 #   EB_SCALE_TOPICS=1000       topics of the largest N (and of the idle, rotation
 #                              and wake-up sweeps)
 #   EB_SCALE_LAG_EVENTS=1000000  events of lag of each group (the lag topic's size)
@@ -62,7 +64,7 @@ set -euo pipefail
 BENCH_DIR="$EB_ROOT/bench"
 SECS=${EB_SCALE_SECONDS:-8}
 SKIP=${EB_SCALE_SKIP:-3}
-ROUNDS=${EB_SCALE_ROUNDS:-2}
+ROUNDS=${EB_SCALE_ROUNDS:-3}
 NTOPICS=${EB_SCALE_TOPICS:-1000}
 LAG_EVENTS=${EB_SCALE_LAG_EVENTS:-1000000}
 LAG_GROUPS=${EB_SCALE_LAG_GROUPS:-100}
@@ -432,7 +434,7 @@ if want wakeups; then
 	say "Commit-to-wake latency, $NTOPICS topics in shared memory, 10 active (all rounds pooled)"
 	driver report --target-ms 20 --missed-file "$WORK/lat.missed" "${LAT_RUNS[@]}" | tee "$WORK/lat.report" | tee -a "$RESULTS"
 	missed=$((missed + $(cat "$WORK/lat.missed")))
-	while read -r line; do SUMMARY+=("  wake-up latency: $line"); done < <(grep -iE 'p99' "$WORK/lat.report" || true)
+	while read -r line; do SUMMARY+=("  wake-up latency: $line"); done < <(grep 'p99 commit-to-wake' "$WORK/lat.report" || true)
 fi
 
 # ---------- lag: consumer_lag for many groups ----------
@@ -450,13 +452,14 @@ if want lag; then
 			sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p')")
 	done
 	lag_ms=$(echo "${times[*]}" | median)
-	# rows read: table statistics before and after one run in its own session
+	# rows read: table statistics before and after one run in its own
+	# session (its statistics are flushed when it exits)
 	stat_sql="SELECT coalesce(sum(seq_tup_read), 0) + coalesce(sum(idx_tup_fetch), 0), coalesce(sum(seq_scan), 0), coalesce(sum(idx_scan), 0)
 		FROM pg_stat_all_tables WHERE schemaname IN ('eventbus', 'eventbus_data')"
-	read -r rows0 seq0 idx0 <<<"$(psql_at -F ' ' -c "SELECT pg_stat_force_next_flush()" -c "$stat_sql")"
+	read -r rows0 seq0 idx0 <<<"$(psql_at -F ' ' -c "$stat_sql")"
 	psql_q -c "SELECT * FROM eventbus.consumer_lag" >/dev/null
 	sleep 0.5
-	read -r rows1 seq1 idx1 <<<"$(psql_at -F ' ' -c "SELECT pg_stat_force_next_flush()" -c "$stat_sql")"
+	read -r rows1 seq1 idx1 <<<"$(psql_at -F ' ' -c "$stat_sql")"
 	buffers=$(psql_at -c "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) SELECT * FROM eventbus.consumer_lag" |
 		sed -n 's/^ *Buffers: //p' | head -1)
 	v=$(verdict "$lag_ms" "<" 50)

@@ -302,6 +302,7 @@ plot() {
 		set offsets graph 0.05, graph 0.05, 0, 0
 		set grid
 		set key off
+		$([ "$name" = topics ] && echo "set logscale x")
 		plot "$data" using 1:2:3:4 with yerrorlines lw 2 pt 7
 	EOF
 	say "plot: docs/scale-$name.png"

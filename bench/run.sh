@@ -14,6 +14,8 @@
 #      every transaction, and commit-to-wake latency (bench/wakeups.sh)
 #   G  publish with a 10-field JSON Schema against publish without, one
 #      event per transaction and in batches (bench/schema.sh)
+#   S  scale: topics, connections, rotations elsewhere, retries, groups,
+#      listeners and shared memory as they grow (bench/scale.sh)
 #
 # Each round runs every contender of a workload back to back (the order
 # rotates from round to round); a contender's figure is its median over the
@@ -30,7 +32,7 @@
 #   EB_BENCH_BATCH_CLIENTS=4   clients in B
 #   EB_BENCH_BATCH_SIZE=100    events per statement in B
 #   EB_BENCH_THREADS=          pgbench threads (default: CPUs, at most the clients)
-#   EB_BENCH_WORKLOADS="A B C D E F G" workloads to run
+#   EB_BENCH_WORKLOADS="A B C D E F G S" workloads to run
 #   EB_BENCH_CONSUME_EVENTS=300000  events each contender of D drains (a multiple
 #                              of 4000; default 100000 when EB_BENCH_SECONDS < 10)
 #   EB_BENCH_PROFILE=1         after the rounds, perf-record the server during
@@ -51,7 +53,7 @@ CLIENTS=${EB_BENCH_CLIENTS:-8}
 BATCH_CLIENTS=${EB_BENCH_BATCH_CLIENTS:-4}
 BATCH_SIZE=${EB_BENCH_BATCH_SIZE:-100}
 NCPU=$(nproc)
-WORKLOADS=${EB_BENCH_WORKLOADS:-A B C D E F G}
+WORKLOADS=${EB_BENCH_WORKLOADS:-A B C D E F G S}
 if [ "$SECS" -lt 10 ] 2>/dev/null; then
 	CONSUME_EVENTS=${EB_BENCH_CONSUME_EVENTS:-100000}
 else
@@ -78,6 +80,7 @@ RUN_D=0
 RUN_E=0
 RUN_F=0
 RUN_G=0
+RUN_S=0
 for w in $WORKLOADS; do
 	case $w in
 	A | B | C) TIMED_WORKLOADS+="$w " ;;
@@ -85,8 +88,9 @@ for w in $WORKLOADS; do
 	E) RUN_E=1 ;;
 	F) RUN_F=1 ;;
 	G) RUN_G=1 ;;
+	S) RUN_S=1 ;;
 	*)
-		echo "bench: unknown workload '$w' in EB_BENCH_WORKLOADS (A, B, C, D, E, F, G)" >&2
+		echo "bench: unknown workload '$w' in EB_BENCH_WORKLOADS (A, B, C, D, E, F, G, S)" >&2
 		exit 2
 		;;
 	esac
@@ -405,11 +409,12 @@ run_part() {
 	cat "$out" >>"$RESULTS"
 	missed=$((missed + $(grep -c 'MISSED' "$out" || true)))
 }
-if [ "$RUN_E" = 1 ] || [ "$RUN_F" = 1 ] || [ "$RUN_G" = 1 ]; then
+if [ "$RUN_E" = 1 ] || [ "$RUN_F" = 1 ] || [ "$RUN_G" = 1 ] || [ "$RUN_S" = 1 ]; then
 	eb_cluster_stop "$WORK"
 	[ "$RUN_E" = 1 ] && run_part "Workload E: the Kafka relay" relay.sh
 	[ "$RUN_F" = 1 ] && run_part "Workload F: wake-ups" wakeups.sh
 	[ "$RUN_G" = 1 ] && run_part "Workload G: schemas" schema.sh
+	[ "$RUN_S" = 1 ] && run_part "Workload S: scale" scale.sh
 fi
 
 status=0

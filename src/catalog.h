@@ -29,7 +29,8 @@ typedef struct EbTopic
 {
 	char		name[NAMEDATALEN];	/* hash key; must be first */
 	bool		valid;
-	uint64		version;		/* catalog version this was loaded at */
+	uint64		db_version;		/* versions (shmem.c) it was loaded at: of */
+	uint64		topic_version;	/* the database's topic list, of the topic */
 	int32		topic_id;
 	int64		uid;
 	int32		partitions;
@@ -52,6 +53,9 @@ extern bool eb_catalog_has(const char *name);
 extern Oid	eb_extension_owner(void);
 extern int64 *eb_int8_array_values(Datum d, int *n);
 
+extern EbTopicShared *eb_topic_shared(Oid dboid, int64 uid, bool create);
+extern EbPartShared *eb_part_shared(Oid dboid, int64 uid, int32 partition, bool create);
+
 extern EbTopic *eb_topic_get(const char *name, bool missing_ok);
 extern EbTopic *eb_topic_get_text(text *name, bool missing_ok);
 extern void eb_topic_cache_reset(void);
@@ -59,8 +63,8 @@ extern void eb_catalog_init(void);
 
 /* Transaction-scoped bookkeeping of topic DDL. */
 extern void eb_catalog_changed(void);
+extern void eb_catalog_topic_changed(const char *name);
 extern void eb_catalog_forget_at_commit(int64 uid, int32 partitions);
-extern int	eb_catalog_reclaim_slots(void);
 extern void eb_catalog_forget_at_abort(int64 uid, int32 partitions);
 extern void eb_catalog_xact_end(bool commit);
 extern void eb_catalog_subxact_end(SubTransactionId mySubid,

@@ -875,7 +875,7 @@ eb_output_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	eb_message_header(&m, "eventbus-partition", eb_int_header(m.partition));
 	eb_message_header(&m, "eventbus-position", eb_int_header(m.position));
 	eb_message_header(&m, "eventbus-lsn", eb_lsn_header(txn));
-	m.part = eb_part_shared(MyDatabaseId, t->uid, m.partition, false);
+	m.part = eb_shared_part_slot(MyDatabaseId, t->uid, m.partition, false);
 
 	eb_relay_send(&m);
 	MemoryContextSwitchTo(old);

@@ -105,7 +105,7 @@ eb_segment_create(int32 topic_id, const char *topic, int32 seg_no,
 				"CASE WHEN $4 THEN array_fill(0::bigint, ARRAY[$5]) END)",
 				5, argtypes, values, NULL, false);
 	eb_spi_end(&spi);
-	eb_catalog_changed();
+	eb_catalog_topic_changed(topic);
 }
 
 /* Names of all topics, in the caller's memory context. */
@@ -542,5 +542,5 @@ eb_maintain_locked(const char *name, EbMaintReport report, void *arg)
 
 	eb_spi_end(&spi);
 	if (changed)
-		eb_catalog_changed();
+		eb_catalog_topic_changed(name);
 }

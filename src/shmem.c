@@ -82,8 +82,18 @@
  * Nothing here survives a restart: a topic's state is rebuilt from its
  * tables the first time it is used (see topic.c).  A dropped topic's slots
  * are freed when the drop commits; those that DROP EXTENSION or DROP
- * DATABASE leave behind are reclaimed when the arrays are full (see
- * eb_catalog_reclaim_slots).
+ * DATABASE leave behind are reclaimed when the arrays are full: taking a
+ * slot reports that they are (NULL), and the caller (catalog.c, which knows
+ * which topics exist) frees the stale ones with eb_shared_reclaim() and
+ * tries again.  Nothing here calls up into the rest of the extension.
+ *
+ * Invalidation of the backends' topic caches (catalog.c): after a committed
+ * change, the version of the topic (or, for changes to a database's topic
+ * list, of the database) is bumped.  Versions live in two fixed arrays of
+ * atomics, indexed by a hash of (database, topic name) and of the database:
+ * two keys that share an entry only cost a needless reload.  They are read
+ * without a lock: a bump follows the commit it announces, and a reader
+ * reads the version before it loads with a new snapshot.
  *
  *-------------------------------------------------------------------------
  */
@@ -92,6 +102,7 @@
 #include "access/transam.h"
 #include "access/twophase.h"
 #include "access/xact.h"
+#include "common/hashfn.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/proc.h"
@@ -105,7 +116,6 @@
 
 #include "pg_eventbus.h"
 #include "compat.h"
-#include "catalog.h"
 #include "shmem.h"
 
 EbShared   *eb_shared = NULL;
@@ -144,6 +154,17 @@ eb_reg_total(void)
 	return (eb_reg_nprocs() + MaxBackends) * EB_REGS_PER_PROC;
 }
 
+/* Entries of the per-topic version array: a power of two, 4 per topic. */
+static uint32
+eb_topic_versions(void)
+{
+	uint32		n = 1024;
+
+	while (n < (uint32) eb_max_topics * 4 && n < (1U << 30))
+		n <<= 1;
+	return n;
+}
+
 static Size
 eb_shmem_size(void)
 {
@@ -158,6 +179,8 @@ eb_shmem_size(void)
 	size = add_size(size, mul_size(eb_max_databases, sizeof(EbDbShared)));
 	size = add_size(size, hash_estimate_size(eb_max_topics, sizeof(EbTopicMapEntry)));
 	size = add_size(size, hash_estimate_size(eb_max_partitions, sizeof(EbPartMapEntry)));
+	size = add_size(size, mul_size(EB_DB_VERSIONS, sizeof(pg_atomic_uint64)));
+	size = add_size(size, mul_size(eb_topic_versions(), sizeof(pg_atomic_uint64)));
 	return size;
 }
 
@@ -194,7 +217,6 @@ eb_shmem_startup(void)
 		eb_shared->map_lock = &(GetNamedLWLockTranche("pg_eventbus"))[0].lock;
 		eb_shared->dbs_lock = &(GetNamedLWLockTranche("pg_eventbus"))[1].lock;
 		eb_shared->tranche_id = eb_shared->map_lock->tranche;
-		pg_atomic_init_u64(&eb_shared->catalog_version, 1);
 		pg_atomic_init_u64(&eb_shared->maintenance_wakeups, 0);
 		eb_shared->max_topics = eb_max_topics;
 		eb_shared->max_partitions = eb_max_partitions;
@@ -209,6 +231,15 @@ eb_shmem_startup(void)
 		eb_shared->regs = (EbReg *) p;
 		p = ShmemAlloc(mul_size(eb_shared->nprocs, sizeof(int32)));
 		eb_shared->slice_of = (int32 *) p;
+		p = ShmemAlloc(mul_size(EB_DB_VERSIONS, sizeof(pg_atomic_uint64)));
+		eb_shared->db_versions = (pg_atomic_uint64 *) p;
+		for (i = 0; i < EB_DB_VERSIONS; i++)
+			pg_atomic_init_u64(&eb_shared->db_versions[i], 1);
+		p = ShmemAlloc(mul_size(eb_topic_versions(), sizeof(pg_atomic_uint64)));
+		eb_shared->topic_versions = (pg_atomic_uint64 *) p;
+		eb_shared->topic_versions_mask = eb_topic_versions() - 1;
+		for (i = 0; i <= (int) eb_shared->topic_versions_mask; i++)
+			pg_atomic_init_u64(&eb_shared->topic_versions[i], 1);
 
 		for (i = 0; i < eb_max_topics; i++)
 		{
@@ -519,11 +550,11 @@ part_slot_alloc(const EbPartKey *key)
 /*
  * Finds (and with create, allocates) the shared slot of a topic.  The caller
  * must take the slot's lock and check the key with eb_topic_key_matches
- * before trusting it.  When every slot is in use, the slots of topics that
- * no longer exist are reclaimed once before giving up.
+ * before trusting it.  Returns NULL when there is none, or with create when
+ * every slot is in use (see eb_shared_reclaim).
  */
 EbTopicShared *
-eb_topic_shared(Oid dboid, int64 uid, bool create)
+eb_shared_topic_slot(Oid dboid, int64 uid, bool create)
 {
 	EbTopicKey	key;
 	EbTopicMapEntry *e;
@@ -539,20 +570,12 @@ eb_topic_shared(Oid dboid, int64 uid, bool create)
 	if (t != NULL || !create)
 		return t;
 
-	t = topic_slot_alloc(&key);
-	if (t == NULL && eb_catalog_reclaim_slots() > 0)
-		t = topic_slot_alloc(&key);
-	if (t == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("too many topics in use"),
-				 errdetail("Shared memory has room for %d topics.", eb_shared->max_topics),
-				 errhint("Raise eventbus.max_topics and restart the server.")));
-	return t;
+	return topic_slot_alloc(&key);
 }
 
+/* The same for a partition. */
 EbPartShared *
-eb_part_shared(Oid dboid, int64 uid, int32 partition, bool create)
+eb_shared_part_slot(Oid dboid, int64 uid, int32 partition, bool create)
 {
 	EbPartKey	key;
 	EbPartMapEntry *e;
@@ -568,17 +591,7 @@ eb_part_shared(Oid dboid, int64 uid, int32 partition, bool create)
 	if (p != NULL || !create)
 		return p;
 
-	p = part_slot_alloc(&key);
-	if (p == NULL && eb_catalog_reclaim_slots() > 0)
-		p = part_slot_alloc(&key);
-	if (p == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("too many partitions in use"),
-				 errdetail("Shared memory has room for %d partitions across all topics.",
-						   eb_shared->max_partitions),
-				 errhint("Raise eventbus.max_partitions and restart the server.")));
-	return p;
+	return part_slot_alloc(&key);
 }
 
 /*
@@ -1121,15 +1134,47 @@ eb_part_horizon(EbPartShared *part, Oid dboid, int64 uid, int32 partition,
 	return horizon;
 }
 
-uint64
-eb_catalog_version(void)
+/* ---------- versions of the topic caches (catalog.c) ---------- */
+
+static inline pg_atomic_uint64 *
+db_version_entry(Oid dboid)
 {
-	return pg_atomic_read_u64(&eb_shared->catalog_version);
+	return &eb_shared->db_versions[murmurhash32((uint32) dboid) % EB_DB_VERSIONS];
+}
+
+static inline pg_atomic_uint64 *
+topic_version_entry(Oid dboid, const char *name)
+{
+	uint32		h = hash_bytes((const unsigned char *) name, strlen(name));
+
+	h = hash_combine(murmurhash32((uint32) dboid), h);
+	return &eb_shared->topic_versions[h & eb_shared->topic_versions_mask];
+}
+
+/* The version of a database's topic list: bumped by changes to it. */
+uint64
+eb_db_version(Oid dboid)
+{
+	return pg_atomic_read_u64(db_version_entry(dboid));
 }
 
 void
-eb_catalog_version_bump(void)
+eb_db_version_bump(Oid dboid)
 {
 	if (eb_shared != NULL)
-		pg_atomic_fetch_add_u64(&eb_shared->catalog_version, 1);
+		pg_atomic_fetch_add_u64(db_version_entry(dboid), 1);
+}
+
+/* The version of a topic of a database (by name): bumped by changes to it. */
+uint64
+eb_topic_version(Oid dboid, const char *name)
+{
+	return pg_atomic_read_u64(topic_version_entry(dboid, name));
+}
+
+void
+eb_topic_version_bump(Oid dboid, const char *name)
+{
+	if (eb_shared != NULL)
+		pg_atomic_fetch_add_u64(topic_version_entry(dboid, name), 1);
 }

@@ -3,7 +3,7 @@
  * shmem.h
  *	  Shared state of pg_eventbus: per-topic and per-partition position
  *	  counters, the registrations of open producer transactions, and the
- *	  catalog version.
+ *	  versions that invalidate backends' topic caches.
  *
  * See shmem.c for the locking protocol.
  *
@@ -93,6 +93,9 @@ typedef struct EbReg
 	int32		free_next;		/* overflow free list */
 } EbReg;
 
+/* Entries of the per-database version array (databases share by hash). */
+#define EB_DB_VERSIONS 64
+
 /* Registrations each PGPROC (backend or prepared transaction) always has. */
 #define EB_REGS_PER_PROC 8
 
@@ -174,8 +177,10 @@ typedef struct EbShared
 {
 	LWLock	   *map_lock;		/* protects the two hash maps and in_use */
 	int			tranche_id;
-	pg_atomic_uint64 catalog_version;	/* bumped after any committed change
-										 * to topics or segments */
+	pg_atomic_uint64 *db_versions;	/* EB_DB_VERSIONS versions of databases'
+									 * topic lists (see shmem.c) */
+	pg_atomic_uint64 *topic_versions;	/* versions of topics, by hash */
+	uint32		topic_versions_mask;	/* their number minus one */
 	pg_atomic_uint64 maintenance_wakeups;	/* count of explicit wake-ups */
 	int			max_topics;
 	int			max_partitions;
@@ -201,8 +206,9 @@ extern EbShared *eb_shared;
 extern void eb_shmem_init(void);
 extern void eb_require_shmem(void);
 
-extern EbTopicShared *eb_topic_shared(Oid dboid, int64 uid, bool create);
-extern EbPartShared *eb_part_shared(Oid dboid, int64 uid, int32 partition, bool create);
+extern EbTopicShared *eb_shared_topic_slot(Oid dboid, int64 uid, bool create);
+extern EbPartShared *eb_shared_part_slot(Oid dboid, int64 uid, int32 partition,
+										 bool create);
 extern bool eb_topic_key_matches(EbTopicShared *t, Oid dboid, int64 uid);
 extern bool eb_part_key_matches(EbPartShared *p, Oid dboid, int64 uid, int32 partition);
 extern void eb_shared_forget_topic(Oid dboid, int64 uid, int32 partitions);
@@ -223,7 +229,9 @@ extern EbDbShared *eb_db_shared(Oid dboid, bool create);
 extern EbRelayShared *eb_relay_state(Oid dboid);
 extern void eb_wake_launcher(void);
 
-extern uint64 eb_catalog_version(void);
-extern void eb_catalog_version_bump(void);
+extern uint64 eb_db_version(Oid dboid);
+extern void eb_db_version_bump(Oid dboid);
+extern uint64 eb_topic_version(Oid dboid, const char *name);
+extern void eb_topic_version_bump(Oid dboid, const char *name);
 
 #endif							/* EB_SHMEM_H */

@@ -242,14 +242,22 @@ eb_priv_check_query(Query *query, EbPrivCheck *ctx)
  * may have been invalidated since it last ran, and its locks are not held in
  * a new transaction: getting its generic plan revalidates it (the query
  * trees become the ones the executor will use) and takes its locks, after
- * which nothing can change it before it runs.
+ * which no DDL can change it before it runs.
+ *
+ * An invalidation that changes nothing the statement depends on (autovacuum
+ * updating a table's statistics, say) can still arrive while the plan is
+ * built or checked and mark it invalid: the plan is then revalidated and
+ * checked again, a few times, before giving up.
  */
+#define EB_PRIV_CHECK_ATTEMPTS 5
+
 static void
 eb_priv_check_plan(SPIPlanPtr plan, bool fresh, EbPrivCheck *ctx)
 {
 	List	   *sources = SPI_plan_get_plan_sources(plan);
 	CachedPlanSource *source;
 	ListCell   *lc;
+	int			attempt;
 
 	if (list_length(sources) != 1)
 		elog(ERROR, "internal statement must be a single statement: %s",
@@ -257,21 +265,25 @@ eb_priv_check_plan(SPIPlanPtr plan, bool fresh, EbPrivCheck *ctx)
 	source = linitial(sources);
 	if (ctx->sql == NULL)
 		ctx->sql = source->query_string;
-	if (!fresh)
+	for (attempt = 0; attempt < EB_PRIV_CHECK_ATTEMPTS; attempt++)
 	{
-		CachedPlan *cplan = SPI_plan_get_cached_plan(plan);
+		if (!fresh || attempt > 0)
+		{
+			CachedPlan *cplan = SPI_plan_get_cached_plan(plan);
 
-		if (cplan == NULL)
-			elog(ERROR, "could not revalidate internal statement: %s", ctx->sql);
-		ReleaseCachedPlan(cplan, plan->saved ? CurrentResourceOwner : NULL);
+			if (cplan == NULL)
+				elog(ERROR, "could not revalidate internal statement: %s", ctx->sql);
+			ReleaseCachedPlan(cplan, plan->saved ? CurrentResourceOwner : NULL);
+		}
+		if (!source->is_valid)
+			continue;
+		foreach(lc, source->query_list)
+			eb_priv_check_query(lfirst_node(Query, lc), ctx);
+		if (source->is_valid)
+			return;
 	}
-	if (!source->is_valid)
-		elog(ERROR, "internal statement is not valid: %s", ctx->sql);
-	foreach(lc, source->query_list)
-		eb_priv_check_query(lfirst_node(Query, lc), ctx);
-	if (!source->is_valid)
-		elog(ERROR, "internal statement was invalidated while it was checked: %s",
-			 ctx->sql);
+	elog(ERROR, "internal statement was invalidated while it was checked: %s",
+		 ctx->sql);
 }
 
 /* ---------- running internal statements ---------- */

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * relay.h
- *	  The Kafka relay: the worker (relay_worker.c), its output plugin
+ *	  The Kafka relay: the worker (relay_worker.c, with relay_kafka.c and
+ *	  relay_ack.c, which share relay_int.h), its output plugin
  *	  (relay_output.c) and the SQL side (relay_sql.c).
  *
  *-------------------------------------------------------------------------
@@ -52,6 +53,23 @@ typedef struct EbRelayMessage
 	bool		outbox;
 } EbRelayMessage;
 
+/*
+ * How the output plugin hands its messages to the worker: the worker puts
+ * one of these in its decoding context's output_writer_private, and the
+ * plugin calls nothing else of the worker.  begin and commit bracket every
+ * decoded transaction (in commit order); send is called between them for
+ * each message.  magic tells the worker's writer from any other caller's.
+ */
+#define EB_RELAY_WRITER_MAGIC 0x45427277	/* "EBrw" */
+
+typedef struct EbRelayWriter
+{
+	uint32		magic;
+	void		(*begin) (XLogRecPtr commit_lsn);
+	void		(*commit) (XLogRecPtr end_lsn, TimestampTz commit_time);
+	void		(*send) (EbRelayMessage *m);
+} EbRelayWriter;
+
 /* GUCs */
 extern char *eb_kafka_brokers;
 extern char *eb_kafka_properties;
@@ -60,10 +78,6 @@ extern int	eb_relay_max_in_flight;
 
 /* relay_worker.c */
 extern PGDLLEXPORT void eb_relay_main(Datum arg);
-extern bool eb_relay_session_active(void);
-extern void eb_relay_txn_begin(void);
-extern void eb_relay_txn_commit(XLogRecPtr end_lsn, TimestampTz commit_time);
-extern void eb_relay_send(EbRelayMessage *m);
 extern void eb_relay_wake(void);
 extern void eb_relay_slot_name(Oid dboid, char *buf);
 

@@ -70,11 +70,29 @@ typedef struct EbRelayWriter
 	void		(*send) (EbRelayMessage *m);
 } EbRelayWriter;
 
+/* eventbus.relay_delivery */
+typedef enum EbRelayDelivery
+{
+	EB_RELAY_EXACTLY_ONCE,
+	EB_RELAY_AT_LEAST_ONCE
+} EbRelayDelivery;
+
+/*
+ * The default delivery mode: exactly-once while its throughput is at least
+ * 0.7 times at-least-once's (bench/relay.sh, docs/benchmarks.md).
+ */
+#define EB_RELAY_DELIVERY_DEFAULT EB_RELAY_EXACTLY_ONCE
+#define EB_RELAY_PROGRESS_TOPIC_DEFAULT "__eventbus_relay_progress"
+
 /* GUCs */
 extern char *eb_kafka_brokers;
 extern char *eb_kafka_properties;
 extern char *eb_kafka_properties_file;
 extern int	eb_relay_max_in_flight;
+extern int	eb_relay_delivery;
+extern char *eb_relay_transactional_id;
+extern char *eb_relay_progress_topic;
+extern int	eb_relay_commit_interval;
 
 /* relay_worker.c */
 extern PGDLLEXPORT void eb_relay_main(Datum arg);

@@ -46,6 +46,29 @@ TimestampTz eb_in_flight_since = 0;
 bool		eb_stopped_at_refusal = false;
 uint64		eb_stat_events = 0;
 uint64		eb_stat_bytes = 0;
+XLogRecPtr	eb_last_commit_lsn = InvalidXLogRecPtr;
+XLogRecPtr	eb_last_end_lsn = InvalidXLogRecPtr;
+
+/* exactly-once: transactions skipped because Kafka has them */
+static int64 skipped = 0;
+static bool skipped_logged = false;
+
+/*
+ * Exactly-once: messages Kafka refused for good inside a transaction, which
+ * therefore had to be aborted.  When decoding comes to them again, they
+ * are refused without being sent (their topic's policy applies then), so
+ * that one such message cannot make every later transaction fail.  Lives
+ * as long as the process; the oldest entries make room for new ones.
+ */
+#define EB_KNOWN_REFUSALS 256
+typedef struct EbKnownRefusal
+{
+	XLogRecPtr	lsn;
+	char		event_id[40];
+	rd_kafka_resp_err_t err;
+} EbKnownRefusal;
+static EbKnownRefusal known_refusals[EB_KNOWN_REFUSALS];
+static int	known_refusals_next = 0;
 
 static dlist_head txns = DLIST_STATIC_INIT(txns);
 static dlist_head refusals = DLIST_STATIC_INIT(refusals);
@@ -71,6 +94,10 @@ eb_ack_session_start(XLogRecPtr confirmed_flush)
 	eb_in_flight_since = 0;
 	confirmed = confirmed_flush;
 	slot_dirty = false;
+	eb_last_commit_lsn = InvalidXLogRecPtr;
+	eb_last_end_lsn = InvalidXLogRecPtr;
+	skipped = 0;
+	skipped_logged = false;
 }
 
 /* The session ended: what it tracked is gone with eb_session_cxt. */
@@ -178,6 +205,52 @@ eb_relay_refused(EbRelayTxn *t, EbRelayMsgRef *ref, const char *kafka_topic,
 	dlist_push_tail(&refusals, &r->node);
 }
 
+/* Remembers a message refused inside a Kafka transaction (exactly-once). */
+static void
+eb_relay_remember_refusal(EbRelayMsgRef *ref, rd_kafka_resp_err_t err)
+{
+	EbKnownRefusal *k;
+
+	if (eb_relay_known_refusal(ref->lsn, ref->event_id) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return;
+	k = &known_refusals[known_refusals_next];
+	known_refusals_next = (known_refusals_next + 1) % EB_KNOWN_REFUSALS;
+	k->lsn = ref->lsn;
+	strlcpy(k->event_id, ref->event_id, sizeof(k->event_id));
+	k->err = err;
+}
+
+/*
+ * Forgets a refused message whose topic's policy is 'stop': the next attempt
+ * sends it again (the cause may be gone by then), as at-least-once does.
+ */
+static void
+eb_relay_forget_refusal(XLogRecPtr lsn, const char *event_id)
+{
+	for (int i = 0; i < EB_KNOWN_REFUSALS; i++)
+	{
+		if (known_refusals[i].lsn == lsn &&
+			strcmp(known_refusals[i].event_id, event_id) == 0)
+			known_refusals[i].lsn = InvalidXLogRecPtr;
+	}
+}
+
+/*
+ * The error Kafka refused this message with in an earlier transaction
+ * (exactly-once), RD_KAFKA_RESP_ERR_NO_ERROR if none.
+ */
+rd_kafka_resp_err_t
+eb_relay_known_refusal(XLogRecPtr lsn, const char *event_id)
+{
+	for (int i = 0; i < EB_KNOWN_REFUSALS; i++)
+	{
+		if (known_refusals[i].lsn == lsn && lsn != InvalidXLogRecPtr &&
+			strcmp(known_refusals[i].event_id, event_id) == 0)
+			return known_refusals[i].err;
+	}
+	return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
 void
 eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 {
@@ -188,7 +261,12 @@ eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 	eb_in_flight--;
 	ref->txn->pending--;
 	if (msg->err && eb_kafka_error_is_permanent(msg->err))
+	{
 		eb_relay_refused(ref->txn, ref, rd_kafka_topic_name(msg->rkt), msg->err);
+		/* the Kafka transaction fails with it; the next one leaves it out */
+		if (eb_exactly_once)
+			eb_relay_remember_refusal(ref, msg->err);
+	}
 	else if (msg->err)
 	{
 		if (msg->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE &&
@@ -201,6 +279,9 @@ eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 	}
 	else
 	{
+		if (eb_exactly_once)
+			eb_kafka_txn_note_offset(rd_kafka_topic_name(msg->rkt), msg->partition,
+									 msg->offset);
 		eb_stat_events++;
 		eb_stat_bytes += ref->bytes;
 		stat_last_ack = GetCurrentTimestamp();
@@ -229,6 +310,18 @@ eb_relay_txn_begin(XLogRecPtr commit_lsn)
 {
 	EbRelayTxn *t = MemoryContextAllocZero(eb_session_cxt, sizeof(EbRelayTxn));
 
+	t->commit_lsn = commit_lsn;
+	/* exactly-once: a transaction Kafka has already is not sent again */
+	t->skip = eb_exactly_once && commit_lsn <= eb_progress_lsn;
+	if (t->skip)
+		skipped++;
+	else if (skipped > 0 && !skipped_logged)
+	{
+		ereport(LOG,
+				(errmsg("pg_eventbus relay: skipped " INT64_FORMAT " transactions that Kafka already had (up to commit LSN %X/%X)",
+						skipped, LSN_FORMAT_ARGS(eb_progress_lsn))));
+		skipped_logged = true;
+	}
 	dlist_push_tail(&txns, &t->node);
 	eb_current_txn = t;
 }
@@ -240,6 +333,8 @@ eb_relay_txn_commit(XLogRecPtr end_lsn, TimestampTz commit_time)
 	eb_current_txn->end_lsn = end_lsn;
 	eb_current_txn->commit_time = commit_time;
 	eb_current_txn->committed = true;
+	eb_last_commit_lsn = eb_current_txn->commit_lsn;
+	eb_last_end_lsn = end_lsn;
 	eb_current_txn = NULL;
 }
 
@@ -270,6 +365,9 @@ eb_relay_confirm(LogicalDecodingContext *ctx, bool caught_up, bool force_save)
 
 		if (!t->committed || t->pending > 0 || t->failed || t->refused > 0)
 			break;
+		/* exactly-once: only once Kafka committed its transaction */
+		if (t->kafka_txn > eb_kafka_txn_committed)
+			break;
 		upto = t->end_lsn;
 		if (t->messages > 0)
 			eb_latency_add((double) (now - t->commit_time) / 1000.0);
@@ -277,7 +375,7 @@ eb_relay_confirm(LogicalDecodingContext *ctx, bool caught_up, bool force_save)
 		pfree(t);
 	}
 	if (dlist_is_empty(&txns) && caught_up && eb_in_flight == 0 && eb_current_txn == NULL &&
-		!eb_session_failed)
+		!eb_session_failed && !eb_kafka_txn_open())
 		upto = Max(upto, ctx->reader->EndRecPtr);
 
 	if (!XLogRecPtrIsInvalid(upto) && upto > confirmed)
@@ -346,6 +444,7 @@ eb_relay_apply_policies(void)
 		if (!dead_letter)
 		{
 			stop_at = r;
+			eb_relay_forget_refusal(r->lsn, r->event_id);
 			break;
 		}
 		{

@@ -58,6 +58,10 @@ typedef struct EbRelayTxn
 	bool		failed;
 	int			refused;		/* messages Kafka refused for good, their
 								 * policy not applied yet */
+	XLogRecPtr	commit_lsn;
+	bool		skip;			/* exactly-once: Kafka has it already */
+	uint64		kafka_txn;		/* exactly-once: the Kafka transaction of its
+								 * messages (eb_kafka_txn_seq), 0: none */
 } EbRelayTxn;
 
 /* What the delivery report needs to know about a message. */
@@ -129,6 +133,21 @@ extern void eb_relay_probe_brokers(void);
 extern bool eb_relay_config_changed(const char *brokers, const char *properties,
 									const char *file);
 
+/* exactly-once (eventbus.relay_delivery) */
+extern bool eb_exactly_once;	/* this session's mode */
+extern XLogRecPtr eb_progress_lsn;	/* Kafka has every transaction up to here */
+extern uint64 eb_kafka_txn_seq; /* the open or last Kafka transaction */
+extern uint64 eb_kafka_txn_committed;	/* the last one committed */
+
+extern void eb_relay_txn_id(char *buf, size_t len);
+extern bool eb_kafka_transactions_start(char *err, size_t errlen);
+extern bool eb_kafka_txn_open(void);
+extern bool eb_kafka_txn_due(void);
+extern bool eb_kafka_txn_begin(void);
+extern bool eb_kafka_txn_commit(XLogRecPtr commit_lsn, XLogRecPtr end_lsn, long wait_ms);
+extern void eb_kafka_txn_abort(void);
+extern void eb_kafka_txn_note_offset(const char *topic, int32 partition, int64 offset);
+
 /* ---------- relay_ack.c: acknowledgements and confirming ---------- */
 
 extern EbRelayTxn *eb_current_txn;	/* between begin and commit callbacks */
@@ -137,6 +156,8 @@ extern TimestampTz eb_in_flight_since;	/* when eb_in_flight last rose from 0 */
 extern bool eb_stopped_at_refusal;	/* the session ended at a 'stop' refusal */
 extern uint64 eb_stat_events;
 extern uint64 eb_stat_bytes;
+extern XLogRecPtr eb_last_commit_lsn;	/* of the last transaction decoded */
+extern XLogRecPtr eb_last_end_lsn;
 
 extern void eb_ack_session_start(XLogRecPtr confirmed_flush);
 extern void eb_ack_session_end(void);
@@ -144,6 +165,7 @@ extern void eb_relay_txn_begin(XLogRecPtr commit_lsn);
 extern void eb_relay_txn_commit(XLogRecPtr end_lsn, TimestampTz commit_time);
 extern void eb_relay_refused(EbRelayTxn *t, EbRelayMsgRef *ref, const char *kafka_topic,
 							 rd_kafka_resp_err_t err);
+extern rd_kafka_resp_err_t eb_relay_known_refusal(XLogRecPtr lsn, const char *event_id);
 extern void eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque);
 extern void eb_relay_confirm(LogicalDecodingContext *ctx, bool caught_up, bool force_save);
 extern bool eb_relay_slot_dirty(void);

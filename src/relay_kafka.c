@@ -24,6 +24,7 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "utils/pg_lsn.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "executor/spi.h"
@@ -47,6 +48,43 @@ char	   *eb_kafka_brokers = NULL;
 char	   *eb_kafka_properties = NULL;
 char	   *eb_kafka_properties_file = NULL;
 int			eb_relay_max_in_flight = 100000;
+int			eb_relay_delivery = EB_RELAY_DELIVERY_DEFAULT;
+char	   *eb_relay_transactional_id = NULL;
+char	   *eb_relay_progress_topic = NULL;
+int			eb_relay_commit_interval = 100;
+
+/* exactly-once: the session's settings, fixed when its producer was created */
+bool		eb_exactly_once = false;
+static char txn_id[256];
+static char progress_topic[EB_KAFKA_TOPIC_MAX + 1];
+static char session_tag[32];	/* names the session in progress records */
+
+/* exactly-once: where Kafka is, and the Kafka transaction */
+XLogRecPtr	eb_progress_lsn = InvalidXLogRecPtr;
+uint64		eb_kafka_txn_seq = 0;
+uint64		eb_kafka_txn_committed = 0;
+static bool txn_open = false;
+static TimestampTz txn_began_at = 0;
+static char txn_name[64];		/* <session tag>.<eb_kafka_txn_seq> */
+
+/*
+ * Exactly-once: the offsets the open Kafka transaction's messages got, per
+ * topic and partition (from the delivery reports), for its progress record.
+ */
+typedef struct EbTxnOffsetsKey
+{
+	char		topic[EB_KAFKA_TOPIC_MAX + 1];
+	int32		partition;
+} EbTxnOffsetsKey;
+
+typedef struct EbTxnOffsets
+{
+	EbTxnOffsetsKey key;
+	int64		first;
+	int64		last;
+} EbTxnOffsets;
+
+static HTAB *txn_offsets = NULL;
 
 bool		eb_brokers_down = false;
 char		eb_broker_error[EB_RELAY_ERROR_LEN];
@@ -431,6 +469,17 @@ eb_producer_create(char *err, size_t errlen)
 
 	/* before the file is read: a change after this is seen at the next reload */
 	eb_properties_file_digest(&properties_file_digest);
+	eb_exactly_once = eb_relay_delivery == EB_RELAY_EXACTLY_ONCE;
+	eb_relay_txn_id(txn_id, sizeof(txn_id));
+	strlcpy(progress_topic, eb_relay_progress_topic ? eb_relay_progress_topic : "",
+			sizeof(progress_topic));
+	if (eb_exactly_once && !eb_kafka_topic_name_valid(progress_topic))
+	{
+		snprintf(err, errlen, "eventbus.relay_progress_topic \"%s\" is not a valid Kafka topic name",
+				 progress_topic);
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
 	snprintf(buf, sizeof(buf), "%d", Max(eb_relay_max_in_flight * 2, 1000));
 	/*
 	 * The producer must take the largest event publish() accepts, plus the
@@ -445,6 +494,10 @@ eb_producer_create(char *err, size_t errlen)
 		!eb_conf_set(conf, "enable.idempotence", "true", err, errlen) ||
 		!eb_conf_set(conf, "partitioner", "murmur2_random", err, errlen) ||
 		!eb_conf_set(conf, "message.timeout.ms", "0", err, errlen) ||
+		(eb_exactly_once &&
+		 (!eb_conf_set(conf, "transactional.id", txn_id, err, errlen) ||
+		  !eb_conf_set(conf, "transaction.timeout.ms", "60000", err, errlen) ||
+		  !eb_conf_set(conf, "message.timeout.ms", "55000", err, errlen))) ||
 		!eb_conf_set(conf, "linger.ms", "1", err, errlen) ||
 		!eb_conf_set(conf, "queue.buffering.max.messages", buf, err, errlen) ||
 		!eb_conf_set(conf, "log.queue", "true", err, errlen) ||
@@ -512,6 +565,13 @@ eb_relay_config_changed(const char *brokers, const char *properties, const char 
 {
 	EbFileDigest digest;
 
+	char		id[sizeof(txn_id)];
+
+	eb_relay_txn_id(id, sizeof(id));
+	if (eb_exactly_once != (eb_relay_delivery == EB_RELAY_EXACTLY_ONCE) ||
+		strcmp(id, txn_id) != 0 ||
+		strcmp(progress_topic, eb_relay_progress_topic ? eb_relay_progress_topic : "") != 0)
+		return true;
 	if (strcmp(brokers, eb_kafka_brokers ? eb_kafka_brokers : "") != 0 ||
 		strcmp(properties, eb_kafka_properties ? eb_kafka_properties : "") != 0 ||
 		strcmp(file, eb_kafka_properties_file ? eb_kafka_properties_file : "") != 0)
@@ -817,6 +877,8 @@ eb_relay_send(EbRelayMessage *m)
 	Assert(t != NULL && eb_producer != NULL);
 	if (eb_session_failed)
 		return;					/* this session will not confirm anything more */
+	if (t->skip)
+		return;					/* exactly-once: Kafka has it already */
 
 	if (!eb_relay_partition(m, &partition, &refused))
 	{
@@ -844,13 +906,30 @@ eb_relay_send(EbRelayMessage *m)
 	ref->position = m->position;
 	ref->bytes = m->valuelen + m->keylen;
 	ref->outbox = m->outbox;
+	if (refused == RD_KAFKA_RESP_ERR_NO_ERROR && eb_exactly_once)
+		refused = eb_relay_known_refusal(m->lsn, ref->event_id);
 	if (refused != RD_KAFKA_RESP_ERR_NO_ERROR)
 	{
-		/* the brokers' metadata refuses the topic: not sent */
+		/*
+		 * The brokers' metadata refuses the topic, or (exactly-once) Kafka
+		 * refused this message for good in an earlier, aborted transaction:
+		 * not sent.
+		 */
 		eb_relay_refused(t, ref, m->kafka_topic, refused);
 		pfree(ref);
 		t->messages++;
 		return;
+	}
+
+	if (eb_exactly_once)
+	{
+		if (!eb_kafka_txn_begin())
+		{
+			pfree(ref);
+			t->failed = true;
+			return;
+		}
+		t->kafka_txn = eb_kafka_txn_seq;
 	}
 
 	for (;;)
@@ -924,4 +1003,522 @@ eb_relay_probe_brokers(void)
 		eb_brokers_down = false;
 		eb_broker_error[0] = '\0';
 	}
+}
+
+/* ---------- exactly-once: transactions and the progress topic ---------- */
+
+static void eb_kafka_txn_offsets_reset(void);
+
+/*
+ * The transactional.id of this database's relay: eventbus.relay_transactional_id
+ * followed by -<database OID>, or pg_eventbus-<system identifier>-<database
+ * OID> when that is empty.  Stable across restarts, so that a new producer
+ * fences the older ones.
+ */
+void
+eb_relay_txn_id(char *buf, size_t len)
+{
+	if (eb_relay_transactional_id != NULL && eb_relay_transactional_id[0] != '\0')
+		snprintf(buf, len, "%s-%u", eb_relay_transactional_id, MyDatabaseId);
+	else
+		snprintf(buf, len, "pg_eventbus-" UINT64_FORMAT "-%u",
+				 GetSystemIdentifier(), MyDatabaseId);
+}
+
+bool
+eb_kafka_txn_open(void)
+{
+	return txn_open;
+}
+
+/* Has the open Kafka transaction been open for eventbus.relay_commit_interval? */
+bool
+eb_kafka_txn_due(void)
+{
+	return txn_open &&
+		TimestampDifferenceExceeds(txn_began_at, GetCurrentTimestamp(),
+								   eb_relay_commit_interval);
+}
+
+/* The message of a failed transactional call; it ends the session. */
+static void
+eb_kafka_txn_failed(const char *what, rd_kafka_error_t *error)
+{
+	eb_relay_error(psprintf("%s (transactional.id \"%s\"): %s; relaying again from the last confirmed position",
+							what, txn_id, rd_kafka_error_string(error)));
+	eb_session_failed = true;
+}
+
+/* Begins a Kafka transaction unless one is open; false if the session failed. */
+bool
+eb_kafka_txn_begin(void)
+{
+	rd_kafka_error_t *error;
+
+	if (txn_open)
+		return true;
+	error = rd_kafka_begin_transaction(eb_producer);
+	if (error != NULL)
+	{
+		eb_kafka_txn_failed("could not begin a Kafka transaction", error);
+		rd_kafka_error_destroy(error);
+		return false;
+	}
+	txn_open = true;
+	txn_began_at = GetCurrentTimestamp();
+	eb_kafka_txn_seq++;
+	snprintf(txn_name, sizeof(txn_name), "%s." UINT64_FORMAT,
+			 session_tag, eb_kafka_txn_seq);
+	eb_kafka_txn_offsets_reset();
+	return true;
+}
+
+/* Forgets the offsets of the previous Kafka transaction. */
+static void
+eb_kafka_txn_offsets_reset(void)
+{
+	HASH_SEQ_STATUS seq;
+	EbTxnOffsets *o;
+
+	if (txn_offsets == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(EbTxnOffsetsKey);
+		ctl.entrysize = sizeof(EbTxnOffsets);
+		ctl.hcxt = TopMemoryContext;
+		txn_offsets = hash_create("pg_eventbus relay transaction offsets", 64, &ctl,
+								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		return;
+	}
+	hash_seq_init(&seq, txn_offsets);
+	while ((o = hash_seq_search(&seq)) != NULL)
+		hash_search(txn_offsets, &o->key, HASH_REMOVE, NULL);
+}
+
+/*
+ * Exactly-once: notes the offset a message of the open Kafka transaction
+ * got (called from delivery reports).
+ */
+void
+eb_kafka_txn_note_offset(const char *topic, int32 partition, int64 offset)
+{
+	EbTxnOffsetsKey key;
+	EbTxnOffsets *o;
+	bool		found;
+
+	if (!txn_open || txn_offsets == NULL || offset < 0)
+		return;
+	memset(&key, 0, sizeof(key));
+	strlcpy(key.topic, topic, sizeof(key.topic));
+	key.partition = partition;
+	o = hash_search(txn_offsets, &key, HASH_ENTER, &found);
+	if (!found || offset < o->first)
+		o->first = offset;
+	if (!found || offset > o->last)
+		o->last = offset;
+}
+
+/*
+ * Commits the open Kafka transaction, with a progress record saying that
+ * Kafka now has every PostgreSQL transaction up to commit_lsn (the last
+ * one decoded: this is only called between transactions).  Waits while the
+ * brokers do not answer: until wait_ms passed (0: until shutdown).  On
+ * success the transactions it holds may be confirmed (relay_ack.c).
+ * Anything else ends the session: the transaction is aborted (or left for
+ * the next producer to abort) and relaying starts again from the slot.
+ */
+bool
+eb_kafka_txn_commit(XLogRecPtr commit_lsn, XLogRecPtr end_lsn, long wait_ms)
+{
+	StringInfoData value;
+	HASH_SEQ_STATUS seq;
+	EbTxnOffsets *o;
+	bool		first = true;
+	rd_kafka_resp_err_t err;
+	rd_kafka_error_t *error;
+	TimestampTz deadline = wait_ms > 0 ?
+		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms) : 0;
+
+	if (!txn_open)
+		return true;
+
+	/*
+	 * Every message of the transaction acknowledged before the progress
+	 * record is sent: then a progress record in the log always comes after
+	 * the messages it speaks for, even for a consumer that does not filter
+	 * aborted transactions.
+	 */
+	while (eb_in_flight > 0 && !eb_session_failed)
+	{
+		rd_kafka_poll(eb_producer, 100);
+		eb_relay_publish_stats(false);
+		CHECK_FOR_INTERRUPTS();
+		if (eb_shutdown_requested || (deadline != 0 && GetCurrentTimestamp() >= deadline))
+		{
+			eb_session_failed = true;
+			break;
+		}
+	}
+	if (eb_session_failed)
+	{
+		eb_kafka_txn_abort();
+		return false;
+	}
+	/*
+	 * The record: how far Kafka got, which transaction this is, and where
+	 * its messages are ([topic, partition, first offset, last offset]; Kafka
+	 * topic names need no JSON escaping).
+	 */
+	initStringInfo(&value);
+	appendStringInfo(&value,
+					 "{\"commit_lsn\": \"%X/%X\", \"end_lsn\": \"%X/%X\", \"relay_txn\": \"%s\", \"system_identifier\": \"" UINT64_FORMAT "\", \"database_oid\": %u, \"offsets\": [",
+					 LSN_FORMAT_ARGS(commit_lsn), LSN_FORMAT_ARGS(end_lsn), txn_name,
+					 GetSystemIdentifier(), MyDatabaseId);
+	hash_seq_init(&seq, txn_offsets);
+	while ((o = hash_seq_search(&seq)) != NULL)
+	{
+		appendStringInfo(&value, "%s[\"%s\", %d, " INT64_FORMAT ", " INT64_FORMAT "]",
+						 first ? "" : ", ", o->key.topic,
+						 o->key.partition, o->first, o->last);
+		first = false;
+	}
+	appendStringInfoString(&value, "]}");
+	for (;;)
+	{
+		err = rd_kafka_producev(eb_producer,
+								RD_KAFKA_V_TOPIC(progress_topic),
+								RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+								RD_KAFKA_V_KEY(txn_id, strlen(txn_id)),
+								RD_KAFKA_V_VALUE(value.data, value.len),
+								RD_KAFKA_V_OPAQUE(NULL),
+								RD_KAFKA_V_END);
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || eb_shutdown_requested)
+			break;
+		rd_kafka_poll(eb_producer, 100);
+	}
+	pfree(value.data);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		eb_relay_error(psprintf("could not queue the progress record for Kafka topic \"%s\": %s; relaying again from the last confirmed position",
+								progress_topic, rd_kafka_err2str(err)));
+		eb_session_failed = true;
+		eb_kafka_txn_abort();
+		return false;
+	}
+
+	for (;;)
+	{
+		error = rd_kafka_commit_transaction(eb_producer, 1000);
+		if (error == NULL)
+			break;
+		if (rd_kafka_error_is_retriable(error) && !eb_session_failed &&
+			!eb_shutdown_requested &&
+			(deadline == 0 || GetCurrentTimestamp() < deadline))
+		{
+			/* the brokers do not answer (yet): try again */
+			rd_kafka_error_destroy(error);
+			rd_kafka_poll(eb_producer, 0);
+			eb_relay_publish_stats(false);
+			CHECK_FOR_INTERRUPTS();
+			continue;
+		}
+		eb_kafka_txn_failed("could not commit a Kafka transaction", error);
+		rd_kafka_error_destroy(error);
+		eb_kafka_txn_abort();
+		return false;
+	}
+	txn_open = false;
+	eb_kafka_txn_committed = eb_kafka_txn_seq;
+	eb_progress_lsn = commit_lsn;
+	return true;
+}
+
+/*
+ * Aborts the open Kafka transaction, if any, briefly: a producer that
+ * cannot abort is destroyed anyway, and the next one's
+ * rd_kafka_init_transactions() aborts what is left open.
+ */
+void
+eb_kafka_txn_abort(void)
+{
+	rd_kafka_error_t *error;
+
+	if (!txn_open)
+		return;
+	txn_open = false;
+	error = rd_kafka_abort_transaction(eb_producer, 2000);
+	if (error != NULL)
+		rd_kafka_error_destroy(error);
+}
+
+/* offsets at the end of each partition of the progress topic read first */
+#define EB_PROGRESS_TAIL 1000
+
+/* Parses "commit_lsn": "X/Y" out of a progress record; false if absent. */
+static bool
+eb_progress_parse(const char *value, size_t len, XLogRecPtr *lsn)
+{
+	char		buf[512];
+	const char *p;
+	uint32		hi,
+				lo;
+
+	/* commit_lsn comes first; the offsets that follow can be long */
+	len = Min(len, sizeof(buf) - 1);
+	memcpy(buf, value, len);
+	buf[len] = '\0';
+	p = strstr(buf, "\"commit_lsn\": \"");
+	if (p == NULL || sscanf(p + 15, "%X/%X", &hi, &lo) != 2)
+		return false;
+	*lsn = ((uint64) hi << 32) | lo;
+	return true;
+}
+
+/*
+ * Reads how far Kafka got: the progress record of this relay's
+ * transactional id with the highest commit LSN, read by a read_committed
+ * consumer from every partition of the progress topic.  No topic or no
+ * record: InvalidXLogRecPtr (nothing is skipped).  False with *err set if
+ * the topic cannot be read; false with *err empty at shutdown.
+ */
+static bool
+eb_kafka_progress_read(char *err, size_t errlen)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_t *c;
+	rd_kafka_topic_t *rkt;
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_topic_partition_list_t *parts;
+	rd_kafka_queue_t *q;
+	char		errstr[512];
+	int			partitions = 0;
+	int			done = 0;
+	bool	   *at_end = NULL;
+	bool		ok = true;
+	XLogRecPtr	found = InvalidXLogRecPtr;
+	size_t		idlen = strlen(txn_id);
+	TimestampTz deadline;
+	char		group[sizeof(txn_id) + 16];
+	rd_kafka_resp_err_t aerr;
+	bool		whole = false;	/* every partition from its beginning */
+	bool		cut = false;	/* some partition read from its tail only */
+
+	err[0] = '\0';
+	eb_progress_lsn = InvalidXLogRecPtr;
+
+	/*
+	 * librdkafka's consumer wants a group id even for assigned partitions;
+	 * the group is never joined and no offset is committed.
+	 */
+	snprintf(group, sizeof(group), "%s-progress", txn_id);
+	if (!eb_conf_set(conf, "bootstrap.servers", eb_kafka_brokers, err, errlen) ||
+		!eb_conf_set(conf, "client.id", "pg_eventbus", err, errlen) ||
+		!eb_conf_set(conf, "log.queue", "true", err, errlen) ||
+		!eb_conf_apply_properties(conf, err, errlen) ||
+		!eb_conf_apply_file(conf, err, errlen) ||
+		!eb_conf_set(conf, "isolation.level", "read_committed", err, errlen) ||
+		!eb_conf_set(conf, "enable.partition.eof", "true", err, errlen) ||
+		!eb_conf_set(conf, "enable.auto.commit", "false", err, errlen) ||
+		!eb_conf_set(conf, "enable.auto.offset.store", "false", err, errlen) ||
+		!eb_conf_set(conf, "group.id", group, err, errlen))
+	{
+		rd_kafka_conf_destroy(conf);
+		return false;
+	}
+	rd_kafka_conf_set_error_cb(conf, eb_error_cb);
+	rd_kafka_conf_set_log_cb(conf, eb_log_cb);
+	c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+	if (c == NULL)
+	{
+		rd_kafka_conf_destroy(conf);
+		snprintf(err, errlen, "could not create the Kafka consumer of the progress topic: %s", errstr);
+		return false;
+	}
+	q = rd_kafka_queue_get_main(c);
+	rd_kafka_set_log_queue(c, q);
+	rd_kafka_queue_destroy(q);
+
+	/* the progress topic's partitions; wait while the brokers do not answer */
+	rkt = rd_kafka_topic_new(c, progress_topic, NULL);
+	for (;;)
+	{
+		if (rd_kafka_metadata(c, 0, rkt, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+			break;
+		md = NULL;
+		rd_kafka_poll(c, 0);
+		CHECK_FOR_INTERRUPTS();
+		if (eb_shutdown_requested)
+		{
+			ok = false;
+			goto out;
+		}
+	}
+	if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		partitions = md->topics[0].partition_cnt;
+	else if (md->topic_cnt == 1 &&
+			 md->topics[0].err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART &&
+			 md->topics[0].err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
+	{
+		snprintf(err, errlen, "could not read the progress topic \"%s\": %s",
+				 progress_topic, rd_kafka_err2str(md->topics[0].err));
+		ok = false;
+		goto out;
+	}
+	if (partitions <= 0)
+		goto out;				/* no topic yet: nothing relayed with it */
+
+	/*
+	 * The relay's last record is near the end of its partition unless many
+	 * other relays share the topic: read the last EB_PROGRESS_TAIL offsets
+	 * of every partition first, everything only if that finds none.
+	 */
+again:
+	parts = rd_kafka_topic_partition_list_new(partitions);
+	for (int p = 0; p < partitions; p++)
+	{
+		int64_t		lo = 0,
+					hi = 0;
+		int64		start = RD_KAFKA_OFFSET_BEGINNING;
+
+		if (!whole &&
+			rd_kafka_query_watermark_offsets(c, progress_topic, p, &lo, &hi, 10000) ==
+			RD_KAFKA_RESP_ERR_NO_ERROR && hi - EB_PROGRESS_TAIL > lo)
+		{
+			start = hi - EB_PROGRESS_TAIL;
+			cut = true;
+		}
+		rd_kafka_topic_partition_list_add(parts, progress_topic, p)->offset = start;
+	}
+	aerr = rd_kafka_assign(c, parts);
+	rd_kafka_topic_partition_list_destroy(parts);
+	if (aerr != RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		snprintf(err, errlen, "could not read the progress topic \"%s\": %s",
+				 progress_topic, rd_kafka_err2str(aerr));
+		ok = false;
+		goto out;
+	}
+	if (at_end == NULL)
+		at_end = palloc0(sizeof(bool) * partitions);
+
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60000);
+	while (done < partitions)
+	{
+		rd_kafka_message_t *msg = rd_kafka_consumer_poll(c, 100);
+
+		CHECK_FOR_INTERRUPTS();
+		if (eb_shutdown_requested)
+		{
+			ok = false;
+			if (msg != NULL)
+				rd_kafka_message_destroy(msg);
+			goto out;
+		}
+		if (GetCurrentTimestamp() > deadline)
+		{
+			snprintf(err, errlen, "could not read the progress topic \"%s\" to its end within 60 s",
+					 progress_topic);
+			ok = false;
+			if (msg != NULL)
+				rd_kafka_message_destroy(msg);
+			goto out;
+		}
+		if (msg == NULL)
+			continue;
+		if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+		{
+			if (msg->partition >= 0 && msg->partition < partitions &&
+				!at_end[msg->partition])
+			{
+				at_end[msg->partition] = true;
+				done++;
+			}
+		}
+		else if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		{
+			XLogRecPtr	lsn;
+
+			if (msg->key_len == idlen && memcmp(msg->key, txn_id, idlen) == 0 &&
+				eb_progress_parse(msg->payload, msg->len, &lsn) && lsn > found)
+				found = lsn;
+		}
+		else if (eb_kafka_error_is_permanent(msg->err))
+		{
+			snprintf(err, errlen, "could not read the progress topic \"%s\": %s",
+					 progress_topic, rd_kafka_message_errstr(msg));
+			ok = false;
+			rd_kafka_message_destroy(msg);
+			goto out;
+		}
+		rd_kafka_message_destroy(msg);
+	}
+	if (found == InvalidXLogRecPtr && cut && !whole)
+	{
+		/* none in the tails: read every partition from its beginning */
+		whole = true;
+		cut = false;
+		done = 0;
+		pfree(at_end);
+		at_end = NULL;
+		goto again;
+	}
+	eb_progress_lsn = found;
+
+out:
+	if (md != NULL)
+		rd_kafka_metadata_destroy(md);
+	rd_kafka_topic_destroy(rkt);
+	if (at_end != NULL)
+		pfree(at_end);
+	rd_kafka_consumer_close(c);
+	rd_kafka_destroy(c);
+	return ok;
+}
+
+/*
+ * Exactly-once, at the start of a session: registers the transactional id
+ * with the brokers (which fences every older producer with that id and
+ * aborts its open transaction), then reads how far Kafka got
+ * (eb_progress_lsn): the session skips every PostgreSQL transaction whose
+ * commit LSN is not above it.  Waits while the brokers do not answer.
+ * False with *err set on an error, with *err empty at shutdown.
+ */
+bool
+eb_kafka_transactions_start(char *err, size_t errlen)
+{
+	rd_kafka_error_t *error;
+
+	err[0] = '\0';
+	txn_open = false;
+	eb_kafka_txn_seq = 0;
+	eb_kafka_txn_committed = 0;
+	snprintf(session_tag, sizeof(session_tag), "%x-%llx",
+			 (unsigned) MyProcPid, (unsigned long long) GetCurrentTimestamp());
+	for (;;)
+	{
+		error = rd_kafka_init_transactions(eb_producer, 1000);
+		if (error == NULL)
+			break;
+		if (!rd_kafka_error_is_retriable(error) &&
+			rd_kafka_error_code(error) != RD_KAFKA_RESP_ERR__TIMED_OUT)
+		{
+			snprintf(err, errlen, "could not initialize Kafka transactions (transactional.id \"%s\"): %s",
+					 txn_id, rd_kafka_error_string(error));
+			rd_kafka_error_destroy(error);
+			return false;
+		}
+		rd_kafka_error_destroy(error);
+		rd_kafka_poll(eb_producer, 0);
+		CHECK_FOR_INTERRUPTS();
+		if (eb_shutdown_requested)
+			return false;
+	}
+	if (!eb_kafka_progress_read(err, errlen))
+		return false;
+	ereport(LOG,
+			(errmsg("pg_eventbus relay: exactly-once with transactional.id \"%s\": Kafka has every transaction up to commit LSN %X/%X",
+					txn_id, LSN_FORMAT_ARGS(eb_progress_lsn))));
+	return true;
 }

@@ -319,6 +319,22 @@ eb_relay_session(const char *slot)
 	eb_session_failed = false;
 	eb_kafka_session_reset();
 
+	/* exactly-once: fence older producers, read how far Kafka got */
+	if (eb_exactly_once)
+	{
+		char		why[EB_RELAY_ERROR_LEN];
+
+		eb_relay_set_state("starting Kafka transactions");
+		if (!eb_kafka_transactions_start(why, sizeof(why)))
+		{
+			if (why[0] != '\0')
+				eb_relay_error(why);
+			eb_session_failed = true;
+			eb_producer_destroy();
+			return;
+		}
+	}
+
 	eb_replication_slot_acquire(slot, true);
 	eb_ack_session_start(MyReplicationSlot->data.confirmed_flush);
 	eb_session_active = true;
@@ -362,7 +378,7 @@ eb_relay_session(const char *slot)
 
 		flush = GetFlushRecPtr(NULL);
 		while (ctx->reader->EndRecPtr < flush && eb_in_flight < eb_relay_max_in_flight &&
-			   !eb_session_failed && !eb_shutdown_requested)
+			   !eb_session_failed && !eb_shutdown_requested && !eb_kafka_txn_due())
 		{
 			char	   *errm = NULL;
 			XLogRecord *record = XLogReadRecord(ctx->reader, &errm);
@@ -388,6 +404,15 @@ eb_relay_session(const char *slot)
 		caught_up = ctx->reader->EndRecPtr >= flush;
 		eb_relay_apply_policies();
 		eb_mappings_persist();
+
+		/*
+		 * Exactly-once: commit the Kafka transaction (decoding stops only
+		 * between PostgreSQL transactions) when all WAL is read, too much
+		 * is in flight, or it has been open for relay_commit_interval.
+		 */
+		if (eb_kafka_txn_open() && !eb_session_failed && eb_current_txn == NULL &&
+			(caught_up || eb_in_flight >= eb_relay_max_in_flight || eb_kafka_txn_due()))
+			(void) eb_kafka_txn_commit(eb_last_commit_lsn, eb_last_end_lsn, 0);
 		eb_relay_confirm(ctx, caught_up, false);
 		eb_relay_publish_stats(false);
 
@@ -414,6 +439,8 @@ eb_relay_session(const char *slot)
 			rd_kafka_poll(eb_producer, 100);
 		eb_relay_apply_policies();
 		eb_mappings_persist();
+		if (!eb_session_failed && eb_kafka_txn_open() && eb_current_txn == NULL)
+			(void) eb_kafka_txn_commit(eb_last_commit_lsn, eb_last_end_lsn, 5000);
 		if (!eb_session_failed)
 			eb_relay_confirm(ctx, true, true);
 		else if (eb_relay_slot_dirty())
@@ -422,6 +449,7 @@ eb_relay_session(const char *slot)
 	else if (eb_relay_slot_dirty())
 		eb_relay_confirm(ctx, false, true);
 
+	eb_kafka_txn_abort();
 	eb_producer_destroy();
 	eb_session_active = false;
 	FreeDecodingContext(ctx);

@@ -1031,11 +1031,15 @@ eb_kafka_txn_open(void)
 	return txn_open;
 }
 
-/* Has the open Kafka transaction been open for eventbus.relay_commit_interval? */
+/*
+ * Has the open Kafka transaction been open for eventbus.relay_commit_interval?
+ * Not while the brokers are unreachable: then it takes more until
+ * relay_max_in_flight messages wait, as in at-least-once mode.
+ */
 bool
 eb_kafka_txn_due(void)
 {
-	return txn_open &&
+	return txn_open && !eb_brokers_down &&
 		TimestampDifferenceExceeds(txn_began_at, GetCurrentTimestamp(),
 								   eb_relay_commit_interval);
 }
@@ -1348,8 +1352,10 @@ eb_kafka_progress_read(char *err, size_t errlen)
 			break;
 		md = NULL;
 		rd_kafka_poll(c, 0);
+		eb_relay_set_state(eb_brokers_down ? "broker unreachable" :
+						   "starting Kafka transactions");
 		CHECK_FOR_INTERRUPTS();
-		if (eb_shutdown_requested)
+		if (eb_shutdown_requested || ConfigReloadPending)
 		{
 			ok = false;
 			goto out;
@@ -1511,8 +1517,11 @@ eb_kafka_transactions_start(char *err, size_t errlen)
 		}
 		rd_kafka_error_destroy(error);
 		rd_kafka_poll(eb_producer, 0);
+		eb_relay_set_state(eb_brokers_down ? "broker unreachable" :
+						   "starting Kafka transactions");
 		CHECK_FOR_INTERRUPTS();
-		if (eb_shutdown_requested)
+		/* a reload: start again with the new settings (the caller sees it) */
+		if (eb_shutdown_requested || ConfigReloadPending)
 			return false;
 	}
 	if (!eb_kafka_progress_read(err, errlen))

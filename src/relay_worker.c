@@ -329,7 +329,8 @@ eb_relay_session(const char *slot)
 		{
 			if (why[0] != '\0')
 				eb_relay_error(why);
-			eb_session_failed = true;
+			/* a reload is no failure: the next session has the new settings */
+			eb_session_failed = why[0] != '\0' || !ConfigReloadPending;
 			eb_producer_destroy();
 			return;
 		}
@@ -407,23 +408,25 @@ eb_relay_session(const char *slot)
 
 		/*
 		 * Exactly-once: commit the Kafka transaction (decoding stops only
-		 * between PostgreSQL transactions) when all WAL is read, too much
-		 * is in flight, or it has been open for relay_commit_interval.
+		 * between PostgreSQL transactions) once all its messages are
+		 * acknowledged, when all WAL is read or it has been open for
+		 * relay_commit_interval.  While it waits for acknowledgements,
+		 * reading WAL pauses (eb_kafka_txn_due).
 		 */
 		if (eb_kafka_txn_open() && !eb_session_failed && eb_current_txn == NULL &&
-			(caught_up || eb_in_flight >= eb_relay_max_in_flight || eb_kafka_txn_due()))
+			eb_in_flight == 0 && (caught_up || eb_kafka_txn_due()))
 			(void) eb_kafka_txn_commit(eb_last_commit_lsn, eb_last_end_lsn, 0);
 		eb_relay_confirm(ctx, caught_up, false);
 		eb_relay_publish_stats(false);
 
-		if (!caught_up && eb_in_flight < eb_relay_max_in_flight)
+		if (!caught_up && eb_in_flight < eb_relay_max_in_flight && !eb_kafka_txn_due())
 			continue;
 
 		/*
 		 * Sleep until a commit sets the latch or librdkafka queues a
 		 * delivery report (kafka_event_fd), whichever comes first.
 		 */
-		rc = eb_relay_wait(eb_in_flight >= eb_relay_max_in_flight,
+		rc = eb_relay_wait(eb_in_flight >= eb_relay_max_in_flight || eb_kafka_txn_due(),
 						   eb_in_flight > 0 ? 100L : 1000L);
 		ResetLatch(MyLatch);
 		if (rc & WL_SOCKET_READABLE)

@@ -314,6 +314,12 @@ eb_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	}
 }
 
+static const struct config_enum_entry eb_relay_delivery_options[] = {
+	{"exactly_once", EB_RELAY_EXACTLY_ONCE, false},
+	{"at_least_once", EB_RELAY_AT_LEAST_ONCE, false},
+	{NULL, 0, false}
+};
+
 void
 _PG_init(void)
 {
@@ -425,6 +431,45 @@ _PG_init(void)
 							10000000,
 							PGC_SIGHUP,
 							0,
+							NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("eventbus.relay_delivery",
+							 "How the relay delivers to Kafka: exactly_once (transactional producer, progress kept in Kafka) or at_least_once.",
+							 NULL,
+							 &eb_relay_delivery,
+							 EB_RELAY_DELIVERY_DEFAULT,
+							 eb_relay_delivery_options,
+							 PGC_SIGHUP,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("eventbus.relay_transactional_id",
+							   "Kafka transactional.id of this server's relays in exactly_once mode; empty: pg_eventbus-<system identifier>-<database OID>.",
+							   "With a value, each database's relay uses the value followed by -<database OID>.",
+							   &eb_relay_transactional_id,
+							   "",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("eventbus.relay_progress_topic",
+							   "Kafka topic where the relay records, in each Kafka transaction, how far it got (exactly_once mode).",
+							   NULL,
+							   &eb_relay_progress_topic,
+							   EB_RELAY_PROGRESS_TOPIC_DEFAULT,
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("eventbus.relay_commit_interval",
+							"Longest time the relay keeps a Kafka transaction open while it has more to send (exactly_once mode).",
+							NULL,
+							&eb_relay_commit_interval,
+							100,
+							1,
+							60000,
+							PGC_SIGHUP,
+							GUC_UNIT_MS,
 							NULL, NULL, NULL);
 
 	if (process_shared_preload_libraries_in_progress)

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * relay.h
- *	  The Kafka relay: the worker (relay_worker.c), its output plugin
+ *	  The Kafka relay: the worker (relay_worker.c, with relay_kafka.c and
+ *	  relay_ack.c, which share relay_int.h), its output plugin
  *	  (relay_output.c) and the SQL side (relay_sql.c).
  *
  *-------------------------------------------------------------------------
@@ -52,18 +53,52 @@ typedef struct EbRelayMessage
 	bool		outbox;
 } EbRelayMessage;
 
+/*
+ * How the output plugin hands its messages to the worker: the worker puts
+ * one of these in its decoding context's output_writer_private, and the
+ * plugin calls nothing else of the worker.  begin and commit bracket every
+ * decoded transaction (in commit order); send is called between them for
+ * each message.  magic tells the worker's writer from any other caller's.
+ */
+#define EB_RELAY_WRITER_MAGIC 0x45427277	/* "EBrw" */
+
+typedef struct EbRelayWriter
+{
+	uint32		magic;
+	void		(*begin) (XLogRecPtr commit_lsn);
+	void		(*commit) (XLogRecPtr end_lsn, TimestampTz commit_time);
+	void		(*send) (EbRelayMessage *m);
+} EbRelayWriter;
+
+/* eventbus.relay_delivery */
+typedef enum EbRelayDelivery
+{
+	EB_RELAY_EXACTLY_ONCE,
+	EB_RELAY_AT_LEAST_ONCE
+} EbRelayDelivery;
+
+/*
+ * The default delivery mode.  Exactly-once becomes the default once its
+ * throughput is shown to be at least 0.7 times at-least-once's
+ * (bench/relay.sh, docs/benchmarks.md) and it passes every relay test
+ * against the librdkafka of every supported Debian suite; until then
+ * at-least-once.  Flip here, and in docs/relay.md's settings table.
+ */
+#define EB_RELAY_DELIVERY_DEFAULT EB_RELAY_AT_LEAST_ONCE
+#define EB_RELAY_PROGRESS_TOPIC_DEFAULT "__eventbus_relay_progress"
+
 /* GUCs */
 extern char *eb_kafka_brokers;
 extern char *eb_kafka_properties;
 extern char *eb_kafka_properties_file;
 extern int	eb_relay_max_in_flight;
+extern int	eb_relay_delivery;
+extern char *eb_relay_transactional_id;
+extern char *eb_relay_progress_topic;
+extern int	eb_relay_commit_interval;
 
 /* relay_worker.c */
 extern PGDLLEXPORT void eb_relay_main(Datum arg);
-extern bool eb_relay_session_active(void);
-extern void eb_relay_txn_begin(void);
-extern void eb_relay_txn_commit(XLogRecPtr end_lsn, TimestampTz commit_time);
-extern void eb_relay_send(EbRelayMessage *m);
 extern void eb_relay_wake(void);
 extern void eb_relay_slot_name(Oid dboid, char *buf);
 

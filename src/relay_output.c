@@ -6,8 +6,10 @@
  * The relay worker decodes WAL in its own process with this library as the
  * output plugin of its slot.  The callbacks turn committed rows of relayed
  * topics' segment tables, and outbox messages, into EbRelayMessages and hand
- * them to the worker (relay_worker.c), transaction by transaction in commit
- * order.  They never write to the database.
+ * them to the worker, transaction by transaction in commit order, through
+ * the EbRelayWriter the worker put in the decoding context
+ * (output_writer_private; relay.h).  The plugin calls nothing else of the
+ * worker.  They never write to the database.
  *
  * The plugin trusts only what the extension wrote.  A relation is relayed
  * only if eventbus.segment registers it (by OID) as a segment table of a
@@ -537,13 +539,31 @@ eb_relay_target(Relation rel, EbRelayTarget *out)
 }
 
 static void
+eb_relay_not_served(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("the pg_eventbus output plugin only serves the pg_eventbus relay worker")));
+}
+
+/* The relay worker's writer (relay.h); an error for any other caller. */
+static EbRelayWriter *
+eb_relay_writer(LogicalDecodingContext *ctx)
+{
+	EbRelayWriter *w = (EbRelayWriter *) ctx->output_writer_private;
+
+	if (w == NULL || w->magic != EB_RELAY_WRITER_MAGIC)
+		eb_relay_not_served();
+	return w;
+}
+
+static void
 eb_output_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
 {
 	opt->output_type = OUTPUT_PLUGIN_BINARY_OUTPUT;
-	if (!is_init && !eb_relay_session_active())
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("the pg_eventbus output plugin only serves the pg_eventbus relay worker")));
+	/* the writer is set after startup: eb_relay_writer() checks it then */
+	if (!is_init && MyBackendType != B_BG_WORKER)
+		eb_relay_not_served();
 	if (!callback_registered)
 	{
 		CacheRegisterRelcacheCallback(eb_relay_invalidate, (Datum) 0);
@@ -565,13 +585,13 @@ eb_output_shutdown(LogicalDecodingContext *ctx)
 static void
 eb_output_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 {
-	eb_relay_txn_begin();
+	eb_relay_writer(ctx)->begin(txn->final_lsn);
 }
 
 static void
 eb_output_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commit_lsn)
 {
-	eb_relay_txn_commit(txn->end_lsn, eb_txn_commit_time(txn));
+	eb_relay_writer(ctx)->commit(txn->end_lsn, eb_txn_commit_time(txn));
 }
 
 static int64
@@ -877,7 +897,7 @@ eb_output_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	eb_message_header(&m, "eventbus-lsn", eb_lsn_header(txn));
 	m.part = eb_shared_part_slot(MyDatabaseId, t->uid, m.partition, false);
 
-	eb_relay_send(&m);
+	eb_relay_writer(ctx)->send(&m);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(change_cxt);
 }
@@ -1052,7 +1072,7 @@ eb_output_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	eb_message_header(&m, "eventbus-event-id", m.event_id);
 	eb_message_header(&m, "eventbus-lsn", eb_lsn_header(txn));
 
-	eb_relay_send(&m);
+	eb_relay_writer(ctx)->send(&m);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(change_cxt);
 }

@@ -26,6 +26,12 @@
  *	  topic_error <topic> <error>	 answer metadata requests for the topic
  *									 with the error (NO_ERROR: none), e.g.
  *									 TOPIC_AUTHORIZATION_FAILED
+ *	  txn_produce <topic> <commit|abort> <value>
+ *									 produce one message (no key) with a
+ *									 transactional producer of its own, in a
+ *									 transaction it then commits or aborts
+ *									 (to check what read_committed
+ *									 consumers see)
  *	  quit							 exit
  *
  * End of input on stdin also makes it exit, so a test that dies does not
@@ -96,7 +102,8 @@ usage(FILE *out)
 			"stdin, one per line, each answered with \"ok\" or \"error <reason>\":\n"
 			"  down <broker_id>, up <broker_id>, rtt <broker_id> <ms>,\n"
 			"  create <topic> <partitions>, produce_errors <count> <error>,\n"
-			"  topic_error <topic> <error>, quit\n"
+			"  topic_error <topic> <error>, txn_produce <topic> <commit|abort> <value>,\n"
+			"  quit\n"
 			"\n"
 			"  --brokers N              number of brokers, ids 1..N (default 1)\n"
 			"  --topic NAME:PARTITIONS  create a topic at start (repeatable)\n"
@@ -199,6 +206,76 @@ parse_error(const char *name, rd_kafka_resp_err_t *err)
 	return false;
 }
 
+/*
+ * Produces one message in a transaction of a new transactional producer
+ * and commits or aborts it.  Returns NULL on success, or a message
+ * (static, or in errbuf) describing the failure.
+ */
+static const char *
+txn_produce(const char *topic, bool commit, const char *value,
+			char *errbuf, size_t errlen)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_t *rk;
+	rd_kafka_error_t *error;
+	rd_kafka_resp_err_t err;
+	const char *failed = NULL;
+
+	if (!valid_topic_name(topic))
+	{
+		rd_kafka_conf_destroy(conf);
+		return "invalid topic name";
+	}
+	if (rd_kafka_conf_set(conf, "bootstrap.servers",
+						  rd_kafka_mock_cluster_bootstraps(cluster),
+						  errbuf, errlen) != RD_KAFKA_CONF_OK ||
+		rd_kafka_conf_set(conf, "transactional.id", "mock_kafka-txn_produce",
+						  errbuf, errlen) != RD_KAFKA_CONF_OK ||
+		rd_kafka_conf_set(conf, "log_level", "4",
+						  errbuf, errlen) != RD_KAFKA_CONF_OK)
+	{
+		rd_kafka_conf_destroy(conf);
+		return errbuf;
+	}
+	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errbuf, errlen);
+	if (rk == NULL)
+	{
+		rd_kafka_conf_destroy(conf);
+		return errbuf;
+	}
+	error = rd_kafka_init_transactions(rk, 10000);
+	if (error == NULL)
+		error = rd_kafka_begin_transaction(rk);
+	if (error == NULL)
+	{
+		err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
+								RD_KAFKA_V_VALUE((void *) value, strlen(value)),
+								RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+								RD_KAFKA_V_END);
+		if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+		{
+			snprintf(errbuf, errlen, "produce: %s", rd_kafka_err2str(err));
+			failed = errbuf;
+		}
+		else if (commit)
+			error = rd_kafka_commit_transaction(rk, 10000);
+		else
+		{
+			/* delivered first, so that the aborted message is in the log */
+			rd_kafka_flush(rk, 10000);
+			error = rd_kafka_abort_transaction(rk, 10000);
+		}
+	}
+	if (error != NULL)
+	{
+		snprintf(errbuf, errlen, "%s", rd_kafka_error_string(error));
+		rd_kafka_error_destroy(error);
+		failed = errbuf;
+	}
+	rd_kafka_destroy(rk);
+	return failed;
+}
+
 static void
 reply(const char *error)
 {
@@ -220,6 +297,7 @@ run_command(char *line)
 	char	   *save = NULL;
 	char	   *cmd;
 	char	   *args[3];
+	char		errbuf[512];
 	int			nargs = 0;
 	char	   *tok;
 
@@ -359,6 +437,17 @@ run_command(char *line)
 		}
 		rd_kafka_mock_topic_set_error(cluster, args[0], err);
 		reply(NULL);
+	}
+	else if (strcmp(cmd, "txn_produce") == 0)
+	{
+		if (nargs != 3 ||
+			(strcmp(args[1], "commit") != 0 && strcmp(args[1], "abort") != 0))
+		{
+			reply("usage: txn_produce <topic> <commit|abort> <value>");
+			return true;
+		}
+		reply(txn_produce(args[0], strcmp(args[1], "commit") == 0, args[2],
+						  errbuf, sizeof(errbuf)));
 	}
 	else
 		reply("unknown command");

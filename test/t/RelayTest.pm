@@ -13,6 +13,10 @@
 #	  slot_confirmed_lsn, lsn_cmp		the relay slot's confirmed LSN, LSN order
 #	  by_event_id(MESSAGES)				messages grouped by eventbus-event-id
 #	  log_since(NODE, OFFSET)			the server log from a byte offset on
+#	  kafka_values(BOOTSTRAP, TOPIC, ISOLATION)	the values of a topic, as a
+#										consumer of that isolation.level reads them
+#	  committed_view(BOOTSTRAP, MESSAGES)	what a read_committed consumer of a
+#										real broker would see of relayed messages
 #
 # $ENV{EB_MOCK_KAFKA} is the helper's path (scripts/test.sh sets it); kcat
 # must be in PATH.  Every wait is bounded.
@@ -32,7 +36,7 @@ use Time::HiRes qw(usleep time);
 
 our @EXPORT = qw(compare_delivery relay_node wait_relay_running relay_status kafka_read
   wait_for_kafka poll_until slot_confirmed_lsn lsn_cmp by_event_id
-  log_since);
+  log_since kafka_values committed_view);
 
 my $kcat_timeout = 30;    # seconds for one kcat run
 
@@ -261,6 +265,60 @@ sub log_since
 {
 	my ($node, $offset) = @_;
 	return substr(slurp_file($node->logfile), $offset // 0);
+}
+
+# The values of every message of a topic (one line each, so values must not
+# hold newlines), read by kcat with isolation.level $isolation.
+sub kafka_values
+{
+	my ($bootstrap, $topic, $isolation) = @_;
+	my ($out, $err) = ('', '');
+	run([
+			'kcat', '-C', '-b', $bootstrap, '-t', $topic,
+			'-X', "isolation.level=$isolation",
+			'-o', 'beginning', '-e', '-q', '-f', '%s\n'
+		],
+		'<', \undef, '>', \$out, '2>', \$err,
+		timeout($kcat_timeout))
+	  or die "kcat -C -t $topic failed: $err";
+	return [ split /\n/, $out ];
+}
+
+# Exactly-once mode on the mock cluster.  The mock does not hide aborted
+# transactions from read_committed consumers (its fetch responses list none
+# and its last stable offset is the high watermark; 130_mock_transactions.pl
+# shows it), so this computes what a read_committed consumer of a real
+# broker sees of the relayed messages $msgs (from kafka_read): those whose
+# offset lies in a range that a progress record of the relay names (each
+# Kafka transaction's record lists, per topic and partition, the first and
+# last offset its messages got).  The relay sends a transaction's progress
+# record last, once all its messages are acknowledged, and commits right
+# after: a transaction whose record never arrived never committed.  (One
+# whose record arrived but whose commit did not counts as committed here;
+# the relay, reading its progress back from the same mock, treats it the
+# same way.)  With no progress topic, nothing was sent in transactions:
+# every message counts.
+sub committed_view
+{
+	my ($bootstrap, $msgs, $progress_topic) = @_;
+	my $progress =
+	  kafka_read($bootstrap, $progress_topic // '__eventbus_relay_progress')
+	  // die "could not read the progress topic";
+	return $msgs unless @$progress;
+	my %ranges;    # "topic/partition" => [[first, last], ...]
+	foreach my $p (@$progress)
+	{
+		my $v = decode_json($p->{value});
+		push @{ $ranges{"$_->[0]/$_->[1]"} }, [ $_->[2], $_->[3] ]
+		  foreach @{ $v->{offsets} };
+	}
+	return [
+		grep {
+			my $m = $_;
+			grep { $m->{offset} >= $_->[0] && $m->{offset} <= $_->[1] }
+			  @{ $ranges{"$m->{topic}/$m->{partition}"} // [] }
+		} @$msgs
+	];
 }
 
 #

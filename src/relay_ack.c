@@ -1,0 +1,507 @@
+/*-------------------------------------------------------------------------
+ *
+ * relay_ack.c
+ *	  The relay's acknowledgement tracking: decoded transactions in flight,
+ *	  delivery reports, messages Kafka refused for good, confirming the
+ *	  slot, and the counters of relay_status.
+ *
+ * Decoded transactions enter a FIFO in commit order, each with a count of
+ * messages not yet acknowledged.  The slot's confirmed position moves only
+ * to the end of the newest transaction of the fully acknowledged prefix
+ * (LogicalConfirmReceivedLocation, then the slot is saved, at most every
+ * EB_SLOT_SAVE_MS).  When nothing is in flight and all WAL has been read,
+ * the slot is confirmed at the read position, so an idle database does not
+ * retain WAL.
+ *
+ * Delivery reports (eb_delivery_cb) are served by rd_kafka_poll() in the
+ * worker's main thread, as are all librdkafka callbacks.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <librdkafka/rdkafka.h>
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "lib/ilist.h"
+#include "miscadmin.h"
+#include "replication/logical.h"
+#include "replication/slot.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/pg_lsn.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "pg_eventbus.h"
+#include "privileged.h"
+#include "relay_int.h"
+#include "shmem.h"
+
+EbRelayTxn *eb_current_txn = NULL;
+int64		eb_in_flight = 0;
+TimestampTz eb_in_flight_since = 0;
+bool		eb_stopped_at_refusal = false;
+uint64		eb_stat_events = 0;
+uint64		eb_stat_bytes = 0;
+XLogRecPtr	eb_last_commit_lsn = InvalidXLogRecPtr;
+XLogRecPtr	eb_last_end_lsn = InvalidXLogRecPtr;
+
+/* exactly-once: transactions skipped because Kafka has them */
+static int64 skipped = 0;
+static bool skipped_logged = false;
+
+/*
+ * Exactly-once: messages Kafka refused for good inside a transaction, which
+ * therefore had to be aborted.  When decoding comes to them again, they
+ * are refused without being sent (their topic's policy applies then), so
+ * that one such message cannot make every later transaction fail.  Lives
+ * as long as the process; the oldest entries make room for new ones.
+ */
+#define EB_KNOWN_REFUSALS 256
+typedef struct EbKnownRefusal
+{
+	XLogRecPtr	lsn;
+	char		event_id[40];
+	rd_kafka_resp_err_t err;
+} EbKnownRefusal;
+static EbKnownRefusal known_refusals[EB_KNOWN_REFUSALS];
+static int	known_refusals_next = 0;
+
+static dlist_head txns = DLIST_STATIC_INIT(txns);
+static dlist_head refusals = DLIST_STATIC_INIT(refusals);
+static XLogRecPtr confirmed = InvalidXLogRecPtr;
+static bool slot_dirty = false;
+static TimestampTz last_save = 0;
+
+static TimestampTz stat_last_ack = 0;
+static TimestampTz stats_published_at = 0;
+static double latency_ring[EB_LATENCY_RING];
+static int	latency_count = 0;
+static int	latency_next = 0;
+
+/* A new session: nothing in flight, the slot confirmed at confirmed_flush. */
+void
+eb_ack_session_start(XLogRecPtr confirmed_flush)
+{
+	dlist_init(&txns);
+	dlist_init(&refusals);
+	eb_stopped_at_refusal = false;
+	eb_current_txn = NULL;
+	eb_in_flight = 0;
+	eb_in_flight_since = 0;
+	confirmed = confirmed_flush;
+	slot_dirty = false;
+	eb_last_commit_lsn = InvalidXLogRecPtr;
+	eb_last_end_lsn = InvalidXLogRecPtr;
+	skipped = 0;
+	skipped_logged = false;
+}
+
+/* The session ended: what it tracked is gone with eb_session_cxt. */
+void
+eb_ack_session_end(void)
+{
+	dlist_init(&txns);
+	dlist_init(&refusals);
+	eb_current_txn = NULL;
+	eb_in_flight = 0;
+}
+
+/* Has the slot moved since it was last saved? */
+bool
+eb_relay_slot_dirty(void)
+{
+	return slot_dirty;
+}
+
+static int
+eb_cmp_double(const void *a, const void *b)
+{
+	double		x = *(const double *) a;
+	double		y = *(const double *) b;
+
+	return x < y ? -1 : (x > y ? 1 : 0);
+}
+
+/* Copies the counters to shared memory, at most every EB_STATS_MS unless forced. */
+void
+eb_relay_publish_stats(bool force)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	double		p50 = 0,
+				p99 = 0;
+	bool		have = latency_count > 0;
+
+	if (!force && !TimestampDifferenceExceeds(stats_published_at, now, EB_STATS_MS))
+		return;
+	stats_published_at = now;
+	if (have)
+	{
+		double		sorted[EB_LATENCY_RING];
+
+		memcpy(sorted, latency_ring, sizeof(double) * latency_count);
+		qsort(sorted, latency_count, sizeof(double), eb_cmp_double);
+		p50 = sorted[(latency_count - 1) / 2];
+		p99 = sorted[(int) ((latency_count - 1) * 0.99)];
+	}
+	SpinLockAcquire(&eb_my_relay->mutex);
+	eb_my_relay->events_relayed = eb_stat_events;
+	eb_my_relay->bytes_relayed = eb_stat_bytes;
+	eb_my_relay->in_flight = eb_in_flight;
+	if (stat_last_ack != 0)
+		eb_my_relay->last_ack_at = stat_last_ack;
+	/* an acknowledgement after the last error: that error is resolved */
+	if (eb_my_relay->last_error_at != 0 &&
+		eb_my_relay->last_error_resolved_at == 0 &&
+		stat_last_ack > eb_my_relay->last_error_at)
+		eb_my_relay->last_error_resolved_at = stat_last_ack;
+	if (eb_session_active)
+	{
+		const char *state = "running";
+
+		if (eb_brokers_down)
+			state = "broker unreachable";
+		else if (eb_in_flight > 0 &&
+				 TimestampDifferenceExceeds(Max(stat_last_ack, eb_in_flight_since), now,
+											EB_ACK_STALL_MS))
+			state = "not acknowledging";
+		strlcpy(eb_my_relay->state, state, EB_RELAY_STATE_LEN);
+	}
+	eb_my_relay->have_latency = have;
+	eb_my_relay->latency_p50_ms = p50;
+	eb_my_relay->latency_p99_ms = p99;
+	SpinLockRelease(&eb_my_relay->mutex);
+}
+
+/* ---------- delivery reports ---------- */
+
+/*
+ * Remembers a message Kafka refused for good; its transaction is not
+ * confirmed until the main loop applied the topic's policy
+ * (eb_relay_apply_policies).  No table access here: this runs inside
+ * librdkafka callbacks and decoding.
+ */
+void
+eb_relay_refused(EbRelayTxn *t, EbRelayMsgRef *ref, const char *kafka_topic,
+				 rd_kafka_resp_err_t err)
+{
+	EbRelayRefusal *r = MemoryContextAllocZero(eb_session_cxt, sizeof(EbRelayRefusal));
+
+	r->txn = t;
+	r->topic_id = ref->topic_id;
+	r->partition = ref->partition;
+	r->position = ref->position;
+	r->lsn = ref->lsn;
+	r->outbox = ref->outbox;
+	strlcpy(r->topic, ref->topic, sizeof(r->topic));
+	strlcpy(r->kafka_topic, kafka_topic, sizeof(r->kafka_topic));
+	strlcpy(r->event_id, ref->event_id, sizeof(r->event_id));
+	snprintf(r->error, sizeof(r->error), "%s (%s)", rd_kafka_err2str(err),
+			 rd_kafka_err2name(err));
+	t->refused++;
+	dlist_push_tail(&refusals, &r->node);
+}
+
+/* Remembers a message refused inside a Kafka transaction (exactly-once). */
+static void
+eb_relay_remember_refusal(EbRelayMsgRef *ref, rd_kafka_resp_err_t err)
+{
+	EbKnownRefusal *k;
+
+	if (eb_relay_known_refusal(ref->lsn, ref->event_id) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return;
+	k = &known_refusals[known_refusals_next];
+	known_refusals_next = (known_refusals_next + 1) % EB_KNOWN_REFUSALS;
+	k->lsn = ref->lsn;
+	strlcpy(k->event_id, ref->event_id, sizeof(k->event_id));
+	k->err = err;
+}
+
+/*
+ * Forgets a refused message whose topic's policy is 'stop': the next attempt
+ * sends it again (the cause may be gone by then), as at-least-once does.
+ */
+static void
+eb_relay_forget_refusal(XLogRecPtr lsn, const char *event_id)
+{
+	for (int i = 0; i < EB_KNOWN_REFUSALS; i++)
+	{
+		if (known_refusals[i].lsn == lsn &&
+			strcmp(known_refusals[i].event_id, event_id) == 0)
+			known_refusals[i].lsn = InvalidXLogRecPtr;
+	}
+}
+
+/*
+ * The error Kafka refused this message with in an earlier transaction
+ * (exactly-once), RD_KAFKA_RESP_ERR_NO_ERROR if none.
+ */
+rd_kafka_resp_err_t
+eb_relay_known_refusal(XLogRecPtr lsn, const char *event_id)
+{
+	for (int i = 0; i < EB_KNOWN_REFUSALS; i++)
+	{
+		if (known_refusals[i].lsn == lsn && lsn != InvalidXLogRecPtr &&
+			strcmp(known_refusals[i].event_id, event_id) == 0)
+			return known_refusals[i].err;
+	}
+	return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+void
+eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+{
+	EbRelayMsgRef *ref = (EbRelayMsgRef *) msg->_private;
+
+	if (ref == NULL)
+		return;
+	eb_in_flight--;
+	ref->txn->pending--;
+	if (msg->err && eb_kafka_error_is_permanent(msg->err))
+	{
+		eb_relay_refused(ref->txn, ref, rd_kafka_topic_name(msg->rkt), msg->err);
+		/* the Kafka transaction fails with it; the next one leaves it out */
+		if (eb_exactly_once)
+			eb_relay_remember_refusal(ref, msg->err);
+	}
+	else if (msg->err)
+	{
+		if (msg->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE &&
+			msg->err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
+			eb_relay_error(psprintf("delivery to Kafka topic \"%s\" failed: %s; relaying again from the last confirmed position",
+									rd_kafka_topic_name(msg->rkt),
+									rd_kafka_err2str(msg->err)));
+		ref->txn->failed = true;
+		eb_session_failed = true;
+	}
+	else
+	{
+		if (eb_exactly_once)
+			eb_kafka_txn_note_offset(rd_kafka_topic_name(msg->rkt), msg->partition,
+									 msg->offset);
+		eb_stat_events++;
+		eb_stat_bytes += ref->bytes;
+		stat_last_ack = GetCurrentTimestamp();
+		eb_brokers_down = false;
+		eb_broker_error[0] = '\0';
+		if (ref->outbox)
+			pg_atomic_fetch_add_u64(&eb_my_relay->outbox_relayed, 1);
+		else if (ref->part != NULL)
+		{
+			LWLockAcquire(&ref->part->lock, LW_EXCLUSIVE);
+			if (eb_part_key_matches(ref->part, MyDatabaseId, ref->uid_check, ref->partition) &&
+				ref->part->relayed_position < ref->position)
+				ref->part->relayed_position = ref->position;
+			if (eb_part_key_matches(ref->part, MyDatabaseId, ref->uid_check, ref->partition))
+				pg_atomic_fetch_add_u64(&ref->part->stat_relayed, 1);
+			LWLockRelease(&ref->part->lock);
+		}
+	}
+	pfree(ref);
+}
+
+/* ---------- the output plugin's transactions ---------- */
+
+void
+eb_relay_txn_begin(XLogRecPtr commit_lsn)
+{
+	EbRelayTxn *t = MemoryContextAllocZero(eb_session_cxt, sizeof(EbRelayTxn));
+
+	t->commit_lsn = commit_lsn;
+	/* exactly-once: a transaction Kafka has already is not sent again */
+	t->skip = eb_exactly_once && commit_lsn <= eb_progress_lsn;
+	if (t->skip)
+		skipped++;
+	else if (skipped > 0 && !skipped_logged)
+	{
+		ereport(LOG,
+				(errmsg("pg_eventbus relay: skipped " INT64_FORMAT " transactions that Kafka already had (up to commit LSN %X/%X)",
+						skipped, LSN_FORMAT_ARGS(eb_progress_lsn))));
+		skipped_logged = true;
+	}
+	dlist_push_tail(&txns, &t->node);
+	eb_current_txn = t;
+}
+
+void
+eb_relay_txn_commit(XLogRecPtr end_lsn, TimestampTz commit_time)
+{
+	Assert(eb_current_txn != NULL);
+	eb_current_txn->end_lsn = end_lsn;
+	eb_current_txn->commit_time = commit_time;
+	eb_current_txn->committed = true;
+	eb_last_commit_lsn = eb_current_txn->commit_lsn;
+	eb_last_end_lsn = end_lsn;
+	eb_current_txn = NULL;
+}
+
+/* ---------- confirming ---------- */
+
+static void
+eb_latency_add(double ms)
+{
+	latency_ring[latency_next] = ms;
+	latency_next = (latency_next + 1) % EB_LATENCY_RING;
+	if (latency_count < EB_LATENCY_RING)
+		latency_count++;
+}
+
+/*
+ * Confirms the slot up to the newest transaction of the fully acknowledged
+ * prefix, or up to the read position when everything read is acknowledged.
+ */
+void
+eb_relay_confirm(LogicalDecodingContext *ctx, bool caught_up, bool force_save)
+{
+	XLogRecPtr	upto = InvalidXLogRecPtr;
+	TimestampTz now = GetCurrentTimestamp();
+
+	while (!dlist_is_empty(&txns))
+	{
+		EbRelayTxn *t = dlist_head_element(EbRelayTxn, node, &txns);
+
+		if (!t->committed || t->pending > 0 || t->failed || t->refused > 0)
+			break;
+		/* exactly-once: only once Kafka committed its transaction */
+		if (t->kafka_txn > eb_kafka_txn_committed)
+			break;
+		upto = t->end_lsn;
+		if (t->messages > 0)
+			eb_latency_add((double) (now - t->commit_time) / 1000.0);
+		dlist_delete(&t->node);
+		pfree(t);
+	}
+	if (dlist_is_empty(&txns) && caught_up && eb_in_flight == 0 && eb_current_txn == NULL &&
+		!eb_session_failed && !eb_kafka_txn_open())
+		upto = Max(upto, ctx->reader->EndRecPtr);
+
+	if (!XLogRecPtrIsInvalid(upto) && upto > confirmed)
+	{
+		LogicalConfirmReceivedLocation(upto);
+		confirmed = upto;
+		/* a checkpoint saves the slot from now on */
+		ReplicationSlotMarkDirty();
+		slot_dirty = true;
+	}
+	if (slot_dirty && (force_save || TimestampDifferenceExceeds(last_save, now, EB_SLOT_SAVE_MS)))
+	{
+		ReplicationSlotSave();
+		last_save = now;
+		slot_dirty = false;
+	}
+}
+
+/* ---------- refused messages ---------- */
+
+/*
+ * Applies the topics' on_error policies (eventbus.relay_policy, as it is
+ * now) to the messages Kafka refused for good, in order, outside decoding
+ * and in a transaction of its own.  'dead_letter': the message is recorded
+ * in eventbus.relay_dead_letter, durably, before its transaction can be
+ * confirmed.  'stop' (the default, and always for outbox messages): the
+ * session ends there; its transaction is never confirmed, relaying starts
+ * again from the confirmed position after a back-off, and the status says
+ * which message and why.
+ */
+void
+eb_relay_apply_policies(void)
+{
+	dlist_mutable_iter it;
+	EbSpi		spi;
+	EbRelayRefusal *stop_at = NULL;
+	int			recorded = 0;
+	char		msg[EB_RELAY_ERROR_LEN];
+
+	if (dlist_is_empty(&refusals))
+		return;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	eb_spi_begin(&spi, false);
+	dlist_foreach_modify(it, &refusals)
+	{
+		EbRelayRefusal *r = dlist_container(EbRelayRefusal, node, it.cur);
+		bool		dead_letter = false;
+
+		if (!r->outbox)
+		{
+			Oid			argtypes[1] = {INT4OID};
+			Datum		values[1];
+
+			/*
+			 * A topic dropped since (drop_topic(force => true) while
+			 * relayed): nobody can act on its event any more, so it is
+			 * recorded and passed over, whatever the policy was.
+			 */
+			values[0] = Int32GetDatum(r->topic_id);
+			eb_spi_exec("SELECT CASE WHEN NOT EXISTS (SELECT FROM eventbus.topic WHERE topic_id = $1) "
+						"THEN 'dead_letter' ELSE "
+						"(SELECT on_error FROM eventbus.relay_policy WHERE topic_id = $1) END",
+						1, argtypes, values, NULL, true);
+			if (SPI_processed == 1)
+			{
+				char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+				dead_letter = v != NULL && strcmp(v, "dead_letter") == 0;
+			}
+		}
+		if (!dead_letter)
+		{
+			stop_at = r;
+			eb_relay_forget_refusal(r->lsn, r->event_id);
+			break;
+		}
+		{
+			Oid			argtypes[7] = {TEXTOID, TEXTOID, INT4OID, INT8OID, TEXTOID, LSNOID, TEXTOID};
+			Datum		values[7];
+
+			values[0] = CStringGetTextDatum(r->topic);
+			values[1] = CStringGetTextDatum(r->kafka_topic);
+			values[2] = Int32GetDatum(r->partition);
+			values[3] = Int64GetDatum(r->position);
+			values[4] = CStringGetTextDatum(r->event_id);
+			values[5] = LSNGetDatum(r->lsn);
+			values[6] = CStringGetTextDatum(r->error);
+			eb_spi_exec("INSERT INTO eventbus.relay_dead_letter (topic, kafka_topic, partition, position, event_id, lsn, error) "
+						"SELECT $1, $2, $3, $4, $5::pg_catalog.uuid, $6, $7 "
+						"WHERE NOT EXISTS (SELECT FROM eventbus.relay_dead_letter WHERE event_id = $5::pg_catalog.uuid AND lsn = $6)",
+						7, argtypes, values, NULL, false);
+		}
+		snprintf(msg, sizeof(msg),
+				 "event %s of topic \"%s\" (partition %d, position " INT64_FORMAT ") was refused by Kafka topic \"%s\": %s; recorded in eventbus.relay_dead_letter",
+				 r->event_id, r->topic, r->partition, r->position, r->kafka_topic, r->error);
+		eb_relay_error_keyed(msg, "\001dead letter");
+		r->txn->refused--;
+		dlist_delete(&r->node);
+		pfree(r);
+		recorded++;
+	}
+	eb_spi_end(&spi);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	/* durable before the slot moves past them, whatever synchronous_commit says */
+	if (recorded > 0)
+		XLogFlush(XactLastCommitEnd);
+
+	if (stop_at != NULL)
+	{
+		if (stop_at->outbox)
+			snprintf(msg, sizeof(msg),
+					 "outbox message %s (commit LSN %X/%X) was refused by Kafka topic \"%s\": %s; relaying waits at it",
+					 stop_at->event_id, LSN_FORMAT_ARGS(stop_at->lsn),
+					 stop_at->kafka_topic, stop_at->error);
+		else
+			snprintf(msg, sizeof(msg),
+					 "event %s of topic \"%s\" (partition %d, position " INT64_FORMAT ", commit LSN %X/%X) was refused by Kafka topic \"%s\": %s; relaying waits at it (on_error 'stop')",
+					 stop_at->event_id, stop_at->topic, stop_at->partition,
+					 stop_at->position, LSN_FORMAT_ARGS(stop_at->lsn),
+					 stop_at->kafka_topic, stop_at->error);
+		eb_relay_error(msg);
+		stop_at->txn->failed = true;
+		eb_session_failed = true;
+		eb_stopped_at_refusal = true;
+	}
+}

@@ -1,0 +1,1533 @@
+/*-------------------------------------------------------------------------
+ *
+ * relay_kafka.c
+ *	  The relay's Kafka client: the producer's configuration (settings and
+ *	  the properties file), its error and log callbacks, topic metadata, the
+ *	  partition mappings, and sending one message.
+ *
+ * The producer is idempotent and lives for one session.  Messages never
+ * time out in the producer (message.timeout.ms = 0 unless configured), so
+ * a broker outage stalls the relay instead of failing it.  librdkafka runs
+ * its own threads, but every callback used here (delivery reports, errors,
+ * logs via the log queue) is served by rd_kafka_poll() in the worker's main
+ * thread; librdkafka writes a byte to a pipe (eb_kafka_event_fd) when it has
+ * something to serve.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "utils/pg_lsn.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/interrupt.h"
+#include "storage/fd.h"
+#include "storage/latch.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "pg_eventbus.h"
+#include "privileged.h"
+#include "relay_int.h"
+#include "shmem.h"
+
+char	   *eb_kafka_brokers = NULL;
+char	   *eb_kafka_properties = NULL;
+char	   *eb_kafka_properties_file = NULL;
+int			eb_relay_max_in_flight = 100000;
+int			eb_relay_delivery = EB_RELAY_DELIVERY_DEFAULT;
+char	   *eb_relay_transactional_id = NULL;
+char	   *eb_relay_progress_topic = NULL;
+int			eb_relay_commit_interval = 100;
+
+/* exactly-once: the session's settings, fixed when its producer was created */
+bool		eb_exactly_once = false;
+static char txn_id[256];
+static char progress_topic[EB_KAFKA_TOPIC_MAX + 1];
+static char session_tag[32];	/* names the session in progress records */
+
+/* exactly-once: where Kafka is, and the Kafka transaction */
+XLogRecPtr	eb_progress_lsn = InvalidXLogRecPtr;
+uint64		eb_kafka_txn_seq = 0;
+uint64		eb_kafka_txn_committed = 0;
+static bool txn_open = false;
+static TimestampTz txn_began_at = 0;
+static char txn_name[64];		/* <session tag>.<eb_kafka_txn_seq> */
+
+/*
+ * Exactly-once: the offsets the open Kafka transaction's messages got, per
+ * topic and partition (from the delivery reports), for its progress record.
+ */
+typedef struct EbTxnOffsetsKey
+{
+	char		topic[EB_KAFKA_TOPIC_MAX + 1];
+	int32		partition;
+} EbTxnOffsetsKey;
+
+typedef struct EbTxnOffsets
+{
+	EbTxnOffsetsKey key;
+	int64		first;
+	int64		last;
+} EbTxnOffsets;
+
+static HTAB *txn_offsets = NULL;
+
+bool		eb_brokers_down = false;
+char		eb_broker_error[EB_RELAY_ERROR_LEN];
+
+/* A Kafka topic whose metadata said it cannot be used (cached briefly). */
+typedef struct EbKafkaTopic
+{
+	char		name[EB_KAFKA_TOPIC_MAX + 1];	/* hash key */
+	TimestampTz fetched_at;
+	rd_kafka_resp_err_t err;	/* what the metadata said about the topic */
+} EbKafkaTopic;
+
+/*
+ * How a relayed topic's partitions map to its Kafka topic's, decided once
+ * (eventbus.relay_partitioning) and kept: by_partition, partition p goes to
+ * Kafka partition p; otherwise the key decides (Kafka's partitioner).
+ */
+typedef struct EbMappingKey
+{
+	int32		topic_id;
+	char		kafka_topic[EB_KAFKA_TOPIC_MAX + 1];
+} EbMappingKey;
+
+typedef struct EbMapping
+{
+	EbMappingKey key;			/* hash key */
+	int32		local_partitions;
+	int32		kafka_partitions;
+	bool		by_partition;
+	bool		persisted;		/* in eventbus.relay_partitioning */
+} EbMapping;
+
+/* the properties file's digest when the producer was created */
+typedef struct EbFileDigest
+{
+	uint64		hash;
+	uint64		size;
+	bool		exists;
+} EbFileDigest;
+
+static EbFileDigest properties_file_digest;
+static HTAB *kafka_topics = NULL;
+static HTAB *mappings = NULL;	/* lives as long as the process */
+static int	mappings_unpersisted = 0;
+static TimestampTz broker_probed_at = 0;
+
+/* written by librdkafka when the main queue gets events; read end polled */
+static int	kafka_event_fd[2] = {-1, -1};
+
+int
+eb_kafka_event_fd(void)
+{
+	return kafka_event_fd[0];
+}
+
+/* A new session forgets the cached metadata and reloads the mappings. */
+void
+eb_kafka_session_reset(void)
+{
+	eb_brokers_down = false;
+	eb_broker_error[0] = '\0';
+	if (kafka_topics != NULL)
+		hash_destroy(kafka_topics);
+	kafka_topics = NULL;
+	if (mappings != NULL)
+		hash_destroy(mappings);
+	mappings = NULL;
+	eb_mappings_load();
+}
+
+/* ---------- errors (served by rd_kafka_poll) ---------- */
+
+/*
+ * A librdkafka error text without its variable suffix, such as " (after
+ * 0ms in state CONNECT, 3 identical error(s) suppressed)".
+ */
+static void
+eb_kafka_error_text(const char *reason, char *buf, size_t len)
+{
+	char	   *suffix;
+
+	strlcpy(buf, reason, len);
+	suffix = strstr(buf, " (after ");
+	if (suffix != NULL && strstr(suffix, "ms in state ") != NULL &&
+		suffix[strlen(suffix) - 1] == ')')
+		*suffix = '\0';
+}
+
+/* Errors that mean the brokers cannot be reached (for now). */
+static bool
+eb_kafka_error_is_connection(int err)
+{
+	switch (err)
+	{
+		case RD_KAFKA_RESP_ERR__TRANSPORT:
+		case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+		case RD_KAFKA_RESP_ERR__RESOLVE:
+		case RD_KAFKA_RESP_ERR__TIMED_OUT:
+		case RD_KAFKA_RESP_ERR__SSL:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * Errors that refuse one message for good: sending it again cannot help.
+ * Other delivery errors (timeouts, leader changes, a broker gone) are
+ * retried: relaying starts again from the confirmed position, with
+ * back-off.
+ */
+bool
+eb_kafka_error_is_permanent(rd_kafka_resp_err_t err)
+{
+	switch (err)
+	{
+		case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+		case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+		case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+		case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+		case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+		case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+		case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+		case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+		case RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP:
+		case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
+		case RD_KAFKA_RESP_ERR__INVALID_ARG:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * Errors librdkafka reports outside deliveries.  Connection errors of any
+ * broker and "N/M brokers are down" are one condition, the brokers being
+ * unreachable: one status, one log key, and last_error keeps the most
+ * informative text (a connection error names the broker and the cause;
+ * "N/M brokers are down" alone names neither, so the last connection error
+ * or the bootstrap servers are added to it).
+ */
+static void
+eb_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	char		text[EB_RELAY_ERROR_LEN];
+	char		msg[EB_RELAY_ERROR_LEN];
+
+	eb_kafka_error_text(reason, text, sizeof(text));
+	if (err == RD_KAFKA_RESP_ERR__FATAL)
+		eb_session_failed = true;
+	if (!eb_kafka_error_is_connection(err))
+	{
+		snprintf(msg, sizeof(msg), "Kafka: %s", text);
+		eb_relay_error(msg);
+		return;
+	}
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+	{
+		eb_brokers_down = true;
+		if (eb_broker_error[0] != '\0')
+			snprintf(msg, sizeof(msg), "Kafka brokers unreachable (%s): %s",
+					 text, eb_broker_error);
+		else
+			snprintf(msg, sizeof(msg), "Kafka brokers unreachable (%s; bootstrap servers %s)",
+					 text, eb_kafka_brokers ? eb_kafka_brokers : "");
+	}
+	else
+	{
+		strlcpy(eb_broker_error, text, sizeof(eb_broker_error));
+		snprintf(msg, sizeof(msg), "Kafka broker unreachable: %s", text);
+	}
+	eb_relay_error_keyed(msg, EB_LOG_KEY_BROKERS);
+}
+
+/*
+ * librdkafka's own log lines.  Connection failures ("FAIL") also come as
+ * errors (eb_error_cb), which are rate-limited: those are debug output
+ * here.  Other errors are logged at most once a minute per facility.
+ */
+static void
+eb_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	char		key[64];
+
+	/* syslog levels: 3 and below are errors */
+	snprintf(key, sizeof(key), "\001librdkafka %s", fac);
+	if (level > 3 || strcmp(fac, "FAIL") == 0 ||
+		!eb_relay_log_due(key, GetCurrentTimestamp()))
+		ereport(DEBUG2,
+				(errmsg("pg_eventbus relay: librdkafka %s: %s", fac, buf)));
+	else
+		ereport(LOG,
+				(errmsg("pg_eventbus relay: librdkafka %s: %s", fac, buf)));
+}
+
+/* ---------- producer ---------- */
+
+static bool
+eb_secret_property(const char *name)
+{
+	return strstr(name, "password") != NULL || strstr(name, "secret") != NULL ||
+		strstr(name, "sasl") != NULL || strstr(name, "ssl.key") != NULL ||
+		strstr(name, "token") != NULL || strstr(name, "jaas") != NULL;
+}
+
+/* Sets a property; errors never show the value of a secret property. */
+static bool
+eb_conf_set(rd_kafka_conf_t *conf, const char *name, const char *value,
+			char *err, size_t errlen)
+{
+	char		errstr[512];
+
+	if (rd_kafka_conf_set(conf, name, value, errstr, sizeof(errstr)) == RD_KAFKA_CONF_OK)
+		return true;
+	if (eb_secret_property(name))
+		snprintf(err, errlen, "invalid Kafka property \"%s\"", name);
+	else
+		snprintf(err, errlen, "invalid Kafka property \"%s\": %s", name, errstr);
+	return false;
+}
+
+/*
+ * Applies eventbus.kafka_properties: key=value pairs separated by commas;
+ * a comma inside a value is written \,.
+ */
+static bool
+eb_conf_apply_properties(rd_kafka_conf_t *conf, char *err, size_t errlen)
+{
+	const char *p = eb_kafka_properties ? eb_kafka_properties : "";
+	StringInfoData item;
+	int			n = 0;
+
+	initStringInfo(&item);
+	for (;;)
+	{
+		if (*p == '\\' && p[1] == ',')
+		{
+			appendStringInfoChar(&item, ',');
+			p += 2;
+			continue;
+		}
+		if (*p != ',' && *p != '\0')
+		{
+			appendStringInfoChar(&item, *p++);
+			continue;
+		}
+		/* end of an item */
+		n++;
+		{
+			char	   *s = item.data;
+			char	   *eq;
+			char	   *end;
+
+			while (*s == ' ')
+				s++;
+			end = s + strlen(s);
+			while (end > s && end[-1] == ' ')
+				*--end = '\0';
+			if (*s != '\0')
+			{
+				eq = strchr(s, '=');
+				if (eq == NULL || eq == s)
+				{
+					snprintf(err, errlen, "eventbus.kafka_properties: item %d is not key=value", n);
+					return false;
+				}
+				*eq = '\0';
+				end = eq;
+				while (end > s && end[-1] == ' ')
+					*--end = '\0';
+				eq++;
+				while (*eq == ' ')
+					eq++;
+				if (!eb_conf_set(conf, s, eq, err, errlen))
+					return false;
+			}
+		}
+		resetStringInfo(&item);
+		if (*p == '\0')
+			break;
+		p++;
+	}
+	return true;
+}
+
+/*
+ * Applies eventbus.kafka_properties_file: one key=value per line; blank
+ * lines and lines starting with # are ignored.
+ */
+static bool
+eb_conf_apply_file(rd_kafka_conf_t *conf, char *err, size_t errlen)
+{
+	FILE	   *f;
+	char		line[8192];
+	int			lineno = 0;
+	bool		ok = true;
+
+	if (eb_kafka_properties_file == NULL || eb_kafka_properties_file[0] == '\0')
+		return true;
+	f = AllocateFile(eb_kafka_properties_file, "r");
+	if (f == NULL)
+	{
+		snprintf(err, errlen, "could not open eventbus.kafka_properties_file \"%s\": %m",
+				 eb_kafka_properties_file);
+		return false;
+	}
+	while (ok && fgets(line, sizeof(line), f) != NULL)
+	{
+		char	   *s = line;
+		char	   *eq;
+		char	   *end;
+
+		lineno++;
+		end = s + strlen(s);
+		while (end > s && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' '))
+			*--end = '\0';
+		while (*s == ' ')
+			s++;
+		if (*s == '\0' || *s == '#')
+			continue;
+		eq = strchr(s, '=');
+		if (eq == NULL || eq == s)
+		{
+			snprintf(err, errlen, "eventbus.kafka_properties_file: line %d is not key=value", lineno);
+			ok = false;
+			break;
+		}
+		*eq = '\0';
+		end = eq;
+		while (end > s && end[-1] == ' ')
+			*--end = '\0';
+		eq++;
+		while (*eq == ' ')
+			eq++;
+		ok = eb_conf_set(conf, s, eq, err, errlen);
+	}
+	FreeFile(f);
+	return ok;
+}
+
+/*
+ * A digest of eventbus.kafka_properties_file's contents as they are now
+ * (a 64-bit hash chained over the contents, and their size), so that a
+ * reload notices a file changed in place, such as a rotated secret.  No
+ * file or setting: all zeroes; an unreadable file: all ones.
+ */
+static void
+eb_properties_file_digest(EbFileDigest *digest)
+{
+	FILE	   *f;
+	char		buf[8192];
+	size_t		n;
+
+	memset(digest, 0, sizeof(*digest));
+	if (eb_kafka_properties_file == NULL || eb_kafka_properties_file[0] == '\0')
+		return;
+	f = AllocateFile(eb_kafka_properties_file, "r");
+	if (f == NULL)
+		return;
+	digest->exists = true;
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+	{
+		digest->hash = hash_bytes_extended((const unsigned char *) buf, (int) n,
+										   digest->hash);
+		digest->size += n;
+	}
+	if (ferror(f))
+		memset(digest, 0xff, sizeof(*digest));
+	explicit_bzero(buf, sizeof(buf));
+	FreeFile(f);
+}
+
+rd_kafka_t *
+eb_producer_create(char *err, size_t errlen)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char		errstr[512];
+	char		buf[32];
+	char		maxbytes[32];
+	rd_kafka_t *rk;
+	rd_kafka_queue_t *mainq;
+
+	/* before the file is read: a change after this is seen at the next reload */
+	eb_properties_file_digest(&properties_file_digest);
+	eb_exactly_once = eb_relay_delivery == EB_RELAY_EXACTLY_ONCE;
+	eb_relay_txn_id(txn_id, sizeof(txn_id));
+	strlcpy(progress_topic, eb_relay_progress_topic ? eb_relay_progress_topic : "",
+			sizeof(progress_topic));
+	if (eb_exactly_once && !eb_kafka_topic_name_valid(progress_topic))
+	{
+		snprintf(err, errlen, "eventbus.relay_progress_topic \"%s\" is not a valid Kafka topic name",
+				 progress_topic);
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	snprintf(buf, sizeof(buf), "%d", Max(eb_relay_max_in_flight * 2, 1000));
+	/*
+	 * The producer must take the largest event publish() accepts, plus the
+	 * headers the relay adds and the record's own overhead; librdkafka's
+	 * default (1000000 bytes) is below eventbus.max_event_size's default.
+	 */
+	snprintf(maxbytes, sizeof(maxbytes), "%d",
+			 Min(Max(eb_max_event_size + EB_RELAY_RECORD_OVERHEAD, 1000000), 1000000000));
+	if (!eb_conf_set(conf, "bootstrap.servers", eb_kafka_brokers, err, errlen) ||
+		!eb_conf_set(conf, "message.max.bytes", maxbytes, err, errlen) ||
+		!eb_conf_set(conf, "client.id", "pg_eventbus", err, errlen) ||
+		!eb_conf_set(conf, "enable.idempotence", "true", err, errlen) ||
+		!eb_conf_set(conf, "partitioner", "murmur2_random", err, errlen) ||
+		!eb_conf_set(conf, "message.timeout.ms", "0", err, errlen) ||
+		(eb_exactly_once &&
+		 (!eb_conf_set(conf, "transactional.id", txn_id, err, errlen) ||
+		  !eb_conf_set(conf, "transaction.timeout.ms", "60000", err, errlen) ||
+		  !eb_conf_set(conf, "message.timeout.ms", "55000", err, errlen))) ||
+		!eb_conf_set(conf, "linger.ms", "1", err, errlen) ||
+		!eb_conf_set(conf, "queue.buffering.max.messages", buf, err, errlen) ||
+		!eb_conf_set(conf, "log.queue", "true", err, errlen) ||
+		!eb_conf_apply_properties(conf, err, errlen) ||
+		!eb_conf_apply_file(conf, err, errlen))
+	{
+		rd_kafka_conf_destroy(conf);
+		return NULL;
+	}
+	rd_kafka_conf_set_dr_msg_cb(conf, eb_delivery_cb);
+	rd_kafka_conf_set_error_cb(conf, eb_error_cb);
+	rd_kafka_conf_set_log_cb(conf, eb_log_cb);
+
+	rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+	if (rk == NULL)
+	{
+		rd_kafka_conf_destroy(conf);
+		snprintf(err, errlen, "could not create the Kafka producer: %s", errstr);
+		return NULL;
+	}
+	rd_kafka_set_log_queue(rk, NULL);
+
+	/* librdkafka writes a byte to the pipe when delivery reports wait */
+	if (kafka_event_fd[0] < 0 && pipe2(kafka_event_fd, O_NONBLOCK | O_CLOEXEC) != 0)
+	{
+		snprintf(err, errlen, "could not create a pipe for the Kafka producer: %m");
+		kafka_event_fd[0] = kafka_event_fd[1] = -1;
+		rd_kafka_destroy(rk);
+		return NULL;
+	}
+	mainq = rd_kafka_queue_get_main(rk);
+	rd_kafka_queue_io_event_enable(mainq, kafka_event_fd[1], "1", 1);
+	rd_kafka_queue_destroy(mainq);
+	return rk;
+}
+
+/* Empties the producer's event pipe; the reports are served by rd_kafka_poll. */
+void
+eb_drain_event_fd(void)
+{
+	char		buf[64];
+
+	while (read(kafka_event_fd[0], buf, sizeof(buf)) > 0)
+		;
+}
+
+/* Destroys the producer; nothing can be called back afterwards. */
+void
+eb_producer_destroy(void)
+{
+	if (eb_producer == NULL)
+		return;
+	rd_kafka_purge(eb_producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT |
+				   RD_KAFKA_PURGE_F_NON_BLOCKING);
+	rd_kafka_destroy(eb_producer);
+	eb_producer = NULL;
+}
+
+/*
+ * Did the Kafka settings change since the session began: a setting, or
+ * the contents of the properties file (same path, new contents)?
+ */
+bool
+eb_relay_config_changed(const char *brokers, const char *properties, const char *file)
+{
+	EbFileDigest digest;
+
+	char		id[sizeof(txn_id)];
+
+	eb_relay_txn_id(id, sizeof(id));
+	if (eb_exactly_once != (eb_relay_delivery == EB_RELAY_EXACTLY_ONCE) ||
+		strcmp(id, txn_id) != 0 ||
+		strcmp(progress_topic, eb_relay_progress_topic ? eb_relay_progress_topic : "") != 0)
+		return true;
+	if (strcmp(brokers, eb_kafka_brokers ? eb_kafka_brokers : "") != 0 ||
+		strcmp(properties, eb_kafka_properties ? eb_kafka_properties : "") != 0 ||
+		strcmp(file, eb_kafka_properties_file ? eb_kafka_properties_file : "") != 0)
+		return true;
+	eb_properties_file_digest(&digest);
+	return memcmp(&digest, &properties_file_digest, sizeof(digest)) != 0;
+}
+
+/* ---------- metadata and partition mappings ---------- */
+
+/*
+ * What the brokers' metadata says of one topic: its partition count, -2
+ * with *topic_err set when the topic cannot be used, 0 when the metadata
+ * does not list it.
+ */
+static int
+eb_metadata_topic(const struct rd_kafka_metadata *md, const char *topic,
+				  rd_kafka_resp_err_t *topic_err)
+{
+	for (int i = 0; i < md->topic_cnt; i++)
+	{
+		const struct rd_kafka_metadata_topic *t = &md->topics[i];
+
+		if (strcmp(t->topic, topic) != 0)
+			continue;
+		if (t->err == RD_KAFKA_RESP_ERR_NO_ERROR && t->partition_cnt > 0)
+			return t->partition_cnt;
+		if (t->err != RD_KAFKA_RESP_ERR_NO_ERROR &&
+			t->err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
+		{
+			*topic_err = t->err;
+			return -2;
+		}
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Partition count of a Kafka topic from the brokers' metadata: -1 if the
+ * brokers did not answer, -2 if they answered that the topic cannot be used
+ * (unknown, not authorized; then the delivery reports say why).  Such
+ * answers are remembered for ten seconds.
+ *
+ * The cluster's metadata is asked first, without naming the topic: asking
+ * for one topic the client has not seen yet, when the brokers answer with
+ * an error for it, crashes a broker thread of librdkafka 2.8 (Debian
+ * trixie).  A topic the cluster does not list is then asked for by name,
+ * which lets brokers that create topics on demand create it.
+ */
+static int
+eb_kafka_partition_count(const char *topic, rd_kafka_resp_err_t *topic_err)
+{
+	EbKafkaTopic *e;
+	bool		found;
+	char		key[EB_KAFKA_TOPIC_MAX + 1];
+	TimestampTz now = GetCurrentTimestamp();
+	rd_kafka_topic_t *rkt;
+	const struct rd_kafka_metadata *md;
+	int			partitions = -1;
+
+	if (kafka_topics == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(key);
+		ctl.entrysize = sizeof(EbKafkaTopic);
+		ctl.hcxt = TopMemoryContext;
+		kafka_topics = hash_create("pg_eventbus Kafka topics", 32, &ctl,
+								   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	memset(key, 0, sizeof(key));
+	strlcpy(key, topic, sizeof(key));
+	*topic_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+	e = hash_search(kafka_topics, key, HASH_FIND, NULL);
+	if (e != NULL && !TimestampDifferenceExceeds(e->fetched_at, now, 10000))
+	{
+		*topic_err = e->err;
+		return -2;
+	}
+
+	if (rd_kafka_metadata(eb_producer, 1, NULL, &md, 2000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return -1;
+	partitions = eb_metadata_topic(md, topic, topic_err);
+	rd_kafka_metadata_destroy(md);
+	if (partitions == 0)
+	{
+		partitions = -1;
+		rkt = rd_kafka_topic_new(eb_producer, topic, NULL);
+		if (rkt != NULL)
+		{
+			if (rd_kafka_metadata(eb_producer, 0, rkt, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+			{
+				partitions = eb_metadata_topic(md, topic, topic_err);
+				if (partitions == 0)
+					partitions = -1;
+				rd_kafka_metadata_destroy(md);
+			}
+			rd_kafka_topic_destroy(rkt);
+		}
+	}
+	if (partitions == -2)
+	{
+		e = hash_search(kafka_topics, key, HASH_ENTER, &found);
+		e->fetched_at = now;
+		e->err = *topic_err;
+	}
+	return partitions;
+}
+
+static void
+eb_mappings_init(void)
+{
+	HASHCTL		ctl;
+
+	if (mappings != NULL)
+		return;
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(EbMappingKey);
+	ctl.entrysize = sizeof(EbMapping);
+	ctl.hcxt = TopMemoryContext;
+	mappings = hash_create("pg_eventbus relay partition mappings", 32, &ctl,
+						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+/*
+ * Reads the decided mappings (eventbus.relay_partitioning) into memory.
+ * Called outside decoding, in a transaction of its own.
+ */
+void
+eb_mappings_load(void)
+{
+	EbSpi		spi;
+	uint64		i;
+
+	eb_mappings_init();
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	eb_spi_begin(&spi, false);
+	eb_spi_exec("SELECT topic_id, kafka_topic, local_partitions, kafka_partitions, by_partition FROM eventbus.relay_partitioning",
+				0, NULL, NULL, NULL, true);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		EbMappingKey key;
+		EbMapping  *m;
+		char	   *kafka_topic = SPI_getvalue(tup, desc, 2);
+
+		memset(&key, 0, sizeof(key));
+		key.topic_id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		strlcpy(key.kafka_topic, kafka_topic, sizeof(key.kafka_topic));
+		m = hash_search(mappings, &key, HASH_ENTER, NULL);
+		m->local_partitions = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		m->kafka_partitions = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+		m->by_partition = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+		m->persisted = true;
+	}
+	eb_spi_end(&spi);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	mappings_unpersisted = 0;
+}
+
+/*
+ * Writes the mappings decided since the last call to
+ * eventbus.relay_partitioning, durably, before the slot is confirmed past
+ * any message sent with them.  Outside decoding, in a transaction of its
+ * own.
+ */
+void
+eb_mappings_persist(void)
+{
+	HASH_SEQ_STATUS seq;
+	EbMapping  *m;
+	EbSpi		spi;
+
+	if (mappings_unpersisted == 0)
+		return;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	eb_spi_begin(&spi, false);
+	hash_seq_init(&seq, mappings);
+	while ((m = hash_seq_search(&seq)) != NULL)
+	{
+		Oid			argtypes[5] = {INT4OID, TEXTOID, INT4OID, INT4OID, BOOLOID};
+		Datum		values[5];
+
+		if (m->persisted)
+			continue;
+		values[0] = Int32GetDatum(m->key.topic_id);
+		values[1] = CStringGetTextDatum(m->key.kafka_topic);
+		values[2] = Int32GetDatum(m->local_partitions);
+		values[3] = Int32GetDatum(m->kafka_partitions);
+		values[4] = BoolGetDatum(m->by_partition);
+		eb_spi_exec("DELETE FROM eventbus.relay_partitioning WHERE topic_id = $1 AND kafka_topic = $2",
+					2, argtypes, values, NULL, false);
+		eb_spi_exec("INSERT INTO eventbus.relay_partitioning (topic_id, kafka_topic, local_partitions, kafka_partitions, by_partition) VALUES ($1, $2, $3, $4, $5)",
+					5, argtypes, values, NULL, false);
+	}
+	eb_spi_end(&spi);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	/* durable before the slot moves on, whatever synchronous_commit says */
+	XLogFlush(XactLastCommitEnd);
+
+	hash_seq_init(&seq, mappings);
+	while ((m = hash_seq_search(&seq)) != NULL)
+		m->persisted = true;
+	mappings_unpersisted = 0;
+}
+
+/*
+ * The Kafka partition for an event: from the topic's mapping, decided the
+ * first time the relay sends an event of the topic to this Kafka topic
+ * (or after the local topic grew).  Deciding needs the Kafka topic's
+ * partition count: while the brokers do not answer, this waits (the
+ * decision must never depend on an outage).  Returns false if relaying
+ * must stop (shutdown, reload); RD_KAFKA_PARTITION_UA in *partition when
+ * the key decides or the Kafka topic cannot be used.
+ */
+static bool
+eb_relay_partition(EbRelayMessage *msg, int32 *partition, rd_kafka_resp_err_t *refused)
+{
+	EbMappingKey key;
+	EbMapping  *m;
+	int			kafka_partitions;
+	rd_kafka_resp_err_t topic_err;
+
+	*partition = RD_KAFKA_PARTITION_UA;
+	*refused = RD_KAFKA_RESP_ERR_NO_ERROR;
+	if (msg->partition < 0 || msg->topic_id < 0)
+		return true;
+	eb_mappings_init();
+	memset(&key, 0, sizeof(key));
+	key.topic_id = msg->topic_id;
+	strlcpy(key.kafka_topic, msg->kafka_topic, sizeof(key.kafka_topic));
+	m = hash_search(mappings, &key, HASH_FIND, NULL);
+	if (m == NULL || m->local_partitions != msg->local_partitions)
+	{
+		for (;;)
+		{
+			kafka_partitions = eb_kafka_partition_count(msg->kafka_topic, &topic_err);
+			if (kafka_partitions != -1)
+				break;
+			/* the brokers do not answer: wait for them */
+			if (eb_shutdown_requested || ConfigReloadPending)
+				return false;
+			rd_kafka_poll(eb_producer, 0);
+			eb_relay_publish_stats(false);
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 EB_BROKER_PROBE_MS, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+		if (kafka_partitions == -2)
+		{
+			/* the brokers refuse the topic (not authorized, invalid ...) */
+			if (eb_kafka_error_is_permanent(topic_err))
+				*refused = topic_err;
+			return true;		/* nothing to decide */
+		}
+		m = hash_search(mappings, &key, HASH_ENTER, NULL);
+		m->local_partitions = msg->local_partitions;
+		m->kafka_partitions = kafka_partitions;
+		m->by_partition = kafka_partitions == msg->local_partitions;
+		m->persisted = false;
+		mappings_unpersisted++;
+		if (!m->by_partition)
+			ereport(LOG,
+					(errmsg("pg_eventbus relay: topic \"%s\" has %d partitions, Kafka topic \"%s\" has %d: events go to Kafka partitions by key",
+							msg->topic ? msg->topic : "?", msg->local_partitions,
+							msg->kafka_topic, kafka_partitions)));
+	}
+	if (m->by_partition)
+		*partition = msg->partition;
+	return true;
+}
+
+/* ---------- sending ---------- */
+
+/*
+ * Hands a message to the producer.  The Kafka partition is the event's own
+ * when the Kafka topic had as many partitions as the local one when the
+ * topic's mapping was decided; otherwise librdkafka's murmur2 partitioner
+ * picks one from the key (see eb_relay_partition).
+ */
+void
+eb_relay_send(EbRelayMessage *m)
+{
+	EbRelayTxn *t = eb_current_txn;
+	EbRelayMsgRef *ref;
+	rd_kafka_headers_t *hdrs;
+	rd_kafka_resp_err_t err;
+	rd_kafka_resp_err_t refused;
+	int32		partition = RD_KAFKA_PARTITION_UA;
+	int			i;
+
+	Assert(t != NULL && eb_producer != NULL);
+	if (eb_session_failed)
+		return;					/* this session will not confirm anything more */
+	if (t->skip)
+		return;					/* exactly-once: Kafka has it already */
+
+	if (!eb_relay_partition(m, &partition, &refused))
+	{
+		t->failed = true;
+		eb_session_failed = true;
+		return;
+	}
+
+	{
+		size_t		topiclen = m->topic ? strlen(m->topic) + 1 : 1;
+		size_t		idlen = m->event_id ? strlen(m->event_id) + 1 : 1;
+
+		ref = MemoryContextAlloc(eb_session_cxt, sizeof(EbRelayMsgRef) + topiclen + idlen);
+		ref->topic = (char *) (ref + 1);
+		ref->event_id = ref->topic + topiclen;
+		memcpy(ref->topic, m->topic ? m->topic : "", topiclen);
+		memcpy(ref->event_id, m->event_id ? m->event_id : "", idlen);
+	}
+	ref->topic_id = m->topic_id;
+	ref->lsn = m->lsn;
+	ref->txn = t;
+	ref->part = m->part;
+	ref->uid_check = m->part ? m->part->key.uid : 0;
+	ref->partition = m->partition;
+	ref->position = m->position;
+	ref->bytes = m->valuelen + m->keylen;
+	ref->outbox = m->outbox;
+	if (refused == RD_KAFKA_RESP_ERR_NO_ERROR && eb_exactly_once)
+		refused = eb_relay_known_refusal(m->lsn, ref->event_id);
+	if (refused != RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		/*
+		 * The brokers' metadata refuses the topic, or (exactly-once) Kafka
+		 * refused this message for good in an earlier, aborted transaction:
+		 * not sent.
+		 */
+		eb_relay_refused(t, ref, m->kafka_topic, refused);
+		pfree(ref);
+		t->messages++;
+		return;
+	}
+
+	if (eb_exactly_once)
+	{
+		if (!eb_kafka_txn_begin())
+		{
+			pfree(ref);
+			t->failed = true;
+			return;
+		}
+		t->kafka_txn = eb_kafka_txn_seq;
+	}
+
+	for (;;)
+	{
+		hdrs = rd_kafka_headers_new(m->nheaders);
+		for (i = 0; i < m->nheaders; i++)
+			rd_kafka_header_add(hdrs, m->header_names[i], -1,
+								m->header_values[i],
+								m->header_values[i] ? -1 : 0);
+		err = rd_kafka_producev(eb_producer,
+								RD_KAFKA_V_TOPIC(m->kafka_topic),
+								RD_KAFKA_V_PARTITION(partition),
+								RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+								RD_KAFKA_V_KEY(m->key, m->key ? m->keylen : 0),
+								RD_KAFKA_V_VALUE((void *) m->value, m->valuelen),
+								RD_KAFKA_V_TIMESTAMP(m->timestamp_ms),
+								RD_KAFKA_V_HEADERS(hdrs),
+								RD_KAFKA_V_OPAQUE(ref),
+								RD_KAFKA_V_END);
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			break;
+		rd_kafka_headers_destroy(hdrs);
+		if (eb_kafka_error_is_permanent(err))
+		{
+			/* refused at once (too large for the producer, unknown topic) */
+			eb_relay_refused(t, ref, m->kafka_topic, err);
+			pfree(ref);
+			t->messages++;
+			return;
+		}
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || eb_shutdown_requested)
+		{
+			if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+				eb_relay_error(psprintf("could not queue a message for Kafka topic \"%s\": %s",
+										m->kafka_topic, rd_kafka_err2str(err)));
+			pfree(ref);
+			t->failed = true;
+			eb_session_failed = true;
+			return;
+		}
+		/* the producer's queue is full: serve delivery reports and retry */
+		rd_kafka_poll(eb_producer, 100);
+		CHECK_FOR_INTERRUPTS();
+	}
+	t->pending++;
+	t->messages++;
+	if (eb_in_flight++ == 0)
+		eb_in_flight_since = GetCurrentTimestamp();
+}
+
+/*
+ * While librdkafka says every broker is down and nothing is in flight (so
+ * no acknowledgement can tell), asks for metadata now and then: an answer
+ * means a broker is reachable again.
+ */
+void
+eb_relay_probe_brokers(void)
+{
+	const struct rd_kafka_metadata *md;
+	TimestampTz now;
+
+	if (!eb_brokers_down || eb_in_flight > 0)
+		return;
+	now = GetCurrentTimestamp();
+	if (!TimestampDifferenceExceeds(broker_probed_at, now, EB_BROKER_PROBE_MS))
+		return;
+	broker_probed_at = now;
+	if (rd_kafka_metadata(eb_producer, 0, NULL, &md, 200) == RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		rd_kafka_metadata_destroy(md);
+		eb_brokers_down = false;
+		eb_broker_error[0] = '\0';
+	}
+}
+
+/* ---------- exactly-once: transactions and the progress topic ---------- */
+
+static void eb_kafka_txn_offsets_reset(void);
+
+/*
+ * The transactional.id of this database's relay: eventbus.relay_transactional_id
+ * followed by -<database OID>, or pg_eventbus-<system identifier>-<database
+ * OID> when that is empty.  Stable across restarts, so that a new producer
+ * fences the older ones.
+ */
+void
+eb_relay_txn_id(char *buf, size_t len)
+{
+	if (eb_relay_transactional_id != NULL && eb_relay_transactional_id[0] != '\0')
+		snprintf(buf, len, "%s-%u", eb_relay_transactional_id, MyDatabaseId);
+	else
+		snprintf(buf, len, "pg_eventbus-" UINT64_FORMAT "-%u",
+				 GetSystemIdentifier(), MyDatabaseId);
+}
+
+bool
+eb_kafka_txn_open(void)
+{
+	return txn_open;
+}
+
+/*
+ * Has the open Kafka transaction been open for eventbus.relay_commit_interval?
+ * Not while the brokers are unreachable: then it takes more until
+ * relay_max_in_flight messages wait, as in at-least-once mode.
+ */
+bool
+eb_kafka_txn_due(void)
+{
+	return txn_open && !eb_brokers_down &&
+		TimestampDifferenceExceeds(txn_began_at, GetCurrentTimestamp(),
+								   eb_relay_commit_interval);
+}
+
+/* The message of a failed transactional call; it ends the session. */
+static void
+eb_kafka_txn_failed(const char *what, rd_kafka_error_t *error)
+{
+	eb_relay_error(psprintf("%s (transactional.id \"%s\"): %s; relaying again from the last confirmed position",
+							what, txn_id, rd_kafka_error_string(error)));
+	eb_session_failed = true;
+}
+
+/* Begins a Kafka transaction unless one is open; false if the session failed. */
+bool
+eb_kafka_txn_begin(void)
+{
+	rd_kafka_error_t *error;
+
+	if (txn_open)
+		return true;
+	error = rd_kafka_begin_transaction(eb_producer);
+	if (error != NULL)
+	{
+		eb_kafka_txn_failed("could not begin a Kafka transaction", error);
+		rd_kafka_error_destroy(error);
+		return false;
+	}
+	txn_open = true;
+	txn_began_at = GetCurrentTimestamp();
+	eb_kafka_txn_seq++;
+	snprintf(txn_name, sizeof(txn_name), "%s." UINT64_FORMAT,
+			 session_tag, eb_kafka_txn_seq);
+	eb_kafka_txn_offsets_reset();
+	return true;
+}
+
+/* Forgets the offsets of the previous Kafka transaction. */
+static void
+eb_kafka_txn_offsets_reset(void)
+{
+	HASH_SEQ_STATUS seq;
+	EbTxnOffsets *o;
+
+	if (txn_offsets == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(EbTxnOffsetsKey);
+		ctl.entrysize = sizeof(EbTxnOffsets);
+		ctl.hcxt = TopMemoryContext;
+		txn_offsets = hash_create("pg_eventbus relay transaction offsets", 64, &ctl,
+								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		return;
+	}
+	hash_seq_init(&seq, txn_offsets);
+	while ((o = hash_seq_search(&seq)) != NULL)
+		hash_search(txn_offsets, &o->key, HASH_REMOVE, NULL);
+}
+
+/*
+ * Exactly-once: notes the offset a message of the open Kafka transaction
+ * got (called from delivery reports).
+ */
+void
+eb_kafka_txn_note_offset(const char *topic, int32 partition, int64 offset)
+{
+	EbTxnOffsetsKey key;
+	EbTxnOffsets *o;
+	bool		found;
+
+	if (!txn_open || txn_offsets == NULL || offset < 0)
+		return;
+	memset(&key, 0, sizeof(key));
+	strlcpy(key.topic, topic, sizeof(key.topic));
+	key.partition = partition;
+	o = hash_search(txn_offsets, &key, HASH_ENTER, &found);
+	if (!found || offset < o->first)
+		o->first = offset;
+	if (!found || offset > o->last)
+		o->last = offset;
+}
+
+/*
+ * Commits the open Kafka transaction, with a progress record saying that
+ * Kafka now has every PostgreSQL transaction up to commit_lsn (the last
+ * one decoded: this is only called between transactions).  Waits while the
+ * brokers do not answer: until wait_ms passed (0: until shutdown).  On
+ * success the transactions it holds may be confirmed (relay_ack.c).
+ * Anything else ends the session: the transaction is aborted (or left for
+ * the next producer to abort) and relaying starts again from the slot.
+ */
+bool
+eb_kafka_txn_commit(XLogRecPtr commit_lsn, XLogRecPtr end_lsn, long wait_ms)
+{
+	StringInfoData value;
+	HASH_SEQ_STATUS seq;
+	EbTxnOffsets *o;
+	bool		first = true;
+	rd_kafka_resp_err_t err;
+	rd_kafka_error_t *error;
+	TimestampTz deadline = wait_ms > 0 ?
+		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms) : 0;
+
+	if (!txn_open)
+		return true;
+
+	/*
+	 * Every message of the transaction acknowledged before the progress
+	 * record is sent: then a progress record in the log always comes after
+	 * the messages it speaks for, even for a consumer that does not filter
+	 * aborted transactions.
+	 */
+	while (eb_in_flight > 0 && !eb_session_failed)
+	{
+		rd_kafka_poll(eb_producer, 100);
+		eb_relay_publish_stats(false);
+		CHECK_FOR_INTERRUPTS();
+		if (eb_shutdown_requested || (deadline != 0 && GetCurrentTimestamp() >= deadline))
+		{
+			eb_session_failed = true;
+			break;
+		}
+	}
+	if (eb_session_failed)
+	{
+		eb_kafka_txn_abort();
+		return false;
+	}
+	/*
+	 * The record: how far Kafka got, which transaction this is, and where
+	 * its messages are ([topic, partition, first offset, last offset]; Kafka
+	 * topic names need no JSON escaping).
+	 */
+	initStringInfo(&value);
+	appendStringInfo(&value,
+					 "{\"commit_lsn\": \"%X/%X\", \"end_lsn\": \"%X/%X\", \"relay_txn\": \"%s\", \"system_identifier\": \"" UINT64_FORMAT "\", \"database_oid\": %u, \"offsets\": [",
+					 LSN_FORMAT_ARGS(commit_lsn), LSN_FORMAT_ARGS(end_lsn), txn_name,
+					 GetSystemIdentifier(), MyDatabaseId);
+	hash_seq_init(&seq, txn_offsets);
+	while ((o = hash_seq_search(&seq)) != NULL)
+	{
+		appendStringInfo(&value, "%s[\"%s\", %d, " INT64_FORMAT ", " INT64_FORMAT "]",
+						 first ? "" : ", ", o->key.topic,
+						 o->key.partition, o->first, o->last);
+		first = false;
+	}
+	appendStringInfoString(&value, "]}");
+	for (;;)
+	{
+		err = rd_kafka_producev(eb_producer,
+								RD_KAFKA_V_TOPIC(progress_topic),
+								RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+								RD_KAFKA_V_KEY(txn_id, strlen(txn_id)),
+								RD_KAFKA_V_VALUE(value.data, value.len),
+								RD_KAFKA_V_OPAQUE(NULL),
+								RD_KAFKA_V_END);
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || eb_shutdown_requested)
+			break;
+		rd_kafka_poll(eb_producer, 100);
+	}
+	pfree(value.data);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		eb_relay_error(psprintf("could not queue the progress record for Kafka topic \"%s\": %s; relaying again from the last confirmed position",
+								progress_topic, rd_kafka_err2str(err)));
+		eb_session_failed = true;
+		eb_kafka_txn_abort();
+		return false;
+	}
+
+	for (;;)
+	{
+		error = rd_kafka_commit_transaction(eb_producer, 1000);
+		if (error == NULL)
+			break;
+		if (rd_kafka_error_is_retriable(error) && !eb_session_failed &&
+			!eb_shutdown_requested &&
+			(deadline == 0 || GetCurrentTimestamp() < deadline))
+		{
+			/* the brokers do not answer (yet): try again */
+			rd_kafka_error_destroy(error);
+			rd_kafka_poll(eb_producer, 0);
+			eb_relay_publish_stats(false);
+			CHECK_FOR_INTERRUPTS();
+			continue;
+		}
+		eb_kafka_txn_failed("could not commit a Kafka transaction", error);
+		rd_kafka_error_destroy(error);
+		eb_kafka_txn_abort();
+		return false;
+	}
+	txn_open = false;
+	eb_kafka_txn_committed = eb_kafka_txn_seq;
+	eb_progress_lsn = commit_lsn;
+	return true;
+}
+
+/*
+ * Aborts the open Kafka transaction, if any, briefly: a producer that
+ * cannot abort is destroyed anyway, and the next one's
+ * rd_kafka_init_transactions() aborts what is left open.
+ */
+void
+eb_kafka_txn_abort(void)
+{
+	rd_kafka_error_t *error;
+
+	if (!txn_open)
+		return;
+	txn_open = false;
+	error = rd_kafka_abort_transaction(eb_producer, 2000);
+	if (error != NULL)
+		rd_kafka_error_destroy(error);
+}
+
+/* offsets at the end of each partition of the progress topic read first */
+#define EB_PROGRESS_TAIL 1000
+
+/* Parses "commit_lsn": "X/Y" out of a progress record; false if absent. */
+static bool
+eb_progress_parse(const char *value, size_t len, XLogRecPtr *lsn)
+{
+	char		buf[512];
+	const char *p;
+	uint32		hi,
+				lo;
+
+	/* commit_lsn comes first; the offsets that follow can be long */
+	len = Min(len, sizeof(buf) - 1);
+	memcpy(buf, value, len);
+	buf[len] = '\0';
+	p = strstr(buf, "\"commit_lsn\": \"");
+	if (p == NULL || sscanf(p + 15, "%X/%X", &hi, &lo) != 2)
+		return false;
+	*lsn = ((uint64) hi << 32) | lo;
+	return true;
+}
+
+/*
+ * Reads how far Kafka got: the progress record of this relay's
+ * transactional id with the highest commit LSN, read by a read_committed
+ * consumer from every partition of the progress topic.  No topic or no
+ * record: InvalidXLogRecPtr (nothing is skipped).  False with *err set if
+ * the topic cannot be read; false with *err empty at shutdown.
+ */
+static bool
+eb_kafka_progress_read(char *err, size_t errlen)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_t *c;
+	rd_kafka_topic_t *rkt;
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_topic_partition_list_t *parts;
+	rd_kafka_queue_t *q;
+	char		errstr[512];
+	int			partitions = 0;
+	int			done = 0;
+	bool	   *at_end = NULL;
+	bool		ok = true;
+	XLogRecPtr	found = InvalidXLogRecPtr;
+	size_t		idlen = strlen(txn_id);
+	TimestampTz deadline;
+	char		group[sizeof(txn_id) + 16];
+	rd_kafka_resp_err_t aerr;
+	bool		whole = false;	/* every partition from its beginning */
+	bool		cut = false;	/* some partition read from its tail only */
+
+	err[0] = '\0';
+	eb_progress_lsn = InvalidXLogRecPtr;
+
+	/*
+	 * librdkafka's consumer wants a group id even for assigned partitions;
+	 * the group is never joined and no offset is committed.
+	 */
+	snprintf(group, sizeof(group), "%s-progress", txn_id);
+	if (!eb_conf_set(conf, "bootstrap.servers", eb_kafka_brokers, err, errlen) ||
+		!eb_conf_set(conf, "client.id", "pg_eventbus", err, errlen) ||
+		!eb_conf_set(conf, "log.queue", "true", err, errlen) ||
+		!eb_conf_apply_properties(conf, err, errlen) ||
+		!eb_conf_apply_file(conf, err, errlen) ||
+		!eb_conf_set(conf, "isolation.level", "read_committed", err, errlen) ||
+		!eb_conf_set(conf, "enable.partition.eof", "true", err, errlen) ||
+		!eb_conf_set(conf, "enable.auto.commit", "false", err, errlen) ||
+		!eb_conf_set(conf, "enable.auto.offset.store", "false", err, errlen) ||
+		!eb_conf_set(conf, "group.id", group, err, errlen))
+	{
+		rd_kafka_conf_destroy(conf);
+		return false;
+	}
+	rd_kafka_conf_set_error_cb(conf, eb_error_cb);
+	rd_kafka_conf_set_log_cb(conf, eb_log_cb);
+	c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+	if (c == NULL)
+	{
+		rd_kafka_conf_destroy(conf);
+		snprintf(err, errlen, "could not create the Kafka consumer of the progress topic: %s", errstr);
+		return false;
+	}
+	q = rd_kafka_queue_get_main(c);
+	rd_kafka_set_log_queue(c, q);
+	rd_kafka_queue_destroy(q);
+
+	/* the progress topic's partitions; wait while the brokers do not answer */
+	rkt = rd_kafka_topic_new(c, progress_topic, NULL);
+	for (;;)
+	{
+		if (rd_kafka_metadata(c, 0, rkt, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+			break;
+		md = NULL;
+		rd_kafka_poll(c, 0);
+		eb_relay_set_state(eb_brokers_down ? "broker unreachable" :
+						   "starting Kafka transactions");
+		CHECK_FOR_INTERRUPTS();
+		if (eb_shutdown_requested || ConfigReloadPending)
+		{
+			ok = false;
+			goto out;
+		}
+	}
+	if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		partitions = md->topics[0].partition_cnt;
+	else if (md->topic_cnt == 1 &&
+			 md->topics[0].err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART &&
+			 md->topics[0].err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
+	{
+		snprintf(err, errlen, "could not read the progress topic \"%s\": %s",
+				 progress_topic, rd_kafka_err2str(md->topics[0].err));
+		ok = false;
+		goto out;
+	}
+	if (partitions <= 0)
+		goto out;				/* no topic yet: nothing relayed with it */
+
+	/*
+	 * The relay's last record is near the end of its partition unless many
+	 * other relays share the topic: read the last EB_PROGRESS_TAIL offsets
+	 * of every partition first, everything only if that finds none.
+	 */
+again:
+	parts = rd_kafka_topic_partition_list_new(partitions);
+	for (int p = 0; p < partitions; p++)
+	{
+		int64_t		lo = 0,
+					hi = 0;
+		int64		start = RD_KAFKA_OFFSET_BEGINNING;
+
+		if (!whole &&
+			rd_kafka_query_watermark_offsets(c, progress_topic, p, &lo, &hi, 10000) ==
+			RD_KAFKA_RESP_ERR_NO_ERROR && hi - EB_PROGRESS_TAIL > lo)
+		{
+			start = hi - EB_PROGRESS_TAIL;
+			cut = true;
+		}
+		rd_kafka_topic_partition_list_add(parts, progress_topic, p)->offset = start;
+	}
+	aerr = rd_kafka_assign(c, parts);
+	rd_kafka_topic_partition_list_destroy(parts);
+	if (aerr != RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		snprintf(err, errlen, "could not read the progress topic \"%s\": %s",
+				 progress_topic, rd_kafka_err2str(aerr));
+		ok = false;
+		goto out;
+	}
+	if (at_end == NULL)
+		at_end = palloc0(sizeof(bool) * partitions);
+
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60000);
+	while (done < partitions)
+	{
+		rd_kafka_message_t *msg = rd_kafka_consumer_poll(c, 100);
+
+		CHECK_FOR_INTERRUPTS();
+		if (eb_shutdown_requested)
+		{
+			ok = false;
+			if (msg != NULL)
+				rd_kafka_message_destroy(msg);
+			goto out;
+		}
+		if (GetCurrentTimestamp() > deadline)
+		{
+			snprintf(err, errlen, "could not read the progress topic \"%s\" to its end within 60 s",
+					 progress_topic);
+			ok = false;
+			if (msg != NULL)
+				rd_kafka_message_destroy(msg);
+			goto out;
+		}
+		if (msg == NULL)
+			continue;
+		if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+		{
+			if (msg->partition >= 0 && msg->partition < partitions &&
+				!at_end[msg->partition])
+			{
+				at_end[msg->partition] = true;
+				done++;
+			}
+		}
+		else if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+		{
+			XLogRecPtr	lsn;
+
+			if (msg->key_len == idlen && memcmp(msg->key, txn_id, idlen) == 0 &&
+				eb_progress_parse(msg->payload, msg->len, &lsn) && lsn > found)
+				found = lsn;
+		}
+		else if (eb_kafka_error_is_permanent(msg->err))
+		{
+			snprintf(err, errlen, "could not read the progress topic \"%s\": %s",
+					 progress_topic, rd_kafka_message_errstr(msg));
+			ok = false;
+			rd_kafka_message_destroy(msg);
+			goto out;
+		}
+		rd_kafka_message_destroy(msg);
+	}
+	if (found == InvalidXLogRecPtr && cut && !whole)
+	{
+		/* none in the tails: read every partition from its beginning */
+		whole = true;
+		cut = false;
+		done = 0;
+		pfree(at_end);
+		at_end = NULL;
+		goto again;
+	}
+	eb_progress_lsn = found;
+
+out:
+	if (md != NULL)
+		rd_kafka_metadata_destroy(md);
+	rd_kafka_topic_destroy(rkt);
+	if (at_end != NULL)
+		pfree(at_end);
+	rd_kafka_consumer_close(c);
+	rd_kafka_destroy(c);
+	return ok;
+}
+
+/*
+ * Exactly-once, at the start of a session: registers the transactional id
+ * with the brokers (which fences every older producer with that id and
+ * aborts its open transaction), then reads how far Kafka got
+ * (eb_progress_lsn): the session skips every PostgreSQL transaction whose
+ * commit LSN is not above it.  Waits while the brokers do not answer.
+ * False with *err set on an error, with *err empty at shutdown.
+ */
+bool
+eb_kafka_transactions_start(char *err, size_t errlen)
+{
+	rd_kafka_error_t *error;
+
+	err[0] = '\0';
+	txn_open = false;
+	eb_kafka_txn_seq = 0;
+	eb_kafka_txn_committed = 0;
+	snprintf(session_tag, sizeof(session_tag), "%x-%llx",
+			 (unsigned) MyProcPid, (unsigned long long) GetCurrentTimestamp());
+	for (;;)
+	{
+		error = rd_kafka_init_transactions(eb_producer, 1000);
+		if (error == NULL)
+			break;
+		if (!rd_kafka_error_is_retriable(error) &&
+			rd_kafka_error_code(error) != RD_KAFKA_RESP_ERR__TIMED_OUT)
+		{
+			snprintf(err, errlen, "could not initialize Kafka transactions (transactional.id \"%s\"): %s",
+					 txn_id, rd_kafka_error_string(error));
+			rd_kafka_error_destroy(error);
+			return false;
+		}
+		rd_kafka_error_destroy(error);
+		rd_kafka_poll(eb_producer, 0);
+		eb_relay_set_state(eb_brokers_down ? "broker unreachable" :
+						   "starting Kafka transactions");
+		CHECK_FOR_INTERRUPTS();
+		/* a reload: start again with the new settings (the caller sees it) */
+		if (eb_shutdown_requested || ConfigReloadPending)
+			return false;
+	}
+	if (!eb_kafka_progress_read(err, errlen))
+		return false;
+	ereport(LOG,
+			(errmsg("pg_eventbus relay: exactly-once with transactional.id \"%s\": Kafka has every transaction up to commit LSN %X/%X",
+					txn_id, LSN_FORMAT_ARGS(eb_progress_lsn))));
+	return true;
+}

@@ -1,0 +1,197 @@
+# The exactly-once relay (eventbus.relay_delivery = 'exactly_once') through
+# broker outages while pgbench clients publish continuously (as in
+# 131_relay_exactly_once.pl):
+#  1. the only broker goes down for a few seconds and comes back;
+#  2. the broker goes down, the server is stopped in immediate mode and
+#     started while the broker is still down (the relay waits to register
+#     its transactional id), then the broker comes back.
+# At the end, a read_committed consumer (RelayTest::committed_view) sees
+# every committed event exactly once, counted by event id.  Open (TODO):
+# after an outage some committed events are missing.
+
+use strict;
+use warnings;
+
+use IPC::Run;
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+
+use RelayTest;
+
+my $t0 = time();
+my $db = 'postgres';
+my $clients = 4;
+my $delivery = $ENV{EB_RELAY_DELIVERY} // 'exactly_once';
+
+my $mock = RelayTest::MockKafka->start('--topic', 'ev:3');
+my $bootstrap = $mock->bootstrap;
+my $node = relay_node(
+	'eos_outage',
+	bootstrap => $bootstrap,
+	start => 1,
+	conf => "eventbus.relay_delivery = '$delivery'\n");
+
+$node->safe_psql(
+	$db, q{
+SELECT eventbus.create_topic('ev', 3);
+SELECT eventbus.relay_topic('ev');
+CREATE TABLE committed (event_id uuid PRIMARY KEY);
+CREATE SEQUENCE batch_seq;
+});
+
+# Two single events, or a batch of five with one key; each event id goes
+# into "committed" in the same transaction.
+my $script = q{
+\set k random(1, 20)
+\set kind random(1, 2)
+BEGIN;
+\if :kind = 1
+SELECT (r).partition AS p, (r).position AS pos
+FROM (SELECT eventbus.publish('ev', jsonb_build_object('c', :client_id, 'k', :k),
+                              key => 'c' || :client_id || '-' || :k) AS r) s \gset
+INSERT INTO committed SELECT event_id FROM eventbus_data.ev WHERE partition = :p AND position = :pos;
+SELECT (r).partition AS p, (r).position AS pos
+FROM (SELECT eventbus.publish('ev', jsonb_build_object('c', :client_id, 'k', :k, 'second', true)) AS r) s \gset
+INSERT INTO committed SELECT event_id FROM eventbus_data.ev WHERE partition = :p AND position = :pos;
+\else
+SELECT nextval('batch_seq') AS b \gset
+SELECT min(partition) AS p, min(position) AS lo, max(position) AS hi
+FROM eventbus.publish_batch('ev',
+    ARRAY(SELECT jsonb_build_object('c', :client_id, 'b', :b, 'i', i) FROM generate_series(1, 5) i),
+    array_fill('c' || :client_id || '-' || :k, ARRAY[5])) \gset
+INSERT INTO committed
+SELECT event_id FROM eventbus_data.ev
+WHERE partition = :p AND position BETWEEN :lo AND :hi AND value @> jsonb_build_object('b', :b);
+\endif
+COMMIT;
+};
+my $tmp = PostgreSQL::Test::Utils::tempdir;
+PostgreSQL::Test::Utils::append_to_file("$tmp/publish.sql", $script);
+
+sub pgbench_cmd
+{
+	return (
+		'pgbench', '-n', '-h', $node->host, '-p', $node->port,
+		'-c', $clients, '-j', 2, @_, '-f', "$tmp/publish.sql", $db);
+}
+
+# ---------------------------------------------------------------------------
+# 1. Down and up while publishing.
+
+sub start_bench
+{
+	my ($out, $err) = ('', '');
+	return IPC::Run::start([ pgbench_cmd('-T', 60) ],
+		'>', \$out, '2>', \$err, IPC::Run::timeout(120));
+}
+
+my $bench = start_bench();
+ok(poll_until(30, sub { relay_status($node, $db)->{events_relayed} >= 500 }, 20),
+	'the relay is sending the stream');
+is($mock->command('down 1'), 'ok', 'the broker is down');
+ok( poll_until(
+		20, sub { relay_status($node, $db)->{state} eq 'broker unreachable' }, 200),
+	'relay_status: broker unreachable');
+sleep(2);
+is($mock->command('up 1'), 'ok', 'the broker is up again');
+ok(poll_until(60, sub { relay_status($node, $db)->{state} eq 'running' }, 200),
+	'the relay runs again');
+sleep(1);
+
+# ---------------------------------------------------------------------------
+# 2. Down, immediate stop and start during the outage, up.
+
+is($mock->command('down 1'), 'ok', 'the broker is down again');
+sleep(1);
+$node->stop('immediate');
+$bench->kill_kill;
+$node->start;
+ok( poll_until(
+		30,
+		sub {
+			$node->safe_psql($db, 'SELECT state FROM eventbus.relay_status') eq
+			  'starting Kafka transactions';
+		},
+		200),
+	'after the restart the relay waits for the brokers to start its transactions');
+$bench = start_bench();
+sleep(2);
+is($mock->command('up 1'), 'ok', 'the broker is up');
+ok(wait_relay_running($node, $db, 60), 'the relay runs again after the outage');
+sleep(2);
+$bench->kill_kill;
+
+# A last calm publish.
+{
+	my ($out, $err) = ('', '');
+	my $ok = IPC::Run::run([ pgbench_cmd('-t', 50) ],
+		'>', \$out, '2>', \$err, IPC::Run::timeout(60));
+	ok($ok, 'publishing after the last round succeeds') or diag($err);
+}
+
+is( $node->safe_psql(
+		$db,
+		'SELECT count(*) FROM eventbus_data.ev e FULL JOIN committed c USING (event_id) WHERE e.event_id IS NULL OR c.event_id IS NULL'
+	),
+	'0',
+	'the stored events are exactly the recorded committed ones');
+my $committed = decode_json(
+	$node->safe_psql(
+		$db, q{
+	SELECT json_agg(json_build_object('id', event_id, 'partition', partition,
+	    'position', position, 'value', value::text))
+	FROM eventbus_data.ev}));
+my %want = map { $_->{id} => $_ } @$committed;
+my $ids = scalar(keys %want);
+note "$ids events committed";
+
+# ---------------------------------------------------------------------------
+# What a read_committed consumer sees: every committed event, once.
+
+my ($msgs, $view);
+poll_until(
+	60,
+	sub {
+		$msgs = kafka_read($bootstrap, 'ev') or return 0;
+		$view = committed_view($bootstrap, $msgs);
+		my $by = by_event_id($view);
+		return !grep { !$by->{$_} } keys %want;
+	},
+	1000);
+ok(poll_until(30, sub { relay_status($node, $db)->{messages_in_flight} == 0 }),
+	'nothing left in flight');
+$msgs = kafka_read($bootstrap, 'ev') // [];
+$view = committed_view($bootstrap, $msgs);
+
+my ($missing, $unknown, $differ, $resent) = compare_delivery(\%want, $view);
+note "Kafka: " . scalar(@$msgs) . " messages in the log, "
+  . scalar(@$view) . " committed, for $ids committed events";
+my ($raw_missing) = compare_delivery(\%want, $msgs);
+note scalar(@$raw_missing) . " committed events are not in the Kafka log at all";
+TODO:
+{
+	local $TODO =
+	  'open: after a broker outage, exactly-once relaying misses events (seen against librdkafka 2.0.2 and 2.8.0; not yet known whether the relay or the mock cluster loses them); exactly_once is not the default until this passes';
+	is(scalar(@$raw_missing), 0, "every committed event is in the Kafka log ($ids)")
+	  or diag("not in the log: @$raw_missing[0 .. ($#$raw_missing < 9 ? $#$raw_missing : 9)]");
+	is(scalar(@$missing), 0, "every committed event is seen by a read_committed consumer ($ids)")
+	  or diag("missing: @$missing[0 .. ($#$missing < 9 ? $#$missing : 9)]");
+}
+is($resent, 0, 'no event is there twice for a read_committed consumer');
+is(scalar(@$unknown), 0, 'no event of an interrupted transaction reached Kafka')
+  or diag("@$unknown[0 .. ($#$unknown < 9 ? $#$unknown : 9)]");
+is(scalar(@$differ), 0, 'every message carries its event\'s partition, position and value')
+  or diag("@$differ[0 .. ($#$differ < 9 ? $#$differ : 9)]");
+
+like(slurp_file($node->logfile),
+	qr/exactly-once with transactional.id "pg_eventbus-\d+-\d+": Kafka has every transaction up to commit LSN/,
+	'the relay read its progress back from Kafka after the restarts');
+
+ok(!$node->log_contains(qr/TRAP:|PANIC/), 'no assertion failure or PANIC in the server log');
+$node->stop;
+$mock->stop;
+note sprintf('132_relay_exactly_once_outage took %.1f s', time() - $t0);
+done_testing();

@@ -394,3 +394,6 @@ WHERE pg_catalog.pg_has_role(cg.owner, 'USAGE')
 COMMENT ON VIEW eventbus.groups IS
   'Consumer groups: topic, owner, max_attempts, dead-letter topic (NULL: none, the group consumes a dead-letter topic), paused, creation time, members holding leases now, and dead letters waiting for redrive() or purge_dead_letters(). Shows the groups whose owner''s privileges the role has; members of pg_monitor see all.';
 GRANT SELECT ON eventbus.groups TO PUBLIC;
+
+-- poll() finds a partition's due retries without reading its future ones
+CREATE INDEX group_retry_due ON eventbus.group_retry (group_id, partition, not_before);

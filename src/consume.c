@@ -430,7 +430,6 @@ eb_consume_init(void)
 static uint32 poll_rotation = 0;
 static bool poll_rotation_seeded = false;
 
-static SPIPlanPtr plan_retries = NULL;
 static SPIPlanPtr plan_lock = NULL;
 static SPIPlanPtr plan_lease = NULL;
 static SPIPlanPtr plan_ack_lock = NULL;
@@ -684,26 +683,45 @@ eb_report_lost(EbGroup *g, const char *group_name, EbTopic *topic, int32 partiti
 }
 
 /*
- * The group's retries, of one partition or (partition -1) of all, ordered
- * by partition and position; a fresh statement each time.
+ * Retries of one partition of the group, in position order, a fresh
+ * statement each time: with due, those due now (at most limit); else
+ * those above position after, due or not (they are skipped as new events).
+ * Both go through an index (group_retry_due, the primary key), so retries
+ * due later cost nothing until they are due or the reading reaches them.
  */
 static EbRetry *
-eb_read_retries(EbGroup *g, int32 partition, int *n)
+eb_read_retries(EbGroup *g, int32 partition, bool due, int64 after, int limit, int *n)
 {
-	Oid			argtypes[2] = {INT4OID, INT4OID};
-	Datum		values[2];
+	static SPIPlanPtr plan_due = NULL;
+	static SPIPlanPtr plan_above = NULL;
+	Oid			argtypes[3] = {INT4OID, INT4OID, INT8OID};
+	Datum		values[3];
 	EbRetry    *retries;
 	uint64		r;
 
 	values[0] = Int32GetDatum(g->group_id);
 	values[1] = Int32GetDatum(partition);
-	eb_spi_plan(&plan_retries,
-				"SELECT partition, position, attempts, not_before <= clock_timestamp() "
-				"FROM eventbus.group_retry WHERE group_id = $1 "
-				"AND ($2 < 0 OR partition = $2) "
-				"ORDER BY partition, position",
-				2, argtypes);
-	eb_spi_run(plan_retries, values, NULL, false);
+	if (due)
+	{
+		values[2] = Int64GetDatum((int64) limit);
+		eb_spi_plan(&plan_due,
+					"SELECT partition, position, attempts, true "
+					"FROM eventbus.group_retry WHERE group_id = $1 AND partition = $2 "
+					"AND not_before <= clock_timestamp() "
+					"ORDER BY position LIMIT $3",
+					3, argtypes);
+		eb_spi_run(plan_due, values, NULL, false);
+	}
+	else
+	{
+		values[2] = Int64GetDatum(after);
+		eb_spi_plan(&plan_above,
+					"SELECT partition, position, attempts, not_before <= clock_timestamp() "
+					"FROM eventbus.group_retry WHERE group_id = $1 AND partition = $2 "
+					"AND position > $3 ORDER BY position",
+					3, argtypes);
+		eb_spi_run(plan_above, values, NULL, false);
+	}
 	*n = (int) SPI_processed;
 	retries = palloc(sizeof(EbRetry) * Max(*n, 1));
 	for (r = 0; r < SPI_processed; r++)
@@ -718,6 +736,40 @@ eb_read_retries(EbGroup *g, int32 partition, int *n)
 		retries[r].due = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
 	}
 	return retries;
+}
+
+/*
+ * Which partitions of the group have a retry due now: an index probe per
+ * partition (group_retry_due), whatever the number of retries due later.
+ */
+static bool *
+eb_partitions_with_due_retries(EbGroup *g, int32 partitions)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[2] = {INT4OID, INT4OID};
+	Datum		values[2];
+	bool	   *due = palloc0(sizeof(bool) * partitions);
+	uint64		r;
+
+	values[0] = Int32GetDatum(g->group_id);
+	values[1] = Int32GetDatum(partitions);
+	eb_spi_plan(&plan,
+				"SELECT p FROM pg_catalog.generate_series(0, $2 - 1) p "
+				"WHERE EXISTS (SELECT FROM eventbus.group_retry r "
+				"  WHERE r.group_id = $1 AND r.partition = p "
+				"  AND r.not_before <= clock_timestamp())",
+				2, argtypes);
+	eb_spi_run(plan, values, NULL, false);
+	for (r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		int32		p = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r],
+												   SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (p >= 0 && p < partitions)
+			due[p] = true;
+	}
+	return due;
 }
 
 /*
@@ -804,8 +856,7 @@ eb_poll(PG_FUNCTION_ARGS)
 	EbSpi		spi;
 	EbPollState st;
 	EbPartState *rows;
-	EbRetry    *retries;
-	int			nretries;
+	bool	   *due_hint;
 	int			remaining = max_events;
 	Snapshot	snapshot;
 	int32		i;
@@ -879,10 +930,10 @@ eb_poll(PG_FUNCTION_ARGS)
 		held += rows[i].leased_to_me ? 1 : 0;
 
 	/*
-	 * Which partitions have retries, as a hint only: a partition's retries
-	 * are read again once this poll holds it.
+	 * Which partitions have retries due, as a hint only: a partition's
+	 * retries are read again once this poll holds it.
 	 */
-	retries = eb_read_retries(&g, -1, &nretries);
+	due_hint = eb_partitions_with_due_retries(&g, topic->partitions);
 
 	if (!poll_rotation_seeded)
 	{
@@ -900,10 +951,10 @@ eb_poll(PG_FUNCTION_ARGS)
 		int64		generation = 0;
 		int64		lost_reported;
 		int64		handed_max = -1;
-		bool		has_due = false;
-		int			first_retry = -1;
 		int			nret = 0;
+		int			nabove = 0;
 		EbRetry    *pretries;
+		EbRetry    *above;
 		int64	   *retried;
 		int			nretried = 0;
 		int			k;
@@ -913,17 +964,8 @@ eb_poll(PG_FUNCTION_ARGS)
 			continue;
 		if (member != NULL && !rows[p].leased_to_me && held >= share)
 			continue;			/* not more than its share */
-		for (k = 0; k < nretries; k++)
-		{
-			if (retries[k].partition != p)
-				continue;
-			if (first_retry < 0)
-				first_retry = k;
-			nret++;
-			has_due |= retries[k].due;
-		}
 		from = rows[p].mine ? rows[p].fetched : rows[p].committed;
-		if (!has_due && from + 1 >= eb_read_horizon(topic, p, NULL))
+		if (!due_hint[p] && from + 1 >= eb_read_horizon(topic, p, NULL))
 			continue;			/* nothing to deliver */
 		if (!eb_claim(&g, p, member, lease, &committed, &fetched, &generation,
 					  &lost_reported))
@@ -940,8 +982,7 @@ eb_poll(PG_FUNCTION_ARGS)
 		 * a member that held it until just now may have delivered and
 		 * committed one of them since the hint was read.
 		 */
-		pretries = eb_read_retries(&g, p, &nret);
-		first_retry = 0;
+		pretries = eb_read_retries(&g, p, true, -1, remaining, &nret);
 
 		/* Due retries first. */
 		retried = palloc(sizeof(int64) * Max(nret, 1));
@@ -968,11 +1009,12 @@ eb_poll(PG_FUNCTION_ARGS)
 		st.want = -1;
 		st.attempt = 1;
 		st.last = from;
-		st.skip = palloc(sizeof(int64) * Max(nret, 1));
+		above = eb_read_retries(&g, p, false, from, 0, &nabove);
+		st.skip = palloc(sizeof(int64) * Max(nabove, 1));
 		st.nskip = 0;
 		st.skip_idx = 0;
-		for (k = 0; k < nret; k++)
-			st.skip[st.nskip++] = pretries[k].position;
+		for (k = 0; k < nabove; k++)
+			st.skip[st.nskip++] = above[k].position;
 		if (remaining > 0)
 			remaining -= eb_read_partition(topic, p, from, remaining, snapshot,
 										   eb_poll_emit, &st);

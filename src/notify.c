@@ -82,8 +82,12 @@ typedef struct EbNotified
 
 static HTAB *notified = NULL;
 
-/* In the worker: its first pass, which looks at every slot, is done. */
+/*
+ * In the worker: a pass that looked at every slot is done, and no pass
+ * since has failed half-way (it may have taken bits it did not put back).
+ */
 static bool scanned_all = false;
+static bool pass_running = false;
 
 static void eb_notify_wake_worker(Oid dboid);
 
@@ -385,12 +389,15 @@ eb_notify_pass(void)
 	}
 
 	bits = eb_notify_bits(MyDatabaseId);
+	if (pass_running)
+		scanned_all = false;	/* the last pass failed */
+	pass_running = true;
 	if (bits == NULL || !scanned_all)
 	{
 		/*
 		 * The first pass of this worker looks at every slot: a topic may
 		 * have been marked while no worker (or no database entry) was there
-		 * to be told.
+		 * to be told.  So does the pass after one that failed.
 		 */
 		for (i = 0; i < eb_shared->max_topics; i++)
 		{
@@ -451,6 +458,7 @@ eb_notify_pass(void)
 		CommitTransactionCommand();
 		list_free_deep(names);
 	}
+	pass_running = false;
 	return next;
 }
 
@@ -588,6 +596,34 @@ eb_wait_may_release_xmin(FunctionCallInfo fcinfo)
 }
 
 /*
+ * Sleeps on the topic's condition variable.  With release_xmin, nothing
+ * reads with the statement's snapshot after this call (see
+ * eb_wait_may_release_xmin): do not hold back vacuum while sleeping.  The
+ * value is put back before anything else runs.
+ */
+static void
+eb_wait_sleep(EbTopicShared *t, long sleep_ms, bool release_xmin)
+{
+	TransactionId xmin = MyProc->xmin;
+
+	if (!release_xmin)
+	{
+		(void) ConditionVariableTimedSleep(&t->committed, sleep_ms, PG_WAIT_EXTENSION);
+		return;
+	}
+	MyProc->xmin = InvalidTransactionId;
+	PG_TRY();
+	{
+		(void) ConditionVariableTimedSleep(&t->committed, sleep_ms, PG_WAIT_EXTENSION);
+	}
+	PG_FINALLY();
+	{
+		MyProc->xmin = xmin;
+	}
+	PG_END_TRY();
+}
+
+/*
  * wait(group_name text, topic text, timeout interval, member text)
  *	returns boolean
  */
@@ -635,7 +671,7 @@ eb_wait(PG_FUNCTION_ARGS)
 	for (;;)
 	{
 		TimestampTz now;
-		volatile long sleep_ms;
+		long		sleep_ms;
 		volatile int outcome = 0;	/* 1: events, 2: timed out */
 		EbTopicShared *volatile counted = t;
 
@@ -656,29 +692,7 @@ eb_wait(PG_FUNCTION_ARGS)
 			{
 				/* re-check at least every second: retries fall due without commits */
 				sleep_ms = Min((long) ((deadline - now) / 1000) + 1, 1000L);
-				if (release_xmin)
-				{
-					/*
-					 * Nothing reads with the statement's snapshot after this
-					 * call (see eb_wait_may_release_xmin): do not hold back
-					 * vacuum while sleeping.  The value is put back before
-					 * anything else runs.
-					 */
-					TransactionId xmin = MyProc->xmin;
-
-					MyProc->xmin = InvalidTransactionId;
-					PG_TRY();
-					{
-						(void) ConditionVariableTimedSleep(&t->committed, sleep_ms, PG_WAIT_EXTENSION);
-					}
-					PG_FINALLY();
-					{
-						MyProc->xmin = xmin;
-					}
-					PG_END_TRY();
-				}
-				else
-					(void) ConditionVariableTimedSleep(&t->committed, sleep_ms, PG_WAIT_EXTENSION);
+				eb_wait_sleep(t, sleep_ms, release_xmin);
 			}
 			ConditionVariableCancelSleep();
 		}

@@ -68,6 +68,7 @@ mkdir -p "$RESULTS_DIR"
 : >"$RESULTS"
 
 TOP=$(eb_workdir hot)
+WORK=$TOP
 PIDS_TO_STOP=
 cleanup() {
 	local c

@@ -684,44 +684,37 @@ eb_report_lost(EbGroup *g, const char *group_name, EbTopic *topic, int32 partiti
 
 /*
  * Retries of one partition of the group, in position order, a fresh
- * statement each time: with due, those due now (at most limit); else
- * those above position after, due or not (they are skipped as new events).
- * Both go through an index (group_retry_due, the primary key), so retries
- * due later cost nothing until they are due or the reading reaches them.
+ * statement each time: those due at now, and those above position after,
+ * due or not (poll() skips them as new events).  Each comes through an
+ * index (group_retry_due, the primary key), so retries due later at
+ * positions already read cost nothing.  now is a parameter, not
+ * clock_timestamp() in the query: a volatile function cannot bound an
+ * index scan.
  */
 static EbRetry *
-eb_read_retries(EbGroup *g, int32 partition, bool due, int64 after, int limit, int *n)
+eb_read_retries(EbGroup *g, int32 partition, TimestampTz now, int64 after, int *n)
 {
-	static SPIPlanPtr plan_due = NULL;
-	static SPIPlanPtr plan_above = NULL;
-	Oid			argtypes[3] = {INT4OID, INT4OID, INT8OID};
-	Datum		values[3];
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[4] = {INT4OID, INT4OID, TIMESTAMPTZOID, INT8OID};
+	Datum		values[4];
 	EbRetry    *retries;
 	uint64		r;
 
 	values[0] = Int32GetDatum(g->group_id);
 	values[1] = Int32GetDatum(partition);
-	if (due)
-	{
-		values[2] = Int64GetDatum((int64) limit);
-		eb_spi_plan(&plan_due,
-					"SELECT partition, position, attempts, true "
-					"FROM eventbus.group_retry WHERE group_id = $1 AND partition = $2 "
-					"AND not_before <= clock_timestamp() "
-					"ORDER BY position LIMIT $3",
-					3, argtypes);
-		eb_spi_run(plan_due, values, NULL, false);
-	}
-	else
-	{
-		values[2] = Int64GetDatum(after);
-		eb_spi_plan(&plan_above,
-					"SELECT partition, position, attempts, not_before <= clock_timestamp() "
-					"FROM eventbus.group_retry WHERE group_id = $1 AND partition = $2 "
-					"AND position > $3 ORDER BY position",
-					3, argtypes);
-		eb_spi_run(plan_above, values, NULL, false);
-	}
+	values[2] = TimestampTzGetDatum(now);
+	values[3] = Int64GetDatum(after);
+	eb_spi_plan(&plan,
+				"SELECT position, attempts, not_before <= $3 "
+				"FROM eventbus.group_retry WHERE group_id = $1 AND partition = $2 "
+				"AND not_before <= $3 "
+				"UNION "
+				"SELECT position, attempts, not_before <= $3 "
+				"FROM eventbus.group_retry WHERE group_id = $1 AND partition = $2 "
+				"AND position > $4 "
+				"ORDER BY 1",
+				4, argtypes);
+	eb_spi_run(plan, values, NULL, false);
 	*n = (int) SPI_processed;
 	retries = palloc(sizeof(EbRetry) * Max(*n, 1));
 	for (r = 0; r < SPI_processed; r++)
@@ -730,35 +723,35 @@ eb_read_retries(EbGroup *g, int32 partition, bool due, int64 after, int limit, i
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
 
-		retries[r].partition = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-		retries[r].position = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-		retries[r].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-		retries[r].due = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+		retries[r].partition = partition;
+		retries[r].position = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		retries[r].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+		retries[r].due = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
 	}
 	return retries;
 }
 
 /*
- * Which partitions of the group have a retry due now: an index probe per
+ * Which partitions of the group have a retry due at now: an index probe per
  * partition (group_retry_due), whatever the number of retries due later.
  */
 static bool *
-eb_partitions_with_due_retries(EbGroup *g, int32 partitions)
+eb_partitions_with_due_retries(EbGroup *g, int32 partitions, TimestampTz now)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			argtypes[2] = {INT4OID, INT4OID};
-	Datum		values[2];
+	Oid			argtypes[3] = {INT4OID, INT4OID, TIMESTAMPTZOID};
+	Datum		values[3];
 	bool	   *due = palloc0(sizeof(bool) * partitions);
 	uint64		r;
 
 	values[0] = Int32GetDatum(g->group_id);
 	values[1] = Int32GetDatum(partitions);
+	values[2] = TimestampTzGetDatum(now);
 	eb_spi_plan(&plan,
 				"SELECT p FROM pg_catalog.generate_series(0, $2 - 1) p "
 				"WHERE EXISTS (SELECT FROM eventbus.group_retry r "
-				"  WHERE r.group_id = $1 AND r.partition = p "
-				"  AND r.not_before <= clock_timestamp())",
-				2, argtypes);
+				"  WHERE r.group_id = $1 AND r.partition = p AND r.not_before <= $3)",
+				3, argtypes);
 	eb_spi_run(plan, values, NULL, false);
 	for (r = 0; r < SPI_processed; r++)
 	{
@@ -933,7 +926,7 @@ eb_poll(PG_FUNCTION_ARGS)
 	 * Which partitions have retries due, as a hint only: a partition's
 	 * retries are read again once this poll holds it.
 	 */
-	due_hint = eb_partitions_with_due_retries(&g, topic->partitions);
+	due_hint = eb_partitions_with_due_retries(&g, topic->partitions, GetCurrentTimestamp());
 
 	if (!poll_rotation_seeded)
 	{
@@ -952,9 +945,7 @@ eb_poll(PG_FUNCTION_ARGS)
 		int64		lost_reported;
 		int64		handed_max = -1;
 		int			nret = 0;
-		int			nabove = 0;
 		EbRetry    *pretries;
-		EbRetry    *above;
 		int64	   *retried;
 		int			nretried = 0;
 		int			k;
@@ -982,7 +973,7 @@ eb_poll(PG_FUNCTION_ARGS)
 		 * a member that held it until just now may have delivered and
 		 * committed one of them since the hint was read.
 		 */
-		pretries = eb_read_retries(&g, p, true, -1, remaining, &nret);
+		pretries = eb_read_retries(&g, p, GetCurrentTimestamp(), from, &nret);
 
 		/* Due retries first. */
 		retried = palloc(sizeof(int64) * Max(nret, 1));
@@ -1009,12 +1000,11 @@ eb_poll(PG_FUNCTION_ARGS)
 		st.want = -1;
 		st.attempt = 1;
 		st.last = from;
-		above = eb_read_retries(&g, p, false, from, 0, &nabove);
-		st.skip = palloc(sizeof(int64) * Max(nabove, 1));
+		st.skip = palloc(sizeof(int64) * Max(nret, 1));
 		st.nskip = 0;
 		st.skip_idx = 0;
-		for (k = 0; k < nabove; k++)
-			st.skip[st.nskip++] = above[k].position;
+		for (k = 0; k < nret; k++)
+			st.skip[st.nskip++] = pretries[k].position;
 		if (remaining > 0)
 			remaining -= eb_read_partition(topic, p, from, remaining, snapshot,
 										   eb_poll_emit, &st);

@@ -486,8 +486,8 @@ eb_group_has_events(const char *group_name, EbTopic *topic, const char *member)
 	EbSpi		spi;
 	EbGroup		g;
 	EbPartState *states;
-	Oid			argtypes[2] = {INT4OID, INT4OID};
-	Datum		values[2];
+	Oid			argtypes[3] = {INT4OID, INT4OID, TIMESTAMPTZOID};
+	Datum		values[3];
 	Snapshot	snapshot;
 	bool		result = false;
 	bool		locked;
@@ -505,16 +505,17 @@ eb_group_has_events(const char *group_name, EbTopic *topic, const char *member)
 
 	/*
 	 * A retry that is due counts as an event: an index probe per partition
-	 * (group_retry_due), not a read of every retry of the group.
+	 * (group_retry_due), not a read of every retry of the group.  The time
+	 * is a parameter: a volatile function cannot bound an index scan.
 	 */
 	values[0] = Int32GetDatum(g.group_id);
 	values[1] = Int32GetDatum(topic->partitions);
+	values[2] = TimestampTzGetDatum(GetCurrentTimestamp());
 	eb_spi_plan(&plan_due,
 				"SELECT p FROM pg_catalog.generate_series(0, $2 - 1) p "
 				"WHERE EXISTS (SELECT FROM eventbus.group_retry r "
-				"  WHERE r.group_id = $1 AND r.partition = p "
-				"  AND r.not_before <= clock_timestamp())",
-				2, argtypes);
+				"  WHERE r.group_id = $1 AND r.partition = p AND r.not_before <= $3)",
+				3, argtypes);
 	eb_spi_run(plan_due, values, NULL, true);
 	for (i = 0; i < SPI_processed && !result; i++)
 	{

@@ -734,6 +734,8 @@ eb_read_retries(EbGroup *g, int32 partition, TimestampTz now, int64 after, int *
 /*
  * Which partitions of the group have a retry due at now: an index probe per
  * partition (group_retry_due), whatever the number of retries due later.
+ * LIMIT 1 in a lateral subquery keeps the planner from joining a scan of
+ * the whole table instead.
  */
 static bool *
 eb_partitions_with_due_retries(EbGroup *g, int32 partitions, TimestampTz now)
@@ -748,9 +750,10 @@ eb_partitions_with_due_retries(EbGroup *g, int32 partitions, TimestampTz now)
 	values[1] = Int32GetDatum(partitions);
 	values[2] = TimestampTzGetDatum(now);
 	eb_spi_plan(&plan,
-				"SELECT p FROM pg_catalog.generate_series(0, $2 - 1) p "
-				"WHERE EXISTS (SELECT FROM eventbus.group_retry r "
-				"  WHERE r.group_id = $1 AND r.partition = p AND r.not_before <= $3)",
+				"SELECT p FROM pg_catalog.generate_series(0, $2 - 1) p, "
+				"LATERAL (SELECT FROM eventbus.group_retry r "
+				"  WHERE r.group_id = $1 AND r.partition = p AND r.not_before <= $3 "
+				"  LIMIT 1) due",
 				3, argtypes);
 	eb_spi_run(plan, values, NULL, false);
 	for (r = 0; r < SPI_processed; r++)

@@ -512,9 +512,10 @@ eb_group_has_events(const char *group_name, EbTopic *topic, const char *member)
 	values[1] = Int32GetDatum(topic->partitions);
 	values[2] = TimestampTzGetDatum(GetCurrentTimestamp());
 	eb_spi_plan(&plan_due,
-				"SELECT p FROM pg_catalog.generate_series(0, $2 - 1) p "
-				"WHERE EXISTS (SELECT FROM eventbus.group_retry r "
-				"  WHERE r.group_id = $1 AND r.partition = p AND r.not_before <= $3)",
+				"SELECT p FROM pg_catalog.generate_series(0, $2 - 1) p, "
+				"LATERAL (SELECT FROM eventbus.group_retry r "
+				"  WHERE r.group_id = $1 AND r.partition = p AND r.not_before <= $3 "
+				"  LIMIT 1) due",
 				3, argtypes);
 	eb_spi_run(plan_due, values, NULL, true);
 	for (i = 0; i < SPI_processed && !result; i++)

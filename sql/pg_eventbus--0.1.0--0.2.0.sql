@@ -431,3 +431,6 @@ WHERE pg_catalog.pg_has_role(cg.owner, 'USAGE')
 COMMENT ON VIEW eventbus.group_stats IS
   'Monotonic counters per consumer group and topic, for rates: consumed (positions the group committed, by commit() or poll(commit => true); a seek() is not counted) and dead_lettered (events the group sent to its dead-letter topic, or kept for redrive on a dead-letter topic), both since stats_reset (the group''s creation, or the update to 0.2.0). Kept in the group''s rows: they survive restarts and are dumped with the group; a new stats_reset means the group was created again. Shows the groups whose owner''s privileges the role has; members of pg_monitor see all.';
 GRANT SELECT ON eventbus.group_stats TO PUBLIC;
+
+-- poll() finds a partition's due retries without reading its future ones
+CREATE INDEX group_retry_due ON eventbus.group_retry (group_id, partition, not_before);

@@ -430,7 +430,6 @@ eb_consume_init(void)
 static uint32 poll_rotation = 0;
 static bool poll_rotation_seeded = false;
 
-static SPIPlanPtr plan_retries = NULL;
 static SPIPlanPtr plan_lock = NULL;
 static SPIPlanPtr plan_lease = NULL;
 static SPIPlanPtr plan_ack_lock = NULL;
@@ -684,26 +683,38 @@ eb_report_lost(EbGroup *g, const char *group_name, EbTopic *topic, int32 partiti
 }
 
 /*
- * The group's retries, of one partition or (partition -1) of all, ordered
- * by partition and position; a fresh statement each time.
+ * Retries of one partition of the group, in position order, a fresh
+ * statement each time: those due at now, and those above position after,
+ * due or not (poll() skips them as new events).  Each comes through an
+ * index (group_retry_due, the primary key), so retries due later at
+ * positions already read cost nothing.  now is a parameter, not
+ * clock_timestamp() in the query: a volatile function cannot bound an
+ * index scan.
  */
 static EbRetry *
-eb_read_retries(EbGroup *g, int32 partition, int *n)
+eb_read_retries(EbGroup *g, int32 partition, TimestampTz now, int64 after, int *n)
 {
-	Oid			argtypes[2] = {INT4OID, INT4OID};
-	Datum		values[2];
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[4] = {INT4OID, INT4OID, TIMESTAMPTZOID, INT8OID};
+	Datum		values[4];
 	EbRetry    *retries;
 	uint64		r;
 
 	values[0] = Int32GetDatum(g->group_id);
 	values[1] = Int32GetDatum(partition);
-	eb_spi_plan(&plan_retries,
-				"SELECT partition, position, attempts, not_before <= clock_timestamp() "
-				"FROM eventbus.group_retry WHERE group_id = $1 "
-				"AND ($2 < 0 OR partition = $2) "
-				"ORDER BY partition, position",
-				2, argtypes);
-	eb_spi_run(plan_retries, values, NULL, false);
+	values[2] = TimestampTzGetDatum(now);
+	values[3] = Int64GetDatum(after);
+	eb_spi_plan(&plan,
+				"SELECT position, attempts, not_before <= $3 "
+				"FROM eventbus.group_retry WHERE group_id = $1 AND partition = $2 "
+				"AND not_before <= $3 "
+				"UNION "
+				"SELECT position, attempts, not_before <= $3 "
+				"FROM eventbus.group_retry WHERE group_id = $1 AND partition = $2 "
+				"AND position > $4 "
+				"ORDER BY 1",
+				4, argtypes);
+	eb_spi_run(plan, values, NULL, false);
 	*n = (int) SPI_processed;
 	retries = palloc(sizeof(EbRetry) * Max(*n, 1));
 	for (r = 0; r < SPI_processed; r++)
@@ -712,12 +723,49 @@ eb_read_retries(EbGroup *g, int32 partition, int *n)
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
 
-		retries[r].partition = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-		retries[r].position = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-		retries[r].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-		retries[r].due = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+		retries[r].partition = partition;
+		retries[r].position = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		retries[r].attempts = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+		retries[r].due = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
 	}
 	return retries;
+}
+
+/*
+ * Which partitions of the group have a retry due at now: an index probe per
+ * partition (group_retry_due), whatever the number of retries due later.
+ * LIMIT 1 in a lateral subquery keeps the planner from joining a scan of
+ * the whole table instead.
+ */
+static bool *
+eb_partitions_with_due_retries(EbGroup *g, int32 partitions, TimestampTz now)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[3] = {INT4OID, INT4OID, TIMESTAMPTZOID};
+	Datum		values[3];
+	bool	   *due = palloc0(sizeof(bool) * partitions);
+	uint64		r;
+
+	values[0] = Int32GetDatum(g->group_id);
+	values[1] = Int32GetDatum(partitions);
+	values[2] = TimestampTzGetDatum(now);
+	eb_spi_plan(&plan,
+				"SELECT p FROM pg_catalog.generate_series(0, $2 - 1) p, "
+				"LATERAL (SELECT FROM eventbus.group_retry r "
+				"  WHERE r.group_id = $1 AND r.partition = p AND r.not_before <= $3 "
+				"  LIMIT 1) due",
+				3, argtypes);
+	eb_spi_run(plan, values, NULL, false);
+	for (r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		int32		p = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r],
+												   SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (p >= 0 && p < partitions)
+			due[p] = true;
+	}
+	return due;
 }
 
 /*
@@ -804,8 +852,7 @@ eb_poll(PG_FUNCTION_ARGS)
 	EbSpi		spi;
 	EbPollState st;
 	EbPartState *rows;
-	EbRetry    *retries;
-	int			nretries;
+	bool	   *due_hint;
 	int			remaining = max_events;
 	Snapshot	snapshot;
 	int32		i;
@@ -879,10 +926,10 @@ eb_poll(PG_FUNCTION_ARGS)
 		held += rows[i].leased_to_me ? 1 : 0;
 
 	/*
-	 * Which partitions have retries, as a hint only: a partition's retries
-	 * are read again once this poll holds it.
+	 * Which partitions have retries due, as a hint only: a partition's
+	 * retries are read again once this poll holds it.
 	 */
-	retries = eb_read_retries(&g, -1, &nretries);
+	due_hint = eb_partitions_with_due_retries(&g, topic->partitions, GetCurrentTimestamp());
 
 	if (!poll_rotation_seeded)
 	{
@@ -900,8 +947,6 @@ eb_poll(PG_FUNCTION_ARGS)
 		int64		generation = 0;
 		int64		lost_reported;
 		int64		handed_max = -1;
-		bool		has_due = false;
-		int			first_retry = -1;
 		int			nret = 0;
 		EbRetry    *pretries;
 		int64	   *retried;
@@ -913,17 +958,8 @@ eb_poll(PG_FUNCTION_ARGS)
 			continue;
 		if (member != NULL && !rows[p].leased_to_me && held >= share)
 			continue;			/* not more than its share */
-		for (k = 0; k < nretries; k++)
-		{
-			if (retries[k].partition != p)
-				continue;
-			if (first_retry < 0)
-				first_retry = k;
-			nret++;
-			has_due |= retries[k].due;
-		}
 		from = rows[p].mine ? rows[p].fetched : rows[p].committed;
-		if (!has_due && from + 1 >= eb_read_horizon(topic, p, NULL))
+		if (!due_hint[p] && from + 1 >= eb_read_horizon(topic, p, NULL))
 			continue;			/* nothing to deliver */
 		if (!eb_claim(&g, p, member, lease, &committed, &fetched, &generation,
 					  &lost_reported))
@@ -940,8 +976,7 @@ eb_poll(PG_FUNCTION_ARGS)
 		 * a member that held it until just now may have delivered and
 		 * committed one of them since the hint was read.
 		 */
-		pretries = eb_read_retries(&g, p, &nret);
-		first_retry = 0;
+		pretries = eb_read_retries(&g, p, GetCurrentTimestamp(), from, &nret);
 
 		/* Due retries first. */
 		retried = palloc(sizeof(int64) * Max(nret, 1));

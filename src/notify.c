@@ -32,6 +32,7 @@
 #include "catalog/pg_type.h"
 #include "commands/async.h"
 #include "lib/stringinfo.h"
+#include "port/pg_bitutils.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "nodes/plannodes.h"
@@ -81,6 +82,13 @@ typedef struct EbNotified
 
 static HTAB *notified = NULL;
 
+/*
+ * In the worker: a pass that looked at every slot is done, and no pass
+ * since has failed half-way (it may have taken bits it did not put back).
+ */
+static bool scanned_all = false;
+static bool pass_running = false;
+
 static void eb_notify_wake_worker(Oid dboid);
 
 void
@@ -106,17 +114,49 @@ eb_notify_record(EbTopic *topic)
 		published_overflow = true;
 }
 
+/* A database's notify bitmap, looked up when first needed. */
+typedef struct EbBitsRef
+{
+	Oid			dboid;
+	bool		resolved;
+	pg_atomic_uint64 *bits;
+} EbBitsRef;
+
 /*
- * Marks the topic for a notification and wakes its wait()ers.  Returns true
- * if it was not marked yet: otherwise the worker already knows, and sends
- * the notification when the topic's interval has passed.
+ * Marks the topic for a notification, in its slot and in the database's
+ * bitmap, and wakes its wait()ers.  Returns true if it was not marked yet:
+ * otherwise the worker already knows, and sends the notification when the
+ * topic's interval has passed.  The caller issued a memory barrier after
+ * its commit became visible (see eb_notify_xact_end).
  */
 static bool
-eb_notify_signal(EbTopicShared *t)
+eb_notify_signal(EbTopicShared *t, EbBitsRef *ref)
 {
-	bool		first = pg_atomic_exchange_u32(&t->notify_pending, 1) == 0;
+	bool		first = false;
 
-	ConditionVariableBroadcast(&t->committed);
+	/* read first: most commits find the flag set and write nothing */
+	if (pg_atomic_read_u32(&t->notify_pending) == 0 &&
+		pg_atomic_exchange_u32(&t->notify_pending, 1) == 0)
+	{
+		int			i = t - eb_shared->topics;
+
+		first = true;
+		if (!ref->resolved)
+		{
+			ref->bits = eb_notify_bits(ref->dboid);
+			ref->resolved = true;
+		}
+		if (ref->bits != NULL)
+			pg_atomic_fetch_or_u64(&ref->bits[i / 64], UINT64CONST(1) << (i % 64));
+	}
+
+	/*
+	 * A wait()er counts itself before it prepares to sleep and checks for
+	 * events; we read the count after our commit became visible.  Either it
+	 * sees the commit or we see it and broadcast.
+	 */
+	if (pg_atomic_read_u32(&t->waiters) > 0)
+		ConditionVariableBroadcast(&t->committed);
 	return first;
 }
 
@@ -135,11 +175,14 @@ eb_notify_xact_end(bool wake)
 	if (wake && eb_shared != NULL && (npublished > 0 || published_overflow))
 	{
 		bool		signalled = false;
+		EbBitsRef	ref = {MyDatabaseId, false, NULL};
 
+		/* the commit (or abort) is visible: order what we read after it */
+		pg_memory_barrier();
 		for (i = 0; i < npublished; i++)
 		{
 			if (published[i]->key.uid == published_uid[i] &&
-				eb_notify_signal(published[i]))
+				eb_notify_signal(published[i], &ref))
 				signalled = true;
 		}
 		if (published_overflow)
@@ -159,13 +202,18 @@ static void
 eb_notify_wake_worker(Oid dboid)
 {
 	EbDbShared *d = eb_db_shared(dboid, false);
-	Latch	   *latch = NULL;
+	Latch	   *latch;
 
 	if (d == NULL)
 		return;
-	LWLockAcquire(eb_shared->dbs_lock, LW_SHARED);
-	latch = d->notify_latch;
-	LWLockRelease(eb_shared->dbs_lock);
+
+	/*
+	 * Read without dbs_lock, which every waking commit of every database
+	 * would take: a pointer is read atomically, and a latch of a worker that
+	 * has just exited is a PGPROC's own latch, which setting only wakes
+	 * nobody (as after reading it under the lock).
+	 */
+	latch = ((volatile EbDbShared *) d)->notify_latch;
 	if (latch != NULL)
 		SetLatch(latch);
 }
@@ -178,7 +226,9 @@ void
 eb_notify_database(Oid dboid, bool wake_worker)
 {
 	int			i;
+	EbBitsRef	ref = {dboid, false, NULL};
 
+	pg_memory_barrier();
 	for (i = 0; i < eb_shared->max_topics; i++)
 	{
 		EbTopicShared *t = &eb_shared->topics[i];
@@ -188,7 +238,7 @@ eb_notify_database(Oid dboid, bool wake_worker)
 		 * publishers, finding it set, would not wake the worker.
 		 */
 		if (t->in_use && t->initialized && t->key.dboid == dboid)
-			(void) eb_notify_signal(t);
+			(void) eb_notify_signal(t, &ref);
 	}
 	if (wake_worker)
 		eb_notify_wake_worker(dboid);
@@ -242,6 +292,59 @@ eb_notify_payload(const char *name)
 }
 
 /*
+ * Looks at topic slot i for the worker's pass: if its topic (of this
+ * database) is marked and its interval has passed, unmarks it and adds its
+ * name to *names; if the interval has not passed, lowers *next to when it
+ * does.  Returns true if the slot stays marked for a later pass.
+ */
+static bool
+eb_notify_consider(int i, TimestampTz now, long *next, List **names)
+{
+	EbTopicShared *t = &eb_shared->topics[i];
+	EbNotified *n;
+	bool		found;
+	int64		uid;
+	char		name[NAMEDATALEN];
+	long		since;
+
+	if (pg_atomic_read_u32(&t->notify_pending) == 0)
+		return false;
+	LWLockAcquire(&t->lock, LW_SHARED);
+	if (!t->in_use || t->key.dboid != MyDatabaseId)
+	{
+		/* another database's (its own bitmap has it) or free */
+		LWLockRelease(&t->lock);
+		return false;
+	}
+	if (!t->initialized)
+	{
+		LWLockRelease(&t->lock);
+		return true;
+	}
+	uid = t->key.uid;
+	strlcpy(name, t->name, NAMEDATALEN);
+	LWLockRelease(&t->lock);
+
+	n = hash_search(notified, &uid, HASH_ENTER, &found);
+	if (!found)
+		n->at = 0;
+	since = (long) ((now - n->at) / 1000);
+	if (found && since < eb_notify_interval)
+	{
+		long		wait = eb_notify_interval - since;
+
+		*next = *next < 0 ? wait : Min(*next, wait);
+		return true;
+	}
+	if (pg_atomic_exchange_u32(&t->notify_pending, 0) == 1)
+	{
+		n->at = now;
+		*names = lappend(*names, pstrdup(name));
+	}
+	return false;
+}
+
+/*
  * Sends the notifications that are due.  Returns how many milliseconds
  * until more are due (coalesced ones), or -1 if none is pending.
  */
@@ -253,6 +356,8 @@ eb_notify_pass(void)
 	List	   *names = NIL;
 	ListCell   *lc;
 	int			i;
+	int			w;
+	pg_atomic_uint64 *bits;
 
 	if (notified == NULL)
 	{
@@ -283,42 +388,48 @@ eb_notify_pass(void)
 		}
 	}
 
-	for (i = 0; i < eb_shared->max_topics; i++)
+	bits = eb_notify_bits(MyDatabaseId);
+	if (pass_running)
+		scanned_all = false;	/* the last pass failed */
+	pass_running = true;
+	if (bits == NULL || !scanned_all)
 	{
-		EbTopicShared *t = &eb_shared->topics[i];
-		EbNotified *n;
-		bool		found;
-		int64		uid;
-		char		name[NAMEDATALEN];
-		long		since;
-
-		if (pg_atomic_read_u32(&t->notify_pending) == 0)
-			continue;
-		LWLockAcquire(&t->lock, LW_SHARED);
-		if (!t->in_use || !t->initialized || t->key.dboid != MyDatabaseId)
+		/*
+		 * The first pass of this worker looks at every slot: a topic may
+		 * have been marked while no worker (or no database entry) was there
+		 * to be told.  So does the pass after one that failed.
+		 */
+		for (i = 0; i < eb_shared->max_topics; i++)
 		{
-			LWLockRelease(&t->lock);
-			continue;
+			if (pg_atomic_read_u32(&eb_shared->topics[i].notify_pending) != 0 &&
+				eb_notify_consider(i, now, &next, &names) && bits != NULL)
+				pg_atomic_fetch_or_u64(&bits[i / 64], UINT64CONST(1) << (i % 64));
 		}
-		uid = t->key.uid;
-		strlcpy(name, t->name, NAMEDATALEN);
-		LWLockRelease(&t->lock);
-
-		n = hash_search(notified, &uid, HASH_ENTER, &found);
-		if (!found)
-			n->at = 0;
-		since = (long) ((now - n->at) / 1000);
-		if (found && since < eb_notify_interval)
+		scanned_all = bits != NULL;
+	}
+	else
+	{
+		/* only the slots marked since the last pass */
+		for (w = 0; w < eb_shared->notify_words; w++)
 		{
-			long		wait = eb_notify_interval - since;
+			uint64		word;
+			uint64		keep = 0;
 
-			next = next < 0 ? wait : Min(next, wait);
-			continue;
-		}
-		if (pg_atomic_exchange_u32(&t->notify_pending, 0) == 1)
-		{
-			n->at = now;
-			names = lappend(names, pstrdup(name));
+			if (pg_atomic_read_u64(&bits[w]) == 0)
+				continue;
+			word = pg_atomic_exchange_u64(&bits[w], 0);
+			while (word != 0)
+			{
+				int			b = pg_rightmost_one_pos64(word);
+
+				word &= word - 1;
+				i = w * 64 + b;
+				if (i < eb_shared->max_topics && eb_notify_consider(i, now, &next, &names))
+					keep |= UINT64CONST(1) << b;
+			}
+			/* coalesced: looked at again on the next pass */
+			if (keep != 0)
+				pg_atomic_fetch_or_u64(&bits[w], keep);
 		}
 	}
 
@@ -347,6 +458,7 @@ eb_notify_pass(void)
 		CommitTransactionCommand();
 		list_free_deep(names);
 	}
+	pass_running = false;
 	return next;
 }
 
@@ -374,8 +486,8 @@ eb_group_has_events(const char *group_name, EbTopic *topic, const char *member)
 	EbSpi		spi;
 	EbGroup		g;
 	EbPartState *states;
-	Oid			argtypes[1] = {INT4OID};
-	Datum		values[1];
+	Oid			argtypes[3] = {INT4OID, INT4OID, TIMESTAMPTZOID};
+	Datum		values[3];
 	Snapshot	snapshot;
 	bool		result = false;
 	bool		locked;
@@ -391,12 +503,20 @@ eb_group_has_events(const char *group_name, EbTopic *topic, const char *member)
 	if (g.paused)
 		goto done;				/* poll() would return nothing */
 
-	/* a retry that is due counts as an event */
+	/*
+	 * A retry that is due counts as an event: an index probe per partition
+	 * (group_retry_due), not a read of every retry of the group.  The time
+	 * is a parameter: a volatile function cannot bound an index scan.
+	 */
 	values[0] = Int32GetDatum(g.group_id);
+	values[1] = Int32GetDatum(topic->partitions);
+	values[2] = TimestampTzGetDatum(GetCurrentTimestamp());
 	eb_spi_plan(&plan_due,
-				"SELECT DISTINCT partition FROM eventbus.group_retry "
-				"WHERE group_id = $1 AND not_before <= clock_timestamp()",
-				1, argtypes);
+				"SELECT p FROM pg_catalog.generate_series(0, $2 - 1) p, "
+				"LATERAL (SELECT FROM eventbus.group_retry r "
+				"  WHERE r.group_id = $1 AND r.partition = p AND r.not_before <= $3 "
+				"  LIMIT 1) due",
+				3, argtypes);
 	eb_spi_run(plan_due, values, NULL, true);
 	for (i = 0; i < SPI_processed && !result; i++)
 	{
@@ -478,6 +598,34 @@ eb_wait_may_release_xmin(FunctionCallInfo fcinfo)
 }
 
 /*
+ * Sleeps on the topic's condition variable.  With release_xmin, nothing
+ * reads with the statement's snapshot after this call (see
+ * eb_wait_may_release_xmin): do not hold back vacuum while sleeping.  The
+ * value is put back before anything else runs.
+ */
+static void
+eb_wait_sleep(EbTopicShared *t, long sleep_ms, bool release_xmin)
+{
+	TransactionId xmin = MyProc->xmin;
+
+	if (!release_xmin)
+	{
+		(void) ConditionVariableTimedSleep(&t->committed, sleep_ms, PG_WAIT_EXTENSION);
+		return;
+	}
+	MyProc->xmin = InvalidTransactionId;
+	PG_TRY();
+	{
+		(void) ConditionVariableTimedSleep(&t->committed, sleep_ms, PG_WAIT_EXTENSION);
+	}
+	PG_FINALLY();
+	{
+		MyProc->xmin = xmin;
+	}
+	PG_END_TRY();
+}
+
+/*
  * wait(group_name text, topic text, timeout interval, member text)
  *	returns boolean
  */
@@ -525,45 +673,40 @@ eb_wait(PG_FUNCTION_ARGS)
 	for (;;)
 	{
 		TimestampTz now;
-		volatile long sleep_ms;
+		long		sleep_ms;
+		volatile int outcome = 0;	/* 1: events, 2: timed out */
+		EbTopicShared *volatile counted = t;
 
-		ConditionVariablePrepareToSleep(&t->committed);
-		if (eb_group_has_events(group_name, topic, member))
+		/*
+		 * Counted before preparing to sleep and checking (a full barrier):
+		 * a commit that does not see the count is seen by the check (see
+		 * eb_notify_signal).
+		 */
+		pg_atomic_fetch_add_u32(&counted->waiters, 1);
+		PG_TRY();
 		{
+			ConditionVariablePrepareToSleep(&t->committed);
+			if (eb_group_has_events(group_name, topic, member))
+				outcome = 1;
+			else if ((now = GetCurrentTimestamp()) >= deadline)
+				outcome = 2;
+			else
+			{
+				/* re-check at least every second: retries fall due without commits */
+				sleep_ms = Min((long) ((deadline - now) / 1000) + 1, 1000L);
+				eb_wait_sleep(t, sleep_ms, release_xmin);
+			}
 			ConditionVariableCancelSleep();
+		}
+		PG_FINALLY();
+		{
+			pg_atomic_fetch_sub_u32(&counted->waiters, 1);
+		}
+		PG_END_TRY();
+		if (outcome == 1)
 			PG_RETURN_BOOL(true);
-		}
-		now = GetCurrentTimestamp();
-		if (now >= deadline)
-		{
-			ConditionVariableCancelSleep();
+		if (outcome == 2)
 			PG_RETURN_BOOL(false);
-		}
-		/* re-check at least every second: retries fall due without commits */
-		sleep_ms = Min((long) ((deadline - now) / 1000) + 1, 1000L);
-		if (release_xmin)
-		{
-			/*
-			 * Nothing reads with the statement's snapshot after this call
-			 * (see eb_wait_may_release_xmin): do not hold back vacuum while
-			 * sleeping.  The value is put back before anything else runs.
-			 */
-			TransactionId xmin = MyProc->xmin;
-
-			MyProc->xmin = InvalidTransactionId;
-			PG_TRY();
-			{
-				(void) ConditionVariableTimedSleep(&t->committed, sleep_ms, PG_WAIT_EXTENSION);
-			}
-			PG_FINALLY();
-			{
-				MyProc->xmin = xmin;
-			}
-			PG_END_TRY();
-		}
-		else
-			(void) ConditionVariableTimedSleep(&t->committed, sleep_ms, PG_WAIT_EXTENSION);
-		ConditionVariableCancelSleep();
 		/* the topic may have been dropped and its slot reused meanwhile */
 		topic = eb_topic_get(topic_name, false);
 		t = eb_topic_state(topic);

@@ -516,22 +516,124 @@ eb_part_state(EbTopic *topic, int32 partition)
 }
 
 /*
+ * The segment each topic's current segment was, as this backend last saw
+ * it: a hint for eb_assign_positions(), checked under the topic lock
+ * before use.  Direct-mapped by topic slot.
+ */
+#define EB_SEG_HINTS 64
+
+typedef struct EbSegHint
+{
+	EbTopicShared *t;
+	int64		uid;
+	Oid			parent_relid;
+	Oid			seg_relid;
+} EbSegHint;
+
+static EbSegHint seg_hints[EB_SEG_HINTS];
+
+static EbSegHint *
+eb_seg_hint(EbTopicShared *t)
+{
+	return &seg_hints[(t - eb_shared->topics) % EB_SEG_HINTS];
+}
+
+/*
+ * The fast path of eb_assign_positions(): with the topic's and the
+ * partition's slots known and the current segment as last seen, one
+ * acquisition of the topic lock (shared) and one of the partition lock.
+ * Returns NULL, holding nothing it took, when anything has changed (or the
+ * segment's relation lock is not free at once): the caller takes the slow
+ * path, which finds everything again.
+ */
+static Relation
+eb_assign_fast(EbTopic *topic, int32 partition, int n, int64 *first)
+{
+	EbTopicShared *t = topic->tshared;
+	EbPartShared *p = topic->pshared[partition];
+	EbSegHint  *h;
+	Oid			segrelid;
+	Relation	rel;
+	int32		reg;
+
+	if (t == NULL || p == NULL)
+		return NULL;
+	h = eb_seg_hint(t);
+	if (h->t != t || h->uid != topic->uid || h->parent_relid != topic->relid)
+		return NULL;
+	segrelid = h->seg_relid;
+
+	/*
+	 * Take the relation lock before any LWLock.  Not waiting for it: only
+	 * a segment being dropped (a stale hint) would make us wait.
+	 */
+	if (!ConditionalLockRelationOid(segrelid, RowExclusiveLock))
+		return NULL;
+	if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(segrelid)))
+	{
+		UnlockRelationOid(segrelid, RowExclusiveLock);
+		return NULL;
+	}
+	rel = relation_open(segrelid, NoLock);
+
+	/* may fail (pool exhausted): before any LWLock */
+	reg = eb_pending_reserve(p);
+
+	LWLockAcquire(&t->lock, LW_SHARED);
+	if (!eb_topic_key_matches(t, MyDatabaseId, topic->uid) || !t->initialized ||
+		t->parent_relid != topic->relid || t->seg_relid != segrelid)
+	{
+		LWLockRelease(&t->lock);
+		relation_close(rel, RowExclusiveLock);
+		return NULL;
+	}
+	LWLockAcquire(&p->lock, LW_EXCLUSIVE);
+	if (!eb_part_key_matches(p, MyDatabaseId, topic->uid, partition) ||
+		!p->initialized || p->parent_relid != topic->relid)
+	{
+		LWLockRelease(&p->lock);
+		LWLockRelease(&t->lock);
+		relation_close(rel, RowExclusiveLock);
+		return NULL;
+	}
+	*first = p->next_position;
+	p->next_position += n;
+	eb_pending_set(p, reg, *first);
+	LWLockRelease(&p->lock);
+	LWLockRelease(&t->lock);
+	return rel;
+}
+
+/*
  * Opens the topic's current segment for insertion and takes n consecutive
  * positions in a partition.  The transaction's first position in the
  * partition is registered under the same lock and stays registered until
  * the top-level transaction ends (see the file header).
+ *
+ * LWLock acquisitions: on the fast path (eb_assign_fast), the topic lock
+ * once (shared) and the partition lock once (exclusive), plus the
+ * partition lock once more when the transaction ends (shmem.c).  The slow
+ * path, taken the first time a backend publishes to a topic and after a
+ * segment switch, checks the slots (eb_topic_state, eb_part_state) and
+ * reads the current segment under the topic lock first.
  */
 Relation
 eb_assign_positions(EbTopic *topic, int32 partition, int n, int64 *first)
 {
+	Relation	rel;
+
 	Assert(n > 0);
+	eb_require_primary();
+	rel = eb_assign_fast(topic, partition, n, first);
+	if (rel != NULL)
+		return rel;
 	for (;;)
 	{
 		EbTopicShared *t = eb_topic_state(topic);
 		EbPartShared *p = eb_part_state(topic, partition);
 		Oid			segrelid;
-		Relation	rel;
 		int32		reg;
+		EbSegHint  *h;
 
 		LWLockAcquire(&t->lock, LW_SHARED);
 		if (!eb_topic_key_matches(t, MyDatabaseId, topic->uid))
@@ -579,6 +681,12 @@ eb_assign_positions(EbTopic *topic, int32 partition, int n, int64 *first)
 		eb_pending_set(p, reg, *first);
 		LWLockRelease(&p->lock);
 		LWLockRelease(&t->lock);
+
+		h = eb_seg_hint(t);
+		h->t = t;
+		h->uid = topic->uid;
+		h->parent_relid = topic->relid;
+		h->seg_relid = segrelid;
 		return rel;
 	}
 }
@@ -612,6 +720,20 @@ eb_end_position(EbTopic *topic, int32 partition)
 int64
 eb_read_horizon(EbTopic *topic, int32 partition, int64 *end_position)
 {
+	Assert(partition >= 0 && partition < topic->partitions);
+	eb_require_primary();
+
+	/* a known slot: eb_part_horizon checks it under its own lock */
+	if (topic->pshared[partition] != NULL)
+	{
+		int64		h = eb_part_horizon(topic->pshared[partition], MyDatabaseId,
+										topic->uid, partition, topic->relid,
+										end_position);
+
+		if (h >= 0)
+			return h;
+		topic->pshared[partition] = NULL;
+	}
 	for (;;)
 	{
 		EbPartShared *p = eb_part_state(topic, partition);

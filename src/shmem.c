@@ -71,13 +71,24 @@
  *	  published (prepared[]) are under map_lock.
  *	- EbTopicShared.name is written under the topic lock
  *	  when the slot is initialized; notify_pending is an atomic flag set at
- *	  commit and cleared by the worker that sends NOTIFY; "committed" is a
- *	  condition variable broadcast at commit, for eventbus.wait().
+ *	  commit and cleared by the worker that sends NOTIFY; whoever sets it
+ *	  also sets the slot's bit in its database's notify_bits (atomics, one
+ *	  word per 64 topic slots per database entry), which the worker drains,
+ *	  so that it looks only at marked slots; "committed" is a condition
+ *	  variable broadcast at commit, for eventbus.wait(), only when waiters
+ *	  (an atomic count of wait() calls) is not zero.
  *	- The stat_* counters of topic and partition slots are atomics, added
  *	  to without any lock (stats.c); they and stats_reset are reset when the
  *	  slot is taken, under the slot's lock.
  *	- notify_latch is set by the database worker at start and cleared at
- *	  exit.
+ *	  exit (under dbs_lock); committing producers read it without the lock.
+ *
+ * What a publishing transaction takes: the topic lock once (shared) and the
+ * partition lock once (exclusive) per publish (position.c), the partition
+ * lock once more per partition at commit or abort.  Neither here nor in
+ * the wake-ups at commit (notify.c) does it take a lock or spinlock shared
+ * by all topics or by a whole database, unless it writes to more than
+ * EB_REGS_PER_PROC partitions (overflow_mutex).
  *
  * Nothing here survives a restart: a topic's state is rebuilt from its
  * tables the first time it is used (see topic.c).  A dropped topic's slots
@@ -165,6 +176,13 @@ eb_topic_versions(void)
 	return n;
 }
 
+/* Words of a database's notify bitmap: a bit per topic slot. */
+static int
+eb_notify_nwords(void)
+{
+	return (eb_max_topics + 63) / 64;
+}
+
 static Size
 eb_shmem_size(void)
 {
@@ -177,6 +195,8 @@ eb_shmem_size(void)
 	size = add_size(size, mul_size(eb_reg_nprocs(), sizeof(int32)));
 	size = add_size(size, mul_size(max_prepared_xacts, sizeof(EbPrepared)));
 	size = add_size(size, mul_size(eb_max_databases, sizeof(EbDbShared)));
+	size = add_size(size, mul_size(mul_size(eb_max_databases, eb_notify_nwords()),
+								   sizeof(pg_atomic_uint64)));
 	size = add_size(size, hash_estimate_size(eb_max_topics, sizeof(EbTopicMapEntry)));
 	size = add_size(size, hash_estimate_size(eb_max_partitions, sizeof(EbPartMapEntry)));
 	size = add_size(size, mul_size(EB_DB_VERSIONS, sizeof(pg_atomic_uint64)));
@@ -248,6 +268,7 @@ eb_shmem_startup(void)
 			memset(t, 0, sizeof(*t));
 			LWLockInitialize(&t->lock, eb_shared->tranche_id);
 			ConditionVariableInit(&t->committed);
+			pg_atomic_init_u32(&t->waiters, 0);
 			pg_atomic_init_u32(&t->notify_pending, 0);
 			pg_atomic_init_u64(&t->stat_published, 0);
 			pg_atomic_init_u64(&t->stat_consumed, 0);
@@ -298,6 +319,12 @@ eb_shmem_startup(void)
 			pg_atomic_init_u64(&d->relay.outbox_relayed, 0);
 		}
 		eb_shared->launcher_latch = NULL;
+		eb_shared->notify_words = eb_notify_nwords();
+		p = ShmemAlloc(mul_size(mul_size(eb_max_databases, eb_shared->notify_words),
+								sizeof(pg_atomic_uint64)));
+		eb_shared->notify_bits = (pg_atomic_uint64 *) p;
+		for (i = 0; i < eb_max_databases * eb_shared->notify_words; i++)
+			pg_atomic_init_u64(&eb_shared->notify_bits[i], 0);
 	}
 
 	memset(&info, 0, sizeof(info));
@@ -371,6 +398,21 @@ eb_db_shared(Oid dboid, bool create)
 	if (found != NULL && dboid == MyDatabaseId)
 		mine = found;
 	return found;
+}
+
+/*
+ * The notify bitmap of a database (eb_shared->notify_words words), NULL if
+ * it has no entry.  A stale bit (the entry or the slot was reused) only
+ * makes the worker look at a slot for nothing.
+ */
+pg_atomic_uint64 *
+eb_notify_bits(Oid dboid)
+{
+	EbDbShared *d = eb_db_shared(dboid, false);
+
+	if (d == NULL)
+		return NULL;
+	return &eb_shared->notify_bits[(d - eb_shared->dbs) * eb_shared->notify_words];
 }
 
 /* The relay status of a database, NULL if it has no entry. */

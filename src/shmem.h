@@ -48,6 +48,8 @@ typedef struct EbTopicShared
 	int32		seg_no;
 	char		name[NAMEDATALEN];
 	ConditionVariable committed;	/* broadcast after a commit published here */
+	pg_atomic_uint32 waiters;	/* eventbus.wait() calls that may sleep on
+								 * committed: none, no broadcast */
 	pg_atomic_uint32 notify_pending;	/* a commit published since the last
 										 * NOTIFY */
 	/* monotonic counters since stats_reset (stats.c), added at commit */
@@ -199,6 +201,9 @@ typedef struct EbShared
 	int			max_databases;
 	EbDbShared *dbs;
 	Latch	   *launcher_latch; /* under dbs_lock; NULL while no launcher */
+	int			notify_words;	/* words per database in notify_bits */
+	pg_atomic_uint64 *notify_bits;	/* per entry of dbs, a bit per topic slot:
+									 * notify_pending was set (notify.c) */
 } EbShared;
 
 extern EbShared *eb_shared;
@@ -226,6 +231,7 @@ extern int64 eb_part_horizon(EbPartShared *part, Oid dboid, int64 uid,
 							 int64 *next_position);
 
 extern EbDbShared *eb_db_shared(Oid dboid, bool create);
+extern pg_atomic_uint64 *eb_notify_bits(Oid dboid);
 extern EbRelayShared *eb_relay_state(Oid dboid);
 extern void eb_wake_launcher(void);
 

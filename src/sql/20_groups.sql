@@ -51,6 +51,8 @@ CREATE TABLE eventbus.group_retry (
 );
 COMMENT ON TABLE eventbus.group_retry IS
   'Events a group gave back with nack() (internal): delivered again after not_before; attempts counts failed deliveries; delivered is set once redelivered, so that a commit covering it ends the retry.';
+-- poll() finds a partition's due retries without reading its future ones
+CREATE INDEX group_retry_due ON eventbus.group_retry (group_id, partition, not_before);
 
 CREATE TABLE eventbus.dead_letter (
     group_id         integer NOT NULL REFERENCES eventbus.consumer_group ON DELETE CASCADE,

@@ -140,6 +140,8 @@ typedef struct EbRelayMsgRef
 	XLogRecPtr	lsn;
 	char	   *topic;			/* "" for outbox messages */
 	char	   *event_id;
+	EbRelayAckFn on_ack;		/* see EbRelayMessage */
+	void	   *on_ack_arg;
 } EbRelayMsgRef;
 
 /*
@@ -494,6 +496,8 @@ eb_relay_refused(EbRelayTxn *t, EbRelayMsgRef *ref, const char *kafka_topic,
 			 rd_kafka_err2name(err));
 	t->refused++;
 	dlist_push_tail(&refusals, &r->node);
+	if (ref->on_ack)
+		ref->on_ack(ref->on_ack_arg);
 }
 
 static void
@@ -524,6 +528,8 @@ eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 		stat_last_ack = GetCurrentTimestamp();
 		brokers_down = false;
 		broker_error[0] = '\0';
+		if (ref->on_ack)
+			ref->on_ack(ref->on_ack_arg);
 		if (ref->outbox)
 			pg_atomic_fetch_add_u64(&my_relay->outbox_relayed, 1);
 		else if (ref->part != NULL)
@@ -1235,6 +1241,8 @@ eb_relay_send(EbRelayMessage *m)
 	ref->position = m->position;
 	ref->bytes = m->valuelen + m->keylen;
 	ref->outbox = m->outbox;
+	ref->on_ack = m->on_ack;
+	ref->on_ack_arg = m->on_ack_arg;
 	if (refused != RD_KAFKA_RESP_ERR_NO_ERROR)
 	{
 		/* the brokers' metadata refuses the topic: not sent */
@@ -1561,6 +1569,7 @@ eb_relay_session(const char *slot)
 		hash_destroy(mappings);
 	mappings = NULL;
 	eb_mappings_load();
+	eb_backfill_session_start();
 
 	eb_replication_slot_acquire(slot, true);
 	confirmed = MyReplicationSlot->data.confirmed_flush;
@@ -1630,6 +1639,12 @@ eb_relay_session(const char *slot)
 		eb_relay_probe_brokers();
 		caught_up = ctx->reader->EndRecPtr >= flush;
 		eb_relay_apply_policies();
+		if (!session_failed)
+		{
+			EbBackfillSink sink = {.read_lsn = ctx->reader->EndRecPtr};
+
+			(void) eb_backfill_fill(&sink, eb_relay_max_in_flight - (int) in_flight);
+		}
 		eb_mappings_persist();
 		eb_relay_confirm(ctx, caught_up, false);
 		eb_relay_publish_stats(false);

@@ -433,7 +433,7 @@ SELECT t.topic,
        b.next_position,
        b.handover,
        CASE WHEN b.handover IS NULL THEN NULL
-            ELSE pg_catalog.greatest(b.handover - b.next_position, 0) END AS remaining,
+            ELSE GREATEST(b.handover - b.next_position, 0) END AS remaining,
        CASE WHEN b.handover IS NULL THEN 'waiting for the relay''s slot'
             WHEN b.next_position >= b.handover THEN 'done'
             ELSE 'sending' END AS state,

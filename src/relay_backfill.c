@@ -49,9 +49,11 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "pgstat.h"
 #include "replication/slot.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
+#include "storage/latch.h"
 #include "storage/procarray.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -70,6 +72,8 @@
 
 /* messages of one batch at most */
 #define EB_BACKFILL_BATCH 1000
+/* how long a new slot's relay waits for older transactions, at most */
+#define EB_BACKFILL_BARRIER_MS 10000
 /* how often the relay looks for backfill work when there was none */
 #define EB_BACKFILL_CHECK_MS 1000
 
@@ -423,7 +427,10 @@ eb_backfill_load_seams(void)
 /*
  * Did the relay create its slot for this session?  Then transactions that
  * began before may have seen it unusable (relay_topic() recorded a pending
- * backfill): wait for them to end.
+ * backfill): wait for them to end, at most EB_BACKFILL_BARRIER_MS (a
+ * pending backfill committed later still gets its handover, from
+ * eb_backfill_fill(); events WAL relayed meanwhile may then be sent twice,
+ * never lost).
  */
 static void
 eb_backfill_wait_older_transactions(void)
@@ -433,6 +440,7 @@ eb_backfill_wait_older_transactions(void)
 	VirtualTransactionId *vxids;
 	int			n;
 	int			i;
+	TimestampTz deadline;
 
 	if (r == NULL)
 		return;
@@ -442,8 +450,24 @@ eb_backfill_wait_older_transactions(void)
 	if (!created)
 		return;
 	vxids = GetCurrentVirtualXIDs(InvalidTransactionId, false, false, 0, &n);
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), EB_BACKFILL_BARRIER_MS);
 	for (i = 0; i < n; i++)
-		(void) VirtualXactLock(vxids[i], true);
+	{
+		while (!VirtualXactLock(vxids[i], false))
+		{
+			if (GetCurrentTimestamp() >= deadline)
+			{
+				ereport(LOG,
+						(errmsg("pg_eventbus relay: transactions that began before the relay's slot existed are still open; going on without waiting for them"),
+						 errdetail("A relay_topic() call among them that has not committed yet may have its first events sent twice.")));
+				return;
+			}
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 10L, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+	}
 }
 
 /*

@@ -19,10 +19,16 @@ SELECT eventbus.relay_topic('ce_args', format => 'cloudevents', cloudevents_sour
 SELECT eventbus.relay_topic('ce_args', format => 'cloudevents', cloudevents_source => 'https://example.com/x');
 SELECT eventbus.relay_topic('ce_args', format => 'json');
 SELECT eventbus.relay_topic('ce_args', 'kafka-ce', 'now', 'cloudevents');
--- start_at: only 'now' so far
+-- start_at: 'now', 'earliest', 'last_acknowledged' or a timestamp
 \set VERBOSITY default
-SELECT eventbus.relay_topic('ce_args', start_at => 'earliest');
+SELECT eventbus.relay_topic('ce_args', start_at => 'soon');
+SELECT eventbus.relay_topic('ce_args', start_at => 'infinity');
+SELECT eventbus.relay_topic('ce_args', start_at => '2026-02-30 10:00');
 SELECT eventbus.relay_topic('ce_args', start_at => NULL);
 \set VERBOSITY terse
+-- valid ones get as far as the relay's own checks
+SELECT eventbus.relay_topic('ce_args', start_at => 'earliest');
+SELECT eventbus.relay_topic('ce_args', start_at => 'last_acknowledged');
+SELECT eventbus.relay_topic('ce_args', start_at => '2026-01-01 00:00+00');
 
 SELECT eventbus.drop_topic('ce_args');

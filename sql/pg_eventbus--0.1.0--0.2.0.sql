@@ -434,3 +434,56 @@ GRANT SELECT ON eventbus.group_stats TO PUBLIC;
 
 -- poll() finds a partition's due retries without reading its future ones
 CREATE INDEX group_retry_due ON eventbus.group_retry (group_id, partition, not_before);
+
+-- relay_topic() backfills: start_at earliest, a timestamp or
+-- last_acknowledged; stop_relay() ends a backfill.
+COMMENT ON FUNCTION eventbus.relay_topic(text, text, text, text, text, text) IS
+  'Relays the events of a topic to a Kafka topic (default: the same name). start_at: ''now'' (events committed after the call), ''earliest'' (first every retained event), a timestamp (first the retained events published at or after it) or ''last_acknowledged'' (first the events after the last position Kafka acknowledged since the server started); earlier events are sent from the topic''s tables, then the relay goes on from WAL with no gap and no duplicate at the seam (see the relay_backfill view). Waits for transactions publishing to the topic to end. format: ''plain'' (also ''json''; the event as it is) or ''cloudevents'' (CloudEvents Kafka binding, binary content mode; cloudevents_source is ce_source, by default /postgresql/<database>/<topic>). on_error: what to do with an event Kafka refuses for good, ''stop'' (relaying waits) or ''dead_letter'' (eventbus.relay_dead_letter, relaying goes on). Topic owner only; the caller and the owner must be allowed to relay into the Kafka topic (allow_relay()).';
+
+-- Backfills of relayed topics (src/relay_backfill.c): per partition, the
+-- events the relay sends from the topic's tables, positions next_position
+-- up to handover (exclusive); positions at and above handover come from
+-- WAL.  Written by relay_topic() and advanced by the relay only after Kafka
+-- acknowledged.  handover NULL: not decided yet (the relay had no usable
+-- slot when relay_topic() was called; the relay decides it once its slot
+-- is ready).  WAL events of positions seam_position up to handover are left
+-- to the backfill.
+CREATE TABLE eventbus.relay_backfill_progress (
+    topic_id       integer NOT NULL,
+    partition      integer NOT NULL,
+    start_at       text NOT NULL,
+    first_position bigint NOT NULL,
+    next_position  bigint NOT NULL,
+    seam_position  bigint NOT NULL,
+    handover       bigint,
+    started_at     timestamptz NOT NULL,
+    completed_at   timestamptz,
+    PRIMARY KEY (topic_id, partition)
+);
+REVOKE ALL ON eventbus.relay_backfill_progress FROM PUBLIC;
+GRANT SELECT ON eventbus.relay_backfill_progress TO pg_monitor;
+COMMENT ON TABLE eventbus.relay_backfill_progress IS
+  'Backfills of relayed topics, per partition (internal; see the relay_backfill view): the relay sends the retained events of positions next_position up to handover from the topic''s tables, and those at or above handover from WAL. Written by relay_topic(), advanced by the relay after Kafka acknowledged. handover NULL: decided by the relay once its slot is ready.';
+
+CREATE VIEW eventbus.relay_backfill AS
+SELECT t.topic,
+       b.partition,
+       b.start_at,
+       b.first_position,
+       b.next_position,
+       b.handover,
+       CASE WHEN b.handover IS NULL THEN NULL
+            ELSE GREATEST(b.handover - b.next_position, 0) END AS remaining,
+       CASE WHEN b.handover IS NULL THEN 'waiting for the relay''s slot'
+            WHEN b.next_position >= b.handover THEN 'done'
+            ELSE 'sending' END AS state,
+       b.started_at,
+       b.completed_at
+FROM eventbus.relay_backfill_progress b
+JOIN eventbus.topic t USING (topic_id);
+COMMENT ON VIEW eventbus.relay_backfill IS
+  'Progress of the backfills started by relay_topic() with start_at ''earliest'', a timestamp or ''last_acknowledged'' (or ''now'' before the relay had its slot), per topic and partition: the next position to send from the topic''s tables, the handover (positions at or above it come from WAL; NULL until the relay decided it), positions remaining (an upper bound: rolled-back publishes leave gaps) and state (sending, done, waiting for the relay''s slot). Superusers and pg_monitor only.';
+REVOKE ALL ON eventbus.relay_backfill FROM PUBLIC;
+GRANT SELECT ON eventbus.relay_backfill TO pg_monitor;
+COMMENT ON FUNCTION eventbus.stop_relay(text) IS
+  'Stops relaying a topic: events committed from now on are not sent to Kafka, and its backfill (relay_backfill) ends. Waits for transactions publishing to the topic to end. Topic owner only.';

@@ -13,6 +13,7 @@
 #include "access/xlogdefs.h"
 #include "datatype/timestamp.h"
 #include "postmaster/bgworker.h"
+#include "executor/tuptable.h"
 #include "utils/snapshot.h"
 
 #include "shmem.h"
@@ -29,6 +30,13 @@
 
 /* Longest ce_source of a topic relayed as CloudEvents, in bytes */
 #define EB_CE_SOURCE_MAX 1024
+
+/*
+ * Called when Kafka acknowledged a message, or refused it for good (then
+ * the topic's on_error policy applies, as for any message), with the
+ * message's on_ack_arg.  Served by rd_kafka_poll(): no table access.
+ */
+typedef void (*EbRelayAckFn) (void *arg);
 
 /* A message for Kafka, as the output plugin hands it to the worker. */
 typedef struct EbRelayMessage
@@ -51,6 +59,8 @@ typedef struct EbRelayMessage
 	const char *event_id;		/* as text */
 	XLogRecPtr	lsn;			/* commit LSN of its transaction */
 	bool		outbox;
+	EbRelayAckFn on_ack;		/* NULL: none (decoded messages) */
+	void	   *on_ack_arg;
 } EbRelayMessage;
 
 /*
@@ -87,6 +97,15 @@ typedef enum EbRelayDelivery
 #define EB_RELAY_DELIVERY_DEFAULT EB_RELAY_AT_LEAST_ONCE
 #define EB_RELAY_PROGRESS_TOPIC_DEFAULT "__eventbus_relay_progress"
 
+/* A relayed topic as the output plugin resolved it (relay_output.c). */
+typedef struct EbRelayTarget EbRelayTarget;
+
+/* Where a backfill hands its messages (relay_backfill.c). */
+typedef struct EbBackfillSink
+{
+	XLogRecPtr	read_lsn;		/* the WAL read position of the decoding */
+} EbBackfillSink;
+
 /* GUCs */
 extern char *eb_kafka_brokers;
 extern char *eb_kafka_properties;
@@ -111,6 +130,28 @@ extern void eb_relay_slot_init(void);
 
 /* relay_output.c */
 extern void eb_relay_output_reset(void);
+extern EbRelayTarget *eb_relay_stored_target(int32 topic_id, char *why, size_t whylen);
+extern bool eb_relay_stored_message(EbRelayTarget *t, TupleTableSlot *slot,
+									EbRelayMessage *m);
+
+/* relay_backfill.c */
+typedef enum EbBackfillStart
+{
+	EB_START_NOW,
+	EB_START_EARLIEST,
+	EB_START_TIME,
+	EB_START_LAST_ACKNOWLEDGED
+} EbBackfillStart;
+
+struct EbTopic;
+extern EbBackfillStart eb_backfill_parse_start(const char *start_at, TimestampTz *ts);
+extern void eb_backfill_lock_publishers(struct EbTopic *topic);
+extern bool eb_backfill_begin(struct EbTopic *topic, EbBackfillStart start, TimestampTz ts,
+							  const char *start_at);
+extern void eb_backfill_end(struct EbTopic *topic);
+extern void eb_backfill_session_start(void);
+extern int	eb_backfill_fill(EbBackfillSink *sink, int max_messages);
+extern bool eb_backfill_wal_skips(int32 topic_id, int32 partition, int64 position);
 
 /* relay_sql.c */
 extern bool eb_kafka_topic_name_valid(const char *name);

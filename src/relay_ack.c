@@ -203,6 +203,8 @@ eb_relay_refused(EbRelayTxn *t, EbRelayMsgRef *ref, const char *kafka_topic,
 			 rd_kafka_err2name(err));
 	t->refused++;
 	dlist_push_tail(&refusals, &r->node);
+	if (ref->on_ack)
+		ref->on_ack(ref->on_ack_arg);
 }
 
 /* Remembers a message refused inside a Kafka transaction (exactly-once). */
@@ -287,6 +289,8 @@ eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 		stat_last_ack = GetCurrentTimestamp();
 		eb_brokers_down = false;
 		eb_broker_error[0] = '\0';
+		if (ref->on_ack)
+			ref->on_ack(ref->on_ack_arg);
 		if (ref->outbox)
 			pg_atomic_fetch_add_u64(&eb_my_relay->outbox_relayed, 1);
 		else if (ref->part != NULL)
@@ -311,8 +315,14 @@ eb_relay_txn_begin(XLogRecPtr commit_lsn)
 	EbRelayTxn *t = MemoryContextAllocZero(eb_session_cxt, sizeof(EbRelayTxn));
 
 	t->commit_lsn = commit_lsn;
-	/* exactly-once: a transaction Kafka has already is not sent again */
-	t->skip = eb_exactly_once && commit_lsn <= eb_progress_lsn;
+	/*
+	 * exactly-once: a transaction Kafka has already is not sent again.  A
+	 * backfill batch (no commit LSN: its events come from the topic's
+	 * tables) is always sent; its progress is kept in
+	 * eventbus.relay_backfill_progress.
+	 */
+	t->skip = eb_exactly_once && !XLogRecPtrIsInvalid(commit_lsn) &&
+		commit_lsn <= eb_progress_lsn;
 	if (t->skip)
 		skipped++;
 	else if (skipped > 0 && !skipped_logged)
@@ -333,8 +343,12 @@ eb_relay_txn_commit(XLogRecPtr end_lsn, TimestampTz commit_time)
 	eb_current_txn->end_lsn = end_lsn;
 	eb_current_txn->commit_time = commit_time;
 	eb_current_txn->committed = true;
-	eb_last_commit_lsn = eb_current_txn->commit_lsn;
-	eb_last_end_lsn = end_lsn;
+	if (!XLogRecPtrIsInvalid(eb_current_txn->commit_lsn))
+	{
+		/* what a progress record says Kafka has: decoded transactions */
+		eb_last_commit_lsn = eb_current_txn->commit_lsn;
+		eb_last_end_lsn = end_lsn;
+	}
 	eb_current_txn = NULL;
 }
 

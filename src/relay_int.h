@@ -78,6 +78,8 @@ typedef struct EbRelayMsgRef
 	XLogRecPtr	lsn;
 	char	   *topic;			/* "" for outbox messages */
 	char	   *event_id;
+	EbRelayAckFn on_ack;		/* see EbRelayMessage */
+	void	   *on_ack_arg;
 } EbRelayMsgRef;
 
 /*

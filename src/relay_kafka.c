@@ -906,6 +906,8 @@ eb_relay_send(EbRelayMessage *m)
 	ref->position = m->position;
 	ref->bytes = m->valuelen + m->keylen;
 	ref->outbox = m->outbox;
+	ref->on_ack = m->on_ack;
+	ref->on_ack_arg = m->on_ack_arg;
 	if (refused == RD_KAFKA_RESP_ERR_NO_ERROR && eb_exactly_once)
 		refused = eb_relay_known_refusal(m->lsn, ref->event_id);
 	if (refused != RD_KAFKA_RESP_ERR_NO_ERROR)

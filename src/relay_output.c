@@ -29,6 +29,17 @@
  * Kafka topic; allow_relay() and disallow_relay() invalidate that table's
  * relcache entry, and role or membership changes empty the caches too).
  *
+ * A transaction is relayed whole or not at all: relay_topic() and
+ * stop_relay() wait for every transaction publishing to the topic to end,
+ * and make later ones wait for their own commit (relay_backfill.c, the
+ * seam), so the historic snapshot of every change of a transaction sees the
+ * same relay_to for the topic as its commit does.  Nothing is buffered.
+ *
+ * Events of positions a backfill sends from the topic's tables (its seam,
+ * relay_backfill.c) are left out here.  eb_relay_stored_message() builds
+ * the messages of those with the same code, and the backfill sends them
+ * through the worker's produce path.
+ *
  * Nothing in WAL can stop the relay: content that cannot be relayed (a
  * registered table whose columns are not an event table's, a row with a
  * NULL where an event has none or a partition out of range, an outbox
@@ -77,7 +88,7 @@ static const Oid eb_relay_event_types[Natts_ev] = {
 
 #define EB_SKIP_LOG_INTERVAL_MS 60000
 
-typedef struct EbRelayTarget
+struct EbRelayTarget
 {
 	Oid			relid;			/* hash key */
 	bool		relayed;
@@ -90,7 +101,7 @@ typedef struct EbRelayTarget
 	Oid			owner;			/* the topic's owner, InvalidOid if unknown */
 	bool		cloudevents;	/* format 'cloudevents' (eventbus.relay_format) */
 	char		ce_source[EB_CE_SOURCE_MAX + 1];
-} EbRelayTarget;
+};
 
 /* Whether a role may send outbox messages to a Kafka topic. */
 typedef struct EbSenderKey
@@ -461,9 +472,8 @@ eb_relay_format_lookup(int32 topic_id, EbRelayTarget *t)
 
 /* Has the relation exactly the columns of an event table? */
 static bool
-eb_relay_columns_ok(Relation rel)
+eb_relay_columns_ok(TupleDesc desc)
 {
-	TupleDesc	desc = RelationGetDescr(rel);
 	int			i;
 
 	if (desc->natts != Natts_ev)
@@ -507,7 +517,7 @@ eb_relay_target(Relation rel, EbRelayTarget *out)
 		eb_relay_lookup(topic_id, out);
 	if (out->relayed)
 		eb_relay_format_lookup(topic_id, out);
-	if (out->relayed && !eb_relay_columns_ok(rel))
+	if (out->relayed && !eb_relay_columns_ok(RelationGetDescr(rel)))
 		snprintf(out->skip, sizeof(out->skip),
 				 "segment table \"%s\" of topic \"%s\" does not have the columns of an event table",
 				 RelationGetRelationName(rel), out->topic);
@@ -812,6 +822,55 @@ eb_int_header(int64 v)
 	return buf;
 }
 
+/*
+ * Builds the Kafka message of an event (values and nulls: a row of a
+ * segment table, checked): value, key, timestamp, the event's own headers,
+ * the CloudEvents attributes for a topic relayed as CloudEvents, and the
+ * eventbus- headers (eventbus-lsn: lsn, the commit LSN; 0/0 for an event
+ * sent from the topic's tables).  change_lsn: where a warning about left
+ * out headers points.  Allocates in the current memory context.
+ */
+static void
+eb_relay_event_message(EbRelayMessage *m, EbRelayTarget *t, Datum *values, bool *nulls,
+					   XLogRecPtr lsn, XLogRecPtr change_lsn)
+{
+	Jsonb	   *value;
+	Jsonb	   *headers = NULL;
+
+	memset(m, 0, sizeof(*m));
+	m->kafka_topic = t->kafka_topic;
+	m->topic_id = t->topic_id;
+	m->topic = t->topic;
+	m->local_partitions = t->partitions;
+	m->partition = DatumGetInt32(values[Anum_ev_partition - 1]);
+	m->position = DatumGetInt64(values[Anum_ev_position - 1]);
+	m->timestamp_ms = eb_timestamp_ms(DatumGetTimestampTz(values[Anum_ev_created_at - 1]));
+	if (!nulls[Anum_ev_key - 1])
+	{
+		text	   *key = DatumGetTextPP(values[Anum_ev_key - 1]);
+
+		m->key = VARDATA_ANY(key);
+		m->keylen = VARSIZE_ANY_EXHDR(key);
+	}
+	value = DatumGetJsonbP(values[Anum_ev_value - 1]);
+	eb_message_value(m, value);
+
+	if (!nulls[Anum_ev_headers - 1])
+		headers = DatumGetJsonbP(values[Anum_ev_headers - 1]);
+	eb_message_headers(m, headers, t->cloudevents ? 5 + EB_CE_HEADERS : 5);
+	m->event_id = DatumGetCString(DirectFunctionCall1(uuid_out, values[Anum_ev_event_id - 1]));
+	m->lsn = lsn;
+	if (t->cloudevents)
+		eb_cloudevents_headers(m, t, headers,
+							   DatumGetTimestampTz(values[Anum_ev_created_at - 1]), change_lsn);
+	eb_message_header(m, "eventbus-event-id", m->event_id);
+	eb_message_header(m, "eventbus-topic", t->topic);
+	eb_message_header(m, "eventbus-partition", eb_int_header(m->partition));
+	eb_message_header(m, "eventbus-position", eb_int_header(m->position));
+	eb_message_header(m, "eventbus-lsn", psprintf("%X/%X", LSN_FORMAT_ARGS(lsn)));
+	m->part = eb_shared_part_slot(MyDatabaseId, t->uid, m->partition, false);
+}
+
 static void
 eb_output_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 				 Relation relation, ReorderBufferChange *change)
@@ -823,8 +882,6 @@ eb_output_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	bool		nulls[Natts_ev];
 	MemoryContext old;
 	EbRelayMessage m;
-	Jsonb	   *value;
-	Jsonb	   *headers = NULL;
 
 	if (change->action != REORDER_BUFFER_CHANGE_INSERT ||
 		change->data.tp.newtuple == NULL)
@@ -864,39 +921,15 @@ eb_output_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		return;
 	}
 
-	memset(&m, 0, sizeof(m));
-	m.kafka_topic = t->kafka_topic;
-	m.topic_id = t->topic_id;
-	m.topic = t->topic;
-	m.local_partitions = t->partitions;
-	m.partition = DatumGetInt32(values[Anum_ev_partition - 1]);
-	m.position = DatumGetInt64(values[Anum_ev_position - 1]);
-	m.timestamp_ms = eb_timestamp_ms(DatumGetTimestampTz(values[Anum_ev_created_at - 1]));
-	if (!nulls[Anum_ev_key - 1])
+	/* positions a backfill sends from the topic's tables (its seam) */
+	if (eb_backfill_wal_skips(t->topic_id, DatumGetInt32(values[Anum_ev_partition - 1]),
+							  DatumGetInt64(values[Anum_ev_position - 1])))
 	{
-		text	   *key = DatumGetTextPP(values[Anum_ev_key - 1]);
-
-		m.key = VARDATA_ANY(key);
-		m.keylen = VARSIZE_ANY_EXHDR(key);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(change_cxt);
+		return;
 	}
-	value = DatumGetJsonbP(values[Anum_ev_value - 1]);
-	eb_message_value(&m, value);
-
-	if (!nulls[Anum_ev_headers - 1])
-		headers = DatumGetJsonbP(values[Anum_ev_headers - 1]);
-	eb_message_headers(&m, headers, t->cloudevents ? 5 + EB_CE_HEADERS : 5);
-	m.event_id = DatumGetCString(DirectFunctionCall1(uuid_out, values[Anum_ev_event_id - 1]));
-	m.lsn = txn->final_lsn;
-	if (t->cloudevents)
-		eb_cloudevents_headers(&m, t, headers,
-							   DatumGetTimestampTz(values[Anum_ev_created_at - 1]), change->lsn);
-	eb_message_header(&m, "eventbus-event-id", m.event_id);
-	eb_message_header(&m, "eventbus-topic", t->topic);
-	eb_message_header(&m, "eventbus-partition", eb_int_header(m.partition));
-	eb_message_header(&m, "eventbus-position", eb_int_header(m.position));
-	eb_message_header(&m, "eventbus-lsn", eb_lsn_header(txn));
-	m.part = eb_shared_part_slot(MyDatabaseId, t->uid, m.partition, false);
-
+	eb_relay_event_message(&m, t, values, nulls, txn->final_lsn, change->lsn);
 	eb_relay_writer(ctx)->send(&m);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(change_cxt);
@@ -1075,6 +1108,76 @@ eb_output_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	eb_relay_writer(ctx)->send(&m);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(change_cxt);
+}
+
+/* ---------- events sent from the topic's tables (a backfill) ---------- */
+
+/*
+ * The relay target of a topic as it is now (the current catalog snapshot,
+ * not cached: the cache serves decoding, whose snapshot is historic), for
+ * sending stored events; NULL with the reason in why when the topic is not
+ * relayed or its events cannot be.  Allocated in the current memory
+ * context.
+ */
+EbRelayTarget *
+eb_relay_stored_target(int32 topic_id, char *why, size_t whylen)
+{
+	EbRelayTarget *t = palloc0(sizeof(EbRelayTarget));
+
+	t->partitions = -1;
+	t->topic_id = topic_id;
+	eb_relay_lookup(topic_id, t);
+	why[0] = '\0';
+	if (!t->relayed)
+		snprintf(why, whylen, "the topic is not relayed");
+	else if (!eb_kafka_topic_name_valid(t->kafka_topic))
+		snprintf(why, whylen, "topic \"%s\" is relayed to an invalid Kafka topic name", t->topic);
+	else if (!OidIsValid(t->owner) || !eb_relay_allowed(t->owner, t->kafka_topic, NULL))
+		snprintf(why, whylen,
+				 "the owner of topic \"%s\" is not allowed to relay into Kafka topic \"%s\" (see eventbus.allow_relay())",
+				 t->topic, t->kafka_topic);
+	if (why[0] != '\0')
+	{
+		pfree(t);
+		return NULL;
+	}
+	eb_relay_format_lookup(topic_id, t);
+	return t;
+}
+
+/*
+ * Builds the message of a stored event of the target's topic (a row of one
+ * of its segment tables, read by OID) as a decoded one's: the same value,
+ * headers (eventbus-lsn 0/0: the commit LSN is not known) and Kafka
+ * partition; the caller (relay_backfill.c) sends it.  A row that is not an
+ * event is skipped and counted, and false returned.
+ */
+bool
+eb_relay_stored_message(EbRelayTarget *t, TupleTableSlot *slot, EbRelayMessage *m)
+{
+	Datum	   *values;
+	bool	   *nulls;
+
+	slot_getallattrs(slot);
+	values = slot->tts_values;
+	nulls = slot->tts_isnull;
+	if (!eb_relay_columns_ok(slot->tts_tupleDescriptor) ||
+		nulls[Anum_ev_partition - 1] || nulls[Anum_ev_position - 1] ||
+		nulls[Anum_ev_event_id - 1] || nulls[Anum_ev_created_at - 1] ||
+		nulls[Anum_ev_value - 1] ||
+		DatumGetInt32(values[Anum_ev_partition - 1]) < 0 ||
+		DatumGetInt32(values[Anum_ev_partition - 1]) >= t->partitions)
+	{
+		char		reason[EB_RELAY_ERROR_LEN];
+
+		snprintf(reason, sizeof(reason),
+				 "a stored row of topic \"%s\" is not an event (other columns, a NULL column or a partition out of range)",
+				 t->topic);
+		eb_relay_skip(InvalidXLogRecPtr, reason);
+		return false;
+	}
+	eb_relay_event_message(m, t, values, nulls, InvalidXLogRecPtr, InvalidXLogRecPtr);
+	return true;
 }
 
 void

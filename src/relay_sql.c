@@ -539,16 +539,24 @@ eb_relay_format_args(FunctionCallInfo fcinfo, int argno, int srcno,
 	}
 }
 
+/*
+ * Sets or clears (kafka_topic NULL) the topic's relay.  start_at: the
+ * argument of relay_topic() (NULL: 'now' of version 0.1.0's SQL objects,
+ * or stop_relay()), start and ts parsed from it.  The seam's lock makes
+ * transactions publishing to the topic end first and later ones wait for
+ * this commit (relay_backfill.c).
+ */
 static void
 eb_set_relay(FunctionCallInfo fcinfo, const char *name, const char *kafka_topic,
-			 const char *on_error)
+			 const char *on_error, const char *start_at, EbBackfillStart start,
+			 TimestampTz ts)
 {
 	EbTopic    *topic;
 	EbSpi		spi;
 	Oid			argtypes[2] = {INT4OID, TEXTOID};
 	Datum		values[2];
 	char		nulls[2] = {' ', ' '};
-	char		slot[NAMEDATALEN];
+	bool		ready = true;
 
 	topic = eb_topic_get(name, false);
 	eb_check_topic_owner(topic);
@@ -563,6 +571,10 @@ eb_set_relay(FunctionCallInfo fcinfo, const char *name, const char *kafka_topic,
 		eb_relay_check_served("eventbus.relay_topic()", false);
 	}
 	LockRelationOid(topic->relid, ShareUpdateExclusiveLock);
+	if (kafka_topic)
+		ready = eb_backfill_begin(topic, start, ts, start_at ? start_at : "now");
+	else
+		eb_backfill_end(topic);
 
 	values[0] = Int32GetDatum(topic->topic_id);
 	if (kafka_topic)
@@ -583,12 +595,11 @@ eb_set_relay(FunctionCallInfo fcinfo, const char *name, const char *kafka_topic,
 		eb_relay_check_partitions(topic, kafka_topic);
 	}
 
-	eb_relay_slot_name(MyDatabaseId, slot);
-	if (kafka_topic && SearchNamedReplicationSlot(slot, true) == NULL)
+	if (kafka_topic && !ready)
 		ereport(NOTICE,
 				(errmsg("the relay has not started in this database yet"),
-				 errdetail("Events are relayed from the moment the relay worker has created its replication slot."),
-				 errhint("Set eventbus.kafka_brokers and reload the configuration.")));
+				 errdetail("Events committed from now on are sent from the topic's tables once the relay has a replication slot, then from WAL (see eventbus.relay_backfill)."),
+				 errhint("Set eventbus.kafka_brokers and reload the configuration if it is not set.")));
 }
 
 /* The on_error argument of relay_topic(), checked. */
@@ -611,8 +622,8 @@ eb_relay_on_error_arg(FunctionCallInfo fcinfo, int argno)
  * relay_topic(topic text, kafka_topic text, start_at text, format text,
  *			   on_error text, cloudevents_source text)
  *
- * start_at: only 'now' so far (a backfill from the topic's tables is not
- * built yet): refusing the other values keeps them free for it.
+ * start_at: 'now', 'earliest', 'last_acknowledged' or a timestamp (a
+ * backfill from the topic's tables, relay_backfill.c).
  */
 Datum
 eb_relay_topic_v2(PG_FUNCTION_ARGS)
@@ -623,18 +634,16 @@ eb_relay_topic_v2(PG_FUNCTION_ARGS)
 	const char *format;
 	const char *source;
 	char	   *on_error;
+	EbBackfillStart start;
+	TimestampTz ts;
 
 	eb_arg_not_null(fcinfo, 2, "start_at");
 	start_at = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	if (strcmp(start_at, "now") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("start_at \"%s\" is not supported", start_at),
-				 errdetail("relay_topic() relays the events committed from the call on: start_at is 'now'. Sending events committed before it (a backfill from the topic's tables) is not available yet.")));
+	start = eb_backfill_parse_start(start_at, &ts);
 	eb_relay_format_args(fcinfo, 3, 5, &format, &source);
 	on_error = eb_relay_on_error_arg(fcinfo, 4);
 	eb_check_writable("eventbus.relay_topic()");
-	eb_set_relay(fcinfo, name, kafka_topic, on_error);
+	eb_set_relay(fcinfo, name, kafka_topic, on_error, start_at, start, ts);
 	eb_relay_set_format(name, format, source);
 	PG_RETURN_VOID();
 }
@@ -652,7 +661,7 @@ eb_relay_topic(PG_FUNCTION_ARGS)
 	char	   *on_error = eb_relay_on_error_arg(fcinfo, 2);
 
 	eb_check_writable("eventbus.relay_topic()");
-	eb_set_relay(fcinfo, name, kafka_topic, on_error);
+	eb_set_relay(fcinfo, name, kafka_topic, on_error, NULL, EB_START_NOW, 0);
 	PG_RETURN_VOID();
 }
 
@@ -665,7 +674,7 @@ eb_stop_relay(PG_FUNCTION_ARGS)
 	char	   *name = eb_arg_name(fcinfo, 0, "topic");
 
 	eb_check_writable("eventbus.stop_relay()");
-	eb_set_relay(fcinfo, name, NULL, NULL);
+	eb_set_relay(fcinfo, name, NULL, NULL, NULL, EB_START_NOW, 0);
 	PG_RETURN_VOID();
 }
 

@@ -325,6 +325,7 @@ eb_relay_session(const char *slot)
 	MemoryContextReset(eb_session_cxt);
 	eb_session_failed = false;
 	eb_kafka_session_reset();
+	eb_backfill_session_start();
 
 	/* exactly-once: fence older producers, read how far Kafka got */
 	if (eb_exactly_once)
@@ -411,6 +412,13 @@ eb_relay_session(const char *slot)
 		eb_relay_probe_brokers();
 		caught_up = ctx->reader->EndRecPtr >= flush;
 		eb_relay_apply_policies();
+		if (!eb_session_failed && eb_current_txn == NULL)
+		{
+			/* a backfill's next batch, within the in-flight limit */
+			EbBackfillSink sink = {.read_lsn = ctx->reader->EndRecPtr};
+
+			(void) eb_backfill_fill(&sink, eb_relay_max_in_flight - (int) eb_in_flight);
+		}
 		eb_mappings_persist();
 
 		/*

@@ -105,7 +105,7 @@ in_root() {
 # Environment passed to builds and tests inside.
 pass_env() {
 	local v
-	for v in PG_CFLAGS EB_CFLAGS EB_TAP_TESTS CI; do
+	for v in PG_CFLAGS EB_CFLAGS EB_TAP_TESTS EB_RELAY_DELIVERY EB_RELAY_DELIVERY_DEFAULT CI; do
 		[ -n "${!v+x}" ] && printf '%s=%s\n' "$v" "${!v}"
 	done
 	return 0

@@ -108,6 +108,78 @@ eb_ack_session_end(void)
 	dlist_init(&refusals);
 	eb_current_txn = NULL;
 	eb_in_flight = 0;
+	eb_ack_deferred_drop();
+}
+
+/* ---------- acknowledgement callbacks under exactly-once ---------- */
+
+/*
+ * A message's on_ack (a backfill's progress) says Kafka has the message.
+ * Under exactly-once a delivery report does not say that yet: the Kafka
+ * transaction can still be aborted.  So the callbacks wait here until the
+ * transaction commits (eb_ack_deferred_run) and are dropped when it is
+ * aborted or the session ends (the backfill then sends its batch again).
+ * Runs of the same callback and argument are counted, not listed.
+ */
+typedef struct EbDeferredAck
+{
+	EbRelayAckFn fn;
+	void	   *arg;
+	int64		count;
+} EbDeferredAck;
+
+static EbDeferredAck *deferred = NULL;
+static int	ndeferred = 0;
+static int	maxdeferred = 0;
+
+static void
+eb_ack_call(EbRelayAckFn fn, void *arg)
+{
+	if (!eb_exactly_once)
+	{
+		fn(arg);
+		return;
+	}
+	if (ndeferred > 0 && deferred[ndeferred - 1].fn == fn &&
+		deferred[ndeferred - 1].arg == arg)
+	{
+		deferred[ndeferred - 1].count++;
+		return;
+	}
+	if (ndeferred == maxdeferred)
+	{
+		maxdeferred = Max(16, maxdeferred * 2);
+		deferred = deferred == NULL ?
+			MemoryContextAlloc(TopMemoryContext, maxdeferred * sizeof(EbDeferredAck)) :
+			repalloc(deferred, maxdeferred * sizeof(EbDeferredAck));
+	}
+	deferred[ndeferred].fn = fn;
+	deferred[ndeferred].arg = arg;
+	deferred[ndeferred].count = 1;
+	ndeferred++;
+}
+
+/* The Kafka transaction committed: its messages' callbacks run now. */
+void
+eb_ack_deferred_run(void)
+{
+	int			i;
+
+	for (i = 0; i < ndeferred; i++)
+	{
+		int64		n;
+
+		for (n = 0; n < deferred[i].count; n++)
+			deferred[i].fn(deferred[i].arg);
+	}
+	ndeferred = 0;
+}
+
+/* The Kafka transaction was aborted: nothing of it counts as delivered. */
+void
+eb_ack_deferred_drop(void)
+{
+	ndeferred = 0;
 }
 
 /* Has the slot moved since it was last saved? */
@@ -204,7 +276,7 @@ eb_relay_refused(EbRelayTxn *t, EbRelayMsgRef *ref, const char *kafka_topic,
 	t->refused++;
 	dlist_push_tail(&refusals, &r->node);
 	if (ref->on_ack)
-		ref->on_ack(ref->on_ack_arg);
+		eb_ack_call(ref->on_ack, ref->on_ack_arg);
 }
 
 /* Remembers a message refused inside a Kafka transaction (exactly-once). */
@@ -290,7 +362,7 @@ eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 		eb_brokers_down = false;
 		eb_broker_error[0] = '\0';
 		if (ref->on_ack)
-			ref->on_ack(ref->on_ack_arg);
+			eb_ack_call(ref->on_ack, ref->on_ack_arg);
 		if (ref->outbox)
 			pg_atomic_fetch_add_u64(&eb_my_relay->outbox_relayed, 1);
 		else if (ref->part != NULL)

@@ -164,6 +164,8 @@ extern XLogRecPtr eb_last_end_lsn;
 extern void eb_ack_session_start(XLogRecPtr confirmed_flush);
 extern void eb_ack_session_end(void);
 extern void eb_relay_txn_begin(XLogRecPtr commit_lsn);
+extern void eb_ack_deferred_run(void);
+extern void eb_ack_deferred_drop(void);
 extern void eb_relay_txn_commit(XLogRecPtr end_lsn, TimestampTz commit_time);
 extern void eb_relay_refused(EbRelayTxn *t, EbRelayMsgRef *ref, const char *kafka_topic,
 							 rd_kafka_resp_err_t err);

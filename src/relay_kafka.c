@@ -1238,6 +1238,7 @@ eb_kafka_txn_commit(XLogRecPtr commit_lsn, XLogRecPtr end_lsn, long wait_ms)
 	txn_open = false;
 	eb_kafka_txn_committed = eb_kafka_txn_seq;
 	eb_progress_lsn = commit_lsn;
+	eb_ack_deferred_run();
 	return true;
 }
 
@@ -1251,6 +1252,7 @@ eb_kafka_txn_abort(void)
 {
 	rd_kafka_error_t *error;
 
+	eb_ack_deferred_drop();
 	if (!txn_open)
 		return;
 	txn_open = false;

@@ -74,6 +74,10 @@ wal_level = logical
 max_replication_slots = 4
 };
 	$conf .= "eventbus.database = '$db'\n" if defined $opts{database};
+	# EB_RELAY_DELIVERY_DEFAULT: run relay tests under another delivery mode
+	# (a test's own conf, after it, still decides)
+	$conf .= "eventbus.relay_delivery = '$ENV{EB_RELAY_DELIVERY_DEFAULT}'\n"
+	  if $ENV{EB_RELAY_DELIVERY_DEFAULT};
 	$conf .= $opts{conf} if defined $opts{conf};
 	$conf .= "eventbus.kafka_brokers = '$opts{bootstrap}'\n"
 	  if defined $opts{bootstrap} && !$opts{start};

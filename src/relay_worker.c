@@ -96,52 +96,7 @@ typedef struct EbLoggedError
 } EbLoggedError;
 static EbLoggedError logged_errors[EB_LOG_KEYS];
 
-/*-------------------------------------------------------------------------
- *
- * relay_worker.c
- *	  The Kafka relay worker.
- *
- * Started by the launcher (launcher.c) in each database it serves where
- * the extension is installed, when eventbus.kafka_brokers is set; its
- * status is that database's entry in shared memory.  It owns the logical
- * replication slot pg_eventbus_relay_<db oid> (created on first start,
- * output plugin: this library; how it is created, checked and reported is
- * in relay_slot.c) and decodes WAL in its own process: no replication
- * connection, no pg_hba.conf entry.
- *
- * A session acquires the slot, creates an idempotent Kafka producer and a
- * decoding context, then loops: read WAL up to the flush pointer, let the
- * output plugin (relay_output.c) hand every committed event of a relayed
- * topic and every outbox message to the producer, serve delivery reports,
- * and wait on the latch (set at commit by publishing transactions) when
- * caught up.
- *
- * Delivery guarantee: decoded transactions enter a FIFO in commit order,
- * each with a count of messages not yet acknowledged.  The slot's
- * confirmed position moves only to the end of the newest transaction of the
- * fully acknowledged prefix (LogicalConfirmReceivedLocation, then the slot
- * is saved, at most every 200 ms).  When nothing is in flight and all WAL
- * has been read, the slot is confirmed at the read position, so an idle
- * database does not retain WAL.  After a crash, an outage or any failed
- * delivery, decoding restarts from the confirmed position: nothing
- * committed is lost, and messages sent again carry the same event id and
- * LSN headers.  Messages never time out in the producer (message.timeout.ms
- * = 0 unless configured), so a broker outage stalls the relay instead of
- * failing it; reading WAL pauses while eventbus.relay_max_in_flight
- * messages are unacknowledged.
- *
- * librdkafka runs its own threads, but every callback used here (delivery
- * reports, errors, logs via the log queue) is served by rd_kafka_poll() in
- * this process's main thread.  The producer lives for one session.
- *
- * Settings that make the producer unusable, a missing extension or
- * wal_level below logical are reported in the status (relay_status) and
- * logged once; the worker then waits for a configuration reload instead of
- * exiting.  Unexpected errors end the process; the launcher starts it again
- * a few seconds later.
- *
- *-------------------------------------------------------------------------
- */
+/* The name of a database's relay slot. */
 void
 eb_relay_slot_name(Oid dboid, char *buf)
 {

@@ -41,48 +41,14 @@ my $node = relay_node(
 	start => 1,
 	conf => "eventbus.relay_delivery = '$delivery'\nrestart_after_crash = on\n");
 
-$node->safe_psql(
-	$db, q{
-SELECT eventbus.create_topic('ev', 3);
-SELECT eventbus.relay_topic('ev');
-CREATE TABLE committed (event_id uuid PRIMARY KEY);
-CREATE SEQUENCE batch_seq;
-});
-
-# Two single events, or a batch of five with one key; each event id goes
-# into "committed" in the same transaction.
-my $script = q{
-\set k random(1, 20)
-\set kind random(1, 2)
-BEGIN;
-\if :kind = 1
-SELECT (r).partition AS p, (r).position AS pos
-FROM (SELECT eventbus.publish('ev', jsonb_build_object('c', :client_id, 'k', :k),
-                              key => 'c' || :client_id || '-' || :k) AS r) s \gset
-INSERT INTO committed SELECT event_id FROM eventbus_data.ev WHERE partition = :p AND position = :pos;
-SELECT (r).partition AS p, (r).position AS pos
-FROM (SELECT eventbus.publish('ev', jsonb_build_object('c', :client_id, 'k', :k, 'second', true)) AS r) s \gset
-INSERT INTO committed SELECT event_id FROM eventbus_data.ev WHERE partition = :p AND position = :pos;
-\else
-SELECT nextval('batch_seq') AS b \gset
-SELECT min(partition) AS p, min(position) AS lo, max(position) AS hi
-FROM eventbus.publish_batch('ev',
-    ARRAY(SELECT jsonb_build_object('c', :client_id, 'b', :b, 'i', i) FROM generate_series(1, 5) i),
-    array_fill('c' || :client_id || '-' || :k, ARRAY[5])) \gset
-INSERT INTO committed
-SELECT event_id FROM eventbus_data.ev
-WHERE partition = :p AND position BETWEEN :lo AND :hi AND value @> jsonb_build_object('b', :b);
-\endif
-COMMIT;
-};
-my $tmp = PostgreSQL::Test::Utils::tempdir;
-PostgreSQL::Test::Utils::append_to_file("$tmp/publish.sql", $script);
+# topic ev (3 partitions, relayed), table committed and the pgbench script
+my $script_file = committed_workload($node, $db);
 
 sub pgbench_cmd
 {
 	return (
 		'pgbench', '-n', '-h', $node->host, '-p', $node->port,
-		'-c', $clients, '-j', 2, @_, '-f', "$tmp/publish.sql", $db);
+		'-c', $clients, '-j', 2, @_, '-f', $script_file, $db);
 }
 
 # ---------------------------------------------------------------------------

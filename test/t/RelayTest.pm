@@ -36,7 +36,7 @@ use Time::HiRes qw(usleep time);
 
 our @EXPORT = qw(compare_delivery relay_node wait_relay_running relay_status kafka_read
   wait_for_kafka poll_until slot_confirmed_lsn lsn_cmp by_event_id
-  log_since kafka_values committed_view);
+  log_since kafka_values committed_view committed_workload);
 
 my $kcat_timeout = 30;    # seconds for one kcat run
 
@@ -98,6 +98,49 @@ max_replication_slots = 4
 		}
 	}
 	return $node;
+}
+
+# The workload of the exactly-once tests: topic ev (3 partitions, relayed),
+# a table "committed" and a pgbench script whose transactions publish two
+# single events or a batch of five with one key, each event id going into
+# "committed" in the same transaction.  Returns the script's path.
+sub committed_workload
+{
+	my ($node, $db) = @_;
+	$node->safe_psql(
+		$db, q{
+SELECT eventbus.create_topic('ev', 3);
+SELECT eventbus.relay_topic('ev');
+CREATE TABLE committed (event_id uuid PRIMARY KEY);
+CREATE SEQUENCE batch_seq;
+});
+	my $script = q{
+\set k random(1, 20)
+\set kind random(1, 2)
+BEGIN;
+\if :kind = 1
+SELECT (r).partition AS p, (r).position AS pos
+FROM (SELECT eventbus.publish('ev', jsonb_build_object('c', :client_id, 'k', :k),
+                              key => 'c' || :client_id || '-' || :k) AS r) s \gset
+INSERT INTO committed SELECT event_id FROM eventbus_data.ev WHERE partition = :p AND position = :pos;
+SELECT (r).partition AS p, (r).position AS pos
+FROM (SELECT eventbus.publish('ev', jsonb_build_object('c', :client_id, 'k', :k, 'second', true)) AS r) s \gset
+INSERT INTO committed SELECT event_id FROM eventbus_data.ev WHERE partition = :p AND position = :pos;
+\else
+SELECT nextval('batch_seq') AS b \gset
+SELECT min(partition) AS p, min(position) AS lo, max(position) AS hi
+FROM eventbus.publish_batch('ev',
+    ARRAY(SELECT jsonb_build_object('c', :client_id, 'b', :b, 'i', i) FROM generate_series(1, 5) i),
+    array_fill('c' || :client_id || '-' || :k, ARRAY[5])) \gset
+INSERT INTO committed
+SELECT event_id FROM eventbus_data.ev
+WHERE partition = :p AND position BETWEEN :lo AND :hi AND value @> jsonb_build_object('b', :b);
+\endif
+COMMIT;
+};
+	my $tmp = PostgreSQL::Test::Utils::tempdir;
+	PostgreSQL::Test::Utils::append_to_file("$tmp/publish.sql", $script);
+	return "$tmp/publish.sql";
 }
 
 # eventbus.relay_status as a hash (JSON nulls are undef).

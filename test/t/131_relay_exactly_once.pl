@@ -113,19 +113,7 @@ foreach my $round (1 .. $rounds + 1)
 	ok($ok, 'publishing after the last round succeeds') or diag($err);
 }
 
-is( $node->safe_psql(
-		$db,
-		'SELECT count(*) FROM eventbus_data.ev e FULL JOIN committed c USING (event_id) WHERE e.event_id IS NULL OR c.event_id IS NULL'
-	),
-	'0',
-	'the stored events are exactly the recorded committed ones');
-my $committed = decode_json(
-	$node->safe_psql(
-		$db, q{
-	SELECT json_agg(json_build_object('id', event_id, 'partition', partition,
-	    'position', position, 'value', value::text))
-	FROM eventbus_data.ev}));
-my %want = map { $_->{id} => $_ } @$committed;
+my %want = %{ committed_events($node, $db) };
 my $ids = scalar(keys %want);
 note "$ids events committed";
 

@@ -36,7 +36,8 @@ use Time::HiRes qw(usleep time);
 
 our @EXPORT = qw(compare_delivery relay_node wait_relay_running relay_status kafka_read
   wait_for_kafka poll_until slot_confirmed_lsn lsn_cmp by_event_id
-  log_since kafka_values committed_view committed_workload);
+  log_since kafka_values committed_view committed_workload
+  committed_events);
 
 my $kcat_timeout = 30;    # seconds for one kcat run
 
@@ -141,6 +142,28 @@ COMMIT;
 	my $tmp = PostgreSQL::Test::Utils::tempdir;
 	PostgreSQL::Test::Utils::append_to_file("$tmp/publish.sql", $script);
 	return "$tmp/publish.sql";
+}
+
+# After committed_workload: checks that the stored events of ev are exactly
+# those recorded in "committed", and returns them by event id (partition,
+# position, value as text).
+sub committed_events
+{
+	my ($node, $db) = @_;
+	Test::More::is(
+		$node->safe_psql(
+			$db,
+			'SELECT count(*) FROM eventbus_data.ev e FULL JOIN committed c USING (event_id) WHERE e.event_id IS NULL OR c.event_id IS NULL'
+		),
+		'0',
+		'the stored events are exactly the recorded committed ones');
+	my $committed = JSON::PP::decode_json(
+		$node->safe_psql(
+			$db, q{
+	SELECT json_agg(json_build_object('id', event_id, 'partition', partition,
+	    'position', position, 'value', value::text))
+	FROM eventbus_data.ev}));
+	return { map { $_->{id} => $_ } @$committed };
 }
 
 # eventbus.relay_status as a hash (JSON nulls are undef).

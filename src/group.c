@@ -884,6 +884,7 @@ eb_seek_position(PG_FUNCTION_ARGS)
 typedef struct EbFirstTime
 {
 	TimestampTz created_at;
+	int64		position;
 	bool		found;
 } EbFirstTime;
 
@@ -894,6 +895,7 @@ eb_first_time_emit(void *arg, EbTopic *topic, TupleTableSlot *slot)
 	bool		isnull;
 
 	ft->created_at = DatumGetTimestampTz(slot_getattr(slot, Anum_ev_created_at, &isnull));
+	ft->position = DatumGetInt64(slot_getattr(slot, Anum_ev_position, &isnull));
 	ft->found = true;
 	return EB_EMIT_STOP;
 }
@@ -947,25 +949,30 @@ eb_group_lag(EbTopic *topic, int32 partition, int64 from, int64 end, Snapshot sn
  * topic): the same with the lag counted.  For roles with the privileges of
  * the group's owner and members of pg_monitor.
  *
- * Cost per partition: the group's row, its retries (by primary key), and
- * one index probe for the oldest unconsumed event; with exact, a scan of
- * every unconsumed event.
+ * Cost per partition: the group's row and its retries (one cached
+ * statement per group), and one index probe for the oldest unconsumed
+ * event; a second probe, for the first retained position, only when that
+ * event is not the one right after the committed position (retention or
+ * rolled-back publishes left a gap) or there is none.  With exact, a scan
+ * of every unconsumed event.
  */
 static Datum
 eb_group_status_internal(FunctionCallInfo fcinfo, bool exact)
 {
+	static SPIPlanPtr plan = NULL;
 	char	   *group_name = eb_arg_name(fcinfo, 0, "group");
 	char	   *topic_name = eb_arg_name(fcinfo, 1, "topic");
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	EbTopic    *topic;
 	EbGroup		g;
 	EbSpi		spi;
-	Oid			argtypes[1] = {INT4OID};
-	Datum		values[1];
+	Oid			argtypes[2] = {INT4OID, INT4OID};
+	Datum		values[2];
 	uint64		i;
 	uint64		nrows;
 	SPITupleTable *rows;
 	Snapshot	snapshot = GetActiveSnapshot();
+	bool		standby = RecoveryInProgress();
 
 	topic = eb_topic_get(topic_name, false);
 	InitMaterializedSRF(fcinfo, 0);
@@ -980,16 +987,18 @@ eb_group_status_internal(FunctionCallInfo fcinfo, bool exact)
 				 errdetail("The group's status is shown to roles with the privileges of its owner, \"%s\", and to members of pg_monitor.",
 						   GetUserNameFromId(g.owner, false))));
 	values[0] = Int32GetDatum(g.group_id);
-	eb_spi_exec("SELECT p, coalesce(gp.committed_position, -1), gp.committed_at, "
-				"CASE WHEN gp.lease_until > clock_timestamp() THEN gp.member END, "
-				"CASE WHEN gp.lease_until > clock_timestamp() THEN gp.lease_until END, "
-				"(SELECT count(*) FROM eventbus.group_retry r "
-				" WHERE r.group_id = $1 AND r.partition = p) "
-				"FROM generate_series(0, (SELECT partitions - 1 FROM eventbus.topic t "
-				"  JOIN eventbus.consumer_group cg USING (topic_id) WHERE cg.group_id = $1)) p "
-				"LEFT JOIN eventbus.group_partition gp ON gp.group_id = $1 AND gp.partition = p "
-				"ORDER BY p",
-				1, argtypes, values, NULL, true);
+	values[1] = Int32GetDatum(topic->partitions);
+	eb_spi_run(eb_spi_plan(&plan,
+						   "SELECT p, coalesce(gp.committed_position, -1), gp.committed_at, "
+						   "CASE WHEN gp.lease_until > clock_timestamp() THEN gp.member END, "
+						   "CASE WHEN gp.lease_until > clock_timestamp() THEN gp.lease_until END, "
+						   "(SELECT count(*) FROM eventbus.group_retry r "
+						   " WHERE r.group_id = $1 AND r.partition = p) "
+						   "FROM generate_series(0, $2 - 1) p "
+						   "LEFT JOIN eventbus.group_partition gp ON gp.group_id = $1 AND gp.partition = p "
+						   "ORDER BY p",
+						   2, argtypes),
+			   values, NULL, true);
 	rows = SPI_tuptable;
 	nrows = SPI_processed;
 
@@ -1003,7 +1012,7 @@ eb_group_status_internal(FunctionCallInfo fcinfo, bool exact)
 		int32		p = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
 		int64		committed = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
 		int64		end;
-		int64		first;
+		int64		first = -1;
 		int64		from;
 		EbFirstTime ft;
 		int			c;
@@ -1012,20 +1021,29 @@ eb_group_status_internal(FunctionCallInfo fcinfo, bool exact)
 			break;
 		memset(nulls, 0, sizeof(nulls));
 		end = eb_end_position(topic, p);
-		first = eb_first_position(topic, p);
-		from = committed + 1;
-		if (first >= 0 && first > from)
-			from = first;
+
+		/*
+		 * The oldest event the group can read (none below the first retained
+		 * position exists); a standby cannot tell which events are safe to
+		 * read: no time lag there.
+		 */
 		ft.found = false;
-		/* a standby cannot tell which events are safe to read: no time lag */
-		if (!RecoveryInProgress())
-			(void) eb_read_partition(topic, p, from - 1, 1, snapshot, eb_first_time_emit, &ft);
+		if (!standby)
+			(void) eb_read_partition(topic, p, committed, 1, snapshot, eb_first_time_emit, &ft);
+		from = committed + 1;
+		/* is anything between the committed position and that event retained? */
+		if (standby || !ft.found || ft.position > from)
+		{
+			first = eb_first_position(topic, p);
+			if (first > from)
+				from = first;
+		}
 
 		out[0] = Int32GetDatum(p);
 		out[1] = Int64GetDatum(committed);
 		out[2] = Int64GetDatum(end);
 		/* nothing readable after the committed position: nothing to consume */
-		if (!exact && !RecoveryInProgress() && !ft.found)
+		if (!exact && !standby && !ft.found)
 			out[3] = Int64GetDatum(0);
 		else
 			out[3] = Int64GetDatum(eb_group_lag(topic, p, from, end, snapshot, exact));
@@ -1037,7 +1055,7 @@ eb_group_status_internal(FunctionCallInfo fcinfo, bool exact)
 			nulls[c + 2] = isnull;
 		}
 		/* events retention removed before the group consumed them */
-		out[9] = Int64GetDatum(first >= 0 && first > committed + 1 ? first - (committed + 1) : 0);
+		out[9] = Int64GetDatum(first > committed + 1 ? first - (committed + 1) : 0);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, nulls);
 	}
 	eb_spi_end(&spi);

@@ -1328,6 +1328,8 @@ eb_kafka_progress_read(char *err, size_t errlen)
 		!eb_conf_apply_file(conf, err, errlen) ||
 		!eb_conf_set(conf, "isolation.level", "read_committed", err, errlen) ||
 		!eb_conf_set(conf, "enable.partition.eof", "true", err, errlen) ||
+		/* the end of a partition is found by a fetch that returns nothing */
+		!eb_conf_set(conf, "fetch.wait.max.ms", "10", err, errlen) ||
 		!eb_conf_set(conf, "enable.auto.commit", "false", err, errlen) ||
 		!eb_conf_set(conf, "enable.auto.offset.store", "false", err, errlen) ||
 		!eb_conf_set(conf, "group.id", group, err, errlen))

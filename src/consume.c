@@ -987,8 +987,8 @@ eb_poll(PG_FUNCTION_ARGS)
 			st.want = pretries[k].position;
 			st.attempt = pretries[k].attempts + 1;
 			st.found = false;
-			(void) eb_read_partition(topic, p, pretries[k].position - 1, 1, snapshot,
-									 eb_poll_emit, &st);
+			(void) eb_read_range(topic, p, pretries[k].position - 1,
+								 pretries[k].position + 1, 1, snapshot, eb_poll_emit, &st);
 			if (st.found)
 			{
 				retried[nretried++] = pretries[k].position;
@@ -1376,8 +1376,8 @@ eb_fetch_event(EbTopic *topic, int32 partition, int64 position, EbFetchOne *f)
 {
 	memset(f, 0, sizeof(*f));
 	f->want = position;
-	(void) eb_read_partition(topic, partition, position - 1, 1, GetActiveSnapshot(),
-							 eb_fetch_one_emit, f);
+	(void) eb_read_range(topic, partition, position - 1, position + 1, 1,
+						 GetActiveSnapshot(), eb_fetch_one_emit, f);
 	if (!f->found)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -988,8 +988,8 @@ eb_group_status_internal(FunctionCallInfo fcinfo, bool exact)
 						   GetUserNameFromId(g.owner, false))));
 	values[0] = Int32GetDatum(g.group_id);
 	values[1] = Int32GetDatum(topic->partitions);
-	eb_spi_run(eb_spi_plan(&plan,
-						   "SELECT p, coalesce(gp.committed_position, -1), gp.committed_at, "
+	eb_spi_run(eb_spi_plan_generic(&plan,
+								   "SELECT p, coalesce(gp.committed_position, -1), gp.committed_at, "
 						   "CASE WHEN gp.lease_until > clock_timestamp() THEN gp.member END, "
 						   "CASE WHEN gp.lease_until > clock_timestamp() THEN gp.lease_until END, "
 						   "(SELECT count(*) FROM eventbus.group_retry r "
@@ -1029,7 +1029,14 @@ eb_group_status_internal(FunctionCallInfo fcinfo, bool exact)
 		 */
 		ft.found = false;
 		if (!standby)
-			(void) eb_read_partition(topic, p, committed, 1, snapshot, eb_first_time_emit, &ft);
+		{
+			/* usually the next position: a probe that reads one index entry */
+			(void) eb_read_range(topic, p, committed, committed + 2, 1, snapshot,
+								 eb_first_time_emit, &ft);
+			if (!ft.found)
+				(void) eb_read_partition(topic, p, committed, 1, snapshot,
+										 eb_first_time_emit, &ft);
+		}
 		from = committed + 1;
 		/* is anything between the committed position and that event retained? */
 		if (standby || !ft.found || ft.position > from)

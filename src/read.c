@@ -94,12 +94,28 @@ int
 eb_read_partition(EbTopic *topic, int32 partition, int64 after,
 				  int max_events, Snapshot snapshot, EbEmitFn emit, void *arg)
 {
+	return eb_read_range(topic, partition, after, PG_INT64_MAX, max_events,
+						 snapshot, emit, arg);
+}
+
+/*
+ * The same for positions above after and below before only.  A narrow
+ * range is cheaper than a limit: the index scan stops at the first entry
+ * past before instead of checking the rest of its leaf page (for one
+ * event at a known position, before = position + 1).
+ */
+int
+eb_read_range(EbTopic *topic, int32 partition, int64 after, int64 before,
+			  int max_events, Snapshot snapshot, EbEmitFn emit, void *arg)
+{
 	int64		horizon;
 	int			count = 0;
 	bool		stop = false;
 	int			i;
 
 	horizon = eb_read_horizon(topic, partition, NULL);
+	if (before < horizon)
+		horizon = before;
 	if (after + 1 >= horizon)
 		return 0;
 

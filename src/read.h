@@ -26,6 +26,8 @@ typedef EbEmitResult (*EbEmitFn) (void *arg, EbTopic *topic, TupleTableSlot *slo
 extern int	eb_read_partition(EbTopic *topic, int32 partition, int64 after,
 							  int max_events, Snapshot snapshot,
 							  EbEmitFn emit, void *arg);
+extern int	eb_read_range(EbTopic *topic, int32 partition, int64 after, int64 before,
+						  int max_events, Snapshot snapshot, EbEmitFn emit, void *arg);
 extern void eb_check_read_privilege(EbTopic *topic);
 extern void eb_check_partition_arg(EbTopic *topic, int32 partition);
 

@@ -485,5 +485,63 @@ COMMENT ON VIEW eventbus.relay_backfill IS
   'Progress of the backfills started by relay_topic() with start_at ''earliest'', a timestamp or ''last_acknowledged'' (or ''now'' before the relay had its slot), per topic and partition: the next position to send from the topic''s tables, the handover (positions at or above it come from WAL; NULL until the relay decided it), positions remaining (an upper bound: rolled-back publishes leave gaps) and state (sending, done, waiting for the relay''s slot). Superusers and pg_monitor only.';
 REVOKE ALL ON eventbus.relay_backfill FROM PUBLIC;
 GRANT SELECT ON eventbus.relay_backfill TO pg_monitor;
+
+-- relay_status shows the progress of backfills (column backfill)
+CREATE OR REPLACE VIEW eventbus.relay_status AS
+SELECT s.state,
+       s.worker_pid,
+       s.slot_name,
+       r.confirmed_flush_lsn AS confirmed_lsn,
+       CASE WHEN r.restart_lsn IS NOT NULL
+            THEN pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), r.restart_lsn)::bigint
+       END AS wal_retained_bytes,
+       s.events_relayed,
+       s.bytes_relayed,
+       s.messages_in_flight,
+       s.outbox_backlog,
+       s.latency_p50_ms,
+       s.latency_p99_ms,
+       s.last_error,
+       s.last_error_at,
+       s.last_error_resolved_at,
+       s.last_ack_at,
+       s.started_at,
+       s.skipped,
+       s.last_skipped_lsn,
+       s.last_skip_reason,
+       (SELECT jsonb_object_agg(b.topic, b.backlog) FROM eventbus.relay_backlog() b) AS backlog,
+       rs.failover AS slot_failover,
+       rs.invalidation_reason AS slot_invalidation_reason,
+       rs.created_at AS slot_created_at,
+       rs.warning AS slot_warning,
+       (SELECT jsonb_agg(jsonb_build_object(
+                   'slot_name', a.slot_name, 'database', a.database, 'active_pid', a.active_pid,
+                   'restart_lsn', a.restart_lsn, 'wal_retained_bytes', a.wal_retained_bytes,
+                   'invalidation_reason', a.invalidation_reason, 'orphaned', a.orphaned,
+                   'status', a.status) ORDER BY a.slot_name)
+        FROM eventbus.relay_slots a) AS slots,
+       (SELECT jsonb_object_agg(bt.topic, bt.progress)
+        FROM (SELECT b.topic,
+                     jsonb_build_object(
+                       'state', CASE WHEN bool_and(b.state = 'done') THEN 'done'
+                                     WHEN bool_or(b.handover IS NULL) THEN 'waiting for the relay''s slot'
+                                     ELSE 'sending' END,
+                       'remaining', sum(b.remaining),
+                       'partitions', count(*),
+                       'partitions_done', count(*) FILTER (WHERE b.state = 'done'),
+                       'started_at', min(b.started_at),
+                       'completed_at', CASE WHEN bool_and(b.state = 'done') THEN max(b.completed_at) END) AS progress
+              FROM eventbus.relay_backfill b
+              GROUP BY b.topic) bt) AS backfill
+FROM eventbus.relay_stats() s
+LEFT JOIN pg_catalog.pg_replication_slots r ON r.slot_name = s.slot_name
+LEFT JOIN eventbus.relay_slots rs
+       ON rs.slot_name = coalesce(s.slot_name,
+                                  'pg_eventbus_relay_' || (SELECT d.oid FROM pg_catalog.pg_database d
+                                                           WHERE d.datname = pg_catalog.current_database()));
+COMMENT ON VIEW eventbus.relay_status IS
+  'Health of the Kafka relay: state, slot, confirmed LSN, WAL retained, events and bytes relayed, messages in flight, outbox backlog, commit-to-acknowledgement latency, last error, last acknowledgement, content skipped because it could not be relayed (count, last LSN, reason), backlog per relayed topic; the slot''s failover flag, invalidation reason, creation time and warning (a slot created anew while relayed topics held events), and every pg_eventbus slot of the cluster (slots: database, process, retained WAL, orphaned, status; details in relay_slots), and per topic the progress of a backfill started by relay_topic() (backfill: state, positions remaining, partitions done; per partition in relay_backfill). Superusers and pg_monitor only.';
+REVOKE ALL ON eventbus.relay_status FROM PUBLIC;
+GRANT SELECT ON eventbus.relay_status TO pg_monitor;
 COMMENT ON FUNCTION eventbus.stop_relay(text) IS
   'Stops relaying a topic: events committed from now on are not sent to Kafka, and its backfill (relay_backfill) ends. Waits for transactions publishing to the topic to end. Topic owner only.';

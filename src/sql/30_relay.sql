@@ -246,7 +246,20 @@ SELECT s.state,
                    'restart_lsn', a.restart_lsn, 'wal_retained_bytes', a.wal_retained_bytes,
                    'invalidation_reason', a.invalidation_reason, 'orphaned', a.orphaned,
                    'status', a.status) ORDER BY a.slot_name)
-        FROM eventbus.relay_slots a) AS slots
+        FROM eventbus.relay_slots a) AS slots,
+       (SELECT jsonb_object_agg(bt.topic, bt.progress)
+        FROM (SELECT b.topic,
+                     jsonb_build_object(
+                       'state', CASE WHEN bool_and(b.state = 'done') THEN 'done'
+                                     WHEN bool_or(b.handover IS NULL) THEN 'waiting for the relay''s slot'
+                                     ELSE 'sending' END,
+                       'remaining', sum(b.remaining),
+                       'partitions', count(*),
+                       'partitions_done', count(*) FILTER (WHERE b.state = 'done'),
+                       'started_at', min(b.started_at),
+                       'completed_at', CASE WHEN bool_and(b.state = 'done') THEN max(b.completed_at) END) AS progress
+              FROM eventbus.relay_backfill b
+              GROUP BY b.topic) bt) AS backfill
 FROM eventbus.relay_stats() s
 LEFT JOIN pg_catalog.pg_replication_slots r ON r.slot_name = s.slot_name
 LEFT JOIN eventbus.relay_slots rs
@@ -254,6 +267,6 @@ LEFT JOIN eventbus.relay_slots rs
                                   'pg_eventbus_relay_' || (SELECT d.oid FROM pg_catalog.pg_database d
                                                            WHERE d.datname = pg_catalog.current_database()));
 COMMENT ON VIEW eventbus.relay_status IS
-  'Health of the Kafka relay: state, slot, confirmed LSN, WAL retained, events and bytes relayed, messages in flight, outbox backlog, commit-to-acknowledgement latency, last error, last acknowledgement, content skipped because it could not be relayed (count, last LSN, reason), backlog per relayed topic; the slot''s failover flag, invalidation reason, creation time and warning (a slot created anew while relayed topics held events), and every pg_eventbus slot of the cluster (slots: database, process, retained WAL, orphaned, status; details in relay_slots). Superusers and pg_monitor only.';
+  'Health of the Kafka relay: state, slot, confirmed LSN, WAL retained, events and bytes relayed, messages in flight, outbox backlog, commit-to-acknowledgement latency, last error, last acknowledgement, content skipped because it could not be relayed (count, last LSN, reason), backlog per relayed topic; the slot''s failover flag, invalidation reason, creation time and warning (a slot created anew while relayed topics held events), and every pg_eventbus slot of the cluster (slots: database, process, retained WAL, orphaned, status; details in relay_slots), and per topic the progress of a backfill started by relay_topic() (backfill: state, positions remaining, partitions done; per partition in relay_backfill). Superusers and pg_monitor only.';
 REVOKE ALL ON eventbus.relay_status FROM PUBLIC;
 GRANT SELECT ON eventbus.relay_status TO pg_monitor;

@@ -73,6 +73,9 @@ ok(poll_until(30, sub { $node->safe_psql($db,
 	'relay_backfill: both partitions done');
 is($node->safe_psql($db, q{SELECT sum(remaining) FROM eventbus.relay_backfill WHERE topic = 'bf'}), '0',
 	'... nothing remaining');
+is($node->safe_psql($db, q{SELECT b->>'state', b->>'remaining', b->>'partitions_done', b->>'partitions', b->>'completed_at' IS NOT NULL
+	FROM (SELECT backfill->'bf' AS b FROM eventbus.relay_status) s}), 'done|0|2|2|t',
+	'relay_status.backfill: the topic done, nothing remaining, both partitions');
 
 # a timestamp
 $node->safe_psql($db, q{

@@ -7,7 +7,9 @@
 #
 #   topics       publish, 8 clients, each transaction to a random one of N
 #                topics (8 partitions each), N = 1, 100, 1000:
-#                N=1000 / N=1 >= 0.9
+#                N=1000 / N=1 >= 0.9; and, as PostgreSQL's own floor, plain
+#                INSERTs (simple protocol) into a random one of 1 or 1000
+#                plain tables of a segment table's shape (for information)
 #   connections  8 clients publish to one topic while 0, 56 or 192 more
 #                sessions sit idle in transactions holding positions in
 #                other topics (8, 64, 200 connections): 200 / 8 >= 0.9
@@ -194,7 +196,7 @@ pgb() {
 	shift 4
 	for d in "$@"; do defs+=(-D "$d"); done
 	psql_q -c "CHECKPOINT" >/dev/null
-	if ! as_user pgbench -n -M prepared -P 1 -T "$secs" -c "$clients" -j "$(threads_for "$clients")" \
+	if ! as_user pgbench -n -M "${PGB_MODE:-prepared}" -P 1 -T "$secs" -c "$clients" -j "$(threads_for "$clients")" \
 		"${defs[@]}" -f "$script" -h "$WORK" -p "$PORT" -U postgres postgres >"$out" 2>&1; then
 		cat "$out" >&2
 		echo "scale: pgbench failed ($out)" >&2
@@ -314,7 +316,12 @@ if want topics; then
 		add "topics_$n" "publish, $CLIENTS clients, random one of $n topics" "$n"
 		eval "run_topics_$n() { PGB_SKIP=$TOPIC_SKIP pgb \"\$1\" \"$TOPIC_SECS\" \"$CLIENTS\" \"$BENCH_DIR/scale_publish.sql\" ntopics=$n; }"
 	done
-	sweep "Topics" topics_1 "topics_$MID" "topics_$NTOPICS"
+	# the floor: plain INSERTs into one of N plain tables of the same shape
+	for n in 1 "$NTOPICS"; do
+		add "plain_$n" "plain INSERT, $CLIENTS clients, random one of $n tables" "$n"
+		eval "run_plain_$n() { PGB_MODE=simple PGB_SKIP=$TOPIC_SKIP pgb \"\$1\" \"$TOPIC_SECS\" \"$CLIENTS\" \"$BENCH_DIR/scale_plain.sql\" ntopics=$n; }"
+	done
+	sweep "Topics" topics_1 "topics_$MID" "topics_$NTOPICS" plain_1 "plain_$NTOPICS"
 fi
 
 # ---------- connections: idle sessions holding positions elsewhere ----------
@@ -568,7 +575,7 @@ say ""
 say "load average at end: $(cut -d' ' -f1-3 /proc/loadavg), $(other_servers)"
 if want topics; then
 	table "Topics: publish, $CLIENTS clients, each transaction to a random one of N topics (8 partitions each)" \
-		topics_1 "topics_$MID" "topics_$NTOPICS"
+		topics_1 "topics_$MID" "topics_$NTOPICS" plain_1 "plain_$NTOPICS"
 	plot topics "topics (N)" "publish to a random one of N topics, 8 clients" topics_1 "topics_$MID" "topics_$NTOPICS"
 fi
 if want connections; then
@@ -593,6 +600,7 @@ say ""
 say "Ratios and targets"
 want topics && ratio "topics: N=$NTOPICS / N=1" "topics_$NTOPICS" topics_1 0.9
 want topics && ratio "topics: N=$MID / N=1 (for information; target 0)" "topics_$MID" topics_1 0
+want topics && ratio "plain INSERT: N=$NTOPICS / N=1 tables (PostgreSQL's floor; target 0)" "plain_$NTOPICS" plain_1 0
 want connections && ratio "connections: 200 / 8" conn_200 conn_8 0.9
 want connections && ratio "connections: 64 / 8 (for information; target 0)" conn_64 conn_8 0
 want rotation && ratio "rotation: $NTOPICS rotating / none" rot_1000 rot_none 0.95

@@ -26,3 +26,21 @@ SELECT eventbus.create_group('poll_none', 'scale_poll', 'earliest');
 SELECT eventbus.create_group('poll_retry', 'scale_poll', 'earliest');
 SELECT count(eventbus.create_group('lag_' || g, 'scale_lag', 'earliest'))
 FROM generate_series(1, :lag_groups) g;
+
+-- The floor of PostgreSQL itself for the topic sweep: plain tables of a
+-- segment table's shape (columns, primary key, partial index), one per
+-- topic, inserted into with plain INSERT statements (bench/scale_plain.sql).
+CREATE SCHEMA scale_plain;
+SELECT format('CREATE TABLE scale_plain.t_%s (
+                   partition integer NOT NULL,
+                   position bigint GENERATED ALWAYS AS IDENTITY,
+                   event_id uuid NOT NULL,
+                   created_at timestamptz NOT NULL,
+                   key text,
+                   value jsonb NOT NULL,
+                   headers jsonb,
+                   idempotency_key text,
+                   PRIMARY KEY (partition, position))', i),
+       format('CREATE INDEX ON scale_plain.t_%s (idempotency_key) WHERE idempotency_key IS NOT NULL', i)
+FROM generate_series(0, :ntopics - 1) i
+\gexec

@@ -11,6 +11,7 @@
 #define EB_RELAY_H
 
 #include "access/xlogdefs.h"
+#include "lib/stringinfo.h"
 #include "datatype/timestamp.h"
 #include "postmaster/bgworker.h"
 #include "executor/tuptable.h"
@@ -152,6 +153,8 @@ extern void eb_backfill_end(struct EbTopic *topic);
 extern void eb_backfill_session_start(void);
 extern int	eb_backfill_fill(EbBackfillSink *sink, int max_messages);
 extern bool eb_backfill_wal_skips(int32 topic_id, int32 partition, int64 position);
+extern void eb_backfill_progress_note(StringInfo buf);
+extern void eb_backfill_recover(const char *record);
 
 /* relay_sql.c */
 extern bool eb_kafka_topic_name_valid(const char *name);

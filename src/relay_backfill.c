@@ -566,6 +566,79 @@ eb_backfill_save(void)
 }
 
 /*
+ * Exactly-once: the progress record of a Kafka transaction carries the
+ * batch it holds (at most one: the next batch is sent only after this one
+ * was acknowledged, which under exactly-once means after the commit), as
+ * "backfill": [topic_id, partition, started_at, old_next, new_next].  The
+ * batch's row is saved in the next pass of the worker's loop, before the
+ * next Kafka commit, so when the relay stops between the commit and the
+ * save, the record of that commit is the last one Kafka has: at the next
+ * start eb_backfill_recover() saves the batch from it instead of sending
+ * it again.  Appends nothing when no unsaved batch is in flight.
+ */
+void
+eb_backfill_progress_note(StringInfo buf)
+{
+	if (!batch.active || batch.acked >= batch.sent)
+		return;
+	appendStringInfo(buf, ", \"backfill\": [%d, %d, " INT64_FORMAT ", " INT64_FORMAT ", " INT64_FORMAT "]",
+					 batch.topic_id, batch.partition, (int64) batch.started_at,
+					 batch.old_next, batch.new_next);
+}
+
+/*
+ * At the start of an exactly-once session, before any batch is sent: the
+ * batch that the last progress record in Kafka carries is in Kafka; if its
+ * row still says it is to be sent (next_position is the batch's first), it
+ * is saved now.  record: that record's text, or NULL.  Idempotent: a row
+ * that moved on, or another backfill of the topic, is left alone.
+ */
+void
+eb_backfill_recover(const char *record)
+{
+	const char *p;
+	int32		topic_id,
+				partition;
+	int64		started_at,
+				old_next,
+				new_next;
+	EbSpi		spi;
+	Oid			argtypes[5] = {INT4OID, INT4OID, TIMESTAMPTZOID, INT8OID, INT8OID};
+	Datum		values[5];
+
+	if (record == NULL || (p = strstr(record, "\"backfill\": [")) == NULL)
+		return;
+	if (sscanf(p + strlen("\"backfill\": ["), "%d, %d, " INT64_FORMAT ", " INT64_FORMAT ", " INT64_FORMAT,
+			   &topic_id, &partition, &started_at, &old_next, &new_next) != 5 ||
+		old_next < 0 || new_next < old_next)
+		return;
+
+	values[0] = Int32GetDatum(topic_id);
+	values[1] = Int32GetDatum(partition);
+	values[2] = TimestampTzGetDatum((TimestampTz) started_at);
+	values[3] = Int64GetDatum(old_next);
+	values[4] = Int64GetDatum(new_next);
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (OidIsValid(eb_relay_catalog_relid("relay_backfill_progress")))
+	{
+		eb_spi_begin(&spi, true);
+		eb_spi_exec("UPDATE eventbus.relay_backfill_progress SET next_position = $5, "
+					"completed_at = CASE WHEN $5 >= handover THEN pg_catalog.clock_timestamp() END "
+					"WHERE topic_id = $1 AND partition = $2 AND started_at = $3 AND next_position = $4",
+					5, argtypes, values, NULL, false);
+		if (SPI_processed > 0)
+			ereport(LOG,
+					(errmsg("pg_eventbus relay: Kafka has the backfill batch of positions " INT64_FORMAT " to " INT64_FORMAT " of partition %d (topic id %d); it is not sent again",
+							old_next, new_next - 1, partition, topic_id)));
+		eb_spi_end(&spi);
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/*
  * Called by the relay worker's loop outside decoding: saves the progress
  * of the batch in flight once Kafka acknowledged all of it, and then sends
  * the next batch (at most max_messages) of a backfill, if any, as a

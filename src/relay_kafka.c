@@ -1457,6 +1457,8 @@ eb_kafka_progress_read(char *err, size_t errlen)
 		!eb_conf_set(conf, "auto.offset.reset", "earliest", err, errlen) ||
 		/* the end of a partition is found by a fetch that returns nothing */
 		!eb_conf_set(conf, "fetch.wait.max.ms", "10", err, errlen) ||
+		/* and a fetch that failed is tried again soon, not after 500 ms */
+		!eb_conf_set(conf, "fetch.error.backoff.ms", "10", err, errlen) ||
 		!eb_conf_set(conf, "enable.auto.commit", "false", err, errlen) ||
 		!eb_conf_set(conf, "enable.auto.offset.store", "false", err, errlen) ||
 		!eb_conf_set(conf, "group.id", group, err, errlen))

@@ -145,6 +145,7 @@ extern void eb_relay_txn_id(char *buf, size_t len);
 extern bool eb_kafka_transactions_start(char *err, size_t errlen);
 extern bool eb_kafka_txn_open(void);
 extern bool eb_kafka_txn_due(void);
+extern void eb_kafka_txn_caught_up(void);
 extern bool eb_kafka_txn_begin(void);
 extern bool eb_kafka_txn_commit(XLogRecPtr commit_lsn, XLogRecPtr end_lsn, long wait_ms);
 extern void eb_kafka_txn_abort(void);

@@ -65,6 +65,9 @@ uint64		eb_kafka_txn_seq = 0;
 uint64		eb_kafka_txn_committed = 0;
 static bool txn_open = false;
 static TimestampTz txn_began_at = 0;
+static bool txn_caught_up = false;	/* WAL all read since it began */
+static TimestampTz txn_due_at = 0;	/* when reading paused for its commit */
+static long last_pause_ms = 0;	/* reading paused that long for the last one */
 static char txn_name[64];		/* <session tag>.<eb_kafka_txn_seq> */
 
 /*
@@ -85,6 +88,14 @@ typedef struct EbTxnOffsets
 } EbTxnOffsets;
 
 static HTAB *txn_offsets = NULL;
+
+/*
+ * Topic handles the producer holds for the session, so that it keeps their
+ * metadata from the first request on (see eb_kafka_hold_topic).
+ */
+static rd_kafka_topic_t **held_topics = NULL;
+static int	held_topics_n = 0;
+static int	held_topics_max = 0;
 
 bool		eb_brokers_down = false;
 char		eb_broker_error[EB_RELAY_ERROR_LEN];
@@ -550,6 +561,9 @@ eb_producer_destroy(void)
 {
 	if (eb_producer == NULL)
 		return;
+	for (int i = 0; i < held_topics_n; i++)
+		rd_kafka_topic_destroy(held_topics[i]);
+	held_topics_n = 0;
 	rd_kafka_purge(eb_producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT |
 				   RD_KAFKA_PURGE_F_NON_BLOCKING);
 	rd_kafka_destroy(eb_producer);
@@ -611,6 +625,84 @@ eb_metadata_topic(const struct rd_kafka_metadata *md, const char *topic,
 }
 
 /*
+ * Makes the producer hold a handle on a Kafka topic for the session; true
+ * if it did not hold one yet.  The producer learns a topic's partitions and
+ * leaders from a metadata answer only for the topics it has a handle on
+ * when the answer arrives: a topic first named by rd_kafka_producev() can
+ * wait for librdkafka's periodic topic scan (every second) before its
+ * messages leave.  So a topic the brokers listed gets a handle, then one
+ * more metadata request (eb_kafka_metadata_refresh).  Only topics the
+ * brokers listed: librdkafka asks again and again for a topic it has a
+ * handle on (see eb_kafka_partition_count on asking for unknown topics).
+ */
+static bool
+eb_kafka_hold_topic(const char *topic)
+{
+	rd_kafka_topic_t *rkt;
+
+	if (eb_producer == NULL || topic == NULL || topic[0] == '\0')
+		return false;
+	for (int i = 0; i < held_topics_n; i++)
+		if (strcmp(rd_kafka_topic_name(held_topics[i]), topic) == 0)
+			return false;
+	rkt = rd_kafka_topic_new(eb_producer, topic, NULL);
+	if (rkt == NULL)
+		return false;
+	if (held_topics_n == held_topics_max)
+	{
+		held_topics_max = Max(held_topics_max * 2, 16);
+		held_topics = held_topics == NULL ?
+			MemoryContextAlloc(TopMemoryContext, sizeof(rd_kafka_topic_t *) * held_topics_max) :
+			repalloc(held_topics, sizeof(rd_kafka_topic_t *) * held_topics_max);
+	}
+	held_topics[held_topics_n++] = rkt;
+	return true;
+}
+
+/* The whole cluster's metadata, for the topics the producer holds. */
+static void
+eb_kafka_metadata_refresh(void)
+{
+	const struct rd_kafka_metadata *md;
+
+	if (rd_kafka_metadata(eb_producer, 1, NULL, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+		rd_kafka_metadata_destroy(md);
+}
+
+/*
+ * Exactly-once, at the start of a session: the producer learns the
+ * partitions of the progress topic and of every Kafka topic of a decided
+ * mapping that the brokers list, so that neither the first transaction's
+ * messages nor its progress record wait for librdkafka to look their
+ * topics up.  No answer is no error: librdkafka then looks them up itself.
+ */
+static void
+eb_kafka_metadata_prefetch(void)
+{
+	const struct rd_kafka_metadata *md;
+	bool		held = false;
+	rd_kafka_resp_err_t topic_err;
+
+	if (rd_kafka_metadata(eb_producer, 1, NULL, &md, 2000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return;
+	if (eb_metadata_topic(md, progress_topic, &topic_err) > 0)
+		held |= eb_kafka_hold_topic(progress_topic);
+	if (mappings != NULL)
+	{
+		HASH_SEQ_STATUS seq;
+		EbMapping  *m;
+
+		hash_seq_init(&seq, mappings);
+		while ((m = hash_seq_search(&seq)) != NULL)
+			if (eb_metadata_topic(md, m->key.kafka_topic, &topic_err) > 0)
+				held |= eb_kafka_hold_topic(m->key.kafka_topic);
+	}
+	rd_kafka_metadata_destroy(md);
+	if (held)
+		eb_kafka_metadata_refresh();
+}
+
+/*
  * Partition count of a Kafka topic from the brokers' metadata: -1 if the
  * brokers did not answer, -2 if they answered that the topic cannot be used
  * (unknown, not authorized; then the delivery reports say why).  Such
@@ -658,6 +750,8 @@ eb_kafka_partition_count(const char *topic, rd_kafka_resp_err_t *topic_err)
 		return -1;
 	partitions = eb_metadata_topic(md, topic, topic_err);
 	rd_kafka_metadata_destroy(md);
+	if (partitions > 0 && eb_kafka_hold_topic(topic))
+		eb_kafka_metadata_refresh();
 	if (partitions == 0)
 	{
 		partitions = -1;
@@ -1034,16 +1128,37 @@ eb_kafka_txn_open(void)
 }
 
 /*
- * Has the open Kafka transaction been open for eventbus.relay_commit_interval?
- * Not while the brokers are unreachable: then it takes more until
+ * Has the open Kafka transaction been open long enough?  That is
+ * eventbus.relay_commit_interval once the relay has read all WAL since the
+ * transaction began.  While it drains a backlog (it has not caught up
+ * since), committing pauses reading WAL (the last messages' acknowledgements,
+ * then the commit): then the transaction stays open ten times as long as
+ * the last such pause took, at least relay_commit_interval and at most ten
+ * times it, so that commits cost the drain about a tenth of its time.  Not
+ * while the brokers are unreachable: then it takes more until
  * relay_max_in_flight messages wait, as in at-least-once mode.
  */
 bool
 eb_kafka_txn_due(void)
 {
-	return txn_open && !eb_brokers_down &&
-		TimestampDifferenceExceeds(txn_began_at, GetCurrentTimestamp(),
-								   eb_relay_commit_interval);
+	long		interval = eb_relay_commit_interval;
+
+	if (!txn_open || eb_brokers_down)
+		return false;
+	if (!txn_caught_up)
+		interval = Min(Max(interval, last_pause_ms * 10), (long) eb_relay_commit_interval * 10);
+	if (!TimestampDifferenceExceeds(txn_began_at, GetCurrentTimestamp(), (int) interval))
+		return false;
+	if (txn_due_at == 0)
+		txn_due_at = GetCurrentTimestamp();
+	return true;
+}
+
+/* The relay read all WAL there is (relay_worker.c); see eb_kafka_txn_due. */
+void
+eb_kafka_txn_caught_up(void)
+{
+	txn_caught_up = true;
 }
 
 /* The message of a failed transactional call; it ends the session. */
@@ -1072,6 +1187,8 @@ eb_kafka_txn_begin(void)
 	}
 	txn_open = true;
 	txn_began_at = GetCurrentTimestamp();
+	txn_caught_up = false;
+	txn_due_at = 0;
 	eb_kafka_txn_seq++;
 	snprintf(txn_name, sizeof(txn_name), "%s." UINT64_FORMAT,
 			 session_tag, eb_kafka_txn_seq);
@@ -1235,6 +1352,14 @@ eb_kafka_txn_commit(XLogRecPtr commit_lsn, XLogRecPtr end_lsn, long wait_ms)
 		eb_kafka_txn_abort();
 		return false;
 	}
+	if (txn_due_at != 0)
+	{
+		long		secs;
+		int			usecs;
+
+		TimestampDifference(txn_due_at, GetCurrentTimestamp(), &secs, &usecs);
+		last_pause_ms = secs * 1000 + usecs / 1000;
+	}
 	txn_open = false;
 	eb_kafka_txn_committed = eb_kafka_txn_seq;
 	eb_progress_lsn = commit_lsn;
@@ -1328,8 +1453,12 @@ eb_kafka_progress_read(char *err, size_t errlen)
 		!eb_conf_apply_file(conf, err, errlen) ||
 		!eb_conf_set(conf, "isolation.level", "read_committed", err, errlen) ||
 		!eb_conf_set(conf, "enable.partition.eof", "true", err, errlen) ||
+		/* a tail that starts before the first retained offset reads it all */
+		!eb_conf_set(conf, "auto.offset.reset", "earliest", err, errlen) ||
 		/* the end of a partition is found by a fetch that returns nothing */
 		!eb_conf_set(conf, "fetch.wait.max.ms", "10", err, errlen) ||
+		/* and a fetch that failed is tried again soon, not after 500 ms */
+		!eb_conf_set(conf, "fetch.error.backoff.ms", "10", err, errlen) ||
 		!eb_conf_set(conf, "enable.auto.commit", "false", err, errlen) ||
 		!eb_conf_set(conf, "enable.auto.offset.store", "false", err, errlen) ||
 		!eb_conf_set(conf, "group.id", group, err, errlen))
@@ -1389,20 +1518,8 @@ eb_kafka_progress_read(char *err, size_t errlen)
 again:
 	parts = rd_kafka_topic_partition_list_new(partitions);
 	for (int p = 0; p < partitions; p++)
-	{
-		int64_t		lo = 0,
-					hi = 0;
-		int64		start = RD_KAFKA_OFFSET_BEGINNING;
-
-		if (!whole &&
-			rd_kafka_query_watermark_offsets(c, progress_topic, p, &lo, &hi, 10000) ==
-			RD_KAFKA_RESP_ERR_NO_ERROR && hi - EB_PROGRESS_TAIL > lo)
-		{
-			start = hi - EB_PROGRESS_TAIL;
-			cut = true;
-		}
-		rd_kafka_topic_partition_list_add(parts, progress_topic, p)->offset = start;
-	}
+		rd_kafka_topic_partition_list_add(parts, progress_topic, p)->offset =
+			whole ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_TAIL(EB_PROGRESS_TAIL);
 	aerr = rd_kafka_assign(c, parts);
 	rd_kafka_topic_partition_list_destroy(parts);
 	if (aerr != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -1446,6 +1563,9 @@ again:
 			{
 				at_end[msg->partition] = true;
 				done++;
+				/* the end offset: the tail may have left records out */
+				if (!whole && msg->offset > EB_PROGRESS_TAIL)
+					cut = true;
 			}
 		}
 		else if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -1506,6 +1626,7 @@ eb_kafka_transactions_start(char *err, size_t errlen)
 	txn_open = false;
 	eb_kafka_txn_seq = 0;
 	eb_kafka_txn_committed = 0;
+	last_pause_ms = 0;
 	snprintf(session_tag, sizeof(session_tag), "%x-%llx",
 			 (unsigned) MyProcPid, (unsigned long long) GetCurrentTimestamp());
 	for (;;)
@@ -1530,6 +1651,7 @@ eb_kafka_transactions_start(char *err, size_t errlen)
 		if (eb_shutdown_requested || ConfigReloadPending)
 			return false;
 	}
+	eb_kafka_metadata_prefetch();
 	if (!eb_kafka_progress_read(err, errlen))
 		return false;
 	ereport(LOG,

@@ -366,6 +366,8 @@ eb_relay_session(const char *slot)
 		rd_kafka_poll(eb_producer, 0);
 		eb_relay_probe_brokers();
 		caught_up = ctx->reader->EndRecPtr >= flush;
+		if (caught_up)
+			eb_kafka_txn_caught_up();
 		eb_relay_apply_policies();
 		if (!eb_session_failed && eb_current_txn == NULL)
 		{

@@ -138,6 +138,7 @@ extern bool eb_relay_config_changed(const char *brokers, const char *properties,
 /* exactly-once (eventbus.relay_delivery) */
 extern bool eb_exactly_once;	/* this session's mode */
 extern XLogRecPtr eb_progress_lsn;	/* Kafka has every transaction up to here */
+extern char *eb_progress_record;	/* ... said by this progress record, or NULL */
 extern uint64 eb_kafka_txn_seq; /* the open or last Kafka transaction */
 extern uint64 eb_kafka_txn_committed;	/* the last one committed */
 
@@ -147,7 +148,8 @@ extern bool eb_kafka_txn_open(void);
 extern bool eb_kafka_txn_due(void);
 extern void eb_kafka_txn_caught_up(void);
 extern bool eb_kafka_txn_begin(void);
-extern bool eb_kafka_txn_commit(XLogRecPtr commit_lsn, XLogRecPtr end_lsn, long wait_ms);
+extern bool eb_kafka_txn_commit(XLogRecPtr commit_lsn, XLogRecPtr end_lsn, const char *note,
+								long wait_ms);
 extern void eb_kafka_txn_abort(void);
 extern void eb_kafka_txn_note_offset(const char *topic, int32 partition, int64 offset);
 

@@ -61,6 +61,7 @@ static char session_tag[32];	/* names the session in progress records */
 
 /* exactly-once: where Kafka is, and the Kafka transaction */
 XLogRecPtr	eb_progress_lsn = InvalidXLogRecPtr;
+char	   *eb_progress_record = NULL;	/* the text of the record it came from */
 uint64		eb_kafka_txn_seq = 0;
 uint64		eb_kafka_txn_committed = 0;
 static bool txn_open = false;
@@ -1253,7 +1254,8 @@ eb_kafka_txn_note_offset(const char *topic, int32 partition, int64 offset)
  * the next producer to abort) and relaying starts again from the slot.
  */
 bool
-eb_kafka_txn_commit(XLogRecPtr commit_lsn, XLogRecPtr end_lsn, long wait_ms)
+eb_kafka_txn_commit(XLogRecPtr commit_lsn, XLogRecPtr end_lsn, const char *note,
+					long wait_ms)
 {
 	StringInfoData value;
 	HASH_SEQ_STATUS seq;
@@ -1307,7 +1309,7 @@ eb_kafka_txn_commit(XLogRecPtr commit_lsn, XLogRecPtr end_lsn, long wait_ms)
 						 o->key.partition, o->first, o->last);
 		first = false;
 	}
-	appendStringInfoString(&value, "]}");
+	appendStringInfo(&value, "]%s}", note);
 	for (;;)
 	{
 		err = rd_kafka_producev(eb_producer,
@@ -1440,6 +1442,9 @@ eb_kafka_progress_read(char *err, size_t errlen)
 
 	err[0] = '\0';
 	eb_progress_lsn = InvalidXLogRecPtr;
+	if (eb_progress_record != NULL)
+		pfree(eb_progress_record);
+	eb_progress_record = NULL;
 
 	/*
 	 * librdkafka's consumer wants a group id even for assigned partitions;
@@ -1573,8 +1578,15 @@ again:
 			XLogRecPtr	lsn;
 
 			if (msg->key_len == idlen && memcmp(msg->key, txn_id, idlen) == 0 &&
-				eb_progress_parse(msg->payload, msg->len, &lsn) && lsn > found)
+				eb_progress_parse(msg->payload, msg->len, &lsn) && lsn >= found)
+			{
+				/* the last of equal LSNs: a backfill batch's commit adds none */
 				found = lsn;
+				if (eb_progress_record != NULL)
+					pfree(eb_progress_record);
+				eb_progress_record = MemoryContextAllocZero(TopMemoryContext, msg->len + 1);
+				memcpy(eb_progress_record, msg->payload, msg->len);
+			}
 		}
 		else if (eb_kafka_error_is_permanent(msg->err))
 		{

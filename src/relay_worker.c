@@ -261,6 +261,23 @@ eb_relay_wait_standbys(XLogRecPtr lsn)
 }
 
 /*
+ * Exactly-once: commits the open Kafka transaction, its progress record
+ * naming the backfill batch it carries, if any (eb_backfill_progress_note).
+ */
+static bool
+eb_relay_kafka_commit(long wait_ms)
+{
+	StringInfoData note;
+	bool		ok;
+
+	initStringInfo(&note);
+	eb_backfill_progress_note(&note);
+	ok = eb_kafka_txn_commit(eb_last_commit_lsn, eb_last_end_lsn, note.data, wait_ms);
+	pfree(note.data);
+	return ok;
+}
+
+/*
  * Relays until a delivery fails, the Kafka settings change, or shutdown.
  */
 static void
@@ -297,6 +314,8 @@ eb_relay_session(const char *slot)
 			eb_producer_destroy();
 			return;
 		}
+		/* a backfill batch Kafka has, whose progress was not saved */
+		eb_backfill_recover(eb_progress_record);
 	}
 
 	eb_replication_slot_acquire(slot, true);
@@ -387,7 +406,7 @@ eb_relay_session(const char *slot)
 		 */
 		if (eb_kafka_txn_open() && !eb_session_failed && eb_current_txn == NULL &&
 			eb_in_flight == 0 && (caught_up || eb_kafka_txn_due()))
-			(void) eb_kafka_txn_commit(eb_last_commit_lsn, eb_last_end_lsn, 0);
+			(void) eb_relay_kafka_commit(0);
 		eb_relay_confirm(ctx, caught_up, false);
 		eb_relay_publish_stats(false);
 
@@ -415,7 +434,7 @@ eb_relay_session(const char *slot)
 		eb_relay_apply_policies();
 		eb_mappings_persist();
 		if (!eb_session_failed && eb_kafka_txn_open() && eb_current_txn == NULL)
-			(void) eb_kafka_txn_commit(eb_last_commit_lsn, eb_last_end_lsn, 5000);
+			(void) eb_relay_kafka_commit(5000);
 		if (!eb_session_failed)
 			eb_relay_confirm(ctx, true, true);
 		else if (eb_relay_slot_dirty())

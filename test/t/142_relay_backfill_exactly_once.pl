@@ -1,0 +1,94 @@
+# A backfill under exactly-once: a batch whose Kafka transaction committed
+# is not sent again when the relay stopped before it saved the batch's
+# progress (issue 11).
+#
+# The progress record of the Kafka transaction that carries a backfill
+# batch names the batch ("backfill": [topic id, partition, started_at,
+# first position, next position]).  Stopping the relay in the few
+# milliseconds between that commit and the save cannot be timed from a
+# test, so the test makes the state the stop would leave: with the relay
+# stopped, the backfill's row goes back to the batch's first position, as
+# if the save had not happened.  At its next start the relay reads the
+# record back and saves the batch instead of sending it again: a
+# read_committed reader sees every event once.
+
+use strict;
+use warnings;
+
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+
+use RelayTest;
+
+my $mock = RelayTest::MockKafka->start('--topic', 'be:1');
+my $bootstrap = $mock->bootstrap;
+my $node = relay_node('backfill_eos', bootstrap => $bootstrap, start => 1,
+	conf => "eventbus.relay_delivery = 'exactly_once'\n");
+my $db = 'postgres';
+
+# Checks that a read_committed reader of Kafka topic be sees exactly the
+# local events, each once.
+sub exactly_once
+{
+	my ($what) = @_;
+	my %want = map { $_ => 1 } split /\n/,
+	  $node->safe_psql($db, q{SELECT event_id FROM eventbus_data.be});
+	wait_for_kafka($bootstrap, 'be', scalar(keys %want), 30);
+	usleep(500_000);
+	my $by = by_event_id(committed_view($bootstrap, kafka_read($bootstrap, 'be')));
+	my @missing = grep { !$by->{$_} } keys %want;
+	my @dup = grep { @{ $by->{$_} } > 1 } keys %$by;
+	is(scalar(@missing), 0, "$what: none missing") or diag('missing: ' . scalar(@missing));
+	is(scalar(@dup), 0, "$what: no duplicate") or diag('duplicates: ' . scalar(@dup));
+}
+
+# 1,500 retained events: two batches
+$node->safe_psql($db, q{
+SELECT eventbus.create_topic('be', 1);
+SELECT count(*) FROM eventbus.publish_batch('be', ARRAY(SELECT jsonb_build_object('i', i) FROM generate_series(1, 1500) i));
+SELECT eventbus.relay_topic('be', start_at => 'earliest');
+});
+ok(poll_until(60, sub { $node->safe_psql($db,
+	q{SELECT state FROM eventbus.relay_backfill WHERE topic = 'be'}) eq 'done' }),
+	'the backfill is done');
+exactly_once('backfill under exactly-once');
+
+# the last progress record carries the last batch
+my $progress = kafka_read($bootstrap, '__eventbus_relay_progress');
+my $last = decode_json($progress->[-1]{value});
+my $topic_id = $node->safe_psql($db, q{SELECT topic_id FROM eventbus.topic WHERE topic = 'be'});
+ok(ref $last->{backfill} eq 'ARRAY' && $last->{backfill}[0] == $topic_id && $last->{backfill}[4] == 1500,
+	'the last progress record names the last batch')
+  or diag($progress->[-1]{value});
+my $first = $last->{backfill}[3];
+
+# the state a stop between the Kafka commit and the save leaves
+$node->safe_psql($db, q{ALTER SYSTEM SET eventbus.kafka_brokers = ''});
+$node->reload;
+ok(poll_until(30, sub { $node->safe_psql($db,
+	q{SELECT count(*) FROM pg_replication_slots WHERE active_pid IS NOT NULL}) eq '0' }),
+	'the relay stopped');
+$node->safe_psql($db, qq{
+UPDATE eventbus.relay_backfill_progress SET next_position = $first, completed_at = NULL
+WHERE topic_id = $topic_id});
+is($node->safe_psql($db, q{SELECT state FROM eventbus.relay_backfill WHERE topic = 'be'}), 'sending',
+	"the backfill's row says the last batch is still to be sent");
+
+my $log_offset = -s $node->logfile;
+$node->safe_psql($db, qq{ALTER SYSTEM SET eventbus.kafka_brokers = '$bootstrap'});
+$node->reload;
+ok(wait_relay_running($node, $db, 60), 'the relay runs again');
+ok(poll_until(30, sub { $node->safe_psql($db,
+	q{SELECT state FROM eventbus.relay_backfill WHERE topic = 'be'}) eq 'done' }),
+	'the backfill is done again');
+ok($node->log_contains('Kafka has the backfill batch of positions', $log_offset),
+	'the relay found the batch in its progress record');
+$node->safe_psql($db, q{SELECT count(*) FROM eventbus.publish_batch('be', ARRAY(SELECT jsonb_build_object('after', i) FROM generate_series(1, 10) i))});
+exactly_once('after the restart');
+
+$node->stop;
+$mock->stop;
+done_testing();

@@ -77,6 +77,9 @@ static bool slot_dirty = false;
 static TimestampTz last_save = 0;
 
 static TimestampTz stat_last_ack = 0;
+static bool ack_unstamped = false;	/* acknowledged since stat_last_ack was taken */
+
+static void eb_ack_stamp(TimestampTz now);
 static TimestampTz stats_published_at = 0;
 static double latency_ring[EB_LATENCY_RING];
 static int	latency_count = 0;
@@ -207,6 +210,7 @@ eb_relay_publish_stats(bool force)
 				p99 = 0;
 	bool		have = latency_count > 0;
 
+	eb_ack_stamp(now);
 	if (!force && !TimestampDifferenceExceeds(stats_published_at, now, EB_STATS_MS))
 		return;
 	stats_published_at = now;
@@ -249,6 +253,31 @@ eb_relay_publish_stats(bool force)
 }
 
 /* ---------- delivery reports ---------- */
+
+/* The time of the last acknowledgement: now, if any came since it was taken. */
+static void
+eb_ack_stamp(TimestampTz now)
+{
+	if (ack_unstamped)
+	{
+		stat_last_ack = now;
+		ack_unstamped = false;
+	}
+}
+
+/*
+ * Serves librdkafka's callbacks (delivery reports among them) for up to
+ * timeout_ms, then takes the time of the acknowledgements it served.
+ * Other callers of rd_kafka_poll() leave that to the next call here or to
+ * eb_relay_publish_stats().
+ */
+void
+eb_relay_poll(int timeout_ms)
+{
+	rd_kafka_poll(eb_producer, timeout_ms);
+	if (ack_unstamped)
+		eb_ack_stamp(GetCurrentTimestamp());
+}
 
 /*
  * Remembers a message Kafka refused for good; its transaction is not
@@ -358,7 +387,8 @@ eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 									 msg->offset);
 		eb_stat_events++;
 		eb_stat_bytes += ref->bytes;
-		stat_last_ack = GetCurrentTimestamp();
+		/* the clock is read once per poll, not per message (eb_relay_poll) */
+		ack_unstamped = true;
 		eb_brokers_down = false;
 		eb_broker_error[0] = '\0';
 		if (ref->on_ack)

@@ -128,6 +128,7 @@ typedef struct EbFileDigest
 static EbFileDigest properties_file_digest;
 static HTAB *kafka_topics = NULL;
 static HTAB *mappings = NULL;	/* lives as long as the process */
+static EbMapping *last_mapping = NULL;	/* the last one used, an entry of mappings */
 static int	mappings_unpersisted = 0;
 static TimestampTz broker_probed_at = 0;
 
@@ -152,6 +153,7 @@ eb_kafka_session_reset(void)
 	if (mappings != NULL)
 		hash_destroy(mappings);
 	mappings = NULL;
+	last_mapping = NULL;
 	eb_mappings_load();
 }
 
@@ -809,11 +811,17 @@ eb_relay_partition(EbRelayMessage *msg, int32 *partition, rd_kafka_resp_err_t *r
 	*refused = RD_KAFKA_RESP_ERR_NO_ERROR;
 	if (msg->partition < 0 || msg->topic_id < 0)
 		return true;
-	eb_mappings_init();
-	memset(&key, 0, sizeof(key));
-	key.topic_id = msg->topic_id;
-	strlcpy(key.kafka_topic, msg->kafka_topic, sizeof(key.kafka_topic));
-	m = hash_search(mappings, &key, HASH_FIND, NULL);
+	/* consecutive events are mostly of one topic: skip hashing the key */
+	m = last_mapping;
+	if (m == NULL || m->key.topic_id != msg->topic_id ||
+		strcmp(m->key.kafka_topic, msg->kafka_topic) != 0)
+	{
+		eb_mappings_init();
+		memset(&key, 0, sizeof(key));
+		key.topic_id = msg->topic_id;
+		strlcpy(key.kafka_topic, msg->kafka_topic, sizeof(key.kafka_topic));
+		m = hash_search(mappings, &key, HASH_FIND, NULL);
+	}
 	if (m == NULL || m->local_partitions != msg->local_partitions)
 	{
 		for (;;)
@@ -838,6 +846,9 @@ eb_relay_partition(EbRelayMessage *msg, int32 *partition, rd_kafka_resp_err_t *r
 				*refused = topic_err;
 			return true;		/* nothing to decide */
 		}
+		memset(&key, 0, sizeof(key));
+		key.topic_id = msg->topic_id;
+		strlcpy(key.kafka_topic, msg->kafka_topic, sizeof(key.kafka_topic));
 		m = hash_search(mappings, &key, HASH_ENTER, NULL);
 		m->local_partitions = msg->local_partitions;
 		m->kafka_partitions = kafka_partitions;
@@ -850,6 +861,7 @@ eb_relay_partition(EbRelayMessage *msg, int32 *partition, rd_kafka_resp_err_t *r
 							msg->topic ? msg->topic : "?", msg->local_partitions,
 							msg->kafka_topic, kafka_partitions)));
 	}
+	last_mapping = m;
 	if (m->by_partition)
 		*partition = msg->partition;
 	return true;

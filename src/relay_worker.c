@@ -79,6 +79,9 @@ bool		eb_session_active = false;
 
 static TimestampTz extension_checked_at = 0;
 
+/* while reading WAL, delivery reports are served at least this often (messages) */
+#define EB_POLL_MESSAGES 1024
+
 /*
  * Error logging is rate-limited per key: the same key at most once a
  * minute.  The key is the message itself, except for the errors that all
@@ -249,7 +252,7 @@ eb_relay_wait_standbys(XLogRecPtr lsn)
 			eb_relay_set_state("waiting for synchronized_standby_slots");
 			waited = true;
 		}
-		rd_kafka_poll(eb_producer, 0);
+		eb_relay_poll(0);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 10L, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
@@ -319,6 +322,7 @@ eb_relay_session(const char *slot)
 		XLogRecPtr	flush;
 		bool		caught_up;
 		int			n = 0;
+		int64		polled_in_flight;
 		int			rc;
 
 		CHECK_FOR_INTERRUPTS();
@@ -341,6 +345,7 @@ eb_relay_session(const char *slot)
 		}
 
 		flush = GetFlushRecPtr(NULL);
+		polled_in_flight = eb_in_flight;
 		while (ctx->reader->EndRecPtr < flush && eb_in_flight < eb_relay_max_in_flight &&
 			   !eb_session_failed && !eb_shutdown_requested && !eb_kafka_txn_due())
 		{
@@ -357,13 +362,22 @@ eb_relay_session(const char *slot)
 			}
 			if (record != NULL)
 				LogicalDecodingProcessRecord(ctx, ctx->reader);
-			if ((++n & 255) == 0)
+
+			/*
+			 * Serve delivery reports every EB_POLL_MESSAGES messages sent
+			 * (one record, a commit, can send a whole transaction's; one
+			 * multi-insert record holds many events), and every 256
+			 * records: acknowledged messages free the producer's memory
+			 * and room in relay_max_in_flight while reading goes on.
+			 */
+			if ((++n & 255) == 0 || eb_in_flight - polled_in_flight >= EB_POLL_MESSAGES)
 			{
-				rd_kafka_poll(eb_producer, 0);
+				eb_relay_poll(0);
+				polled_in_flight = eb_in_flight;
 				CHECK_FOR_INTERRUPTS();
 			}
 		}
-		rd_kafka_poll(eb_producer, 0);
+		eb_relay_poll(0);
 		eb_relay_probe_brokers();
 		caught_up = ctx->reader->EndRecPtr >= flush;
 		eb_relay_apply_policies();
@@ -409,7 +423,7 @@ eb_relay_session(const char *slot)
 		TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
 
 		while (eb_in_flight > 0 && GetCurrentTimestamp() < deadline && !eb_session_failed)
-			rd_kafka_poll(eb_producer, 100);
+			eb_relay_poll(100);
 		eb_relay_apply_policies();
 		eb_mappings_persist();
 		if (!eb_session_failed && eb_kafka_txn_open() && eb_current_txn == NULL)

@@ -78,12 +78,12 @@ static TimestampTz last_save = 0;
 
 static TimestampTz stat_last_ack = 0;
 static bool ack_unstamped = false;	/* acknowledged since stat_last_ack was taken */
-
-static void eb_ack_stamp(TimestampTz now);
 static TimestampTz stats_published_at = 0;
 static double latency_ring[EB_LATENCY_RING];
 static int	latency_count = 0;
 static int	latency_next = 0;
+
+static void eb_ack_stamp(TimestampTz now);
 
 /* A new session: nothing in flight, the slot confirmed at confirmed_flush. */
 void

@@ -546,10 +546,32 @@ eb_drain_event_fd(void)
 		;
 }
 
+/*
+ * The producer's handle of the Kafka topic of the last message sent, or
+ * NULL: producing by topic name instead takes the client's write lock and
+ * looks the topic up by name for every message.
+ */
+static rd_kafka_topic_t *send_rkt = NULL;
+
+static rd_kafka_topic_t *
+eb_send_topic(const char *kafka_topic)
+{
+	if (send_rkt != NULL && strcmp(rd_kafka_topic_name(send_rkt), kafka_topic) == 0)
+		return send_rkt;
+	if (send_rkt != NULL)
+		rd_kafka_topic_destroy(send_rkt);
+	/* NULL (a name librdkafka refuses): the message goes by name, and fails */
+	send_rkt = rd_kafka_topic_new(eb_producer, kafka_topic, NULL);
+	return send_rkt;
+}
+
 /* Destroys the producer; nothing can be called back afterwards. */
 void
 eb_producer_destroy(void)
 {
+	if (send_rkt != NULL)
+		rd_kafka_topic_destroy(send_rkt);
+	send_rkt = NULL;
 	if (eb_producer == NULL)
 		return;
 	rd_kafka_purge(eb_producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT |
@@ -948,12 +970,25 @@ eb_relay_send(EbRelayMessage *m)
 
 	for (;;)
 	{
+		rd_kafka_topic_t *rkt = eb_send_topic(m->kafka_topic);
+
 		hdrs = rd_kafka_headers_new(m->nheaders);
 		for (i = 0; i < m->nheaders; i++)
 			rd_kafka_header_add(hdrs, m->header_names[i], -1,
 								m->header_values[i],
 								m->header_values[i] ? -1 : 0);
-		err = rd_kafka_producev(eb_producer,
+		err = rkt != NULL ?
+			rd_kafka_producev(eb_producer,
+							  RD_KAFKA_V_RKT(rkt),
+							  RD_KAFKA_V_PARTITION(partition),
+							  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+							  RD_KAFKA_V_KEY(m->key, m->key ? m->keylen : 0),
+							  RD_KAFKA_V_VALUE((void *) m->value, m->valuelen),
+							  RD_KAFKA_V_TIMESTAMP(m->timestamp_ms),
+							  RD_KAFKA_V_HEADERS(hdrs),
+							  RD_KAFKA_V_OPAQUE(ref),
+							  RD_KAFKA_V_END) :
+			rd_kafka_producev(eb_producer,
 								RD_KAFKA_V_TOPIC(m->kafka_topic),
 								RD_KAFKA_V_PARTITION(partition),
 								RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),

@@ -398,11 +398,12 @@ eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 		else if (ref->part != NULL)
 		{
 			LWLockAcquire(&ref->part->lock, LW_EXCLUSIVE);
-			if (eb_part_key_matches(ref->part, MyDatabaseId, ref->uid_check, ref->partition) &&
-				ref->part->relayed_position < ref->position)
-				ref->part->relayed_position = ref->position;
 			if (eb_part_key_matches(ref->part, MyDatabaseId, ref->uid_check, ref->partition))
+			{
+				if (ref->part->relayed_position < ref->position)
+					ref->part->relayed_position = ref->position;
 				pg_atomic_fetch_add_u64(&ref->part->stat_relayed, 1);
+			}
 			LWLockRelease(&ref->part->lock);
 		}
 	}

@@ -81,6 +81,8 @@ static TimestampTz extension_checked_at = 0;
 
 /* while reading WAL, delivery reports are served at least this often (messages) */
 #define EB_POLL_MESSAGES 1024
+/* how long a session's start waits for the cluster's metadata, at most */
+#define EB_METADATA_WARM_UP_MS 1000
 
 /*
  * Error logging is rate-limited per key: the same key at most once a
@@ -264,6 +266,29 @@ eb_relay_wait_standbys(XLogRecPtr lsn)
 }
 
 /*
+ * Lets the new producer learn the cluster's topics before the first
+ * message.  librdkafka looks a topic up when a message is first produced to
+ * it, but only if a broker connection is already up; otherwise its messages
+ * wait for the next scan of unknown topics, once a second.  A session whose
+ * partition mappings are all decided (relay_kafka.c) asks for no metadata
+ * itself, so at the start of a drain its first messages, and everything
+ * read behind them up to relay_max_in_flight, waited up to a second.  One
+ * request for every topic's metadata here fills the producer's metadata
+ * cache, which topics created later are served from.  Bounded: while the
+ * brokers are down it gives up after EB_METADATA_WARM_UP_MS, and sending
+ * then proceeds (and waits) as before.
+ */
+static void
+eb_relay_metadata_warm_up(void)
+{
+	const struct rd_kafka_metadata *md;
+
+	if (rd_kafka_metadata(eb_producer, 1, NULL, &md, EB_METADATA_WARM_UP_MS) ==
+		RD_KAFKA_RESP_ERR_NO_ERROR)
+		rd_kafka_metadata_destroy(md);
+}
+
+/*
  * Relays until a delivery fails, the Kafka settings change, or shutdown.
  */
 static void
@@ -302,6 +327,7 @@ eb_relay_session(const char *slot)
 		}
 	}
 
+	eb_relay_metadata_warm_up();
 	eb_replication_slot_acquire(slot, true);
 	eb_ack_session_start(MyReplicationSlot->data.confirmed_flush);
 	eb_session_active = true;

@@ -77,10 +77,13 @@ static bool slot_dirty = false;
 static TimestampTz last_save = 0;
 
 static TimestampTz stat_last_ack = 0;
+static bool ack_unstamped = false;	/* acknowledged since stat_last_ack was taken */
 static TimestampTz stats_published_at = 0;
 static double latency_ring[EB_LATENCY_RING];
 static int	latency_count = 0;
 static int	latency_next = 0;
+
+static void eb_ack_stamp(TimestampTz now);
 
 /* A new session: nothing in flight, the slot confirmed at confirmed_flush. */
 void
@@ -207,6 +210,7 @@ eb_relay_publish_stats(bool force)
 				p99 = 0;
 	bool		have = latency_count > 0;
 
+	eb_ack_stamp(now);
 	if (!force && !TimestampDifferenceExceeds(stats_published_at, now, EB_STATS_MS))
 		return;
 	stats_published_at = now;
@@ -249,6 +253,31 @@ eb_relay_publish_stats(bool force)
 }
 
 /* ---------- delivery reports ---------- */
+
+/* The time of the last acknowledgement: now, if any came since it was taken. */
+static void
+eb_ack_stamp(TimestampTz now)
+{
+	if (ack_unstamped)
+	{
+		stat_last_ack = now;
+		ack_unstamped = false;
+	}
+}
+
+/*
+ * Serves librdkafka's callbacks (delivery reports among them) for up to
+ * timeout_ms, then takes the time of the acknowledgements it served.
+ * Other callers of rd_kafka_poll() leave that to the next call here or to
+ * eb_relay_publish_stats().
+ */
+void
+eb_relay_poll(int timeout_ms)
+{
+	rd_kafka_poll(eb_producer, timeout_ms);
+	if (ack_unstamped)
+		eb_ack_stamp(GetCurrentTimestamp());
+}
 
 /*
  * Remembers a message Kafka refused for good; its transaction is not
@@ -358,7 +387,8 @@ eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 									 msg->offset);
 		eb_stat_events++;
 		eb_stat_bytes += ref->bytes;
-		stat_last_ack = GetCurrentTimestamp();
+		/* the clock is read once per poll, not per message (eb_relay_poll) */
+		ack_unstamped = true;
 		eb_brokers_down = false;
 		eb_broker_error[0] = '\0';
 		if (ref->on_ack)
@@ -368,11 +398,12 @@ eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 		else if (ref->part != NULL)
 		{
 			LWLockAcquire(&ref->part->lock, LW_EXCLUSIVE);
-			if (eb_part_key_matches(ref->part, MyDatabaseId, ref->uid_check, ref->partition) &&
-				ref->part->relayed_position < ref->position)
-				ref->part->relayed_position = ref->position;
 			if (eb_part_key_matches(ref->part, MyDatabaseId, ref->uid_check, ref->partition))
+			{
+				if (ref->part->relayed_position < ref->position)
+					ref->part->relayed_position = ref->position;
 				pg_atomic_fetch_add_u64(&ref->part->stat_relayed, 1);
+			}
 			LWLockRelease(&ref->part->lock);
 		}
 	}

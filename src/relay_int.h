@@ -174,6 +174,7 @@ extern void eb_relay_refused(EbRelayTxn *t, EbRelayMsgRef *ref, const char *kafk
 							 rd_kafka_resp_err_t err);
 extern rd_kafka_resp_err_t eb_relay_known_refusal(XLogRecPtr lsn, const char *event_id);
 extern void eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque);
+extern void eb_relay_poll(int timeout_ms);
 extern void eb_relay_confirm(LogicalDecodingContext *ctx, bool caught_up, bool force_save);
 extern bool eb_relay_slot_dirty(void);
 extern void eb_relay_apply_policies(void);

@@ -140,6 +140,7 @@ typedef struct EbFileDigest
 static EbFileDigest properties_file_digest;
 static HTAB *kafka_topics = NULL;
 static HTAB *mappings = NULL;	/* lives as long as the process */
+static EbMapping *last_mapping = NULL;	/* the last one used, an entry of mappings */
 static int	mappings_unpersisted = 0;
 static TimestampTz broker_probed_at = 0;
 
@@ -164,6 +165,7 @@ eb_kafka_session_reset(void)
 	if (mappings != NULL)
 		hash_destroy(mappings);
 	mappings = NULL;
+	last_mapping = NULL;
 	eb_mappings_load();
 }
 
@@ -556,10 +558,32 @@ eb_drain_event_fd(void)
 		;
 }
 
+/*
+ * The producer's handle of the Kafka topic of the last message sent, or
+ * NULL: producing by topic name instead takes the client's write lock and
+ * looks the topic up by name for every message.
+ */
+static rd_kafka_topic_t *send_rkt = NULL;
+
+static rd_kafka_topic_t *
+eb_send_topic(const char *kafka_topic)
+{
+	if (send_rkt != NULL && strcmp(rd_kafka_topic_name(send_rkt), kafka_topic) == 0)
+		return send_rkt;
+	if (send_rkt != NULL)
+		rd_kafka_topic_destroy(send_rkt);
+	/* NULL (a name librdkafka refuses): the message goes by name, and fails */
+	send_rkt = rd_kafka_topic_new(eb_producer, kafka_topic, NULL);
+	return send_rkt;
+}
+
 /* Destroys the producer; nothing can be called back afterwards. */
 void
 eb_producer_destroy(void)
 {
+	if (send_rkt != NULL)
+		rd_kafka_topic_destroy(send_rkt);
+	send_rkt = NULL;
 	if (eb_producer == NULL)
 		return;
 	for (int i = 0; i < held_topics_n; i++)
@@ -904,11 +928,17 @@ eb_relay_partition(EbRelayMessage *msg, int32 *partition, rd_kafka_resp_err_t *r
 	*refused = RD_KAFKA_RESP_ERR_NO_ERROR;
 	if (msg->partition < 0 || msg->topic_id < 0)
 		return true;
-	eb_mappings_init();
-	memset(&key, 0, sizeof(key));
-	key.topic_id = msg->topic_id;
-	strlcpy(key.kafka_topic, msg->kafka_topic, sizeof(key.kafka_topic));
-	m = hash_search(mappings, &key, HASH_FIND, NULL);
+	/* consecutive events are mostly of one topic: skip hashing the key */
+	m = last_mapping;
+	if (m == NULL || m->key.topic_id != msg->topic_id ||
+		strcmp(m->key.kafka_topic, msg->kafka_topic) != 0)
+	{
+		eb_mappings_init();
+		memset(&key, 0, sizeof(key));
+		key.topic_id = msg->topic_id;
+		strlcpy(key.kafka_topic, msg->kafka_topic, sizeof(key.kafka_topic));
+		m = hash_search(mappings, &key, HASH_FIND, NULL);
+	}
 	if (m == NULL || m->local_partitions != msg->local_partitions)
 	{
 		for (;;)
@@ -933,6 +963,9 @@ eb_relay_partition(EbRelayMessage *msg, int32 *partition, rd_kafka_resp_err_t *r
 				*refused = topic_err;
 			return true;		/* nothing to decide */
 		}
+		memset(&key, 0, sizeof(key));
+		key.topic_id = msg->topic_id;
+		strlcpy(key.kafka_topic, msg->kafka_topic, sizeof(key.kafka_topic));
 		m = hash_search(mappings, &key, HASH_ENTER, NULL);
 		m->local_partitions = msg->local_partitions;
 		m->kafka_partitions = kafka_partitions;
@@ -945,6 +978,7 @@ eb_relay_partition(EbRelayMessage *msg, int32 *partition, rd_kafka_resp_err_t *r
 							msg->topic ? msg->topic : "?", msg->local_partitions,
 							msg->kafka_topic, kafka_partitions)));
 	}
+	last_mapping = m;
 	if (m->by_partition)
 		*partition = msg->partition;
 	return true;
@@ -1031,12 +1065,25 @@ eb_relay_send(EbRelayMessage *m)
 
 	for (;;)
 	{
+		rd_kafka_topic_t *rkt = eb_send_topic(m->kafka_topic);
+
 		hdrs = rd_kafka_headers_new(m->nheaders);
 		for (i = 0; i < m->nheaders; i++)
 			rd_kafka_header_add(hdrs, m->header_names[i], -1,
 								m->header_values[i],
 								m->header_values[i] ? -1 : 0);
-		err = rd_kafka_producev(eb_producer,
+		err = rkt != NULL ?
+			rd_kafka_producev(eb_producer,
+							  RD_KAFKA_V_RKT(rkt),
+							  RD_KAFKA_V_PARTITION(partition),
+							  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+							  RD_KAFKA_V_KEY(m->key, m->key ? m->keylen : 0),
+							  RD_KAFKA_V_VALUE((void *) m->value, m->valuelen),
+							  RD_KAFKA_V_TIMESTAMP(m->timestamp_ms),
+							  RD_KAFKA_V_HEADERS(hdrs),
+							  RD_KAFKA_V_OPAQUE(ref),
+							  RD_KAFKA_V_END) :
+			rd_kafka_producev(eb_producer,
 								RD_KAFKA_V_TOPIC(m->kafka_topic),
 								RD_KAFKA_V_PARTITION(partition),
 								RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),

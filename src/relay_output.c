@@ -117,6 +117,7 @@ typedef struct EbSender
 } EbSender;
 
 static HTAB *targets = NULL;
+static EbRelayTarget *last_target = NULL;	/* an entry of targets, or NULL */
 static HTAB *senders = NULL;
 static Oid	topic_catalog_relid = InvalidOid;
 static Oid	segment_catalog_relid = InvalidOid;
@@ -180,6 +181,7 @@ eb_relay_invalidate(Datum arg, Oid relid)
 			hash_destroy(senders);
 		senders = NULL;
 	}
+	last_target = NULL;
 	if (targets == NULL)
 		return;
 	if (relid == InvalidOid || relid == topic_catalog_relid ||
@@ -489,48 +491,55 @@ eb_relay_columns_ok(TupleDesc desc)
 }
 
 /*
- * Is this relation a registered segment table of a relayed topic?  Fills
- * *out (out->skip says why its rows cannot be relayed, if so); the cache
- * entry is written only after the lookup, which may process invalidations.
+ * Is this relation a registered segment table of a relayed topic?  Returns
+ * its cache entry (->skip says why its rows cannot be relayed, if so;
+ * ->relayed false: not relayed), which stays valid until the next catalog
+ * access can process invalidations: for the rest of the change.  The entry
+ * is written only after the lookup, which may process invalidations.  The
+ * last relation's entry is remembered, as consecutive changes are mostly of
+ * the same segment table.
  */
-static bool
-eb_relay_target(Relation rel, EbRelayTarget *out)
+static EbRelayTarget *
+eb_relay_target(Relation rel)
 {
 	Oid			relid = RelationGetRelid(rel);
 	EbRelayTarget *t;
+	EbRelayTarget out;
 	int32		topic_id;
 
+	if (last_target != NULL && last_target->relid == relid)
+		return last_target;
 	if (targets != NULL &&
 		(t = hash_search(targets, &relid, HASH_FIND, NULL)) != NULL)
 	{
-		*out = *t;
-		return out->relayed;
+		last_target = t;
+		return t;
 	}
 
-	memset(out, 0, sizeof(*out));
-	out->relid = relid;
-	out->partitions = -1;
+	memset(&out, 0, sizeof(out));
+	out.relid = relid;
+	out.partitions = -1;
 	allowed_catalog_relid = eb_relay_catalog_relid("relay_allowed");
 	topic_id = eb_relay_segment_topic(relid);
-	out->topic_id = topic_id;
+	out.topic_id = topic_id;
 	if (topic_id >= 0)
-		eb_relay_lookup(topic_id, out);
-	if (out->relayed)
-		eb_relay_format_lookup(topic_id, out);
-	if (out->relayed && !eb_relay_columns_ok(RelationGetDescr(rel)))
-		snprintf(out->skip, sizeof(out->skip),
+		eb_relay_lookup(topic_id, &out);
+	if (out.relayed)
+		eb_relay_format_lookup(topic_id, &out);
+	if (out.relayed && !eb_relay_columns_ok(RelationGetDescr(rel)))
+		snprintf(out.skip, sizeof(out.skip),
 				 "segment table \"%s\" of topic \"%s\" does not have the columns of an event table",
-				 RelationGetRelationName(rel), out->topic);
-	else if (out->relayed && !eb_kafka_topic_name_valid(out->kafka_topic))
-		snprintf(out->skip, sizeof(out->skip),
+				 RelationGetRelationName(rel), out.topic);
+	else if (out.relayed && !eb_kafka_topic_name_valid(out.kafka_topic))
+		snprintf(out.skip, sizeof(out.skip),
 				 "topic \"%s\" is relayed to an invalid Kafka topic name",
-				 out->topic);
-	else if (out->relayed &&
-			 (!OidIsValid(out->owner) ||
-			  !eb_relay_sender_allowed(out->owner, out->kafka_topic)))
-		snprintf(out->skip, sizeof(out->skip),
+				 out.topic);
+	else if (out.relayed &&
+			 (!OidIsValid(out.owner) ||
+			  !eb_relay_sender_allowed(out.owner, out.kafka_topic)))
+		snprintf(out.skip, sizeof(out.skip),
 				 "the owner of topic \"%s\" is not allowed to relay into Kafka topic \"%s\" (see eventbus.allow_relay())",
-				 out->topic, out->kafka_topic);
+				 out.topic, out.kafka_topic);
 
 	if (targets == NULL)
 	{
@@ -544,8 +553,9 @@ eb_relay_target(Relation rel, EbRelayTarget *out)
 							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
 	t = hash_search(targets, &relid, HASH_ENTER, NULL);
-	*t = *out;
-	return out->relayed;
+	*t = out;
+	last_target = t;
+	return t;
 }
 
 static void
@@ -805,11 +815,66 @@ eb_message_value(EbRelayMessage *m, Jsonb *value)
 	m->valuelen = buf.len;
 }
 
-/* The eventbus-lsn header's value: the transaction's commit LSN. */
-static char *
-eb_lsn_header(ReorderBufferTXN *txn)
+/*
+ * The eventbus-lsn header's value: a commit LSN as text.  Every event of a
+ * transaction carries the same, so the last one is kept (the producer
+ * copies header values: the buffer may change afterwards).
+ */
+static const char *
+eb_lsn_text(XLogRecPtr lsn)
 {
-	return psprintf("%X/%X", LSN_FORMAT_ARGS(txn->final_lsn));
+	static XLogRecPtr last_lsn = InvalidXLogRecPtr;
+	static char text[2 * 8 + 2] = "0/0";
+
+	if (lsn != last_lsn)
+	{
+		snprintf(text, sizeof(text), "%X/%X", LSN_FORMAT_ARGS(lsn));
+		last_lsn = lsn;
+	}
+	return text;
+}
+
+/*
+ * An event id as text, as uuid_out writes it (lower-case hex, 8-4-4-4-12),
+ * without going through the function manager and a StringInfo per event.
+ */
+static char *
+eb_uuid_text(const pg_uuid_t *uuid)
+{
+	static const char hex[] = "0123456789abcdef";
+	char	   *buf = palloc(2 * UUID_LEN + 5);
+	char	   *p = buf;
+	int			i;
+
+	for (i = 0; i < UUID_LEN; i++)
+	{
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*p++ = '-';
+		*p++ = hex[uuid->data[i] >> 4];
+		*p++ = hex[uuid->data[i] & 0x0f];
+	}
+	*p = '\0';
+	return buf;
+}
+
+/*
+ * The shared-memory slot of an event's partition (where its relayed
+ * position is kept), NULL if it has none.  Looking it up takes the shared
+ * map's lock, so the slots found are remembered in a small direct-mapped
+ * cache; an entry is used only while the slot still belongs to the
+ * partition (a slot can be freed and reused: the acknowledgement checks
+ * the key again under the slot's lock, relay_ack.c).
+ */
+#define EB_PART_CACHE 256
+static EbPartShared *
+eb_relay_part(EbRelayTarget *t, int32 partition)
+{
+	static EbPartShared *cache[EB_PART_CACHE];
+	EbPartShared **c = &cache[((uint64) t->uid * 31 + (uint32) partition) % EB_PART_CACHE];
+
+	if (*c == NULL || !eb_part_key_matches(*c, MyDatabaseId, t->uid, partition))
+		*c = eb_shared_part_slot(MyDatabaseId, t->uid, partition, false);
+	return *c;
 }
 
 /* An integer header's value, in the change's memory context. */
@@ -858,7 +923,7 @@ eb_relay_event_message(EbRelayMessage *m, EbRelayTarget *t, Datum *values, bool 
 	if (!nulls[Anum_ev_headers - 1])
 		headers = DatumGetJsonbP(values[Anum_ev_headers - 1]);
 	eb_message_headers(m, headers, t->cloudevents ? 5 + EB_CE_HEADERS : 5);
-	m->event_id = DatumGetCString(DirectFunctionCall1(uuid_out, values[Anum_ev_event_id - 1]));
+	m->event_id = eb_uuid_text(DatumGetUUIDP(values[Anum_ev_event_id - 1]));
 	m->lsn = lsn;
 	if (t->cloudevents)
 		eb_cloudevents_headers(m, t, headers,
@@ -867,16 +932,15 @@ eb_relay_event_message(EbRelayMessage *m, EbRelayTarget *t, Datum *values, bool 
 	eb_message_header(m, "eventbus-topic", t->topic);
 	eb_message_header(m, "eventbus-partition", eb_int_header(m->partition));
 	eb_message_header(m, "eventbus-position", eb_int_header(m->position));
-	eb_message_header(m, "eventbus-lsn", psprintf("%X/%X", LSN_FORMAT_ARGS(lsn)));
-	m->part = eb_shared_part_slot(MyDatabaseId, t->uid, m->partition, false);
+	eb_message_header(m, "eventbus-lsn", eb_lsn_text(lsn));
+	m->part = eb_relay_part(t, m->partition);
 }
 
 static void
 eb_output_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 				 Relation relation, ReorderBufferChange *change)
 {
-	EbRelayTarget target;
-	EbRelayTarget *t = &target;
+	EbRelayTarget *t;
 	HeapTuple	tuple;
 	Datum		values[Natts_ev];
 	bool		nulls[Natts_ev];
@@ -894,11 +958,12 @@ eb_output_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	 * decoding session.
 	 */
 	old = MemoryContextSwitchTo(change_cxt);
-	if (!eb_relay_target(relation, &target) || t->skip[0] != '\0')
+	t = eb_relay_target(relation);
+	if (!t->relayed || t->skip[0] != '\0')
 	{
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(change_cxt);
-		if (t->relayed && t->skip[0] != '\0')
+		if (t->skip[0] != '\0')
 			eb_relay_skip(change->lsn, t->skip);
 		return;
 	}
@@ -1100,10 +1165,10 @@ eb_output_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	m.valuelen = len;
 
 	eb_message_headers(&m, headers, 2);
-	m.event_id = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&id)));
+	m.event_id = eb_uuid_text(&id);
 	m.lsn = txn->final_lsn;
 	eb_message_header(&m, "eventbus-event-id", m.event_id);
-	eb_message_header(&m, "eventbus-lsn", eb_lsn_header(txn));
+	eb_message_header(&m, "eventbus-lsn", eb_lsn_text(txn->final_lsn));
 
 	eb_relay_writer(ctx)->send(&m);
 	MemoryContextSwitchTo(old);

@@ -79,6 +79,11 @@ bool		eb_session_active = false;
 
 static TimestampTz extension_checked_at = 0;
 
+/* while reading WAL, delivery reports are served at least this often (messages) */
+#define EB_POLL_MESSAGES 1024
+/* how long a session's start waits for the cluster's metadata, at most */
+#define EB_METADATA_WARM_UP_MS 1000
+
 /*
  * Error logging is rate-limited per key: the same key at most once a
  * minute.  The key is the message itself, except for the errors that all
@@ -249,7 +254,7 @@ eb_relay_wait_standbys(XLogRecPtr lsn)
 			eb_relay_set_state("waiting for synchronized_standby_slots");
 			waited = true;
 		}
-		rd_kafka_poll(eb_producer, 0);
+		eb_relay_poll(0);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 10L, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
@@ -275,6 +280,29 @@ eb_relay_kafka_commit(long wait_ms)
 	ok = eb_kafka_txn_commit(eb_last_commit_lsn, eb_last_end_lsn, note.data, wait_ms);
 	pfree(note.data);
 	return ok;
+}
+
+/*
+ * Lets the new producer learn the cluster's topics before the first
+ * message.  librdkafka looks a topic up when a message is first produced to
+ * it, but only if a broker connection is already up; otherwise its messages
+ * wait for the next scan of unknown topics, once a second.  A session whose
+ * partition mappings are all decided (relay_kafka.c) asks for no metadata
+ * itself, so at the start of a drain its first messages, and everything
+ * read behind them up to relay_max_in_flight, waited up to a second.  One
+ * request for every topic's metadata here fills the producer's metadata
+ * cache, which topics created later are served from.  Bounded: while the
+ * brokers are down it gives up after EB_METADATA_WARM_UP_MS, and sending
+ * then proceeds (and waits) as before.
+ */
+static void
+eb_relay_metadata_warm_up(void)
+{
+	const struct rd_kafka_metadata *md;
+
+	if (rd_kafka_metadata(eb_producer, 1, NULL, &md, EB_METADATA_WARM_UP_MS) ==
+		RD_KAFKA_RESP_ERR_NO_ERROR)
+		rd_kafka_metadata_destroy(md);
 }
 
 /*
@@ -318,6 +346,7 @@ eb_relay_session(const char *slot)
 		eb_backfill_recover(eb_progress_record);
 	}
 
+	eb_relay_metadata_warm_up();
 	eb_replication_slot_acquire(slot, true);
 	eb_ack_session_start(MyReplicationSlot->data.confirmed_flush);
 	eb_session_active = true;
@@ -338,6 +367,7 @@ eb_relay_session(const char *slot)
 		XLogRecPtr	flush;
 		bool		caught_up;
 		int			n = 0;
+		int64		polled_in_flight;
 		int			rc;
 
 		CHECK_FOR_INTERRUPTS();
@@ -360,6 +390,7 @@ eb_relay_session(const char *slot)
 		}
 
 		flush = GetFlushRecPtr(NULL);
+		polled_in_flight = eb_in_flight;
 		while (ctx->reader->EndRecPtr < flush && eb_in_flight < eb_relay_max_in_flight &&
 			   !eb_session_failed && !eb_shutdown_requested && !eb_kafka_txn_due())
 		{
@@ -376,13 +407,22 @@ eb_relay_session(const char *slot)
 			}
 			if (record != NULL)
 				LogicalDecodingProcessRecord(ctx, ctx->reader);
-			if ((++n & 255) == 0)
+
+			/*
+			 * Serve delivery reports every EB_POLL_MESSAGES messages sent
+			 * (one record, a commit, can send a whole transaction's; one
+			 * multi-insert record holds many events), and every 256
+			 * records: acknowledged messages free the producer's memory
+			 * and room in relay_max_in_flight while reading goes on.
+			 */
+			if ((++n & 255) == 0 || eb_in_flight - polled_in_flight >= EB_POLL_MESSAGES)
 			{
-				rd_kafka_poll(eb_producer, 0);
+				eb_relay_poll(0);
+				polled_in_flight = eb_in_flight;
 				CHECK_FOR_INTERRUPTS();
 			}
 		}
-		rd_kafka_poll(eb_producer, 0);
+		eb_relay_poll(0);
 		eb_relay_probe_brokers();
 		caught_up = ctx->reader->EndRecPtr >= flush;
 		if (caught_up)
@@ -430,7 +470,7 @@ eb_relay_session(const char *slot)
 		TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
 
 		while (eb_in_flight > 0 && GetCurrentTimestamp() < deadline && !eb_session_failed)
-			rd_kafka_poll(eb_producer, 100);
+			eb_relay_poll(100);
 		eb_relay_apply_policies();
 		eb_mappings_persist();
 		if (!eb_session_failed && eb_kafka_txn_open() && eb_current_txn == NULL)

@@ -69,7 +69,9 @@ typedef struct EbRelayMessage
  * one of these in its decoding context's output_writer_private, and the
  * plugin calls nothing else of the worker.  begin and commit bracket every
  * decoded transaction (in commit order); send is called between them for
- * each message.  magic tells the worker's writer from any other caller's.
+ * each message; skips says whether an event's position is one a backfill
+ * sends from the topic's tables (its seam), which the plugin then leaves
+ * out.  magic tells the worker's writer from any other caller's.
  */
 #define EB_RELAY_WRITER_MAGIC 0x45427277	/* "EBrw" */
 
@@ -79,6 +81,7 @@ typedef struct EbRelayWriter
 	void		(*begin) (XLogRecPtr commit_lsn);
 	void		(*commit) (XLogRecPtr end_lsn, TimestampTz commit_time);
 	void		(*send) (EbRelayMessage *m);
+	bool		(*skips) (int32 topic_id, int32 partition, int64 position);
 } EbRelayWriter;
 
 /* eventbus.relay_delivery */

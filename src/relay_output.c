@@ -987,7 +987,7 @@ eb_output_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	}
 
 	/* positions a backfill sends from the topic's tables (its seam) */
-	if (eb_backfill_wal_skips(t->topic_id, DatumGetInt32(values[Anum_ev_partition - 1]),
+	if (eb_relay_writer(ctx)->skips(t->topic_id, DatumGetInt32(values[Anum_ev_partition - 1]),
 							  DatumGetInt64(values[Anum_ev_position - 1])))
 	{
 		MemoryContextSwitchTo(old);

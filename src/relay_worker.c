@@ -317,6 +317,7 @@ eb_relay_session(const char *slot)
 		.begin = eb_relay_txn_begin,
 		.commit = eb_relay_txn_commit,
 		.send = eb_relay_send,
+		.skips = eb_backfill_wal_skips,
 	};
 	char	   *brokers = pstrdup(eb_kafka_brokers ? eb_kafka_brokers : "");
 	char	   *properties = pstrdup(eb_kafka_properties ? eb_kafka_properties : "");

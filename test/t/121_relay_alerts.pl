@@ -130,8 +130,15 @@ sub firing
 	{
 		my ($name, $v) = @$s;
 		$v = 0 if $v eq 'NaN';
+		# the labels Prometheus adds to every scraped series
+		$name .= '{}' unless $name =~ /\}$/;
+		$name =~ s/\}$/,job="eventbus",instance="db:9187"}/;
+		$name =~ s/\{,/{/;
 		(my $q = $name) =~ s/'/''/g;
-		$y .= "      - series: '$q'\n        values: '$v+0x40'\n";
+		# no acknowledgement comes in these 40 minutes: the age of the last
+		# one grows by a minute a minute (-1, none since the start, stays)
+		my $step = ($name =~ /^eventbus_relay_last_ack_age_seconds\{/ && $v >= 0) ? 60 : 0;
+		$y .= "      - series: '$q'\n        values: '$v+${step}x40'\n";
 	}
 	$y .= "    alert_rule_test:\n";
 	$y .= "      - eval_time: 35m\n        alertname: $_\n        exp_alerts: []\n"
@@ -140,7 +147,8 @@ sub firing
 	my ($out, $err) = ('', '');
 	IPC::Run::run([ $promtool, 'test', 'rules', $file ], '>', \$out, '2>', \$err);
 	my %fired;
-	while ("$out$err" =~ /alertname: (\w+), time: \S+,\s*exp:\[\],\s*got:\[\s*0:(.*?)\n\s*\]/sg)
+	my $answer = "$out$err";
+	while ($answer =~ /alertname: (\w+), time: \S+,\s*exp:\[\],\s*got:\[\s*0:(.*?)\n\s*\]/sg)
 	{
 		$fired{$1} = $2;
 	}
@@ -191,7 +199,7 @@ is_deeply([ sort keys %{ firing($healthy) } ], [], 'healthy: no relay alert fire
 
 is($mock->command('down 1'), 'ok', 'the only broker goes down');
 publish('ok', 'outage', 5);
-my $status;
+my ($status, $fired);
 ok( poll_until(
 		60,
 		sub {
@@ -203,8 +211,12 @@ ok( poll_until(
 note 'outage: ' . status_line();
 my $outage = scrape();
 show('outage', $outage);
-ok(firing($outage)->{EventbusRelayStuck},
-	'outage: EventbusRelayStuck fires');
+$fired = firing($outage);
+like($fired->{EventbusRelayStuck} // '', qr/topic="ok"/,
+	'outage: EventbusRelayStuck fires for topic "ok"');
+ok($fired->{EventbusRelayNotRunning}, 'outage: EventbusRelayNotRunning fires');
+ok($fired->{EventbusRelayNotAcknowledging},
+	'outage: EventbusRelayNotAcknowledging fires');
 
 # (a') the server restarts while the brokers stay down: nothing is
 # acknowledged since the start, more events wait
@@ -223,8 +235,13 @@ usleep(3_000_000);
 note 'outage after a restart: ' . status_line();
 my $restarted = scrape();
 show('outage after a restart', $restarted);
-ok(firing($restarted)->{EventbusRelayStuck},
-	'outage after a restart: EventbusRelayStuck fires');
+$fired = firing($restarted);
+like($fired->{EventbusRelayStuck} // '', qr/topic="ok"/,
+	'outage after a restart: EventbusRelayStuck fires for topic "ok"');
+ok($fired->{EventbusRelayNotRunning},
+	'outage after a restart: EventbusRelayNotRunning fires');
+ok($fired->{EventbusRelayNotAcknowledging},
+	'outage after a restart: EventbusRelayNotAcknowledging fires (no acknowledgement since the start)');
 
 is($mock->command('up 1'), 'ok', 'the broker is up again');
 ok(poll_until(60, sub { kafka_count('ok', 'restart') >= 5 }),
@@ -247,10 +264,12 @@ ok( poll_until(
 note 'stop: ' . status_line();
 my $stopped = scrape();
 show('stop', $stopped);
-my $fired = firing($stopped);
-ok($fired->{EventbusRelayStuck}, 'stop: EventbusRelayStuck fires');
+$fired = firing($stopped);
 like($fired->{EventbusRelayStuck} // '', qr/topic="secret"/,
-	'stop: ... for topic "secret"');
+	'stop: EventbusRelayStuck fires for topic "secret"');
+unlike($fired->{EventbusRelayStuck} // '', qr/topic="ok"/,
+	'stop: ... not for topic "ok", whose events are relayed');
+ok($fired->{EventbusRelayNotRunning}, 'stop: EventbusRelayNotRunning fires');
 
 # the states a stopped relay goes through between its attempts
 my %seen;

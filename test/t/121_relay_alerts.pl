@@ -227,6 +227,7 @@ ok( poll_until(
 $node->safe_psql($db,
 	q{BEGIN; SELECT eventbus.publish('ok', '{"rolled": "back"}'); ROLLBACK;});
 usleep(1_000_000);
+note 'healthy after a rolled-back publish: ' . status_line();
 note 'healthy: ' . status_line();
 my $healthy = scrape();
 show('healthy', $healthy);

@@ -949,8 +949,9 @@ eb_group_lag(EbTopic *topic, int32 partition, int64 from, int64 end, Snapshot sn
  * topic): the same with the lag counted.  For roles with the privileges of
  * the group's owner and members of pg_monitor.
  *
- * Cost per partition: the group's row and its retries (one cached
- * statement per group), and one index probe for the oldest unconsumed
+ * Cost per partition: the group's row and its retries (one prepared
+ * statement per group, planned for its group: a plan for any group would
+ * count another group's retries with a scan of all of them), and one index probe for the oldest unconsumed
  * event; a second probe, for the first retained position, only when that
  * event is not the one right after the committed position (retention or
  * rolled-back publishes left a gap) or there is none.  With exact, a scan
@@ -960,17 +961,20 @@ static Datum
 eb_group_status_internal(FunctionCallInfo fcinfo, bool exact)
 {
 	static SPIPlanPtr plan = NULL;
+	static SPIPlanPtr plan_retries = NULL;
 	char	   *group_name = eb_arg_name(fcinfo, 0, "group");
 	char	   *topic_name = eb_arg_name(fcinfo, 1, "topic");
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	EbTopic    *topic;
 	EbGroup		g;
 	EbSpi		spi;
-	Oid			argtypes[2] = {INT4OID, INT4OID};
-	Datum		values[2];
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1];
 	uint64		i;
 	uint64		nrows;
 	SPITupleTable *rows;
+	HeapTuple  *prow;
+	int64	   *retries;
 	Snapshot	snapshot = GetActiveSnapshot();
 	bool		standby = RecoveryInProgress();
 
@@ -986,39 +990,66 @@ eb_group_status_internal(FunctionCallInfo fcinfo, bool exact)
 				 errmsg("permission denied to see the status of consumer group \"%s\"", group_name),
 				 errdetail("The group's status is shown to roles with the privileges of its owner, \"%s\", and to members of pg_monitor.",
 						   GetUserNameFromId(g.owner, false))));
+	/*
+	 * The group's rows and its retries per partition: two statements simple
+	 * enough that planning them for this group costs little (a plan made
+	 * for any group would count another group's retries with a scan of all
+	 * of them).  Partitions without a row have no position yet.
+	 */
 	values[0] = Int32GetDatum(g.group_id);
-	values[1] = Int32GetDatum(topic->partitions);
-	eb_spi_run(eb_spi_plan_generic(&plan,
-								   "SELECT p, coalesce(gp.committed_position, -1), gp.committed_at, "
-						   "CASE WHEN gp.lease_until > clock_timestamp() THEN gp.member END, "
-						   "CASE WHEN gp.lease_until > clock_timestamp() THEN gp.lease_until END, "
-						   "(SELECT count(*) FROM eventbus.group_retry r "
-						   " WHERE r.group_id = $1 AND r.partition = p) "
-						   "FROM generate_series(0, $2 - 1) p "
-						   "LEFT JOIN eventbus.group_partition gp ON gp.group_id = $1 AND gp.partition = p "
-						   "ORDER BY p",
-						   2, argtypes),
+	eb_spi_run(eb_spi_plan(&plan,
+						   "SELECT partition, committed_position, committed_at, "
+						   "CASE WHEN lease_until > clock_timestamp() THEN member END, "
+						   "CASE WHEN lease_until > clock_timestamp() THEN lease_until END "
+						   "FROM eventbus.group_partition WHERE group_id = $1",
+						   1, argtypes),
 			   values, NULL, true);
 	rows = SPI_tuptable;
 	nrows = SPI_processed;
-
+	prow = palloc0(sizeof(HeapTuple) * topic->partitions);
 	for (i = 0; i < nrows; i++)
 	{
-		HeapTuple	tup = rows->vals[i];
+		bool		isnull;
+		int32		p = DatumGetInt32(SPI_getbinval(rows->vals[i], rows->tupdesc, 1, &isnull));
+
+		if (p >= 0 && p < topic->partitions)
+			prow[p] = rows->vals[i];
+	}
+	eb_spi_run(eb_spi_plan(&plan_retries,
+						   "SELECT partition, count(*) FROM eventbus.group_retry "
+						   "WHERE group_id = $1 GROUP BY partition",
+						   1, argtypes),
+			   values, NULL, true);
+	retries = palloc0(sizeof(int64) * topic->partitions);
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		int32		p = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (p >= 0 && p < topic->partitions)
+			retries[p] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+	}
+
+	for (int32 p = 0; p < topic->partitions; p++)
+	{
+		HeapTuple	tup = prow[p];
 		TupleDesc	desc = rows->tupdesc;
 		Datum		out[10];
 		bool		nulls[10];
-		bool		isnull;
-		int32		p = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-		int64		committed = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+		bool		isnull = true;
+		int64		committed = -1;
 		int64		end;
 		int64		first = -1;
 		int64		from;
 		EbFirstTime ft;
 		int			c;
 
-		if (p >= topic->partitions)
-			break;
+		if (tup != NULL)
+		{
+			committed = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+			if (isnull)
+				committed = -1;
+		}
 		memset(nulls, 0, sizeof(nulls));
 		end = eb_end_position(topic, p);
 
@@ -1056,11 +1087,12 @@ eb_group_status_internal(FunctionCallInfo fcinfo, bool exact)
 			out[3] = Int64GetDatum(eb_group_lag(topic, p, from, end, snapshot, exact));
 		out[4] = TimestampTzGetDatum(ft.created_at);
 		nulls[4] = !ft.found;
-		for (c = 3; c <= 6; c++)
+		for (c = 3; c <= 5; c++)
 		{
-			out[c + 2] = SPI_getbinval(tup, desc, c, &isnull);
-			nulls[c + 2] = isnull;
+			out[c + 2] = tup != NULL ? SPI_getbinval(tup, desc, c, &isnull) : (Datum) 0;
+			nulls[c + 2] = tup == NULL || isnull;
 		}
+		out[8] = Int64GetDatum(retries[p]);
 		/* events retention removed before the group consumed them */
 		out[9] = Int64GetDatum(first > committed + 1 ? first - (committed + 1) : 0);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, nulls);

@@ -319,9 +319,6 @@ eb_spi_exec(const char *sql, int nargs, Oid *argtypes, Datum *values,
 	return rc;
 }
 
-static SPIPlanPtr eb_spi_plan_options(SPIPlanPtr *cache, const char *sql,
-										int nargs, Oid *argtypes, int options);
-
 /*
  * A prepared statement kept for the life of the backend in *cache.  Call
  * between eb_spi_begin and eb_spi_end; the plan cache revalidates it if the
@@ -330,27 +327,9 @@ static SPIPlanPtr eb_spi_plan_options(SPIPlanPtr *cache, const char *sql,
 SPIPlanPtr
 eb_spi_plan(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 {
-	return eb_spi_plan_options(cache, sql, nargs, argtypes, 0);
-}
-
-/*
- * The same, planned once for any parameter values: for statements whose
- * best plan does not depend on them, run often enough that planning at
- * each run would cost more than running.
- */
-SPIPlanPtr
-eb_spi_plan_generic(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
-{
-	return eb_spi_plan_options(cache, sql, nargs, argtypes, CURSOR_OPT_GENERIC_PLAN);
-}
-
-static SPIPlanPtr
-eb_spi_plan_options(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes,
-					int options)
-{
 	if (*cache == NULL)
 	{
-		SPIPlanPtr	plan = SPI_prepare_cursor(sql, nargs, argtypes, options);
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
 
 		if (plan == NULL)
 			elog(ERROR, "could not prepare internal query (%s): %s",

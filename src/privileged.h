@@ -28,8 +28,6 @@ extern int	eb_spi_exec(const char *sql, int nargs, Oid *argtypes, Datum *values,
 
 extern SPIPlanPtr eb_spi_plan(SPIPlanPtr *cache, const char *sql, int nargs,
 							  Oid *argtypes);
-extern SPIPlanPtr eb_spi_plan_generic(SPIPlanPtr *cache, const char *sql, int nargs,
-									  Oid *argtypes);
 extern int	eb_spi_run(SPIPlanPtr plan, Datum *values, const char *nulls,
 					   bool read_only);
 

@@ -26,6 +26,8 @@ my $node = relay_node(
 	conf => "eventbus.relay_delivery = 'at_least_once'\n"
 	  . "eventbus.relay_progress_topic = 'progress'\n"
 	  . "eventbus.relay_transactional_id = 'modes'\n");
+is($node->safe_psql($db, q{SELECT boot_val FROM pg_settings WHERE name = 'eventbus.relay_delivery'}),
+	'exactly_once', 'exactly_once is the default delivery mode');
 $node->safe_psql($db,
 	q{SELECT eventbus.create_topic('ev', 2); SELECT eventbus.relay_topic('ev');});
 

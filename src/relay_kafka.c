@@ -987,6 +987,57 @@ eb_relay_partition(EbRelayMessage *msg, int32 *partition, rd_kafka_resp_err_t *r
 /* ---------- sending ---------- */
 
 /*
+ * Hands one message to the producer: through the topic's handle when
+ * there is one (no lookup by name, no client-wide lock), else by name.
+ * On failure the headers stay the caller's.
+ */
+static rd_kafka_resp_err_t
+eb_produce(rd_kafka_topic_t *rkt, EbRelayMessage *m, int32 partition,
+		   rd_kafka_headers_t *hdrs, void *opaque)
+{
+	rd_kafka_vu_t vus[8];
+	rd_kafka_error_t *error;
+	rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+	size_t		n = 0;
+
+	if (rkt != NULL)
+	{
+		vus[n].vtype = RD_KAFKA_VTYPE_RKT;
+		vus[n++].u.rkt = rkt;
+	}
+	else
+	{
+		vus[n].vtype = RD_KAFKA_VTYPE_TOPIC;
+		vus[n++].u.cstr = m->kafka_topic;
+	}
+	vus[n].vtype = RD_KAFKA_VTYPE_PARTITION;
+	vus[n++].u.i32 = partition;
+	vus[n].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
+	vus[n++].u.i = RD_KAFKA_MSG_F_COPY;
+	vus[n].vtype = RD_KAFKA_VTYPE_KEY;
+	vus[n].u.mem.ptr = (void *) m->key;
+	vus[n++].u.mem.size = m->key ? m->keylen : 0;
+	vus[n].vtype = RD_KAFKA_VTYPE_VALUE;
+	vus[n].u.mem.ptr = (void *) m->value;
+	vus[n++].u.mem.size = m->valuelen;
+	vus[n].vtype = RD_KAFKA_VTYPE_TIMESTAMP;
+	vus[n++].u.i64 = m->timestamp_ms;
+	vus[n].vtype = RD_KAFKA_VTYPE_HEADERS;
+	vus[n++].u.headers = hdrs;
+	vus[n].vtype = RD_KAFKA_VTYPE_OPAQUE;
+	vus[n++].u.ptr = opaque;
+	Assert(n <= lengthof(vus));
+
+	error = rd_kafka_produceva(eb_producer, vus, n);
+	if (error != NULL)
+	{
+		err = rd_kafka_error_code(error);
+		rd_kafka_error_destroy(error);
+	}
+	return err;
+}
+
+/*
  * Hands a message to the producer.  The Kafka partition is the event's own
  * when the Kafka topic had as many partitions as the local one when the
  * topic's mapping was decided; otherwise librdkafka's murmur2 partitioner
@@ -1072,27 +1123,7 @@ eb_relay_send(EbRelayMessage *m)
 			rd_kafka_header_add(hdrs, m->header_names[i], -1,
 								m->header_values[i],
 								m->header_values[i] ? -1 : 0);
-		err = rkt != NULL ?
-			rd_kafka_producev(eb_producer,
-							  RD_KAFKA_V_RKT(rkt),
-							  RD_KAFKA_V_PARTITION(partition),
-							  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-							  RD_KAFKA_V_KEY(m->key, m->key ? m->keylen : 0),
-							  RD_KAFKA_V_VALUE((void *) m->value, m->valuelen),
-							  RD_KAFKA_V_TIMESTAMP(m->timestamp_ms),
-							  RD_KAFKA_V_HEADERS(hdrs),
-							  RD_KAFKA_V_OPAQUE(ref),
-							  RD_KAFKA_V_END) :
-			rd_kafka_producev(eb_producer,
-								RD_KAFKA_V_TOPIC(m->kafka_topic),
-								RD_KAFKA_V_PARTITION(partition),
-								RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-								RD_KAFKA_V_KEY(m->key, m->key ? m->keylen : 0),
-								RD_KAFKA_V_VALUE((void *) m->value, m->valuelen),
-								RD_KAFKA_V_TIMESTAMP(m->timestamp_ms),
-								RD_KAFKA_V_HEADERS(hdrs),
-								RD_KAFKA_V_OPAQUE(ref),
-								RD_KAFKA_V_END);
+		err = eb_produce(rkt, m, partition, hdrs, ref);
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
 			break;
 		rd_kafka_headers_destroy(hdrs);

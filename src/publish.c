@@ -277,6 +277,50 @@ eb_relay_mapping(int32 topic_id, char **kafka_topic, bool *cloudevents, char **s
 }
 
 /*
+ * Bytes of an event's own headers as the relay sends them: their names and
+ * string values.  *type_len and *version_len, if given, receive the length
+ * of the "type" and "eventbus-schema-version" values (0 if absent).
+ */
+Size
+eb_headers_sent_size(Jsonb *headers, Size *type_len, Size *version_len)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	bool		is_type = false;
+	bool		is_version = false;
+	Size		own = 0;
+
+	if (type_len)
+		*type_len = 0;
+	if (version_len)
+		*version_len = 0;
+	if (headers == NULL)
+		return 0;
+	it = JsonbIteratorInit(&headers->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			own += v.val.string.len;
+			is_type = v.val.string.len == 4 &&
+				memcmp(v.val.string.val, "type", 4) == 0;
+			is_version = v.val.string.len == 23 &&
+				memcmp(v.val.string.val, "eventbus-schema-version", 23) == 0;
+		}
+		else if (tok == WJB_VALUE && v.type == jbvString)
+		{
+			own += v.val.string.len;
+			if (is_type && type_len)
+				*type_len = v.val.string.len;
+			if (is_version && version_len)
+				*version_len = v.val.string.len;
+		}
+	}
+	return own;
+}
+
+/*
  * eb_check_size(), and for a relayed topic the event's size as the relay
  * sends it.
  */
@@ -297,35 +341,7 @@ eb_check_event_size(EbTopic *topic, Datum value, text *key, Jsonb *headers)
 
 	eb_check_size(value, key, headers);
 
-	/* the event's own headers, as sent: names and string values */
-	if (headers)
-	{
-		JsonbIterator *it = JsonbIteratorInit(&headers->root);
-		JsonbValue	v;
-		JsonbIteratorToken tok;
-		bool		is_type = false;
-		bool		is_version = false;
-
-		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-		{
-			if (tok == WJB_KEY)
-			{
-				own += v.val.string.len;
-				is_type = v.val.string.len == 4 &&
-					memcmp(v.val.string.val, "type", 4) == 0;
-				is_version = v.val.string.len == 23 &&
-					memcmp(v.val.string.val, "eventbus-schema-version", 23) == 0;
-			}
-			else if (tok == WJB_VALUE && v.type == jbvString)
-			{
-				own += v.val.string.len;
-				if (is_type)
-					type_len = v.val.string.len;
-				if (is_version)
-					version_len = v.val.string.len;
-			}
-		}
-	}
+	own = eb_headers_sent_size(headers, &type_len, &version_len);
 	fixed = (key ? VARSIZE_ANY_EXHDR(key) : 0) + own +
 		EB_RELAY_HEADERS_SIZE + strlen(topic->name);
 

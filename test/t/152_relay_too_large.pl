@@ -4,7 +4,8 @@
 #    that is small as stored but too large as JSON text
 #    (to_jsonb(repeat(chr(1), 400000)): 400 kB stored, 2.4 MB as text),
 #    for publish and publish_batch; the same event is accepted on a topic
-#    that is not relayed.
+#    that is not relayed.  outbox() refuses the same value as a message,
+#    measured as sent too.
 #  - An event that is still too large when the relay sends it (here: a
 #    superuser raised eventbus.max_event_size for the session, above what
 #    the relay's producer takes) follows the topic's on_error policy:
@@ -21,7 +22,7 @@ use Test::More;
 use RelayTest;
 
 my $db = 'postgres';
-my $mock = RelayTest::MockKafka->start('--topic', 'wide:1', '--topic', 'ok:1');
+my $mock = RelayTest::MockKafka->start('--topic', 'wide:1', '--topic', 'ok:1', '--topic', 'box:1');
 my $bootstrap = $mock->bootstrap;
 my $node = relay_node('relay_too_large', bootstrap => $bootstrap, start => 1);
 
@@ -46,6 +47,13 @@ like($err, qr/HINT:  /, '... with a hint');
 like($err, qr/ERROR:  54000: /, 'publish_batch: the same');
 is($node->safe_psql($db, "SELECT partition FROM eventbus.publish('local', $escaped)"),
 	'0', 'the same event is accepted on a topic that is not relayed');
+($rc, $out, $err) = $node->psql($db,
+	"\\set VERBOSITY verbose\nSELECT eventbus.outbox('box', $escaped)");
+like($err,
+	qr/ERROR:  54000: outbox message of \d+ bytes as sent to Kafka exceeds eventbus.max_event_size \(999424 bytes\)/,
+	'outbox: a message of 400 kB stored, 2.4 MB as JSON text: SQLSTATE 54000');
+like($node->safe_psql($db, q{SELECT eventbus.outbox('box', to_jsonb(repeat('a', 400000)))}),
+	qr/^[0-9a-f-]{36}$/, '... one of 400 kB as JSON text is sent');
 
 # The relay side: a superuser's session may publish larger events than the
 # relay's producer takes (eventbus.max_event_size of the server plus 64 kB).

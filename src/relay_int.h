@@ -144,6 +144,7 @@ extern uint64 eb_kafka_txn_committed;	/* the last one committed */
 
 extern void eb_relay_txn_id(char *buf, size_t len);
 extern bool eb_kafka_transactions_start(char *err, size_t errlen);
+extern void eb_kafka_metadata_prefetch(long timeout_ms);
 extern bool eb_kafka_txn_open(void);
 extern bool eb_kafka_txn_due(void);
 extern void eb_kafka_txn_caught_up(void);

@@ -695,22 +695,26 @@ eb_kafka_metadata_refresh(void)
 }
 
 /*
- * Exactly-once, at the start of a session: the producer learns the
- * partitions of the progress topic and of every Kafka topic of a decided
- * mapping that the brokers list, so that neither the first transaction's
- * messages nor its progress record wait for librdkafka to look their
- * topics up.  No answer is no error: librdkafka then looks them up itself.
+ * At the start of a session, before decoding: one request for the whole
+ * cluster's metadata, so that the first messages do not wait for
+ * librdkafka's once-a-second scan of topics it has not looked up (a session
+ * whose partition mappings are all decided asks for none itself).  The
+ * Kafka topics of decided mappings that the brokers list, and under
+ * exactly-once the progress topic, get a handle for the session, then one
+ * more request gives those handles their partitions.  Waits at most
+ * timeout_ms; no answer (brokers down) is no error: sending then waits for
+ * librdkafka to look the topics up, as before.
  */
-static void
-eb_kafka_metadata_prefetch(void)
+void
+eb_kafka_metadata_prefetch(long timeout_ms)
 {
 	const struct rd_kafka_metadata *md;
 	bool		held = false;
 	rd_kafka_resp_err_t topic_err;
 
-	if (rd_kafka_metadata(eb_producer, 1, NULL, &md, 2000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+	if (rd_kafka_metadata(eb_producer, 1, NULL, &md, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
 		return;
-	if (eb_metadata_topic(md, progress_topic, &topic_err) > 0)
+	if (eb_exactly_once && eb_metadata_topic(md, progress_topic, &topic_err) > 0)
 		held |= eb_kafka_hold_topic(progress_topic);
 	if (mappings != NULL)
 	{
@@ -1741,7 +1745,6 @@ eb_kafka_transactions_start(char *err, size_t errlen)
 		if (eb_shutdown_requested || ConfigReloadPending)
 			return false;
 	}
-	eb_kafka_metadata_prefetch();
 	if (!eb_kafka_progress_read(err, errlen))
 		return false;
 	ereport(LOG,

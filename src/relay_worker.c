@@ -283,29 +283,6 @@ eb_relay_kafka_commit(long wait_ms)
 }
 
 /*
- * Lets the new producer learn the cluster's topics before the first
- * message.  librdkafka looks a topic up when a message is first produced to
- * it, but only if a broker connection is already up; otherwise its messages
- * wait for the next scan of unknown topics, once a second.  A session whose
- * partition mappings are all decided (relay_kafka.c) asks for no metadata
- * itself, so at the start of a drain its first messages, and everything
- * read behind them up to relay_max_in_flight, waited up to a second.  One
- * request for every topic's metadata here fills the producer's metadata
- * cache, which topics created later are served from.  Bounded: while the
- * brokers are down it gives up after EB_METADATA_WARM_UP_MS, and sending
- * then proceeds (and waits) as before.
- */
-static void
-eb_relay_metadata_warm_up(void)
-{
-	const struct rd_kafka_metadata *md;
-
-	if (rd_kafka_metadata(eb_producer, 1, NULL, &md, EB_METADATA_WARM_UP_MS) ==
-		RD_KAFKA_RESP_ERR_NO_ERROR)
-		rd_kafka_metadata_destroy(md);
-}
-
-/*
  * Relays until a delivery fails, the Kafka settings change, or shutdown.
  */
 static void
@@ -347,7 +324,7 @@ eb_relay_session(const char *slot)
 		eb_backfill_recover(eb_progress_record);
 	}
 
-	eb_relay_metadata_warm_up();
+	eb_kafka_metadata_prefetch(EB_METADATA_WARM_UP_MS);
 	eb_replication_slot_acquire(slot, true);
 	eb_ack_session_start(MyReplicationSlot->data.confirmed_flush);
 	eb_session_active = true;

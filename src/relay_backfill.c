@@ -544,25 +544,34 @@ eb_backfill_emit(void *arg, EbTopic *topic, TupleTableSlot *slot)
 	return EB_EMIT_TAKEN;
 }
 
-/* Records the progress of the acknowledged batch.  In a transaction. */
-static void
-eb_backfill_save(void)
+/*
+ * Records that Kafka has a backfill's batch: the row of the backfill
+ * (topic, partition, started_at) whose next position is still the batch's
+ * first moves to the batch's end; any other row is left alone.  In a
+ * transaction.  Returns whether the row moved.
+ */
+static bool
+eb_backfill_save(int32 topic_id, int32 partition, TimestampTz started_at,
+				 int64 old_next, int64 new_next)
 {
 	EbSpi		spi;
 	Oid			argtypes[5] = {INT4OID, INT4OID, TIMESTAMPTZOID, INT8OID, INT8OID};
 	Datum		values[5];
+	bool		moved;
 
-	values[0] = Int32GetDatum(batch.topic_id);
-	values[1] = Int32GetDatum(batch.partition);
-	values[2] = TimestampTzGetDatum(batch.started_at);
-	values[3] = Int64GetDatum(batch.old_next);
-	values[4] = Int64GetDatum(batch.new_next);
+	values[0] = Int32GetDatum(topic_id);
+	values[1] = Int32GetDatum(partition);
+	values[2] = TimestampTzGetDatum(started_at);
+	values[3] = Int64GetDatum(old_next);
+	values[4] = Int64GetDatum(new_next);
 	eb_spi_begin(&spi, true);
 	eb_spi_exec("UPDATE eventbus.relay_backfill_progress SET next_position = $5, "
 				"completed_at = CASE WHEN $5 >= handover THEN pg_catalog.clock_timestamp() END "
 				"WHERE topic_id = $1 AND partition = $2 AND started_at = $3 AND next_position = $4",
 				5, argtypes, values, NULL, false);
+	moved = SPI_processed > 0;
 	eb_spi_end(&spi);
+	return moved;
 }
 
 /*
@@ -591,7 +600,10 @@ eb_backfill_progress_note(StringInfo buf)
  * batch that the last progress record in Kafka carries is in Kafka; if its
  * row still says it is to be sent (next_position is the batch's first), it
  * is saved now.  record: that record's text, or NULL.  Idempotent: a row
- * that moved on, or another backfill of the topic, is left alone.
+ * that moved on, or another backfill of the topic, is left alone.  The
+ * record is Kafka's: whoever may write the progress topic can make a batch
+ * count as sent, as a forged commit LSN makes transactions count as sent
+ * (the topic's ACLs protect both, docs/relay.md).
  */
 void
 eb_backfill_recover(const char *record)
@@ -602,9 +614,6 @@ eb_backfill_recover(const char *record)
 	int64		started_at,
 				old_next,
 				new_next;
-	EbSpi		spi;
-	Oid			argtypes[5] = {INT4OID, INT4OID, TIMESTAMPTZOID, INT8OID, INT8OID};
-	Datum		values[5];
 
 	if (record == NULL || (p = strstr(record, "\"backfill\": [")) == NULL)
 		return;
@@ -613,27 +622,14 @@ eb_backfill_recover(const char *record)
 		old_next < 0 || new_next < old_next)
 		return;
 
-	values[0] = Int32GetDatum(topic_id);
-	values[1] = Int32GetDatum(partition);
-	values[2] = TimestampTzGetDatum((TimestampTz) started_at);
-	values[3] = Int64GetDatum(old_next);
-	values[4] = Int64GetDatum(new_next);
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	if (OidIsValid(eb_relay_catalog_relid("relay_backfill_progress")))
-	{
-		eb_spi_begin(&spi, true);
-		eb_spi_exec("UPDATE eventbus.relay_backfill_progress SET next_position = $5, "
-					"completed_at = CASE WHEN $5 >= handover THEN pg_catalog.clock_timestamp() END "
-					"WHERE topic_id = $1 AND partition = $2 AND started_at = $3 AND next_position = $4",
-					5, argtypes, values, NULL, false);
-		if (SPI_processed > 0)
-			ereport(LOG,
-					(errmsg("pg_eventbus relay: Kafka has the backfill batch of positions " INT64_FORMAT " to " INT64_FORMAT " of partition %d (topic id %d); it is not sent again",
-							old_next, new_next - 1, partition, topic_id)));
-		eb_spi_end(&spi);
-	}
+	if (OidIsValid(eb_relay_catalog_relid("relay_backfill_progress")) &&
+		eb_backfill_save(topic_id, partition, (TimestampTz) started_at, old_next, new_next))
+		ereport(LOG,
+				(errmsg("pg_eventbus relay: Kafka has the backfill batch of positions " INT64_FORMAT " to " INT64_FORMAT " of partition %d (topic id %d); it is not sent again",
+						old_next, new_next - 1, partition, topic_id)));
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 }
@@ -683,7 +679,8 @@ eb_backfill_fill(EbBackfillSink *sink, int max_messages)
 	}
 	if (batch.active)
 	{
-		eb_backfill_save();
+		(void) eb_backfill_save(batch.topic_id, batch.partition, batch.started_at,
+								batch.old_next, batch.new_next);
 		batch.active = false;
 		CommandCounterIncrement();
 	}

@@ -49,13 +49,16 @@
 # published for it); EB_BENCH_RELAY_SMOKE=1 takes about 2.
 #
 # Settings (environment):
-#   EB_BENCH_RELAY_EVENTS=100000  events per throughput run (N)
-#   EB_BENCH_ROUNDS=3             rounds of the throughput runs
+#   EB_BENCH_RELAY_EVENTS=300000  events per throughput run (N; a drain of
+#                                 100,000 took 0.3 s, too short to time on a
+#                                 shared machine)
+#   EB_BENCH_ROUNDS=5             rounds of the throughput runs
 #   EB_BENCH_RELAY_SECONDS=20     length of the latency run's measured period
 #   EB_BENCH_RELAY_WARMUP=3       seconds at the same rate before it (at least 3)
 #   EB_BENCH_RELAY_RATE=1000      events/s in the latency run
 #   EB_BENCH_RELAY_SIZES="100 1000"  value sizes in bytes for the throughput runs
 #   EB_BENCH_RELAY_LATENCY_SIZE=1000 value size in the latency run
+#   EB_BENCH_RELAY_FETCH_WAIT_MS=1  the latency run's consumer's fetch.wait.max.ms
 #   EB_BENCH_RELAY_CLIENTS=16     pgbench clients in the latency run (enough to keep the
 #                                 rate when commits are slow)
 #   EB_BENCH_RELAY_BACKFILL_EVENTS=1000000  retained events the backfill sends
@@ -81,8 +84,8 @@ if [ "$SMOKE" = 1 ]; then
 	LAT_WARMUP=${EB_BENCH_RELAY_WARMUP:-3}
 	BACKFILL_EVENTS=${EB_BENCH_RELAY_BACKFILL_EVENTS:-100000}
 else
-	EVENTS=${EB_BENCH_RELAY_EVENTS:-100000}
-	ROUNDS=${EB_BENCH_ROUNDS:-3}
+	EVENTS=${EB_BENCH_RELAY_EVENTS:-300000}
+	ROUNDS=${EB_BENCH_ROUNDS:-5}
 	LAT_SECS=${EB_BENCH_RELAY_SECONDS:-20}
 	LAT_WARMUP=${EB_BENCH_RELAY_WARMUP:-3}
 	BACKFILL_EVENTS=${EB_BENCH_RELAY_BACKFILL_EVENTS:-1000000}
@@ -100,11 +103,14 @@ TARGET_EOS_VISIBLE_P99_MS=100
 TARGET_P99_MS=50
 BACKFILL_SIZE=100
 # kcat's consumer in the latency run asks the broker to answer a fetch
-# after at most this long when it has nothing new (the mock broker then
-# waits that long, without answering early when data arrives)
-FETCH_WAIT_MS=5
+# after at most this long when it has nothing new.  The mock broker then
+# waits that long even when data arrives meanwhile (a Kafka broker answers
+# as soon as it has data), so the wait adds up to this much to every
+# arrival: 1 ms keeps that artifact small, at the price of the consumer
+# fetching up to 1000 times a second.
+FETCH_WAIT_MS=${EB_BENCH_RELAY_FETCH_WAIT_MS:-1}
 
-for v in EVENTS ROUNDS LAT_SECS RATE LAT_SIZE LAT_CLIENTS BACKFILL_EVENTS; do
+for v in EVENTS ROUNDS LAT_SECS RATE LAT_SIZE LAT_CLIENTS BACKFILL_EVENTS FETCH_WAIT_MS; do
 	if ! [[ ${!v} =~ ^[1-9][0-9]*$ ]]; then
 		echo "relay bench: $v must be a positive integer (got '${!v}')" >&2
 		exit 2

@@ -46,6 +46,53 @@ SELECT partition FROM eventbus.publish('sized', to_jsonb(repeat(chr(1), 20000)))
 RESET eventbus.max_event_size;
 
 SELECT count(*) AS relayed_events FROM eventbus_data.sized_relayed;
+
+-- The copy nack() sends to a relayed dead-letter topic: the reason the
+-- consumer gives is cut to 1024 bytes in its headers (eventbus.dead_letter
+-- keeps it whole), and a copy too large to relay is refused.
+SELECT eventbus.create_topic('sized_src', 1);
+SELECT eventbus.create_topic('sized_src.dlq', 1);
+UPDATE eventbus.topic SET relay_to = 'sized-dlq' WHERE topic = 'sized_src.dlq';
+SELECT eventbus.create_group('sized_workers', 'sized_src', 'earliest', max_attempts => 1);
+SELECT position FROM eventbus.publish('sized_src', '{"small": true}');
+SELECT position FROM eventbus.publish('sized_src', '{"small": true}');
+SELECT position FROM eventbus.publish('sized_src', to_jsonb(repeat('x', 999300)));
+-- a 2 MB reason
+BEGIN;
+SELECT position FROM eventbus.poll('sized_workers', 'sized_src', 1);
+SELECT eventbus.nack('sized_workers', 'sized_src', 0, 0, reason => repeat('r', 2000000));
+SELECT eventbus.commit('sized_workers', 'sized_src', 0, 0);
+COMMIT;
+SELECT octet_length(headers->>'eventbus-dlq-reason') AS reason_in_headers
+  FROM eventbus.read('sized_src.dlq', 0);
+SELECT octet_length(reason) AS reason_kept FROM eventbus.dead_letter;
+-- a multibyte reason is cut at a character boundary
+BEGIN;
+SELECT position FROM eventbus.poll('sized_workers', 'sized_src', 1);
+SELECT eventbus.nack('sized_workers', 'sized_src', 0, 1, reason => repeat('é', 600));
+SELECT eventbus.commit('sized_workers', 'sized_src', 0, 1);
+COMMIT;
+SELECT octet_length(headers->>'eventbus-dlq-reason') AS reason_in_headers,
+       headers->>'eventbus-dlq-reason' = repeat('é', 512) AS whole_characters
+  FROM eventbus.read('sized_src.dlq', 0) ORDER BY position DESC LIMIT 1;
+-- an event that fits, whose copy with the dead-letter headers does not
+BEGIN;
+SELECT position FROM eventbus.poll('sized_workers', 'sized_src', 1);
+\set VERBOSITY default
+SELECT eventbus.nack('sized_workers', 'sized_src', 0, 2, reason => 'too big to relay');
+\set VERBOSITY terse
+ROLLBACK;
+-- to a dead-letter topic that is not relayed, the same copy goes
+UPDATE eventbus.topic SET relay_to = NULL WHERE topic = 'sized_src.dlq';
+BEGIN;
+SELECT position FROM eventbus.poll('sized_workers', 'sized_src', 1);
+SELECT eventbus.nack('sized_workers', 'sized_src', 0, 2, reason => 'too big to relay');
+SELECT eventbus.commit('sized_workers', 'sized_src', 0, 2);
+COMMIT;
+SELECT count(*) AS dead_letter_copies FROM eventbus.read('sized_src.dlq', 0);
+SELECT eventbus.delete_group('sized_workers', 'sized_src');
+SELECT eventbus.drop_topic('sized_src.dlq');
+SELECT eventbus.drop_topic('sized_src');
 UPDATE eventbus.topic SET relay_to = NULL WHERE topic IN ('sized_relayed', 'sized_ce');
 DELETE FROM eventbus.relay_format
  WHERE topic_id = (SELECT topic_id FROM eventbus.topic WHERE topic = 'sized_ce');

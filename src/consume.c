@@ -41,6 +41,7 @@
 #include "common/pg_prng.h"
 #include "executor/executor.h"
 #include "funcapi.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "nodes/execnodes.h"
 #include "nodes/nodeFuncs.h"
@@ -1389,7 +1390,12 @@ eb_fetch_event(EbTopic *topic, int32 partition, int64 position, EbFetchOne *f)
 /*
  * The headers of the copy of an event sent to the dead-letter topic: the
  * event's own, and where it came from and why.  Built in memory context cxt.
+ * The reason, which the consumer writes (a stack trace, say), is cut to
+ * EB_DLQ_REASON_MAX bytes there, so that the copy of an event that could be
+ * relayed can be relayed too.
  */
+#define EB_DLQ_REASON_MAX 1024
+
 static Jsonb *
 eb_dead_letter_headers(const char *group_name, EbTopic *topic, int32 partition,
 					   int64 position, int32 attempts, const char *reason,
@@ -1406,7 +1412,10 @@ eb_dead_letter_headers(const char *group_name, EbTopic *topic, int32 partition,
 		values[0] = JsonbPGetDatum(event->headers);
 	else
 		nulls[0] = 'n';
-	values[1] = CStringGetTextDatum(reason ? reason : "");
+	/* the first EB_DLQ_REASON_MAX bytes: eventbus.dead_letter keeps it whole */
+	values[1] = PointerGetDatum(cstring_to_text_with_len(reason ? reason : "",
+														 reason ? pg_mbcliplen(reason, strlen(reason),
+																			   EB_DLQ_REASON_MAX) : 0));
 	values[2] = CStringGetTextDatum(topic->name);
 	values[3] = Int32GetDatum(partition);
 	values[4] = Int64GetDatum(position);
@@ -1423,6 +1432,14 @@ eb_dead_letter_headers(const char *group_name, EbTopic *topic, int32 partition,
 	headers = DatumGetJsonbPCopy(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	MemoryContextSwitchTo(old);
 	return headers;
+}
+
+/* Error context of the dead-letter copy's checks; arg is the topic's name. */
+static void
+eb_dead_letter_context(void *arg)
+{
+	errcontext("copy of the event for dead-letter topic \"%s\" (commit() the event to skip it instead)",
+			   (const char *) arg);
 }
 
 /*
@@ -1597,6 +1614,7 @@ eb_nack(PG_FUNCTION_ARGS)
 		EbTopic    *dlq = eb_topic_get(dlq_name, true);
 		int32		dpart;
 		int64		dpos;
+		ErrorContextCallback dlq_context;
 
 		/* created on the first dead letter, for the group's owner */
 		if (dlq == NULL)
@@ -1611,6 +1629,17 @@ eb_nack(PG_FUNCTION_ARGS)
 							   g.max_attempts == 1 ? "st" : g.max_attempts == 2 ? "nd" :
 							   g.max_attempts == 3 ? "rd" : "th"),
 					 errhint("Grant INSERT on the topic to the consuming role, or change the group's dead-letter topic with eventbus.alter_group().")));
+		/*
+		 * A copy the relay could never send would stop the dead-letter
+		 * topic's relaying; its size as stored may exceed
+		 * eventbus.max_event_size by the headers added here.
+		 */
+		dlq_context.callback = eb_dead_letter_context;
+		dlq_context.arg = dlq_name;
+		dlq_context.previous = error_context_stack;
+		error_context_stack = &dlq_context;
+		eb_check_relayed_size(dlq, event.value, event.key, dlq_headers);
+		error_context_stack = dlq_context.previous;
 		eb_publish_internal(dlq, event.value, event.key, dlq_headers, &dpart, &dpos);
 		if (recorded)
 		{

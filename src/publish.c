@@ -327,6 +327,18 @@ eb_headers_sent_size(Jsonb *headers, Size *type_len, Size *version_len)
 void
 eb_check_event_size(EbTopic *topic, Datum value, text *key, Jsonb *headers)
 {
+	eb_check_size(value, key, headers);
+	eb_check_relayed_size(topic, value, key, headers);
+}
+
+/*
+ * For a relayed topic, refuses an event whose size as the relay sends it
+ * exceeds eventbus.max_event_size: Kafka would refuse it, and the topic's
+ * relaying would stop there (or send it to eventbus.relay_dead_letter).
+ */
+void
+eb_check_relayed_size(EbTopic *topic, Datum value, text *key, Jsonb *headers)
+{
 	Jsonb	   *jb;
 	Size		own = 0;
 	Size		type_len = 0;
@@ -338,8 +350,6 @@ eb_check_event_size(EbTopic *topic, Datum value, text *key, Jsonb *headers)
 	char	   *source;
 	bool		cloudevents;
 	char	   *dbname;
-
-	eb_check_size(value, key, headers);
 
 	own = eb_headers_sent_size(headers, &type_len, &version_len);
 	fixed = (key ? VARSIZE_ANY_EXHDR(key) : 0) + own +

@@ -409,6 +409,14 @@ if want wakeups; then
 	psql_q -c "SELECT count(eventbus.publish('scale_' || i, '{}'::jsonb)) FROM generate_series(0, $NTOPICS - 1) i" >/dev/null
 	add wake_none "publish, $CLIENTS clients, no subscribers" 0
 	add wake_listen "publish, $CLIENTS clients, 6 LISTEN sessions" 6
+	# cpu_ticks PID...: user + system clock ticks of the processes so far
+	cpu_ticks() {
+		local p sum=0
+		for p in "$@"; do
+			[ -r "/proc/$p/stat" ] && sum=$((sum + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+		done
+		echo "$sum"
+	}
 	run_wake_none() { pgb "$1" "$SECS" "$CLIENTS" "$BENCH_DIR/scale_publish.sql" ntopics=0; }
 	run_wake_listen() {
 		local ready="$WORK/subs.ready" pid
@@ -420,11 +428,19 @@ if want wakeups; then
 		pid=$!
 		BG_PIDS+=("$pid")
 		wait_file "$ready" "$pid" "the subscribers" || { cat "$WORK/subs.out" >&2; return 1; }
+		# the subscribers' own CPU (the Python driver and the 6 listening
+		# backends) while pgbench runs: on this machine it comes out of the
+		# producers' share
+		local procs t0 t1
+		procs="$(pgrep -f wakeups_driver.py | tr '\n' ' ') $(psql_at -c "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE query LIKE 'LISTEN %'")"
+		t0=$(cpu_ticks $procs)
 		pgb "$1" "$SECS" "$CLIENTS" "$BENCH_DIR/scale_publish.sql" ntopics=0
+		t1=$(cpu_ticks $procs)
 		as_user touch "$STOP_FILE"
 		wait "$pid" || { cat "$WORK/subs.out" >&2; return 1; }
 		STOP_FILE=
-		INFO_RUN=$(tail -1 "$WORK/subs.out")
+		INFO_RUN="$(tail -1 "$WORK/subs.out"); subscribers' CPU $(awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" -v s="$SECS" -v n="$(nproc)" \
+			'BEGIN {printf "%.1f %% of the machine", 100 * t / hz / s / n}')"
 	}
 	sweep "Wake-ups, producer throughput" wake_none wake_listen
 

@@ -40,8 +40,10 @@ PGXS := $(if $(PG_CONFIG),$(shell $(PG_CONFIG) --pgxs 2>/dev/null))
 ifneq ($(PGXS),)
 include $(PGXS)
 # Objects built for another PostgreSQL (another PG=, or a build in a
-# chroot) are rebuilt rather than linked into this one's module.
-EB_BUILT_FOR := $(shell $(PG_CONFIG) --version)
+# chroot), or with other PG_CFLAGS (CI's assertion checks, which a
+# benchmark must not measure), are rebuilt rather than linked into this
+# one's module.
+EB_BUILT_FOR := $(shell $(PG_CONFIG) --version) flags: $(PG_CFLAGS)
 ifneq ($(EB_BUILT_FOR),$(shell cat .pg_built_for 2>/dev/null))
 $(shell echo '$(EB_BUILT_FOR)' > .pg_built_for)
 endif

@@ -70,7 +70,20 @@
 #   EB_BENCH_STRICT=1             exit 1 when a target is missed
 #   EB_BENCH_KEEP=1               keep the server's directory
 #   EB_BENCH_STAMP=...            timestamp for the results file (default: now)
+#
+# Holds the machine-wide test lock (/tmp/pg_eventbus-test.lock) while it
+# installs and runs, like scripts/test.sh.
 set -euo pipefail
+
+# The installed extension is shared with the test suites and the other
+# benchmarks: hold the machine-wide test lock, as scripts/test.sh does.
+lock="${TMPDIR:-/tmp}/pg_eventbus-test.lock"
+if [ "${EB_TEST_LOCKED:-}" != "$lock" ]; then
+	export EB_TEST_LOCKED="$lock"
+	echo "relay bench: waiting for the machine-wide test lock"
+	exec flock -o "$lock" bash "$0" "$@"
+fi
+
 . "$(dirname "$0")/../scripts/common.sh"
 . "$(dirname "$0")/common.sh"
 

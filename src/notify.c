@@ -13,7 +13,18 @@
  *
  * The database worker (worker.c) calls eb_notify_pass(): it sends one
  * NOTIFY per pending topic, at most one per topic every
- * eventbus.notify_interval, all in one transaction.  The payload names the
+ * eventbus.notify_interval, all in one transaction.
+ *
+ * Nobody may be listening.  Then a commit marks nothing and wakes nobody:
+ * with a thousand topics in use, nearly every commit is its topic's first
+ * within an interval, and the worker sent about one NOTIFY per commit (a
+ * fifth of a CPU at 10,000 commits a second).  A backend counts itself in
+ * eb_shared->listeners before its first LISTEN on an "eventbus." channel
+ * runs (ProcessUtility hook) and until it exits; UNLISTEN does not
+ * uncount it.  A commit reads the count after it became visible, a
+ * listener checks for events after its LISTEN committed: either the commit
+ * sees the listener and marks its topic, or the listener's check sees the
+ * commit.  The payload names the
  * topic and the end position of each partition.  Each database served by
  * the launcher has its own database worker, whose latch is in the
  * database's shared entry (shmem.h).
@@ -36,6 +47,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "nodes/plannodes.h"
+#include "storage/ipc.h"
 #include "storage/proc.h"
 #include "tcop/pquery.h"
 #include "utils/portal.h"
@@ -88,6 +100,7 @@ static HTAB *notified = NULL;
  */
 static bool scanned_all = false;
 static bool pass_running = false;
+static bool listener_counted = false;
 
 static void eb_notify_wake_worker(Oid dboid);
 
@@ -124,18 +137,18 @@ typedef struct EbBitsRef
 
 /*
  * Marks the topic for a notification, in its slot and in the database's
- * bitmap, and wakes its wait()ers.  Returns true if it was not marked yet:
+ * bitmap (if mark: someone listens), and wakes its wait()ers.  Returns true if it was not marked yet:
  * otherwise the worker already knows, and sends the notification when the
  * topic's interval has passed.  The caller issued a memory barrier after
  * its commit became visible (see eb_notify_xact_end).
  */
 static bool
-eb_notify_signal(EbTopicShared *t, EbBitsRef *ref)
+eb_notify_signal(EbTopicShared *t, EbBitsRef *ref, bool mark)
 {
 	bool		first = false;
 
 	/* read first: most commits find the flag set and write nothing */
-	if (pg_atomic_read_u32(&t->notify_pending) == 0 &&
+	if (mark && pg_atomic_read_u32(&t->notify_pending) == 0 &&
 		pg_atomic_exchange_u32(&t->notify_pending, 1) == 0)
 	{
 		int			i = t - eb_shared->topics;
@@ -175,14 +188,16 @@ eb_notify_xact_end(bool wake)
 	if (wake && eb_shared != NULL && (npublished > 0 || published_overflow))
 	{
 		bool		signalled = false;
+		bool		mark;
 		EbBitsRef	ref = {MyDatabaseId, false, NULL};
 
 		/* the commit (or abort) is visible: order what we read after it */
 		pg_memory_barrier();
+		mark = pg_atomic_read_u32(&eb_shared->listeners) > 0;
 		for (i = 0; i < npublished; i++)
 		{
 			if (published[i]->key.uid == published_uid[i] &&
-				eb_notify_signal(published[i], &ref))
+				eb_notify_signal(published[i], &ref, mark))
 				signalled = true;
 		}
 		if (published_overflow)
@@ -227,8 +242,10 @@ eb_notify_database(Oid dboid, bool wake_worker)
 {
 	int			i;
 	EbBitsRef	ref = {dboid, false, NULL};
+	bool		mark;
 
 	pg_memory_barrier();
+	mark = pg_atomic_read_u32(&eb_shared->listeners) > 0;
 	for (i = 0; i < eb_shared->max_topics; i++)
 	{
 		EbTopicShared *t = &eb_shared->topics[i];
@@ -238,10 +255,32 @@ eb_notify_database(Oid dboid, bool wake_worker)
 		 * publishers, finding it set, would not wake the worker.
 		 */
 		if (t->in_use && t->initialized && t->key.dboid == dboid)
-			(void) eb_notify_signal(t, &ref);
+			(void) eb_notify_signal(t, &ref, mark);
 	}
-	if (wake_worker)
+	if (wake_worker && mark)
 		eb_notify_wake_worker(dboid);
+}
+
+static void
+eb_notify_listener_exit(int code, Datum arg)
+{
+	pg_atomic_fetch_sub_u32(&eb_shared->listeners, 1);
+}
+
+/*
+ * Called before a LISTEN runs: a backend that listens to an "eventbus."
+ * channel counts in eb_shared->listeners until it exits (a full barrier:
+ * the count is visible before the LISTEN commits).
+ */
+void
+eb_notify_listen(const char *channel)
+{
+	if (listener_counted || eb_shared == NULL || channel == NULL ||
+		strncmp(channel, "eventbus.", strlen("eventbus.")) != 0)
+		return;
+	before_shmem_exit(eb_notify_listener_exit, (Datum) 0);
+	listener_counted = true;
+	pg_atomic_fetch_add_u32(&eb_shared->listeners, 1);
 }
 
 /* The database worker announces itself as the sender of notifications. */

@@ -209,6 +209,8 @@ eb_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTre
 
 	if (stmt != NULL && stmt->kind == TRANS_STMT_PREPARE)
 		strlcpy(prepare_gid, stmt->gid, sizeof(prepare_gid));
+	if (IsA(parsetree, ListenStmt))
+		eb_notify_listen(((ListenStmt *) parsetree)->conditionname);
 	if (eb_stmt_changes_extension(parsetree))
 		extension_changed = true;
 

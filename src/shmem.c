@@ -325,6 +325,7 @@ eb_shmem_startup(void)
 		eb_shared->notify_bits = (pg_atomic_uint64 *) p;
 		for (i = 0; i < eb_max_databases * eb_shared->notify_words; i++)
 			pg_atomic_init_u64(&eb_shared->notify_bits[i], 0);
+		pg_atomic_init_u32(&eb_shared->listeners, 0);
 	}
 
 	memset(&info, 0, sizeof(info));

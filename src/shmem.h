@@ -204,6 +204,8 @@ typedef struct EbShared
 	int			notify_words;	/* words per database in notify_bits */
 	pg_atomic_uint64 *notify_bits;	/* per entry of dbs, a bit per topic slot:
 									 * notify_pending was set (notify.c) */
+	pg_atomic_uint32 listeners;	/* backends, of any database, that ran LISTEN
+								 * on an "eventbus." channel (notify.c) */
 } EbShared;
 
 extern EbShared *eb_shared;

@@ -168,6 +168,37 @@ $node->safe_psql('postgres', q{ROLLBACK PREPARED 'wake-2'});
 $got = wait_for_notifications($listener, 10);
 is(scalar @$got, 1, 'a notification after ROLLBACK PREPARED');
 
+# Listeners are counted while they are connected: after the last one
+# left, commits mark no topic for the worker; a session that LISTENs later
+# is notified of what commits after its LISTEN, also when its first LISTEN
+# was rolled back, and also right after the LISTEN commits.
+$listener->quit;
+$node->poll_query_until('postgres',
+	q{SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'}, '0')
+  or die 'the listener did not leave';
+$node->safe_psql('postgres', 'CALL burst(20)');
+$listener = $node->background_psql('postgres');
+$listener->query_safe('BEGIN');
+$listener->query_safe('LISTEN "eventbus.w"');
+$listener->query_safe('ROLLBACK');
+$node->safe_psql('postgres', q{SELECT eventbus.publish('w', '{"n": "nobody listens"}')});
+usleep(300_000);
+is(scalar @{ notifications($listener) }, 0, 'a rolled-back LISTEN receives nothing');
+$listener->query_safe('LISTEN "eventbus.w"');
+$node->safe_psql('postgres', q{SELECT eventbus.publish('w', '{"n": "listened"}')});
+$got = wait_for_notifications($listener, 10);
+is(scalar @$got, 1, 'a listener that came after the last one left is notified');
+for my $round (1 .. 5)
+{
+	my $late = $node->background_psql('postgres');
+	$late->query_safe(q{LISTEN "eventbus.w"});
+	$node->safe_psql('postgres', q{SELECT eventbus.publish('w', '{"n": "right after"}')});
+	$got = wait_for_notifications($late, 10);
+	is(scalar @$got, 1, "round $round: a commit right after the LISTEN is notified");
+	$late->quit;
+}
+notifications($listener);
+
 # Without the database worker: no notifications, wait() still works.
 $node->safe_psql('postgres', 'CREATE DATABASE elsewhere');
 $node->safe_psql('postgres', q{ALTER SYSTEM SET eventbus.database = 'elsewhere'; SELECT pg_reload_conf()});

@@ -949,12 +949,12 @@ eb_group_lag(EbTopic *topic, int32 partition, int64 from, int64 end, Snapshot sn
  * topic): the same with the lag counted.  For roles with the privileges of
  * the group's owner and members of pg_monitor.
  *
- * Cost per partition: the group's row and its retries (one prepared
- * statement per group, planned for its group: a plan for any group would
- * count another group's retries with a scan of all of them), and one index probe for the oldest unconsumed
- * event; a second probe, for the first retained position, only when that
- * event is not the one right after the committed position (retention or
- * rolled-back publishes left a gap) or there is none.  With exact, a scan
+ * Cost per partition: the group's row and its retries (two statements per
+ * group, planned for it: a plan for any group would count another group's
+ * retries with a scan of all of them), and one index probe for the oldest
+ * unconsumed event; a second probe, for the first retained position, only
+ * when that event is not the one right after the committed position
+ * (retention or rolled-back publishes left a gap) or there is none.  With exact, a scan
  * of every unconsumed event.
  */
 static Datum

@@ -13,7 +13,10 @@
  *
  * The database worker (worker.c) calls eb_notify_pass(): it sends one
  * NOTIFY per pending topic, at most one per topic every
- * eventbus.notify_interval, all in one transaction.
+ * eventbus.notify_interval, all in one transaction.  The payload names the
+ * topic and the end position of each partition.  Each database served by
+ * the launcher has its own database worker, whose latch is in the
+ * database's shared entry (shmem.h).
  *
  * Nobody may be listening.  Then a commit marks nothing and wakes nobody:
  * with a thousand topics in use, nearly every commit is its topic's first
@@ -24,10 +27,7 @@
  * uncount it.  A commit reads the count after it became visible, a
  * listener checks for events after its LISTEN committed: either the commit
  * sees the listener and marks its topic, or the listener's check sees the
- * commit.  The payload names the
- * topic and the end position of each partition.  Each database served by
- * the launcher has its own database worker, whose latch is in the
- * database's shared entry (shmem.h).
+ * commit.
  *
  * eventbus.wait() does not need the worker: it prepares to sleep on the
  * topic's condition variable, then checks for events with the latest
@@ -102,6 +102,9 @@ static bool scanned_all = false;
 static bool pass_running = false;
 static bool listener_counted = false;
 
+/* The notification channel of topic t is EB_CHANNEL_PREFIX "t". */
+#define EB_CHANNEL_PREFIX "eventbus."
+
 static void eb_notify_wake_worker(Oid dboid);
 
 void
@@ -137,10 +140,11 @@ typedef struct EbBitsRef
 
 /*
  * Marks the topic for a notification, in its slot and in the database's
- * bitmap (if mark: someone listens), and wakes its wait()ers.  Returns true if it was not marked yet:
- * otherwise the worker already knows, and sends the notification when the
- * topic's interval has passed.  The caller issued a memory barrier after
- * its commit became visible (see eb_notify_xact_end).
+ * bitmap, if mark (someone listens), and wakes its wait()ers.  Returns true
+ * if this call marked it: otherwise it was marked already (the worker knows,
+ * and sends the notification when the topic's interval has passed) or mark
+ * was false.  The caller issued a memory barrier after its commit became
+ * visible (see eb_notify_xact_end).
  */
 static bool
 eb_notify_signal(EbTopicShared *t, EbBitsRef *ref, bool mark)
@@ -276,7 +280,7 @@ void
 eb_notify_listen(const char *channel)
 {
 	if (listener_counted || eb_shared == NULL || channel == NULL ||
-		strncmp(channel, "eventbus.", strlen("eventbus.")) != 0)
+		strncmp(channel, EB_CHANNEL_PREFIX, strlen(EB_CHANNEL_PREFIX)) != 0)
 		return;
 	before_shmem_exit(eb_notify_listener_exit, (Datum) 0);
 	listener_counted = true;
@@ -491,7 +495,7 @@ eb_notify_pass(void)
 		{
 			char	   *name = lfirst(lc);
 
-			Async_Notify(psprintf("eventbus.%s", name), eb_notify_payload(name));
+			Async_Notify(psprintf(EB_CHANNEL_PREFIX "%s", name), eb_notify_payload(name));
 		}
 		PopActiveSnapshot();
 		CommitTransactionCommand();

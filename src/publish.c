@@ -184,9 +184,6 @@ eb_check_size(Datum value, text *key, Jsonb *headers)
  * refuses it instead.
  */
 
-/* eventbus-event-id, -topic (without the name), -partition, -position, -lsn */
-#define EB_RELAY_HEADERS_SIZE \
-	((17 + 36) + 14 + (18 + 10) + (17 + 19) + (12 + 17))
 /* ce_specversion, ce_id, ce_source, ce_type, ce_time, content-type (values
  * of ce_source and ce_type not counted) */
 #define EB_CE_HEADERS_SIZE \

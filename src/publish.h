@@ -14,6 +14,18 @@
 
 extern bool eb_xact_published;
 
+/*
+ * Bytes the relay's own headers add to a Kafka message (names and values):
+ * eventbus-event-id (a UUID) and eventbus-lsn (at most 17 characters) on
+ * every message; events also carry eventbus-topic (plus the name),
+ * -partition and -position.
+ */
+#define EB_HEADER_EVENT_ID_SIZE (17 + 36)
+#define EB_HEADER_LSN_SIZE (12 + 17)
+#define EB_OUTBOX_HEADERS_SIZE (EB_HEADER_EVENT_ID_SIZE + EB_HEADER_LSN_SIZE)
+#define EB_RELAY_HEADERS_SIZE \
+	(EB_HEADER_EVENT_ID_SIZE + 14 + (18 + 10) + (17 + 19) + EB_HEADER_LSN_SIZE)
+
 extern void eb_check_headers(Jsonb *headers);
 extern void eb_check_size(Datum value, text *key, Jsonb *headers);
 extern void eb_check_event_size(EbTopic *topic, Datum value, text *key, Jsonb *headers);

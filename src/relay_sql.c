@@ -702,6 +702,7 @@ eb_outbox(PG_FUNCTION_ARGS)
 	char	   *text;
 	Oid			sender = GetUserId();
 	uint8		relay_key[EB_RELAY_KEY_LEN];
+	size_t		textlen;
 	uint64		sent;
 	uint8		mac[EB_OUTBOX_MAC_LEN];
 
@@ -742,23 +743,24 @@ eb_outbox(PG_FUNCTION_ARGS)
 	else
 		eb_put_field(&buf, NULL, -1);
 	text = JsonbToCString(NULL, &value->root, VARSIZE(value));
+	textlen = strlen(text);
 
 	/*
 	 * As the relay sends it: the value as this JSON text, the key, the
 	 * headers' names and values, and eventbus-event-id and eventbus-lsn.
 	 * Kafka would refuse a larger one.
 	 */
-	sent = strlen(text) + (key ? VARSIZE_ANY_EXHDR(key) : 0) +
-		eb_headers_sent_size(headers, NULL, NULL) + (17 + 36) + (12 + 17);
+	sent = textlen + (key ? VARSIZE_ANY_EXHDR(key) : 0) +
+		eb_headers_sent_size(headers, NULL, NULL) + EB_OUTBOX_HEADERS_SIZE;
 	if (sent > (uint64) eb_max_event_size)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("outbox message of %llu bytes as sent to Kafka exceeds eventbus.max_event_size (%d bytes)",
 						(unsigned long long) sent, eb_max_event_size),
 				 errdetail("The relay sends the value as JSON text (%zu bytes; %zu bytes as stored), with the key and the headers.",
-						   strlen(text), (Size) (VARSIZE(value) - VARHDRSZ)),
+						   textlen, (Size) (VARSIZE(value) - VARHDRSZ)),
 				 errhint("Send large payloads elsewhere and a reference in the message; control characters in strings take six bytes each as JSON text.")));
-	eb_put_field(&buf, text, strlen(text));
+	eb_put_field(&buf, text, textlen);
 	if (!eb_outbox_mac(relay_key, buf.data, buf.len, mac))
 		elog(ERROR, "could not compute the authentication code of an outbox message");
 	memcpy(buf.data + 1, mac, EB_OUTBOX_MAC_LEN);

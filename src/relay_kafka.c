@@ -999,40 +999,27 @@ static rd_kafka_resp_err_t
 eb_produce(rd_kafka_topic_t *rkt, EbRelayMessage *m, int32 partition,
 		   rd_kafka_headers_t *hdrs, void *opaque)
 {
-	rd_kafka_vu_t vus[8];
+	rd_kafka_vu_t vus[] = {
+		{.vtype = RD_KAFKA_VTYPE_RKT, .u.rkt = rkt},
+		{.vtype = RD_KAFKA_VTYPE_PARTITION, .u.i32 = partition},
+		{.vtype = RD_KAFKA_VTYPE_MSGFLAGS, .u.i = RD_KAFKA_MSG_F_COPY},
+		{.vtype = RD_KAFKA_VTYPE_KEY,
+		.u.mem = {.ptr = (void *) m->key, .size = m->key ? m->keylen : 0}},
+		{.vtype = RD_KAFKA_VTYPE_VALUE,
+		.u.mem = {.ptr = (void *) m->value, .size = m->valuelen}},
+		{.vtype = RD_KAFKA_VTYPE_TIMESTAMP, .u.i64 = m->timestamp_ms},
+		{.vtype = RD_KAFKA_VTYPE_HEADERS, .u.headers = hdrs},
+		{.vtype = RD_KAFKA_VTYPE_OPAQUE, .u.ptr = opaque},
+	};
 	rd_kafka_error_t *error;
 	rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-	size_t		n = 0;
 
-	if (rkt != NULL)
+	if (rkt == NULL)
 	{
-		vus[n].vtype = RD_KAFKA_VTYPE_RKT;
-		vus[n++].u.rkt = rkt;
+		vus[0].vtype = RD_KAFKA_VTYPE_TOPIC;
+		vus[0].u.cstr = m->kafka_topic;
 	}
-	else
-	{
-		vus[n].vtype = RD_KAFKA_VTYPE_TOPIC;
-		vus[n++].u.cstr = m->kafka_topic;
-	}
-	vus[n].vtype = RD_KAFKA_VTYPE_PARTITION;
-	vus[n++].u.i32 = partition;
-	vus[n].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
-	vus[n++].u.i = RD_KAFKA_MSG_F_COPY;
-	vus[n].vtype = RD_KAFKA_VTYPE_KEY;
-	vus[n].u.mem.ptr = (void *) m->key;
-	vus[n++].u.mem.size = m->key ? m->keylen : 0;
-	vus[n].vtype = RD_KAFKA_VTYPE_VALUE;
-	vus[n].u.mem.ptr = (void *) m->value;
-	vus[n++].u.mem.size = m->valuelen;
-	vus[n].vtype = RD_KAFKA_VTYPE_TIMESTAMP;
-	vus[n++].u.i64 = m->timestamp_ms;
-	vus[n].vtype = RD_KAFKA_VTYPE_HEADERS;
-	vus[n++].u.headers = hdrs;
-	vus[n].vtype = RD_KAFKA_VTYPE_OPAQUE;
-	vus[n++].u.ptr = opaque;
-	Assert(n <= lengthof(vus));
-
-	error = rd_kafka_produceva(eb_producer, vus, n);
+	error = rd_kafka_produceva(eb_producer, vus, lengthof(vus));
 	if (error != NULL)
 	{
 		err = rd_kafka_error_code(error);

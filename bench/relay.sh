@@ -59,9 +59,13 @@
 #   EB_BENCH_RELAY_SIZES="100 1000"  value sizes in bytes for the throughput runs
 #   EB_BENCH_RELAY_LATENCY_SIZE=1000 value size in the latency run
 #   EB_BENCH_RELAY_FETCH_WAIT_MS=1  the latency run's consumer's fetch.wait.max.ms
+#   EB_BENCH_RELAY_LINGER_MS=1    linger.ms of the relay (set through
+#                                 eventbus.kafka_properties when not 1) and of kcat
 #   EB_BENCH_RELAY_CLIENTS=16     pgbench clients in the latency run (enough to keep the
 #                                 rate when commits are slow)
 #   EB_BENCH_RELAY_BACKFILL_EVENTS=1000000  retained events the backfill sends
+#   EB_BENCH_RELAY_BACKFILL_BATCH   eventbus.relay_backfill_batch for the backfill
+#                                 (default: the server's, 10000)
 #   EB_BENCH_RELAY_SMOKE=1        smoke run: 20000 events, 1 round, 5 s of latency,
 #                                 100000 events of backfill
 #                                 (also when EB_BENCH_SECONDS < 10, as in bench/run.sh)
@@ -105,6 +109,11 @@ else
 fi
 RATE=${EB_BENCH_RELAY_RATE:-1000}
 SIZES=${EB_BENCH_RELAY_SIZES:-100 1000}
+# the relay's linger.ms is 1; another value is set for the relay (through
+# eventbus.kafka_properties) and for kcat alike
+LINGER_MS=${EB_BENCH_RELAY_LINGER_MS:-1}
+LINGER_CONF=
+[ "$LINGER_MS" = 1 ] || LINGER_CONF="eventbus.kafka_properties = 'linger.ms=$LINGER_MS'"
 LAT_SIZE=${EB_BENCH_RELAY_LATENCY_SIZE:-1000}
 LAT_CLIENTS=${EB_BENCH_RELAY_CLIENTS:-16}
 PARTITIONS=4
@@ -220,7 +229,8 @@ eb_cluster_start "$WORK" "$PORT" \
 	"max_connections = 50" \
 	"track_commit_timestamp = on" \
 	"eventbus.database = 'postgres'" \
-	"eventbus.kafka_brokers = '$BOOTSTRAP'"
+	"eventbus.kafka_brokers = '$BOOTSTRAP'" \
+	${LINGER_CONF:+"$LINGER_CONF"}
 
 psql_q -f "$BENCH_DIR/relay_setup.sql" >/dev/null
 # the relay creates its slot once the extension exists; topics are relayed
@@ -276,7 +286,7 @@ MESSAGE_MAX=$((MAX_EVENT_BYTES + 65536))
 [ "$MESSAGE_MAX" -lt 1000000 ] && MESSAGE_MAX=1000000
 QUEUE_MAX=$((MAX_IN_FLIGHT * 2))
 [ "$QUEUE_MAX" -lt 1000 ] && QUEUE_MAX=1000
-KCAT_PROPS=(-X enable.idempotence=true -X partitioner=murmur2_random -X linger.ms=1
+KCAT_PROPS=(-X enable.idempotence=true -X partitioner=murmur2_random -X linger.ms=$LINGER_MS
 	-X message.timeout.ms=0 -X "queue.buffering.max.messages=$QUEUE_MAX"
 	-X "message.max.bytes=$MESSAGE_MAX" -X client.id=kcat)
 
@@ -616,12 +626,18 @@ fi
 # ---------- backfill ----------
 
 BACKFILL_RATE=
+BACKFILL_BATCH=
 if [ "$HAVE_BACKFILL" = 1 ]; then
 	eb_say "Backfill: publishing $BACKFILL_EVENTS retained events of $(size_label "$BACKFILL_SIZE"), then relay_topic(..., start_at => 'earliest')"
 	relay_enable off
 	set_delivery at_least_once
+	if [ -n "${EB_BENCH_RELAY_BACKFILL_BATCH:-}" ]; then
+		psql_q -c "ALTER SYSTEM SET eventbus.relay_backfill_batch = $EB_BENCH_RELAY_BACKFILL_BATCH" >/dev/null
+	fi
 	relay_enable on
 	[ "$(sql "SELECT bench_relay.wait_relay(false, 60)")" = t ] || { echo "relay bench: the relay is not running" >&2; exit 1; }
+	BACKFILL_BATCH=$(sql "SELECT setting FROM pg_settings WHERE name = 'eventbus.relay_backfill_batch'")
+	log "backfill batch: ${BACKFILL_BATCH:-1000 (fixed)} events"
 	sql "SELECT eventbus.create_topic('bench_backfill', $PARTITIONS)" >/dev/null
 	psql_q -c "CALL bench_relay.fill('bench_backfill', $BACKFILL_SIZE, $BACKFILL_EVENTS)" >/dev/null
 	psql_q -c "CHECKPOINT" >/dev/null
@@ -668,7 +684,7 @@ for s in $SIZES; do
 done
 if [ -n "$BACKFILL_RATE" ]; then
 	say "$(printf '  %-6s %-34s %12.0f  (%s events in %s s)' "$(size_label "$BACKFILL_SIZE")" \
-		"backfill (start_at => 'earliest')" "$BACKFILL_RATE" "$BACKFILL_EVENTS" "$BACKFILL_SECS")"
+		"backfill (start_at => 'earliest')" "$BACKFILL_RATE" "$BACKFILL_EVENTS" "$BACKFILL_SECS")$([ -n "$BACKFILL_BATCH" ] && echo ", batches of $BACKFILL_BATCH")"
 fi
 
 say ""
@@ -814,6 +830,9 @@ if [ "${EB_BENCH_PROFILE:-0}" = 1 ]; then
 				sort -rn | sed -n 1,8p
 			echo "top 25 functions (self):"
 			sed -n 1,25p "$WORK/perf.symbols"
+			echo "top 15 functions of the worker's own thread (decoding, building and handing over messages):"
+			perf report -i "$pdata" --tid "$RELAY_PID" --percentage relative --no-children -g none --sort dso,symbol \
+				--stdio 2>/dev/null | grep -E '^ +[0-9.]+%' | sed 's/ *- *- *$//' | sed -n 1,15p || true
 		} | tee -a "$RESULTS"
 	fi
 fi

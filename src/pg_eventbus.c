@@ -435,6 +435,17 @@ _PG_init(void)
 							0,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("eventbus.relay_backfill_batch",
+							"Events of a backfill the relay sends before it waits for their acknowledgement and saves the backfill's progress.",
+							"At-least-once: after a crash or failed delivery at most this many events of a backfill are sent again.",
+							&eb_relay_backfill_batch,
+							10000,
+							1,
+							1000000,
+							PGC_SIGHUP,
+							0,
+							NULL, NULL, NULL);
+
 	DefineCustomEnumVariable("eventbus.relay_delivery",
 							 "How the relay delivers to Kafka: exactly_once (transactional producer, progress kept in Kafka) or at_least_once.",
 							 NULL,

@@ -115,6 +115,7 @@ extern char *eb_kafka_brokers;
 extern char *eb_kafka_properties;
 extern char *eb_kafka_properties_file;
 extern int	eb_relay_max_in_flight;
+extern int	eb_relay_backfill_batch;
 extern int	eb_relay_delivery;
 extern char *eb_relay_transactional_id;
 extern char *eb_relay_progress_topic;

@@ -35,7 +35,7 @@
  * acknowledged a whole batch (or refused a message for good and its
  * topic's on_error policy was applied), in a transaction of its own, so a
  * backfill survives a restart: at worst the last batch is sent again, with
- * the same event ids.  One batch (at most EB_BACKFILL_BATCH messages, within
+ * the same event ids.  One batch (at most relay_backfill_batch messages, within
  * the worker's in-flight room) is in flight at a time, read below the read
  * horizon as the worker's (superuser) role through the segment registry by
  * OID (read.c), and handed to the producer as a transaction of its own in
@@ -71,8 +71,8 @@
 #include "shmem.h"
 #include "util.h"
 
-/* messages of one batch at most */
-#define EB_BACKFILL_BATCH 1000
+/* messages of one batch at most: eventbus.relay_backfill_batch */
+int			eb_relay_backfill_batch = 10000;
 /* how long a new slot's relay waits for older transactions, at most */
 #define EB_BACKFILL_BARRIER_MS 10000
 /* how often the relay looks for backfill work when there was none */
@@ -744,7 +744,7 @@ eb_backfill_fill(EbBackfillSink *sink, int max_messages)
 	st.reached = false;
 	st.row_cxt = AllocSetContextCreate(CurTransactionContext, "pg_eventbus backfill row",
 									   ALLOCSET_DEFAULT_SIZES);
-	limit = Min(max_messages, EB_BACKFILL_BATCH);
+	limit = Min(max_messages, eb_relay_backfill_batch);
 	batch.old_next = next;
 	batch.active = true;
 	batch_gen++;

@@ -26,7 +26,7 @@ use RelayTest;
 my $mock = RelayTest::MockKafka->start('--topic', 'be:1');
 my $bootstrap = $mock->bootstrap;
 my $node = relay_node('backfill_eos', bootstrap => $bootstrap, start => 1,
-	conf => "eventbus.relay_delivery = 'exactly_once'\n");
+	conf => "eventbus.relay_delivery = 'exactly_once'\neventbus.relay_backfill_batch = 1000\n");
 my $db = 'postgres';
 
 # Checks that a read_committed reader of Kafka topic be sees exactly the
@@ -45,7 +45,7 @@ sub exactly_once
 	is(scalar(@dup), 0, "$what: no duplicate") or diag('duplicates: ' . scalar(@dup));
 }
 
-# 1,500 retained events: two batches
+# 1,500 retained events: two batches (relay_backfill_batch = 1000)
 $node->safe_psql($db, q{
 SELECT eventbus.create_topic('be', 1);
 SELECT count(*) FROM eventbus.publish_batch('be', ARRAY(SELECT jsonb_build_object('i', i) FROM generate_series(1, 1500) i));
@@ -64,6 +64,7 @@ ok(ref $last->{backfill} eq 'ARRAY' && $last->{backfill}[0] == $topic_id && $las
 	'the last progress record names the last batch')
   or diag($progress->[-1]{value});
 my $first = $last->{backfill}[3];
+is($first, 1000, 'the last batch begins after the first 1,000 events (relay_backfill_batch)');
 
 # the state a stop between the Kafka commit and the save leaves
 $node->safe_psql($db, q{ALTER SYSTEM SET eventbus.kafka_brokers = ''});

@@ -18,16 +18,19 @@
  * the launcher has its own database worker, whose latch is in the
  * database's shared entry (shmem.h).
  *
- * Nobody may be listening.  Then a commit marks nothing and wakes nobody:
- * with a thousand topics in use, nearly every commit is its topic's first
- * within an interval, and the worker sent about one NOTIFY per commit (a
- * fifth of a CPU at 10,000 commits a second).  A backend counts itself in
- * eb_shared->listeners before its first LISTEN on an "eventbus." channel
- * runs (ProcessUtility hook) and until it exits; UNLISTEN does not
- * uncount it.  A commit reads the count after it became visible, a
- * listener checks for events after its LISTEN committed: either the commit
- * sees the listener and marks its topic, or the listener's check sees the
- * commit.
+ * Nobody may be listening to a topic.  Then a commit to it marks nothing
+ * and wakes nobody: with a thousand topics in use, nearly every commit is
+ * its topic's first within an interval, and the worker sent about one
+ * NOTIFY per commit (a fifth of a CPU at 10,000 commits a second), also
+ * when the only listener listened to another topic.  Before its first
+ * LISTEN on a channel "eventbus.<topic>" runs (ProcessUtility hook), a
+ * backend counts itself in the listener count of (its database, <topic>)
+ * (eb_listener_count: a fixed array by hash; topics that share an entry
+ * only cost needless notifications), and stays counted until it exits;
+ * UNLISTEN does not uncount it.  A commit reads its topics' counts after it
+ * became visible, a listener checks for events after its LISTEN committed:
+ * either the commit sees the listener and marks its topic, or the
+ * listener's check sees the commit.
  *
  * eventbus.wait() does not need the worker: it prepares to sleep on the
  * topic's condition variable, then checks for events with the latest
@@ -82,6 +85,7 @@ int			eb_notify_interval = 10;
 /* Topics this transaction published to. */
 static EbTopicShared *published[EB_PUBLISHED_MAX];
 static int64 published_uid[EB_PUBLISHED_MAX];
+static pg_atomic_uint32 *published_listeners[EB_PUBLISHED_MAX];
 static int	npublished = 0;
 static bool published_overflow = false;
 
@@ -100,7 +104,10 @@ static HTAB *notified = NULL;
  */
 static bool scanned_all = false;
 static bool pass_running = false;
-static bool listener_counted = false;
+/* the listener counts this backend is counted in, a bit per entry */
+StaticAssertDecl(EB_LISTENER_BUCKETS % 64 == 0, "listener bitmap words");
+static uint64 listener_counted[EB_LISTENER_BUCKETS / 64];
+static bool listener_exit_registered = false;
 
 /* The notification channel of topic t is EB_CHANNEL_PREFIX "t". */
 #define EB_CHANNEL_PREFIX "eventbus."
@@ -124,6 +131,7 @@ eb_notify_record(EbTopic *topic)
 	{
 		published[npublished] = t;
 		published_uid[npublished] = topic->uid;
+		published_listeners[npublished] = eb_listener_count(MyDatabaseId, topic->name);
 		npublished++;
 	}
 	else
@@ -140,7 +148,7 @@ typedef struct EbBitsRef
 
 /*
  * Marks the topic for a notification, in its slot and in the database's
- * bitmap, if mark (someone listens), and wakes its wait()ers.  Returns true
+ * bitmap, if mark (someone may listen to it), and wakes its wait()ers.  Returns true
  * if this call marked it: otherwise it was marked already (the worker knows,
  * and sends the notification when the topic's interval has passed) or mark
  * was false.  The caller issued a memory barrier after its commit became
@@ -192,16 +200,15 @@ eb_notify_xact_end(bool wake)
 	if (wake && eb_shared != NULL && (npublished > 0 || published_overflow))
 	{
 		bool		signalled = false;
-		bool		mark;
 		EbBitsRef	ref = {MyDatabaseId, false, NULL};
 
 		/* the commit (or abort) is visible: order what we read after it */
 		pg_memory_barrier();
-		mark = pg_atomic_read_u32(&eb_shared->listeners) > 0;
 		for (i = 0; i < npublished; i++)
 		{
 			if (published[i]->key.uid == published_uid[i] &&
-				eb_notify_signal(published[i], &ref, mark))
+				eb_notify_signal(published[i], &ref,
+								 pg_atomic_read_u32(published_listeners[i]) > 0))
 				signalled = true;
 		}
 		if (published_overflow)
@@ -246,10 +253,9 @@ eb_notify_database(Oid dboid, bool wake_worker)
 {
 	int			i;
 	EbBitsRef	ref = {dboid, false, NULL};
-	bool		mark;
+	bool		marked = false;
 
 	pg_memory_barrier();
-	mark = pg_atomic_read_u32(&eb_shared->listeners) > 0;
 	for (i = 0; i < eb_shared->max_topics; i++)
 	{
 		EbTopicShared *t = &eb_shared->topics[i];
@@ -259,32 +265,55 @@ eb_notify_database(Oid dboid, bool wake_worker)
 		 * publishers, finding it set, would not wake the worker.
 		 */
 		if (t->in_use && t->initialized && t->key.dboid == dboid)
+		{
+			bool		mark = pg_atomic_read_u32(eb_listener_count(dboid, t->name)) > 0;
+
 			(void) eb_notify_signal(t, &ref, mark);
+			marked |= mark;
+		}
 	}
-	if (wake_worker && mark)
+	if (wake_worker && marked)
 		eb_notify_wake_worker(dboid);
 }
 
 static void
 eb_notify_listener_exit(int code, Datum arg)
 {
-	pg_atomic_fetch_sub_u32(&eb_shared->listeners, 1);
+	int			i;
+
+	for (i = 0; i < EB_LISTENER_BUCKETS; i++)
+	{
+		if (listener_counted[i / 64] & (UINT64CONST(1) << (i % 64)))
+			pg_atomic_fetch_sub_u32(&eb_shared->listeners[i], 1);
+	}
+	memset(listener_counted, 0, sizeof(listener_counted));
 }
 
 /*
- * Called before a LISTEN runs: a backend that listens to an "eventbus."
- * channel counts in eb_shared->listeners until it exits (a full barrier:
- * the count is visible before the LISTEN commits).
+ * Called before a LISTEN runs: a backend that listens to a channel
+ * "eventbus.<topic>" counts in that topic's listener count until it exits
+ * (a full barrier: the count is visible before the LISTEN commits).
  */
 void
 eb_notify_listen(const char *channel)
 {
-	if (listener_counted || eb_shared == NULL || channel == NULL ||
+	pg_atomic_uint32 *count;
+	int			i;
+
+	if (eb_shared == NULL || channel == NULL ||
 		strncmp(channel, EB_CHANNEL_PREFIX, strlen(EB_CHANNEL_PREFIX)) != 0)
 		return;
-	before_shmem_exit(eb_notify_listener_exit, (Datum) 0);
-	listener_counted = true;
-	pg_atomic_fetch_add_u32(&eb_shared->listeners, 1);
+	count = eb_listener_count(MyDatabaseId, channel + strlen(EB_CHANNEL_PREFIX));
+	i = count - eb_shared->listeners;
+	if (listener_counted[i / 64] & (UINT64CONST(1) << (i % 64)))
+		return;
+	if (!listener_exit_registered)
+	{
+		before_shmem_exit(eb_notify_listener_exit, (Datum) 0);
+		listener_exit_registered = true;
+	}
+	listener_counted[i / 64] |= UINT64CONST(1) << (i % 64);
+	pg_atomic_fetch_add_u32(count, 1);
 }
 
 /* The database worker announces itself as the sender of notifications. */

@@ -200,6 +200,7 @@ eb_shmem_size(void)
 	size = add_size(size, hash_estimate_size(eb_max_topics, sizeof(EbTopicMapEntry)));
 	size = add_size(size, hash_estimate_size(eb_max_partitions, sizeof(EbPartMapEntry)));
 	size = add_size(size, mul_size(EB_DB_VERSIONS, sizeof(pg_atomic_uint64)));
+	size = add_size(size, mul_size(EB_LISTENER_BUCKETS, sizeof(pg_atomic_uint32)));
 	size = add_size(size, mul_size(eb_topic_versions(), sizeof(pg_atomic_uint64)));
 	return size;
 }
@@ -325,7 +326,10 @@ eb_shmem_startup(void)
 		eb_shared->notify_bits = (pg_atomic_uint64 *) p;
 		for (i = 0; i < eb_max_databases * eb_shared->notify_words; i++)
 			pg_atomic_init_u64(&eb_shared->notify_bits[i], 0);
-		pg_atomic_init_u32(&eb_shared->listeners, 0);
+		p = ShmemAlloc(mul_size(EB_LISTENER_BUCKETS, sizeof(pg_atomic_uint32)));
+		eb_shared->listeners = (pg_atomic_uint32 *) p;
+		for (i = 0; i < EB_LISTENER_BUCKETS; i++)
+			pg_atomic_init_u32(&eb_shared->listeners[i], 0);
 	}
 
 	memset(&info, 0, sizeof(info));
@@ -1192,6 +1196,19 @@ topic_version_entry(Oid dboid, const char *name)
 
 	h = hash_combine(murmurhash32((uint32) dboid), h);
 	return &eb_shared->topic_versions[h & eb_shared->topic_versions_mask];
+}
+
+/*
+ * The count of backends listening to "eventbus.<name>" in database dboid,
+ * shared with the (database, name) pairs of the same hash.
+ */
+pg_atomic_uint32 *
+eb_listener_count(Oid dboid, const char *name)
+{
+	uint32		h = hash_bytes((const unsigned char *) name, strlen(name));
+
+	h = hash_combine(murmurhash32((uint32) dboid), h);
+	return &eb_shared->listeners[h % EB_LISTENER_BUCKETS];
 }
 
 /* The version of a database's topic list: bumped by changes to it. */

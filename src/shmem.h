@@ -98,6 +98,12 @@ typedef struct EbReg
 /* Entries of the per-database version array (databases share by hash). */
 #define EB_DB_VERSIONS 64
 
+/*
+ * Listener counts, by hash of (database, channel's topic name): channels
+ * that share an entry only cost needless notifications (notify.c).
+ */
+#define EB_LISTENER_BUCKETS 1024
+
 /* Registrations each PGPROC (backend or prepared transaction) always has. */
 #define EB_REGS_PER_PROC 8
 
@@ -204,8 +210,10 @@ typedef struct EbShared
 	int			notify_words;	/* words per database in notify_bits */
 	pg_atomic_uint64 *notify_bits;	/* per entry of dbs, a bit per topic slot:
 									 * notify_pending was set (notify.c) */
-	pg_atomic_uint32 listeners;	/* backends, of any database, that ran LISTEN
-								 * on an "eventbus." channel (notify.c) */
+	pg_atomic_uint32 *listeners;	/* EB_LISTENER_BUCKETS counts: backends
+									 * that ran LISTEN on a channel
+									 * "eventbus.<topic>" of the entry's
+									 * (database, topic) (notify.c) */
 } EbShared;
 
 extern EbShared *eb_shared;
@@ -239,6 +247,7 @@ extern void eb_wake_launcher(void);
 
 extern uint64 eb_db_version(Oid dboid);
 extern void eb_db_version_bump(Oid dboid);
+extern pg_atomic_uint32 *eb_listener_count(Oid dboid, const char *name);
 extern uint64 eb_topic_version(Oid dboid, const char *name);
 extern void eb_topic_version_bump(Oid dboid, const char *name);
 

@@ -168,8 +168,8 @@ $node->safe_psql('postgres', q{ROLLBACK PREPARED 'wake-2'});
 $got = wait_for_notifications($listener, 10);
 is(scalar @$got, 1, 'a notification after ROLLBACK PREPARED');
 
-# Listeners are counted while they are connected: after the last one
-# left, commits mark no topic for the worker; a session that LISTENs later
+# Listeners are counted per topic while they are connected: after the last
+# one of a topic left, commits to it mark nothing for the worker; a session that LISTENs later
 # is notified of what commits after its LISTEN, also when its first LISTEN
 # was rolled back, and also right after the LISTEN commits.
 $listener->quit;
@@ -177,6 +177,23 @@ $node->poll_query_until('postgres',
 	q{SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'}, '0')
   or die 'the listener did not leave';
 $node->safe_psql('postgres', 'CALL burst(20)');
+
+# Counts are per topic: a session that listens to another topic only is
+# not counted for w.  When it then LISTENs to w too, it is counted for w
+# before that LISTEN runs, and is notified of the next commit.
+for my $round (1 .. 3)
+{
+	my $other = $node->background_psql('postgres');
+	$other->query_safe(qq{LISTEN "eventbus.other_$round"});
+	$node->safe_psql('postgres', q{SELECT eventbus.publish('w', '{"n": "another topic listened"}')});
+	usleep(300_000);
+	is(scalar @{ notifications($other) }, 0, "round $round: a listener of another topic hears nothing of w");
+	$other->query_safe(q{LISTEN "eventbus.w"});
+	$node->safe_psql('postgres', q{SELECT eventbus.publish('w', '{"n": "w listened too"}')});
+	$got = wait_for_notifications($other, 10);
+	is(scalar @$got, 1, "round $round: after LISTEN w as well, the next commit to w is notified");
+	$other->quit;
+}
 $listener = $node->background_psql('postgres');
 $listener->query_safe('BEGIN');
 $listener->query_safe('LISTEN "eventbus.w"');

@@ -9,7 +9,10 @@
 #                topics (8 partitions each), N = 1, 100, 1000:
 #                N=1000 / N=1 >= 0.9; and, as PostgreSQL's own floor, plain
 #                INSERTs (simple protocol) into a random one of 1 or 1000
-#                plain tables of a segment table's shape (for information)
+#                plain tables of a segment table's shape (for information);
+#                and N=1000 while one session LISTENs to a topic nobody
+#                publishes to (for information: listeners are counted per
+#                topic, so it should cost nothing)
 #   connections  8 clients publish to one topic while 0, 56 or 192 more
 #                sessions sit idle in transactions holding positions in
 #                other topics (8, 64, 200 connections): 200 / 8 >= 0.9
@@ -321,7 +324,24 @@ if want topics; then
 		add "plain_$n" "plain INSERT, $CLIENTS clients, random one of $n tables" "$n"
 		eval "run_plain_$n() { PGB_MODE=simple PGB_SKIP=$TOPIC_SKIP pgb \"\$1\" \"$TOPIC_SECS\" \"$CLIENTS\" \"$BENCH_DIR/scale_plain.sql\" ntopics=$n; }"
 	done
-	sweep "Topics" topics_1 "topics_$MID" "topics_$NTOPICS" plain_1 "plain_$NTOPICS"
+	# N topics while one session listens to another topic
+	add topics_listen "publish, $CLIENTS clients, random one of $NTOPICS topics, 1 LISTEN elsewhere" "$NTOPICS"
+	run_topics_listen() {
+		local ready="$WORK/lsub.ready" pid
+		STOP_FILE="$WORK/lsub.stop"
+		rm -f "$ready" "$STOP_FILE"
+		driver subscribers --dsn "$DSN" --kind notify-only --topic scale_pub --listeners 1 --waiters 0 \
+			--ready "$ready" --stop "$STOP_FILE" --stats "$WORK/lsub.json" \
+			--max-seconds $((TOPIC_SECS * 3 + 120)) >"$WORK/lsub.out" 2>&1 &
+		pid=$!
+		BG_PIDS+=("$pid")
+		wait_file "$ready" "$pid" "the subscriber" || { cat "$WORK/lsub.out" >&2; return 1; }
+		PGB_SKIP=$TOPIC_SKIP pgb "$1" "$TOPIC_SECS" "$CLIENTS" "$BENCH_DIR/scale_publish.sql" ntopics="$NTOPICS"
+		as_user touch "$STOP_FILE"
+		wait "$pid" || { cat "$WORK/lsub.out" >&2; return 1; }
+		STOP_FILE=
+	}
+	sweep "Topics" topics_1 "topics_$MID" "topics_$NTOPICS" plain_1 "plain_$NTOPICS" topics_listen
 fi
 
 # ---------- connections: idle sessions holding positions elsewhere ----------
@@ -591,7 +611,7 @@ say ""
 say "load average at end: $(cut -d' ' -f1-3 /proc/loadavg), $(other_servers)"
 if want topics; then
 	table "Topics: publish, $CLIENTS clients, each transaction to a random one of N topics (8 partitions each)" \
-		topics_1 "topics_$MID" "topics_$NTOPICS" plain_1 "plain_$NTOPICS"
+		topics_1 "topics_$MID" "topics_$NTOPICS" plain_1 "plain_$NTOPICS" topics_listen
 	plot topics "topics (N)" "publish to a random one of N topics, 8 clients" topics_1 "topics_$MID" "topics_$NTOPICS"
 fi
 if want connections; then
@@ -617,6 +637,7 @@ say "Ratios and targets"
 want topics && ratio "topics: N=$NTOPICS / N=1" "topics_$NTOPICS" topics_1 0.9
 want topics && ratio "topics: N=$MID / N=1 (for information; target 0)" "topics_$MID" topics_1 0
 want topics && ratio "plain INSERT: N=$NTOPICS / N=1 tables (PostgreSQL's floor; target 0)" "plain_$NTOPICS" plain_1 0
+want topics && ratio "topics: N=$NTOPICS, 1 LISTEN elsewhere / none (target 0)" topics_listen "topics_$NTOPICS" 0
 want connections && ratio "connections: 200 / 8" conn_200 conn_8 0.9
 want connections && ratio "connections: 64 / 8 (for information; target 0)" conn_64 conn_8 0
 want rotation && ratio "rotation: $NTOPICS rotating / none" rot_1000 rot_none 0.95

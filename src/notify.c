@@ -266,7 +266,11 @@ eb_notify_database(Oid dboid, bool wake_worker)
 		 */
 		if (t->in_use && t->initialized && t->key.dboid == dboid)
 		{
-			bool		mark = pg_atomic_read_u32(eb_listener_count(dboid, t->name)) > 0;
+			bool		mark;
+
+			/* name is written before initialized is set (position.c) */
+			pg_read_barrier();
+			mark = pg_atomic_read_u32(eb_listener_count(dboid, t->name)) > 0;
 
 			(void) eb_notify_signal(t, &ref, mark);
 			marked |= mark;

@@ -347,6 +347,8 @@ eb_topic_state(EbTopic *topic)
 			t->seg_relid = cur->relid;
 			t->seg_no = cur->seg_no;
 			strlcpy(t->name, topic->name, NAMEDATALEN);
+			/* eb_notify_database reads name after initialized, unlocked */
+			pg_write_barrier();
 			t->initialized = true;
 		}
 		LWLockRelease(&t->lock);

@@ -73,6 +73,16 @@
 
 /* messages of one batch at most: eventbus.relay_backfill_batch */
 int			eb_relay_backfill_batch = 10000;
+
+/*
+ * Bytes (values and keys) of one batch at most, whatever
+ * relay_backfill_batch says: under exactly-once a batch is one Kafka
+ * transaction, which must be delivered and committed within
+ * transaction.timeout.ms (60 s), and a batch larger than the producer's
+ * queue (queue.buffering.max.kbytes, 1 GiB) blocks eb_relay_send() inside
+ * the batch's transaction until Kafka takes the rest.
+ */
+#define EB_BACKFILL_BATCH_BYTES ((int64) 64 * 1024 * 1024)
 /* how long a new slot's relay waits for older transactions, at most */
 #define EB_BACKFILL_BARRIER_MS 10000
 /* how often the relay looks for backfill work when there was none */
@@ -106,7 +116,9 @@ typedef struct EbFillState
 	int64		stop_at;		/* Min(handover, horizon) */
 	int64		last;
 	int64		sent;
+	int64		bytes;			/* of the messages sent */
 	bool		reached;
+	bool		full;			/* stopped at EB_BACKFILL_BATCH_BYTES */
 	MemoryContext row_cxt;
 } EbFillState;
 
@@ -525,15 +537,23 @@ eb_backfill_emit(void *arg, EbTopic *topic, TupleTableSlot *slot)
 		st->reached = true;
 		return EB_EMIT_STOP;
 	}
+	if (st->sent > 0 && st->bytes >= EB_BACKFILL_BATCH_BYTES)
+	{
+		/* not taken: the next batch begins with it */
+		st->full = true;
+		return EB_EMIT_STOP;
+	}
 	old = MemoryContextSwitchTo(st->row_cxt);
-	batch.sent++;
 	{
 		EbRelayMessage m;
 
+		/* counted only when sent: the batch waits for as many acks */
 		if (eb_relay_stored_message(st->target, slot, &m))
 		{
+			batch.sent++;
 			m.on_ack = eb_backfill_acked;
 			m.on_ack_arg = (void *) (uintptr_t) batch_gen;
+			st->bytes += m.valuelen + m.keylen;
 			eb_relay_send(&m);
 		}
 	}
@@ -741,7 +761,9 @@ eb_backfill_fill(EbBackfillSink *sink, int max_messages)
 	st.stop_at = Min(handover, horizon);
 	st.last = next - 1;
 	st.sent = 0;
+	st.bytes = 0;
 	st.reached = false;
+	st.full = false;
 	st.row_cxt = AllocSetContextCreate(CurTransactionContext, "pg_eventbus backfill row",
 									   ALLOCSET_DEFAULT_SIZES);
 	limit = Min(max_messages, eb_relay_backfill_batch);
@@ -754,8 +776,11 @@ eb_backfill_fill(EbBackfillSink *sink, int max_messages)
 							 GetActiveSnapshot(), eb_backfill_emit, &st);
 	eb_relay_txn_commit(sink->read_lsn, GetCurrentTimestamp());
 
-	/* fewer than the limit: every position below stop_at was visited */
-	if (st.reached || st.sent < limit)
+	/*
+	 * Fewer than the limit, not stopped by the byte bound: every position
+	 * below stop_at was visited
+	 */
+	if (!st.full && (st.reached || st.sent < limit))
 		batch.new_next = Max(st.stop_at, next);
 	else
 		batch.new_next = st.last + 1;

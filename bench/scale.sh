@@ -226,6 +226,26 @@ wait_file() {
 	return 1
 }
 
+# listeners_start NAME N: N sessions of bench/wakeups_driver.py LISTENing to
+# scale_pub (no polling), returning once they listen; listeners_stop NAME
+# ends them.
+listeners_start() {
+	local ready="$WORK/$1.ready" longest=$((SECS > TOPIC_SECS ? SECS : TOPIC_SECS))
+	STOP_FILE="$WORK/$1.stop"
+	rm -f "$ready" "$STOP_FILE"
+	driver subscribers --dsn "$DSN" --kind notify-only --topic scale_pub --listeners "$2" --waiters 0 \
+		--ready "$ready" --stop "$STOP_FILE" --stats "$WORK/$1.json" \
+		--max-seconds $((longest * 3 + 120)) >"$WORK/$1.out" 2>&1 &
+	LISTENERS_PID=$!
+	BG_PIDS+=("$LISTENERS_PID")
+	wait_file "$ready" "$LISTENERS_PID" "the listening sessions" || { cat "$WORK/$1.out" >&2; return 1; }
+}
+listeners_stop() {
+	as_user touch "$STOP_FILE"
+	wait "$LISTENERS_PID" || { cat "$WORK/$1.out" >&2; return 1; }
+	STOP_FILE=
+}
+
 # Contenders: label, x value of the plot, and a function "run_<id> OUT" that
 # sets TPS_RUN (and INFO_RUN, shown after the figure).
 declare -A LABEL XVAL TPS INFO MED
@@ -327,19 +347,9 @@ if want topics; then
 	# N topics while one session listens to another topic
 	add topics_listen "publish, $CLIENTS clients, random one of $NTOPICS topics, 1 LISTEN elsewhere" "$NTOPICS"
 	run_topics_listen() {
-		local ready="$WORK/lsub.ready" pid
-		STOP_FILE="$WORK/lsub.stop"
-		rm -f "$ready" "$STOP_FILE"
-		driver subscribers --dsn "$DSN" --kind notify-only --topic scale_pub --listeners 1 --waiters 0 \
-			--ready "$ready" --stop "$STOP_FILE" --stats "$WORK/lsub.json" \
-			--max-seconds $((TOPIC_SECS * 3 + 120)) >"$WORK/lsub.out" 2>&1 &
-		pid=$!
-		BG_PIDS+=("$pid")
-		wait_file "$ready" "$pid" "the subscriber" || { cat "$WORK/lsub.out" >&2; return 1; }
+		listeners_start lsub 1 || return 1
 		PGB_SKIP=$TOPIC_SKIP pgb "$1" "$TOPIC_SECS" "$CLIENTS" "$BENCH_DIR/scale_publish.sql" ntopics="$NTOPICS"
-		as_user touch "$STOP_FILE"
-		wait "$pid" || { cat "$WORK/lsub.out" >&2; return 1; }
-		STOP_FILE=
+		listeners_stop lsub
 	}
 	sweep "Topics" topics_1 "topics_$MID" "topics_$NTOPICS" plain_1 "plain_$NTOPICS" topics_listen
 fi
@@ -439,15 +449,7 @@ if want wakeups; then
 	}
 	run_wake_none() { pgb "$1" "$SECS" "$CLIENTS" "$BENCH_DIR/scale_publish.sql" ntopics=0; }
 	run_wake_listen() {
-		local ready="$WORK/subs.ready" pid
-		STOP_FILE="$WORK/subs.stop"
-		rm -f "$ready" "$STOP_FILE"
-		driver subscribers --dsn "$DSN" --kind notify-only --topic scale_pub --listeners 6 --waiters 0 \
-			--ready "$ready" --stop "$STOP_FILE" --stats "$WORK/subs.json" \
-			--max-seconds $((SECS * 3 + 120)) >"$WORK/subs.out" 2>&1 &
-		pid=$!
-		BG_PIDS+=("$pid")
-		wait_file "$ready" "$pid" "the subscribers" || { cat "$WORK/subs.out" >&2; return 1; }
+		listeners_start subs 6 || return 1
 		# the subscribers' own CPU (the Python driver and the 6 listening
 		# backends) while pgbench runs: on this machine it comes out of the
 		# producers' share
@@ -456,9 +458,7 @@ if want wakeups; then
 		t0=$(cpu_ticks $procs)
 		pgb "$1" "$SECS" "$CLIENTS" "$BENCH_DIR/scale_publish.sql" ntopics=0
 		t1=$(cpu_ticks $procs)
-		as_user touch "$STOP_FILE"
-		wait "$pid" || { cat "$WORK/subs.out" >&2; return 1; }
-		STOP_FILE=
+		listeners_stop subs || return 1
 		INFO_RUN="$(tail -1 "$WORK/subs.out"); subscribers' CPU $(awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" -v s="$SECS" -v n="$(nproc)" \
 			'BEGIN {printf "%.1f %% of the machine", 100 * t / hz / s / n}')"
 	}

@@ -226,6 +226,20 @@ wait_file() {
 	return 1
 }
 
+# bg_ready PID READY WHAT OUT: a background process (stopped at exit, see
+# cleanup) that creates the file READY once it is ready; OUT is shown if it
+# never does.  bg_stop PID OUT: creates STOP_FILE, which tells it to end,
+# and waits for it.
+bg_ready() {
+	BG_PIDS+=("$1")
+	wait_file "$2" "$1" "$3" || { cat "$4" >&2; return 1; }
+}
+bg_stop() {
+	as_user touch "$STOP_FILE"
+	wait "$1" || { cat "$2" >&2; return 1; }
+	STOP_FILE=
+}
+
 # listeners_start NAME N: N sessions of bench/wakeups_driver.py LISTENing to
 # scale_pub (no polling), returning once they listen; listeners_stop NAME
 # ends them.
@@ -237,14 +251,9 @@ listeners_start() {
 		--ready "$ready" --stop "$STOP_FILE" --stats "$WORK/$1.json" \
 		--max-seconds $((longest * 3 + 120)) >"$WORK/$1.out" 2>&1 &
 	LISTENERS_PID=$!
-	BG_PIDS+=("$LISTENERS_PID")
-	wait_file "$ready" "$LISTENERS_PID" "the listening sessions" || { cat "$WORK/$1.out" >&2; return 1; }
+	bg_ready "$LISTENERS_PID" "$ready" "the listening sessions" "$WORK/$1.out"
 }
-listeners_stop() {
-	as_user touch "$STOP_FILE"
-	wait "$LISTENERS_PID" || { cat "$WORK/$1.out" >&2; return 1; }
-	STOP_FILE=
-}
+listeners_stop() { bg_stop "$LISTENERS_PID" "$WORK/$1.out"; }
 
 # Contenders: label, x value of the plot, and a function "run_<id> OUT" that
 # sets TPS_RUN (and INFO_RUN, shown after the figure).
@@ -380,14 +389,9 @@ idle_start() {
 		    c.close()
 	EOF
 	IDLE_PID=$!
-	BG_PIDS+=("$IDLE_PID")
-	wait_file "$ready" "$IDLE_PID" "the idle sessions" || { cat "$WORK/idle.out" >&2; return 1; }
+	bg_ready "$IDLE_PID" "$ready" "the idle sessions" "$WORK/idle.out"
 }
-idle_stop() {
-	as_user touch "$STOP_FILE"
-	wait "$IDLE_PID" || { cat "$WORK/idle.out" >&2; return 1; }
-	STOP_FILE=
-}
+idle_stop() { bg_stop "$IDLE_PID" "$WORK/idle.out"; }
 if want connections; then
 	for c in 8 64 200; do
 		add "conn_$c" "publish, $CLIENTS clients of $c connections ($((c - CLIENTS)) idle in xact)" "$c"

@@ -104,9 +104,8 @@ static HTAB *notified = NULL;
  */
 static bool scanned_all = false;
 static bool pass_running = false;
-/* the listener counts this backend is counted in, a bit per entry */
-StaticAssertDecl(EB_LISTENER_BUCKETS % 64 == 0, "listener bitmap words");
-static uint64 listener_counted[EB_LISTENER_BUCKETS / 64];
+/* the entries of eb_shared->listeners this backend is counted in */
+static bool listener_counted[EB_LISTENER_BUCKETS];
 static bool listener_exit_registered = false;
 
 /* The notification channel of topic t is EB_CHANNEL_PREFIX "t". */
@@ -287,10 +286,10 @@ eb_notify_listener_exit(int code, Datum arg)
 
 	for (i = 0; i < EB_LISTENER_BUCKETS; i++)
 	{
-		if (listener_counted[i / 64] & (UINT64CONST(1) << (i % 64)))
+		if (listener_counted[i])
 			pg_atomic_fetch_sub_u32(&eb_shared->listeners[i], 1);
+		listener_counted[i] = false;
 	}
-	memset(listener_counted, 0, sizeof(listener_counted));
 }
 
 /*
@@ -309,14 +308,14 @@ eb_notify_listen(const char *channel)
 		return;
 	count = eb_listener_count(MyDatabaseId, channel + strlen(EB_CHANNEL_PREFIX));
 	i = count - eb_shared->listeners;
-	if (listener_counted[i / 64] & (UINT64CONST(1) << (i % 64)))
+	if (listener_counted[i])
 		return;
 	if (!listener_exit_registered)
 	{
 		before_shmem_exit(eb_notify_listener_exit, (Datum) 0);
 		listener_exit_registered = true;
 	}
-	listener_counted[i / 64] |= UINT64CONST(1) << (i % 64);
+	listener_counted[i] = true;
 	pg_atomic_fetch_add_u32(count, 1);
 }
 

@@ -1189,13 +1189,18 @@ db_version_entry(Oid dboid)
 	return &eb_shared->db_versions[murmurhash32((uint32) dboid) % EB_DB_VERSIONS];
 }
 
+/* The hash of a topic name in a database: topic versions, listener counts. */
+static inline uint32
+db_name_hash(Oid dboid, const char *name)
+{
+	return hash_combine(murmurhash32((uint32) dboid),
+						hash_bytes((const unsigned char *) name, strlen(name)));
+}
+
 static inline pg_atomic_uint64 *
 topic_version_entry(Oid dboid, const char *name)
 {
-	uint32		h = hash_bytes((const unsigned char *) name, strlen(name));
-
-	h = hash_combine(murmurhash32((uint32) dboid), h);
-	return &eb_shared->topic_versions[h & eb_shared->topic_versions_mask];
+	return &eb_shared->topic_versions[db_name_hash(dboid, name) & eb_shared->topic_versions_mask];
 }
 
 /*
@@ -1205,10 +1210,7 @@ topic_version_entry(Oid dboid, const char *name)
 pg_atomic_uint32 *
 eb_listener_count(Oid dboid, const char *name)
 {
-	uint32		h = hash_bytes((const unsigned char *) name, strlen(name));
-
-	h = hash_combine(murmurhash32((uint32) dboid), h);
-	return &eb_shared->listeners[h % EB_LISTENER_BUCKETS];
+	return &eb_shared->listeners[db_name_hash(dboid, name) % EB_LISTENER_BUCKETS];
 }
 
 /* The version of a database's topic list: bumped by changes to it. */

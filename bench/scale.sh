@@ -451,20 +451,36 @@ if want wakeups; then
 		done
 		echo "$sum"
 	}
-	run_wake_none() { pgb "$1" "$SECS" "$CLIENTS" "$BENCH_DIR/scale_publish.sql" ntopics=0; }
+	# share TICKS: clock ticks over one run as a share of the machine
+	share() {
+		awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v s="$SECS" -v n="$(nproc)" \
+			'BEGIN {printf "%.1f %% of the machine", 100 * t / hz / s / n}'
+	}
+	# the database worker, which sends the coalesced NOTIFYs
+	db_worker() { psql_at -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_eventbus worker' AND datname = current_database()"; }
+	run_wake_none() {
+		local w t0 t1
+		w=$(db_worker)
+		t0=$(cpu_ticks $w)
+		pgb "$1" "$SECS" "$CLIENTS" "$BENCH_DIR/scale_publish.sql" ntopics=0
+		t1=$(cpu_ticks $w)
+		INFO_RUN="database worker's CPU $(share $((t1 - t0)))"
+	}
 	run_wake_listen() {
 		listeners_start subs 6 || return 1
 		# the subscribers' own CPU (the Python driver and the 6 listening
-		# backends) while pgbench runs: on this machine it comes out of the
-		# producers' share
-		local procs t0 t1
+		# backends) and the database worker's (it sends the NOTIFYs) while
+		# pgbench runs: on this machine they come out of the producers' share
+		local procs w t0 t1 w0 w1
 		procs="$(pgrep -f wakeups_driver.py | tr '\n' ' ') $(psql_at -c "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE query LIKE 'LISTEN %'")"
+		w=$(db_worker)
 		t0=$(cpu_ticks $procs)
+		w0=$(cpu_ticks $w)
 		pgb "$1" "$SECS" "$CLIENTS" "$BENCH_DIR/scale_publish.sql" ntopics=0
 		t1=$(cpu_ticks $procs)
+		w1=$(cpu_ticks $w)
 		listeners_stop subs || return 1
-		INFO_RUN="$(tail -1 "$WORK/subs.out"); subscribers' CPU $(awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" -v s="$SECS" -v n="$(nproc)" \
-			'BEGIN {printf "%.1f %% of the machine", 100 * t / hz / s / n}')"
+		INFO_RUN="$(tail -1 "$WORK/subs.out"); subscribers' CPU $(share $((t1 - t0))), database worker's CPU $(share $((w1 - w0)))"
 	}
 	sweep "Wake-ups, producer throughput" wake_none wake_listen
 

@@ -127,13 +127,16 @@ SELECT position = :new_pos AS same FROM eventbus_data."pub$1" WHERE idempotency_
 RESET enable_seqscan;
 SELECT value FROM eventbus.read('pub', 0, max_events => 1000) WHERE value ? 'after';
 -- an index of anyone else (only a superuser can add one) is not maintained
--- in silence: publishing refuses the segment
+-- in silence: publishing refuses the segment (this session published to it
+-- before: what it knew of the segment's indexes is forgotten)
 CREATE INDEX pub_event_id ON eventbus_data."pub$1" (event_id);
 SELECT eventbus.publish('pub', '{"indexed": 1}', partition => 0);
 DROP INDEX eventbus_data.pub_event_id;
+SELECT count(*) FROM eventbus.publish('pub', '{"indexed": 0}', partition => 0);
 
 -- a topic table whose columns were altered is refused, not trusted
 SELECT eventbus.create_topic('altered');
+SELECT count(*) FROM eventbus.publish('altered', '{"before": "alter"}');
 ALTER TABLE eventbus_data.altered ALTER COLUMN position TYPE text;
 SELECT eventbus.publish('altered', '{}');
 SELECT * FROM eventbus.read('altered', 0);

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * catalog.c
- *	  pg_eventbus's own tables (eventbus.topic, eventbus.segment) and a
- *	  backend-local cache of them.
+ *	  pg_eventbus's own tables (eventbus.topic, eventbus.segment, and the
+ *	  schema versions of eventbus.topic_schema) and a backend-local cache
+ *	  of them.
  *
  * The cache is keyed by topic name.  An entry is valid while two versions
  * in shared memory (shmem.c) are unchanged: its database's, bumped after a
@@ -49,17 +50,18 @@
 #include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
-#include "pg_eventbus.h"
+#include "settings.h"
 #include "catalog.h"
 #include "compat.h"
-#include "schema.h"
 #include "shmem.h"
+#include "util.h"
 
 static HTAB *topic_cache = NULL;
 static MemoryContext topic_cache_cxt = NULL;
@@ -319,6 +321,92 @@ eb_catalog_index(Relation rel, AttrNumber attnum)
 	}
 	list_free(indexes);
 	return found;
+}
+
+static Oid
+eb_schema_table(void)
+{
+	Oid			nsp = eb_schema_oid(true);
+
+	return OidIsValid(nsp) ? get_relname_relid("topic_schema", nsp) : InvalidOid;
+}
+
+/*
+ * Scans eventbus.topic_schema for one topic (as the caller: nothing is
+ * evaluated).  With version > 0, returns a copy of that version's schema;
+ * otherwise sets *current to the highest version not dropped and *xmin to
+ * the inserting transaction of its row.
+ */
+Jsonb *
+eb_topic_schema_scan(int32 topic_id, int32 version, Snapshot snap, int32 *current,
+					 TransactionId *xmin)
+{
+	Oid			relid = eb_schema_table();
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	AttrNumber	a_id;
+	AttrNumber	a_version;
+	AttrNumber	a_schema;
+	AttrNumber	a_dropped;
+	Jsonb	   *result = NULL;
+
+	if (current)
+	{
+		*current = 0;
+		*xmin = InvalidTransactionId;
+	}
+	if (!OidIsValid(relid))
+		return NULL;
+	a_id = get_attnum(relid, "topic_id");
+	a_version = get_attnum(relid, "version");
+	a_schema = get_attnum(relid, "schema");
+	a_dropped = get_attnum(relid, "dropped_at");
+	if (a_id == InvalidAttrNumber || a_version == InvalidAttrNumber ||
+		a_schema == InvalidAttrNumber || a_dropped == InvalidAttrNumber)
+		elog(ERROR, "eventbus.topic_schema lacks a column");
+
+	rel = table_open(relid, AccessShareLock);
+	desc = RelationGetDescr(rel);
+	scan = eb_table_beginscan(rel, snap, 0, NULL);
+	while ((tup = heap_getnext(scan, ForwardScanDirection)) != NULL)
+	{
+		bool		isnull;
+		int32		v;
+
+		if (DatumGetInt32(heap_getattr(tup, a_id, desc, &isnull)) != topic_id)
+			continue;
+		v = DatumGetInt32(heap_getattr(tup, a_version, desc, &isnull));
+		if (version > 0)
+		{
+			if (v == version)
+			{
+				result = DatumGetJsonbPCopy(heap_getattr(tup, a_schema, desc, &isnull));
+				break;
+			}
+			continue;
+		}
+		(void) heap_getattr(tup, a_dropped, desc, &isnull);
+		if (isnull && v > *current)
+		{
+			*current = v;
+			*xmin = HeapTupleHeaderGetXmin(tup->t_data);
+		}
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return result;
+}
+
+/* The topic's current schema version (0 if none) and its row's xmin, as of snap. */
+static int32
+eb_schema_current_version(int32 topic_id, Snapshot snap, TransactionId *xmin)
+{
+	int32		current;
+
+	(void) eb_topic_schema_scan(topic_id, 0, snap, &current, xmin);
+	return current;
 }
 
 /*

@@ -9,6 +9,7 @@
 #define EB_CATALOG_H
 
 #include "executor/spi.h"
+#include "utils/jsonb.h"
 #include "utils/snapshot.h"
 
 #include "privileged.h"
@@ -52,6 +53,8 @@ extern Oid	eb_catalog_relid(const char *name);
 extern bool eb_catalog_has(const char *name);
 extern Oid	eb_extension_owner(void);
 extern int64 *eb_int8_array_values(Datum d, int *n);
+extern Jsonb *eb_topic_schema_scan(int32 topic_id, int32 version, Snapshot snap,
+								   int32 *current, TransactionId *xmin);
 
 extern EbTopicShared *eb_topic_shared(Oid dboid, int64 uid, bool create);
 extern EbPartShared *eb_part_shared(Oid dboid, int64 uid, int32 partition, bool create);

@@ -58,7 +58,7 @@
 #include "utils/uuid.h"
 #include "utils/tuplestore.h"
 
-#include "pg_eventbus.h"
+#include "settings.h"
 #include "stats.h"
 #include "catalog.h"
 #include "group.h"

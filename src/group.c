@@ -40,7 +40,7 @@
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
-#include "pg_eventbus.h"
+#include "settings.h"
 #include "compat.h"
 #include "catalog.h"
 #include "group.h"

@@ -63,7 +63,7 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
-#include "pg_eventbus.h"
+#include "settings.h"
 #include "compat.h"
 #include "relay.h"
 #include "shmem.h"

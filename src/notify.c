@@ -63,7 +63,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "pg_eventbus.h"
+#include "settings.h"
 #include "compat.h"
 #include "catalog.h"
 #include "group.h"
@@ -227,20 +227,10 @@ static void
 eb_notify_wake_worker(Oid dboid)
 {
 	EbDbShared *d = eb_db_shared(dboid, false);
-	Latch	   *latch;
 
-	if (d == NULL)
-		return;
-
-	/*
-	 * Read without dbs_lock, which every waking commit of every database
-	 * would take: a pointer is read atomically, and a latch of a worker that
-	 * has just exited is a PGPROC's own latch, which setting only wakes
-	 * nobody (as after reading it under the lock).
-	 */
-	latch = ((volatile EbDbShared *) d)->notify_latch;
-	if (latch != NULL)
-		SetLatch(latch);
+	/* without dbs_lock, which every waking commit of every database would take */
+	if (d != NULL)
+		eb_set_published_latch(&d->notify_latch);
 }
 
 /*

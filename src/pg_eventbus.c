@@ -17,7 +17,7 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 
-#include "pg_eventbus.h"
+#include "settings.h"
 #include "compat.h"
 #include "stats.h"
 #include "catalog.h"
@@ -30,15 +30,6 @@
 #include "worker.h"
 
 PG_MODULE_MAGIC;
-
-char	   *eb_database = NULL;
-int			eb_max_topics = 1024;
-int			eb_max_partitions = 16384;
-int			eb_max_databases = 32;
-int			eb_max_topics_per_database = -1;
-int			eb_max_partitions_per_database = -1;
-int			eb_max_event_size = 999424;
-int			eb_maintenance_naptime = 10000;
 
 void		_PG_init(void);
 

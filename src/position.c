@@ -61,7 +61,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "pg_eventbus.h"
+#include "settings.h"
 #include "compat.h"
 #include "catalog.h"
 #include "position.h"

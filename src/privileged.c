@@ -69,7 +69,7 @@
 #include "utils/resowner.h"
 #include "utils/syscache.h"
 
-#include "pg_eventbus.h"
+#include "settings.h"
 #include "catalog.h"
 #include "privileged.h"
 #include "util.h"

@@ -34,6 +34,7 @@
 #include "access/xact.h"
 #include "catalog/index.h"
 #include "catalog/pg_am.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
@@ -51,6 +52,8 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -61,7 +64,7 @@
 #include "utils/tuplestore.h"
 #include "utils/uuid.h"
 
-#include "pg_eventbus.h"
+#include "settings.h"
 #include "stats.h"
 #include "compat.h"
 #include "catalog.h"
@@ -465,31 +468,115 @@ eb_is_idem_predicate(HeapTuple indtup)
 }
 
 /*
- * Opens the indexes of a segment that publishing maintains: its primary key
- * (partition, position) and its partial index on idempotency_key, by OID,
- * recognized from their pg_index rows (a REINDEX CONCURRENTLY may add a
- * copy of either for a while).  Anything else that INSERT would evaluate or
- * enforce (another index, a trigger, a rule, row security, a CHECK
- * constraint) makes publishing refuse: it would be ignored otherwise, and
- * evaluating it could run code of whoever wrote it.
+ * The indexes of segments this backend published to, as validated by
+ * eb_segment_index_set: their OIDs and which of the two each is.  What is
+ * cached cannot change without a relcache invalidation of the segment
+ * table, which drops its entry: its columns (ALTER TABLE), its list of
+ * indexes (CREATE INDEX, DROP INDEX, REINDEX CONCURRENTLY's copies) and
+ * what each index is (an index's keys, predicate, uniqueness, access
+ * method and operator families never change under its OID).  Whether an
+ * index is ready for inserts can change without one: it is read from the
+ * index's own relcache entry at every publish, as core's executor does.
  */
-static void
-eb_open_segment_indexes(Relation rel, EbPublishIndexes *out)
+#define EB_MAX_SEGMENT_INDEX_SET 16
+typedef struct EbSegmentIndexSet
 {
+	Oid			relid;			/* hash key: the segment table */
+	int			n;
+	Oid			oid[EB_MAX_SEGMENT_INDEX_SET];
+	bool		is_idem[EB_MAX_SEGMENT_INDEX_SET];
+} EbSegmentIndexSet;
+
+static HTAB *segment_index_sets = NULL;
+
+static void
+eb_segment_index_sets_invalidate(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS seq;
+	EbSegmentIndexSet *e;
+
+	if (segment_index_sets == NULL)
+		return;
+	if (OidIsValid(relid))
+	{
+		(void) hash_search(segment_index_sets, &relid, HASH_REMOVE, NULL);
+		return;
+	}
+	hash_seq_init(&seq, segment_index_sets);
+	while ((e = hash_seq_search(&seq)) != NULL)
+		(void) hash_search(segment_index_sets, &e->relid, HASH_REMOVE, NULL);
+}
+
+/*
+ * Is the index a built-in btree whose key columns all use built-in operator
+ * families?  Anything else could run code of whoever wrote it.
+ */
+static bool
+eb_index_is_builtin_btree(Oid indexoid, HeapTuple indtup, int nkeys)
+{
+	HeapTuple	classtup = SearchSysCache1(RELOID, ObjectIdGetDatum(indexoid));
+	bool		ok;
+	bool		isnull;
+	Datum		d;
+	oidvector  *indclass;
+	int			i;
+
+	if (!HeapTupleIsValid(classtup))
+		elog(ERROR, "cache lookup failed for relation %u", indexoid);
+	ok = ((Form_pg_class) GETSTRUCT(classtup))->relam == BTREE_AM_OID;
+	ReleaseSysCache(classtup);
+	d = SysCacheGetAttr(INDEXRELID, indtup, Anum_pg_index_indclass, &isnull);
+	if (isnull)
+		return false;
+	indclass = (oidvector *) DatumGetPointer(d);
+	for (i = 0; ok && i < nkeys; i++)
+		ok = get_opclass_family(indclass->values[i]) < FirstNormalObjectId;
+	return ok;
+}
+
+/*
+ * The indexes publishing maintains on a segment, validated once per
+ * relcache version of the table (see EbSegmentIndexSet): its primary key
+ * (partition, position) and its partial index on idempotency_key,
+ * recognized from their pg_index rows (a REINDEX CONCURRENTLY may add a
+ * copy of either for a while), built-in btrees with built-in operator
+ * families.  Any other index makes publishing refuse: it would be ignored
+ * otherwise, and evaluating it could run code of whoever wrote it.  Also
+ * checks the table's columns.
+ */
+static EbSegmentIndexSet *
+eb_segment_index_set(Relation rel)
+{
+	Oid			relid = RelationGetRelid(rel);
+	EbSegmentIndexSet *set;
+	EbSegmentIndexSet scratch_set;
+	EbSegment	scratch;
 	List	   *indexes;
 	ListCell   *lc;
-	int			npk = 0;
+	bool		found;
 
-	if (rel->trigdesc != NULL && rel->trigdesc->numtriggers > 0)
-		eb_refuse_segment(rel, "trigger", rel->trigdesc->triggers[0].tgname);
-	if (rel->rd_rules != NULL)
-		eb_refuse_segment(rel, "rules", NULL);
-	if (rel->rd_rel->relrowsecurity || rel->rd_rel->relforcerowsecurity)
-		eb_refuse_segment(rel, "row security enabled", NULL);
-	if (rel->rd_att->constr != NULL && rel->rd_att->constr->num_check > 0)
-		eb_refuse_segment(rel, "check constraint", rel->rd_att->constr->check[0].ccname);
+	if (segment_index_sets == NULL)
+	{
+		HASHCTL		ctl;
 
-	out->n = 0;
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(EbSegmentIndexSet);
+		ctl.hcxt = CacheMemoryContext;
+		segment_index_sets = hash_create("pg_eventbus segment indexes", 64, &ctl,
+										 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		CacheRegisterRelcacheCallback(eb_segment_index_sets_invalidate, (Datum) 0);
+	}
+	set = hash_search(segment_index_sets, &relid, HASH_FIND, &found);
+	if (found)
+		return set;
+
+	/* the columns, and a usable (partition, position) index */
+	memset(&scratch, 0, sizeof(scratch));
+	eb_segment_resolve_indexes(&scratch, rel);
+
+	memset(&scratch_set, 0, sizeof(scratch_set));
+	scratch_set.relid = relid;
 	indexes = RelationGetIndexList(rel);
 	foreach(lc, indexes)
 	{
@@ -498,9 +585,6 @@ eb_open_segment_indexes(Relation rel, EbPublishIndexes *out)
 		Form_pg_index ix;
 		bool		is_pk;
 		bool		is_idem;
-		bool		ready;
-		Relation	idx;
-		int			i;
 
 		tup = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
 		if (!HeapTupleIsValid(tup))
@@ -517,32 +601,76 @@ eb_open_segment_indexes(Relation rel, EbPublishIndexes *out)
 			ix->indkey.values[0] == Anum_ev_idempotency_key &&
 			heap_attisnull(tup, Anum_pg_index_indexprs, NULL) &&
 			eb_is_idem_predicate(tup);
-		ready = ix->indisready && ix->indislive;
+		if ((is_pk || is_idem) && !eb_index_is_builtin_btree(indexoid, tup, ix->indnkeyatts))
+			is_pk = is_idem = false;
 		ReleaseSysCache(tup);
 
 		if (!is_pk && !is_idem)
 			eb_refuse_segment(rel, "index", get_rel_name(indexoid));
-		if (!ready)
+		if (scratch_set.n == EB_MAX_SEGMENT_INDEX_SET)
+			eb_refuse_segment(rel, "too many copies of its indexes", NULL);
+		scratch_set.oid[scratch_set.n] = indexoid;
+		scratch_set.is_idem[scratch_set.n] = is_idem;
+		scratch_set.n++;
+	}
+	list_free(indexes);
+
+	/* entered only once valid: an error above leaves no entry */
+	set = hash_search(segment_index_sets, &relid, HASH_ENTER, NULL);
+	memcpy(set, &scratch_set, sizeof(*set));
+	return set;
+}
+
+/*
+ * Opens the indexes of a segment that publishing maintains (see
+ * eb_segment_index_set) and that are ready for inserts; the idempotency
+ * key's only if some event has a key (the index is partial: rows without
+ * one have no entry).  Anything else that INSERT would evaluate or enforce
+ * (a trigger, a rule, row security, a CHECK constraint) makes publishing
+ * refuse, as another index does.
+ */
+static void
+eb_open_segment_indexes(Relation rel, bool with_idem, EbPublishIndexes *out)
+{
+	EbSegmentIndexSet *set;
+	int			npk = 0;
+	int			k;
+
+	if (rel->trigdesc != NULL && rel->trigdesc->numtriggers > 0)
+		eb_refuse_segment(rel, "trigger", rel->trigdesc->triggers[0].tgname);
+	if (rel->rd_rules != NULL)
+		eb_refuse_segment(rel, "rules", NULL);
+	if (rel->rd_rel->relrowsecurity || rel->rd_rel->relforcerowsecurity)
+		eb_refuse_segment(rel, "row security enabled", NULL);
+	if (rel->rd_att->constr != NULL && rel->rd_att->constr->num_check > 0)
+		eb_refuse_segment(rel, "check constraint", rel->rd_att->constr->check[0].ccname);
+
+	set = eb_segment_index_set(rel);
+	out->n = 0;
+	for (k = 0; k < set->n; k++)
+	{
+		bool		is_idem = set->is_idem[k];
+		Relation	idx;
+
+		if (is_idem && !with_idem)
 			continue;
+		idx = index_open(set->oid[k], RowExclusiveLock);
+		if (!idx->rd_index->indisready || !idx->rd_index->indislive)
+		{
+			index_close(idx, RowExclusiveLock);
+			continue;
+		}
 		if (out->n == EB_MAX_SEGMENT_INDEXES)
 			eb_refuse_segment(rel, "too many copies of its indexes", NULL);
-
-		idx = index_open(indexoid, RowExclusiveLock);
-		/* built-in btree with built-in operator classes only */
-		if (idx->rd_rel->relam != BTREE_AM_OID)
-			eb_refuse_segment(rel, "index", RelationGetRelationName(idx));
-		for (i = 0; i < IndexRelationGetNumberOfKeyAttributes(idx); i++)
-			if (idx->rd_opfamily[i] >= FirstNormalObjectId)
-				eb_refuse_segment(rel, "index", RelationGetRelationName(idx));
-		if (is_pk)
+		if (!is_idem)
 			npk++;
 		out->idx[out->n] = idx;
 		out->is_idem[out->n] = is_idem;
 		/* nothing to evaluate: no expressions, no predicate given */
-		out->info[out->n] = eb_make_index_info(is_pk ? 2 : 1, is_pk ? 2 : 1, BTREE_AM_OID, is_pk);
+		out->info[out->n] = eb_make_index_info(is_idem ? 1 : 2, is_idem ? 1 : 2,
+											   BTREE_AM_OID, !is_idem);
 		out->n++;
 	}
-	list_free(indexes);
 	if (npk == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -562,16 +690,16 @@ eb_insert_events(EbTopic *topic, Relation rel, EbEvent **events, int n)
 {
 	CommandId	cid = GetCurrentCommandId(true);
 	TimestampTz now = GetCurrentTimestamp();
-	EbSegment	scratch;
 	EbPublishIndexes ix;
 	TupleTableSlot **slots = palloc(sizeof(TupleTableSlot *) * n);
+	bool		with_idem = false;
 	int			i;
 	int			j;
 
-	/* validates the table's columns */
-	memset(&scratch, 0, sizeof(scratch));
-	eb_segment_resolve_indexes(&scratch, rel);
-	eb_open_segment_indexes(rel, &ix);
+	for (i = 0; i < n && !with_idem; i++)
+		with_idem = events[i]->idem != NULL;
+	/* validates the table's columns and indexes */
+	eb_open_segment_indexes(rel, with_idem, &ix);
 
 	for (i = 0; i < n; i++)
 	{

@@ -26,7 +26,7 @@
 #include "utils/snapmgr.h"
 #include "utils/tuplestore.h"
 
-#include "pg_eventbus.h"
+#include "settings.h"
 #include "compat.h"
 #include "catalog.h"
 #include "position.h"

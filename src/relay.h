@@ -1,9 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * relay.h
- *	  The Kafka relay: the worker (relay_worker.c, with relay_kafka.c and
- *	  relay_ack.c, which share relay_int.h), its output plugin
- *	  (relay_output.c) and the SQL side (relay_sql.c).
+ *	  The Kafka relay: the worker (relay_worker.c, with relay_state.c,
+ *	  relay_kafka.c and relay_ack.c, which share relay_int.h), its slot
+ *	  (relay_slot.c), its output plugin (relay_output.c), the backfill
+ *	  (relay_backfill.c), the SQL side (relay_sql.c) and what they all
+ *	  read of the extension's tables (relay_catalog.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -123,6 +125,8 @@ extern int	eb_relay_commit_interval;
 
 /* relay_worker.c */
 extern PGDLLEXPORT void eb_relay_main(Datum arg);
+
+/* relay_state.c */
 extern void eb_relay_wake(void);
 extern void eb_relay_slot_name(Oid dboid, char *buf);
 
@@ -160,12 +164,14 @@ extern bool eb_backfill_wal_skips(int32 topic_id, int32 partition, int64 positio
 extern void eb_backfill_progress_note(StringInfo buf);
 extern void eb_backfill_recover(const char *record);
 
-/* relay_sql.c */
+/* relay_catalog.c */
 extern bool eb_kafka_topic_name_valid(const char *name);
 extern Oid	eb_relay_catalog_relid(const char *name);
 extern bool eb_relay_key_read(uint8 *key);
 extern bool eb_relay_allowed(Oid roleid, const char *kafka_topic, Snapshot snapshot);
 extern bool eb_outbox_mac(const uint8 *key, const char *msg, size_t len, uint8 *mac);
+
+/* relay_sql.c */
 extern uint64 eb_outbox_xact_end(bool commit);
 extern void eb_outbox_count_committed(uint64 count);
 extern void eb_outbox_subxact_end(int level, bool commit);

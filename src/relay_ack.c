@@ -2,8 +2,10 @@
  *
  * relay_ack.c
  *	  The relay's acknowledgement tracking: decoded transactions in flight,
- *	  delivery reports, messages Kafka refused for good, confirming the
- *	  slot, and the counters of relay_status.
+ *	  sending their messages (through relay_kafka.c) and counting them until
+ *	  acknowledged, delivery reports, committing Kafka transactions once
+ *	  their messages are acknowledged, messages Kafka refused for good,
+ *	  confirming the slot, and the counters of relay_status.
  *
  * Decoded transactions enter a FIFO in commit order, each with a count of
  * messages not yet acknowledged.  The slot's confirmed position moves only
@@ -27,15 +29,18 @@
 #include "executor/spi.h"
 #include "lib/ilist.h"
 #include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/interrupt.h"
 #include "replication/logical.h"
 #include "replication/slot.h"
+#include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "pg_eventbus.h"
+#include "settings.h"
 #include "privileged.h"
 #include "relay_int.h"
 #include "shmem.h"
@@ -84,6 +89,8 @@ static int	latency_count = 0;
 static int	latency_next = 0;
 
 static void eb_ack_stamp(TimestampTz now);
+static void eb_ack_deferred_drop(void);
+static rd_kafka_resp_err_t eb_relay_known_refusal(XLogRecPtr lsn, const char *event_id);
 
 /* A new session: nothing in flight, the slot confirmed at confirmed_flush. */
 void
@@ -163,7 +170,7 @@ eb_ack_call(EbRelayAckFn fn, void *arg)
 }
 
 /* The Kafka transaction committed: its messages' callbacks run now. */
-void
+static void
 eb_ack_deferred_run(void)
 {
 	int			i;
@@ -179,10 +186,74 @@ eb_ack_deferred_run(void)
 }
 
 /* The Kafka transaction was aborted: nothing of it counts as delivered. */
-void
+static void
 eb_ack_deferred_drop(void)
 {
 	ndeferred = 0;
+}
+
+/*
+ * Exactly-once: commits the open Kafka transaction, if any, with its
+ * progress record (note: more of the record, see eb_kafka_txn_progress).
+ * First waits until every message sent in it is acknowledged.  Waits while
+ * the brokers do not answer: until wait_ms passed (0: until shutdown).  On
+ * success the transactions it holds may be confirmed and the callbacks
+ * that waited for it run; anything else ends the session: relaying starts
+ * again from the slot.
+ */
+bool
+eb_ack_kafka_commit(XLogRecPtr commit_lsn, XLogRecPtr end_lsn, const char *note, long wait_ms)
+{
+	TimestampTz deadline = wait_ms > 0 ?
+		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms) : 0;
+
+	if (!eb_kafka_txn_open())
+		return true;
+	while (eb_in_flight > 0 && !eb_session_failed)
+	{
+		rd_kafka_poll(eb_producer, 100);
+		eb_relay_publish_stats(false);
+		CHECK_FOR_INTERRUPTS();
+		if (eb_shutdown_requested || (deadline != 0 && GetCurrentTimestamp() >= deadline))
+		{
+			eb_session_failed = true;
+			break;
+		}
+	}
+	if (eb_session_failed)
+	{
+		eb_ack_kafka_abort();
+		return false;
+	}
+	if (!eb_kafka_txn_progress(commit_lsn, end_lsn, note))
+	{
+		eb_ack_deferred_drop();
+		return false;
+	}
+	for (;;)
+	{
+		switch (eb_kafka_txn_commit_try(commit_lsn, deadline))
+		{
+			case EB_KAFKA_COMMITTED:
+				eb_ack_deferred_run();
+				return true;
+			case EB_KAFKA_COMMIT_FAILED:
+				eb_ack_deferred_drop();
+				return false;
+			case EB_KAFKA_COMMIT_RETRY:
+				eb_relay_publish_stats(false);
+				CHECK_FOR_INTERRUPTS();
+				break;
+		}
+	}
+}
+
+/* Exactly-once: aborts the open Kafka transaction and what waited for it. */
+void
+eb_ack_kafka_abort(void)
+{
+	eb_ack_deferred_drop();
+	eb_kafka_txn_abort();
 }
 
 /* Has the slot moved since it was last saved? */
@@ -342,7 +413,7 @@ eb_relay_forget_refusal(XLogRecPtr lsn, const char *event_id)
  * The error Kafka refused this message with in an earlier transaction
  * (exactly-once), RD_KAFKA_RESP_ERR_NO_ERROR if none.
  */
-rd_kafka_resp_err_t
+static rd_kafka_resp_err_t
 eb_relay_known_refusal(XLogRecPtr lsn, const char *event_id)
 {
 	for (int i = 0; i < EB_KNOWN_REFUSALS; i++)
@@ -352,6 +423,127 @@ eb_relay_known_refusal(XLogRecPtr lsn, const char *event_id)
 			return known_refusals[i].err;
 	}
 	return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+/* ---------- sending ---------- */
+
+/*
+ * Sends a message of the current transaction and counts it in flight until
+ * its delivery report.  The Kafka partition is the event's own
+ * when the Kafka topic had as many partitions as the local one when the
+ * topic's mapping was decided; otherwise librdkafka's murmur2 partitioner
+ * picks one from the key (see eb_relay_partition).
+ */
+void
+eb_relay_send(EbRelayMessage *m)
+{
+	EbRelayTxn *t = eb_current_txn;
+	EbRelayMsgRef *ref;
+	rd_kafka_resp_err_t err;
+	rd_kafka_resp_err_t refused;
+	int32		partition = RD_KAFKA_PARTITION_UA;
+
+	Assert(t != NULL && eb_producer != NULL);
+	if (eb_session_failed)
+		return;					/* this session will not confirm anything more */
+	if (t->skip)
+		return;					/* exactly-once: Kafka has it already */
+
+	while (!eb_relay_partition(m, &partition, &refused))
+	{
+		/* the brokers do not answer: wait for them */
+		if (eb_shutdown_requested || ConfigReloadPending)
+		{
+			t->failed = true;
+			eb_session_failed = true;
+			return;
+		}
+		rd_kafka_poll(eb_producer, 0);
+		eb_relay_publish_stats(false);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 EB_BROKER_PROBE_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+
+	{
+		size_t		topiclen = m->topic ? strlen(m->topic) + 1 : 1;
+		size_t		idlen = m->event_id ? strlen(m->event_id) + 1 : 1;
+
+		ref = MemoryContextAlloc(eb_session_cxt, sizeof(EbRelayMsgRef) + topiclen + idlen);
+		ref->topic = (char *) (ref + 1);
+		ref->event_id = ref->topic + topiclen;
+		memcpy(ref->topic, m->topic ? m->topic : "", topiclen);
+		memcpy(ref->event_id, m->event_id ? m->event_id : "", idlen);
+	}
+	ref->topic_id = m->topic_id;
+	ref->lsn = m->lsn;
+	ref->txn = t;
+	ref->part = m->part;
+	ref->uid_check = m->part ? m->part->key.uid : 0;
+	ref->partition = m->partition;
+	ref->position = m->position;
+	ref->bytes = m->valuelen + m->keylen;
+	ref->outbox = m->outbox;
+	ref->on_ack = m->on_ack;
+	ref->on_ack_arg = m->on_ack_arg;
+	if (refused == RD_KAFKA_RESP_ERR_NO_ERROR && eb_exactly_once)
+		refused = eb_relay_known_refusal(m->lsn, ref->event_id);
+	if (refused != RD_KAFKA_RESP_ERR_NO_ERROR)
+	{
+		/*
+		 * The brokers' metadata refuses the topic, or (exactly-once) Kafka
+		 * refused this message for good in an earlier, aborted transaction:
+		 * not sent.
+		 */
+		eb_relay_refused(t, ref, m->kafka_topic, refused);
+		pfree(ref);
+		t->messages++;
+		return;
+	}
+
+	if (eb_exactly_once)
+	{
+		if (!eb_kafka_txn_begin())
+		{
+			pfree(ref);
+			t->failed = true;
+			return;
+		}
+		t->kafka_txn = eb_kafka_txn_seq;
+	}
+
+	for (;;)
+	{
+		err = eb_kafka_produce(m, partition, ref);
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+			break;
+		if (eb_kafka_error_is_permanent(err))
+		{
+			/* refused at once (too large for the producer, unknown topic) */
+			eb_relay_refused(t, ref, m->kafka_topic, err);
+			pfree(ref);
+			t->messages++;
+			return;
+		}
+		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || eb_shutdown_requested)
+		{
+			if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+				eb_relay_error(psprintf("could not queue a message for Kafka topic \"%s\": %s",
+										m->kafka_topic, rd_kafka_err2str(err)));
+			pfree(ref);
+			t->failed = true;
+			eb_session_failed = true;
+			return;
+		}
+		/* the producer's queue is full: serve delivery reports and retry */
+		rd_kafka_poll(eb_producer, 100);
+		CHECK_FOR_INTERRUPTS();
+	}
+	t->pending++;
+	t->messages++;
+	if (eb_in_flight++ == 0)
+		eb_in_flight_since = GetCurrentTimestamp();
 }
 
 void

@@ -60,7 +60,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "pg_eventbus.h"
+#include "settings.h"
 #include "compat.h"
 #include "catalog.h"
 #include "position.h"

@@ -1,11 +1,16 @@
 /*-------------------------------------------------------------------------
  *
  * relay_int.h
- *	  What the relay worker's modules share, and nothing else includes:
- *	  relay_worker.c (the process, the session and its decoding loop),
- *	  relay_kafka.c (the Kafka client: producer configuration, metadata,
- *	  partition mappings, sending) and relay_ack.c (transactions in flight,
- *	  delivery reports, refused messages, confirming the slot, counters).
+ *	  What the relay worker's modules share, and nothing else includes.
+ *	  From the ground up, each calling only those below it:
+ *	  relay_state.c (the status in shared memory, the session's state, the
+ *	  error log), relay_kafka.c (the Kafka client: producer configuration,
+ *	  metadata, partition mappings, producing, Kafka transactions and the
+ *	  progress topic), relay_ack.c (sending a transaction's messages and
+ *	  tracking them until acknowledged, delivery reports, refused messages,
+ *	  confirming the slot, counters), relay_backfill.c (sending retained
+ *	  events from the topic tables) and relay_worker.c (the process, the
+ *	  session and its decoding loop).
  *
  * The output plugin (relay_output.c) does not include this: it hands its
  * messages to the worker through the EbRelayWriter in relay.h.
@@ -103,10 +108,9 @@ typedef struct EbRelayRefusal
 	char		error[256];
 } EbRelayRefusal;
 
-/* ---------- relay_worker.c: the process and its session ---------- */
+/* ---------- relay_state.c: status, session state, errors ---------- */
 
 extern EbRelayShared *eb_my_relay;	/* this database's relay status */
-extern rd_kafka_t *eb_producer;		/* for one session */
 extern MemoryContext eb_session_cxt;	/* reset at each session's start and end */
 extern bool eb_session_failed;	/* nothing more is confirmed in this session */
 extern volatile sig_atomic_t eb_shutdown_requested;
@@ -119,19 +123,33 @@ extern void eb_relay_error(const char *msg);
 
 /* ---------- relay_kafka.c: the Kafka client ---------- */
 
+typedef void (*EbKafkaDeliveryFn) (rd_kafka_t *rk, const rd_kafka_message_t *msg,
+								   void *opaque);
+
+/* eb_kafka_txn_commit_try's outcomes */
+typedef enum EbKafkaCommit
+{
+	EB_KAFKA_COMMITTED,
+	EB_KAFKA_COMMIT_RETRY,
+	EB_KAFKA_COMMIT_FAILED,
+} EbKafkaCommit;
+
+extern rd_kafka_t *eb_producer;		/* for one session */
 extern bool eb_brokers_down;	/* librdkafka: all broker connections down */
 extern char eb_broker_error[EB_RELAY_ERROR_LEN];	/* names the broker */
 
 extern bool eb_kafka_error_is_permanent(rd_kafka_resp_err_t err);
-extern rd_kafka_t *eb_producer_create(char *err, size_t errlen);
+extern rd_kafka_t *eb_producer_create(EbKafkaDeliveryFn on_delivery, char *err, size_t errlen);
 extern void eb_producer_destroy(void);
 extern int	eb_kafka_event_fd(void);
 extern void eb_drain_event_fd(void);
 extern void eb_kafka_session_reset(void);
 extern void eb_mappings_load(void);
 extern void eb_mappings_persist(void);
-extern void eb_relay_send(EbRelayMessage *m);
-extern void eb_relay_probe_brokers(void);
+extern bool eb_relay_partition(EbRelayMessage *msg, int32 *partition,
+							   rd_kafka_resp_err_t *refused);
+extern rd_kafka_resp_err_t eb_kafka_produce(EbRelayMessage *m, int32 partition, void *opaque);
+extern void eb_relay_probe_brokers(bool in_flight);
 extern bool eb_relay_config_changed(const char *brokers, const char *properties,
 									const char *file);
 
@@ -149,8 +167,8 @@ extern bool eb_kafka_txn_open(void);
 extern bool eb_kafka_txn_due(void);
 extern void eb_kafka_txn_caught_up(void);
 extern bool eb_kafka_txn_begin(void);
-extern bool eb_kafka_txn_commit(XLogRecPtr commit_lsn, XLogRecPtr end_lsn, const char *note,
-								long wait_ms);
+extern bool eb_kafka_txn_progress(XLogRecPtr commit_lsn, XLogRecPtr end_lsn, const char *note);
+extern EbKafkaCommit eb_kafka_txn_commit_try(XLogRecPtr commit_lsn, TimestampTz deadline);
 extern void eb_kafka_txn_abort(void);
 extern void eb_kafka_txn_note_offset(const char *topic, int32 partition, int64 offset);
 
@@ -168,12 +186,13 @@ extern XLogRecPtr eb_last_end_lsn;
 extern void eb_ack_session_start(XLogRecPtr confirmed_flush);
 extern void eb_ack_session_end(void);
 extern void eb_relay_txn_begin(XLogRecPtr commit_lsn);
-extern void eb_ack_deferred_run(void);
-extern void eb_ack_deferred_drop(void);
+extern void eb_relay_send(EbRelayMessage *m);
+extern bool eb_ack_kafka_commit(XLogRecPtr commit_lsn, XLogRecPtr end_lsn, const char *note,
+								long wait_ms);
+extern void eb_ack_kafka_abort(void);
 extern void eb_relay_txn_commit(XLogRecPtr end_lsn, TimestampTz commit_time);
 extern void eb_relay_refused(EbRelayTxn *t, EbRelayMsgRef *ref, const char *kafka_topic,
 							 rd_kafka_resp_err_t err);
-extern rd_kafka_resp_err_t eb_relay_known_refusal(XLogRecPtr lsn, const char *event_id);
 extern void eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque);
 extern void eb_relay_poll(int timeout_ms);
 extern void eb_relay_confirm(LogicalDecodingContext *ctx, bool caught_up, bool force_save);

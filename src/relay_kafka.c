@@ -39,7 +39,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "pg_eventbus.h"
+#include "settings.h"
 #include "privileged.h"
 #include "relay_int.h"
 #include "shmem.h"
@@ -52,6 +52,8 @@ int			eb_relay_delivery = EB_RELAY_DELIVERY_DEFAULT;
 char	   *eb_relay_transactional_id = NULL;
 char	   *eb_relay_progress_topic = NULL;
 int			eb_relay_commit_interval = 100;
+
+rd_kafka_t *eb_producer = NULL;	/* for one session */
 
 /* exactly-once: the session's settings, fixed when its producer was created */
 bool		eb_exactly_once = false;
@@ -471,8 +473,13 @@ eb_properties_file_digest(EbFileDigest *digest)
 	FreeFile(f);
 }
 
+/*
+ * Creates the session's producer from the settings; on_delivery receives
+ * each message's delivery report (inside rd_kafka_poll()).  NULL, with the
+ * reason in err, if the settings cannot make one.
+ */
 rd_kafka_t *
-eb_producer_create(char *err, size_t errlen)
+eb_producer_create(EbKafkaDeliveryFn on_delivery, char *err, size_t errlen)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	char		errstr[512];
@@ -521,7 +528,7 @@ eb_producer_create(char *err, size_t errlen)
 		rd_kafka_conf_destroy(conf);
 		return NULL;
 	}
-	rd_kafka_conf_set_dr_msg_cb(conf, eb_delivery_cb);
+	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
 	rd_kafka_conf_set_error_cb(conf, eb_error_cb);
 	rd_kafka_conf_set_log_cb(conf, eb_log_cb);
 
@@ -915,12 +922,12 @@ eb_mappings_persist(void)
  * The Kafka partition for an event: from the topic's mapping, decided the
  * first time the relay sends an event of the topic to this Kafka topic
  * (or after the local topic grew).  Deciding needs the Kafka topic's
- * partition count: while the brokers do not answer, this waits (the
- * decision must never depend on an outage).  Returns false if relaying
- * must stop (shutdown, reload); RD_KAFKA_PARTITION_UA in *partition when
- * the key decides or the Kafka topic cannot be used.
+ * partition count: while the brokers do not answer, this returns false
+ * and decides nothing, and the caller waits and asks again (the decision
+ * must never depend on an outage).  RD_KAFKA_PARTITION_UA in *partition
+ * when the key decides or the Kafka topic cannot be used.
  */
-static bool
+bool
 eb_relay_partition(EbRelayMessage *msg, int32 *partition, rd_kafka_resp_err_t *refused)
 {
 	EbMappingKey key;
@@ -945,21 +952,9 @@ eb_relay_partition(EbRelayMessage *msg, int32 *partition, rd_kafka_resp_err_t *r
 	}
 	if (m == NULL || m->local_partitions != msg->local_partitions)
 	{
-		for (;;)
-		{
-			kafka_partitions = eb_kafka_partition_count(msg->kafka_topic, &topic_err);
-			if (kafka_partitions != -1)
-				break;
-			/* the brokers do not answer: wait for them */
-			if (eb_shutdown_requested || ConfigReloadPending)
-				return false;
-			rd_kafka_poll(eb_producer, 0);
-			eb_relay_publish_stats(false);
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 EB_BROKER_PROBE_MS, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
-		}
+		kafka_partitions = eb_kafka_partition_count(msg->kafka_topic, &topic_err);
+		if (kafka_partitions == -1)
+			return false;		/* the brokers do not answer */
 		if (kafka_partitions == -2)
 		{
 			/* the brokers refuse the topic (not authorized, invalid ...) */
@@ -1029,121 +1024,27 @@ eb_produce(rd_kafka_topic_t *rkt, EbRelayMessage *m, int32 partition,
 }
 
 /*
- * Hands a message to the producer.  The Kafka partition is the event's own
- * when the Kafka topic had as many partitions as the local one when the
- * topic's mapping was decided; otherwise librdkafka's murmur2 partitioner
- * picks one from the key (see eb_relay_partition).
+ * Hands a message to the producer, with its headers, to the given
+ * partition (RD_KAFKA_PARTITION_UA: the key decides); opaque comes back in
+ * its delivery report.  Never waits: a full queue is the caller's to serve
+ * (RD_KAFKA_RESP_ERR__QUEUE_FULL).
  */
-void
-eb_relay_send(EbRelayMessage *m)
+rd_kafka_resp_err_t
+eb_kafka_produce(EbRelayMessage *m, int32 partition, void *opaque)
 {
-	EbRelayTxn *t = eb_current_txn;
-	EbRelayMsgRef *ref;
-	rd_kafka_headers_t *hdrs;
+	rd_kafka_topic_t *rkt = eb_send_topic(m->kafka_topic);
+	rd_kafka_headers_t *hdrs = rd_kafka_headers_new(m->nheaders);
 	rd_kafka_resp_err_t err;
-	rd_kafka_resp_err_t refused;
-	int32		partition = RD_KAFKA_PARTITION_UA;
 	int			i;
 
-	Assert(t != NULL && eb_producer != NULL);
-	if (eb_session_failed)
-		return;					/* this session will not confirm anything more */
-	if (t->skip)
-		return;					/* exactly-once: Kafka has it already */
-
-	if (!eb_relay_partition(m, &partition, &refused))
-	{
-		t->failed = true;
-		eb_session_failed = true;
-		return;
-	}
-
-	{
-		size_t		topiclen = m->topic ? strlen(m->topic) + 1 : 1;
-		size_t		idlen = m->event_id ? strlen(m->event_id) + 1 : 1;
-
-		ref = MemoryContextAlloc(eb_session_cxt, sizeof(EbRelayMsgRef) + topiclen + idlen);
-		ref->topic = (char *) (ref + 1);
-		ref->event_id = ref->topic + topiclen;
-		memcpy(ref->topic, m->topic ? m->topic : "", topiclen);
-		memcpy(ref->event_id, m->event_id ? m->event_id : "", idlen);
-	}
-	ref->topic_id = m->topic_id;
-	ref->lsn = m->lsn;
-	ref->txn = t;
-	ref->part = m->part;
-	ref->uid_check = m->part ? m->part->key.uid : 0;
-	ref->partition = m->partition;
-	ref->position = m->position;
-	ref->bytes = m->valuelen + m->keylen;
-	ref->outbox = m->outbox;
-	ref->on_ack = m->on_ack;
-	ref->on_ack_arg = m->on_ack_arg;
-	if (refused == RD_KAFKA_RESP_ERR_NO_ERROR && eb_exactly_once)
-		refused = eb_relay_known_refusal(m->lsn, ref->event_id);
-	if (refused != RD_KAFKA_RESP_ERR_NO_ERROR)
-	{
-		/*
-		 * The brokers' metadata refuses the topic, or (exactly-once) Kafka
-		 * refused this message for good in an earlier, aborted transaction:
-		 * not sent.
-		 */
-		eb_relay_refused(t, ref, m->kafka_topic, refused);
-		pfree(ref);
-		t->messages++;
-		return;
-	}
-
-	if (eb_exactly_once)
-	{
-		if (!eb_kafka_txn_begin())
-		{
-			pfree(ref);
-			t->failed = true;
-			return;
-		}
-		t->kafka_txn = eb_kafka_txn_seq;
-	}
-
-	for (;;)
-	{
-		rd_kafka_topic_t *rkt = eb_send_topic(m->kafka_topic);
-
-		hdrs = rd_kafka_headers_new(m->nheaders);
-		for (i = 0; i < m->nheaders; i++)
-			rd_kafka_header_add(hdrs, m->header_names[i], -1,
-								m->header_values[i],
-								m->header_values[i] ? -1 : 0);
-		err = eb_produce(rkt, m, partition, hdrs, ref);
-		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
-			break;
+	for (i = 0; i < m->nheaders; i++)
+		rd_kafka_header_add(hdrs, m->header_names[i], -1,
+							m->header_values[i],
+							m->header_values[i] ? -1 : 0);
+	err = eb_produce(rkt, m, partition, hdrs, opaque);
+	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
 		rd_kafka_headers_destroy(hdrs);
-		if (eb_kafka_error_is_permanent(err))
-		{
-			/* refused at once (too large for the producer, unknown topic) */
-			eb_relay_refused(t, ref, m->kafka_topic, err);
-			pfree(ref);
-			t->messages++;
-			return;
-		}
-		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || eb_shutdown_requested)
-		{
-			if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-				eb_relay_error(psprintf("could not queue a message for Kafka topic \"%s\": %s",
-										m->kafka_topic, rd_kafka_err2str(err)));
-			pfree(ref);
-			t->failed = true;
-			eb_session_failed = true;
-			return;
-		}
-		/* the producer's queue is full: serve delivery reports and retry */
-		rd_kafka_poll(eb_producer, 100);
-		CHECK_FOR_INTERRUPTS();
-	}
-	t->pending++;
-	t->messages++;
-	if (eb_in_flight++ == 0)
-		eb_in_flight_since = GetCurrentTimestamp();
+	return err;
 }
 
 /*
@@ -1152,12 +1053,12 @@ eb_relay_send(EbRelayMessage *m)
  * means a broker is reachable again.
  */
 void
-eb_relay_probe_brokers(void)
+eb_relay_probe_brokers(bool in_flight)
 {
 	const struct rd_kafka_metadata *md;
 	TimestampTz now;
 
-	if (!eb_brokers_down || eb_in_flight > 0)
+	if (!eb_brokers_down || in_flight)
 		return;
 	now = GetCurrentTimestamp();
 	if (!TimestampDifferenceExceeds(broker_probed_at, now, EB_BROKER_PROBE_MS))
@@ -1314,52 +1215,25 @@ eb_kafka_txn_note_offset(const char *topic, int32 partition, int64 offset)
 }
 
 /*
- * Commits the open Kafka transaction, with a progress record saying that
- * Kafka now has every PostgreSQL transaction up to commit_lsn (the last
- * one decoded: this is only called between transactions).  Waits while the
- * brokers do not answer: until wait_ms passed (0: until shutdown).  On
- * success the transactions it holds may be confirmed (relay_ack.c).
- * Anything else ends the session: the transaction is aborted (or left for
- * the next producer to abort) and relaying starts again from the slot.
+ * Queues the open Kafka transaction's progress record, saying that Kafka
+ * has every PostgreSQL transaction up to commit_lsn (the last one decoded:
+ * this is only called between transactions) once the transaction commits.
+ * The caller waited until every message of the transaction was
+ * acknowledged (relay_ack.c): so a progress record in the log always comes
+ * after the messages it speaks for, even for a consumer that does not
+ * filter aborted transactions.  False if it could not be queued: the
+ * transaction is aborted and the session ends.
  */
 bool
-eb_kafka_txn_commit(XLogRecPtr commit_lsn, XLogRecPtr end_lsn, const char *note,
-					long wait_ms)
+eb_kafka_txn_progress(XLogRecPtr commit_lsn, XLogRecPtr end_lsn, const char *note)
 {
 	StringInfoData value;
 	HASH_SEQ_STATUS seq;
 	EbTxnOffsets *o;
 	bool		first = true;
 	rd_kafka_resp_err_t err;
-	rd_kafka_error_t *error;
-	TimestampTz deadline = wait_ms > 0 ?
-		TimestampTzPlusMilliseconds(GetCurrentTimestamp(), wait_ms) : 0;
 
-	if (!txn_open)
-		return true;
-
-	/*
-	 * Every message of the transaction acknowledged before the progress
-	 * record is sent: then a progress record in the log always comes after
-	 * the messages it speaks for, even for a consumer that does not filter
-	 * aborted transactions.
-	 */
-	while (eb_in_flight > 0 && !eb_session_failed)
-	{
-		rd_kafka_poll(eb_producer, 100);
-		eb_relay_publish_stats(false);
-		CHECK_FOR_INTERRUPTS();
-		if (eb_shutdown_requested || (deadline != 0 && GetCurrentTimestamp() >= deadline))
-		{
-			eb_session_failed = true;
-			break;
-		}
-	}
-	if (eb_session_failed)
-	{
-		eb_kafka_txn_abort();
-		return false;
-	}
+	Assert(txn_open);
 	/*
 	 * The record: how far Kafka got, which transaction this is, and where
 	 * its messages are ([topic, partition, first offset, last offset]; Kafka
@@ -1401,27 +1275,41 @@ eb_kafka_txn_commit(XLogRecPtr commit_lsn, XLogRecPtr end_lsn, const char *note,
 		eb_kafka_txn_abort();
 		return false;
 	}
+	return true;
+}
 
-	for (;;)
+/*
+ * One attempt to commit the open Kafka transaction, whose progress record
+ * is queued (eb_kafka_txn_progress), waiting up to a second for the
+ * brokers.  EB_KAFKA_COMMIT_RETRY: they did not answer, and the caller may
+ * try again (the session is not failed, no shutdown was requested, the
+ * deadline, if not 0, has not passed).  EB_KAFKA_COMMITTED: Kafka has
+ * every PostgreSQL transaction up to commit_lsn.  EB_KAFKA_COMMIT_FAILED:
+ * the transaction is aborted (or left for the next producer to abort), the
+ * session ends and relaying starts again from the slot.
+ */
+EbKafkaCommit
+eb_kafka_txn_commit_try(XLogRecPtr commit_lsn, TimestampTz deadline)
+{
+	rd_kafka_error_t *error;
+
+	Assert(txn_open);
+	error = rd_kafka_commit_transaction(eb_producer, 1000);
+	if (error != NULL)
 	{
-		error = rd_kafka_commit_transaction(eb_producer, 1000);
-		if (error == NULL)
-			break;
 		if (rd_kafka_error_is_retriable(error) && !eb_session_failed &&
 			!eb_shutdown_requested &&
 			(deadline == 0 || GetCurrentTimestamp() < deadline))
 		{
-			/* the brokers do not answer (yet): try again */
+			/* the brokers do not answer (yet) */
 			rd_kafka_error_destroy(error);
 			rd_kafka_poll(eb_producer, 0);
-			eb_relay_publish_stats(false);
-			CHECK_FOR_INTERRUPTS();
-			continue;
+			return EB_KAFKA_COMMIT_RETRY;
 		}
 		eb_kafka_txn_failed("could not commit a Kafka transaction", error);
 		rd_kafka_error_destroy(error);
 		eb_kafka_txn_abort();
-		return false;
+		return EB_KAFKA_COMMIT_FAILED;
 	}
 	if (txn_due_at != 0)
 	{
@@ -1434,21 +1322,20 @@ eb_kafka_txn_commit(XLogRecPtr commit_lsn, XLogRecPtr end_lsn, const char *note,
 	txn_open = false;
 	eb_kafka_txn_committed = eb_kafka_txn_seq;
 	eb_progress_lsn = commit_lsn;
-	eb_ack_deferred_run();
-	return true;
+	return EB_KAFKA_COMMITTED;
 }
 
 /*
  * Aborts the open Kafka transaction, if any, briefly: a producer that
  * cannot abort is destroyed anyway, and the next one's
- * rd_kafka_init_transactions() aborts what is left open.
+ * rd_kafka_init_transactions() aborts what is left open.  What waited for
+ * its commit is the caller's to drop (eb_ack_kafka_abort).
  */
 void
 eb_kafka_txn_abort(void)
 {
 	rd_kafka_error_t *error;
 
-	eb_ack_deferred_drop();
 	if (!txn_open)
 		return;
 	txn_open = false;

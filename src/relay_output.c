@@ -73,7 +73,7 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
-#include "pg_eventbus.h"
+#include "settings.h"
 #include "compat.h"
 #include "relay.h"
 #include "relay_json.h"

@@ -57,7 +57,7 @@
 #include "utils/snapmgr.h"
 #include "utils/tuplestore.h"
 
-#include "pg_eventbus.h"
+#include "settings.h"
 #include "catalog.h"
 #include "compat.h"
 #include "worker.h"

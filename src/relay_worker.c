@@ -64,18 +64,11 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
-#include "pg_eventbus.h"
+#include "settings.h"
 #include "compat.h"
 #include "privileged.h"
 #include "relay_int.h"
 #include "shmem.h"
-
-EbRelayShared *eb_my_relay = NULL;
-rd_kafka_t *eb_producer = NULL;
-MemoryContext eb_session_cxt = NULL;
-bool		eb_session_failed = false;
-volatile sig_atomic_t eb_shutdown_requested = false;
-bool		eb_session_active = false;
 
 static TimestampTz extension_checked_at = 0;
 
@@ -83,114 +76,6 @@ static TimestampTz extension_checked_at = 0;
 #define EB_POLL_MESSAGES 1024
 /* how long a session's start waits for the cluster's metadata, at most */
 #define EB_METADATA_WARM_UP_MS 1000
-
-/*
- * Error logging is rate-limited per key: the same key at most once a
- * minute.  The key is the message itself, except for the errors that all
- * mean "the brokers cannot be reached", which share one key whatever their
- * text (librdkafka reports each broker's connection failure and "N/M
- * brokers are down", newer versions again and again, with counters in the
- * text).  The last few keys are remembered, so that alternating messages
- * are limited too.
- */
-#define EB_LOG_KEYS 16
-typedef struct EbLoggedError
-{
-	char		key[EB_RELAY_ERROR_LEN];
-	TimestampTz at;
-} EbLoggedError;
-static EbLoggedError logged_errors[EB_LOG_KEYS];
-
-/* The name of a database's relay slot. */
-void
-eb_relay_slot_name(Oid dboid, char *buf)
-{
-	snprintf(buf, NAMEDATALEN, "pg_eventbus_relay_%u", dboid);
-}
-
-/* Wakes the relay worker (called at commit of transactions that published). */
-void
-eb_relay_wake(void)
-{
-	EbRelayShared *r = eb_relay_state(MyDatabaseId);
-	Latch	   *latch;
-
-	if (r == NULL)
-		return;
-
-	/*
-	 * Every publishing commit comes here, so the pointer is read without
-	 * the relay's spinlock: a pointer is read whole, and a latch is in its
-	 * process's PGPROC, which stays in shared memory, so setting the latch
-	 * of a relay that has just exited only wakes that PGPROC's next owner
-	 * once.  A relay that registers its latch after this read looks for
-	 * WAL to decode after registering, so it misses nothing.
-	 */
-	latch = ((volatile EbRelayShared *) r)->latch;
-	if (latch != NULL)
-		SetLatch(latch);
-}
-
-void
-eb_relay_set_state(const char *state)
-{
-	SpinLockAcquire(&eb_my_relay->mutex);
-	strlcpy(eb_my_relay->state, state, EB_RELAY_STATE_LEN);
-	SpinLockRelease(&eb_my_relay->mutex);
-}
-
-/*
- * Should a message with this key be logged now?  True at most once per
- * EB_ERROR_LOG_INTERVAL_MS per key; remembers that it was.
- */
-bool
-eb_relay_log_due(const char *key, TimestampTz now)
-{
-	int			i;
-	int			oldest = 0;
-
-	for (i = 0; i < EB_LOG_KEYS; i++)
-	{
-		if (logged_errors[i].at != 0 && strcmp(logged_errors[i].key, key) == 0)
-		{
-			if (!TimestampDifferenceExceeds(logged_errors[i].at, now, EB_ERROR_LOG_INTERVAL_MS))
-				return false;
-			logged_errors[i].at = now;
-			return true;
-		}
-		if (logged_errors[i].at < logged_errors[oldest].at)
-			oldest = i;
-	}
-	strlcpy(logged_errors[oldest].key, key, EB_RELAY_ERROR_LEN);
-	logged_errors[oldest].at = now;
-	return true;
-}
-
-/*
- * Records an error in the status and logs it, at most once a minute per
- * key (NULL: the message is its own key).
- */
-void
-eb_relay_error_keyed(const char *msg, const char *key)
-{
-	TimestampTz now = GetCurrentTimestamp();
-
-	SpinLockAcquire(&eb_my_relay->mutex);
-	strlcpy(eb_my_relay->last_error, msg, EB_RELAY_ERROR_LEN);
-	eb_my_relay->last_error_at = now;
-	eb_my_relay->last_error_resolved_at = 0;
-	SpinLockRelease(&eb_my_relay->mutex);
-
-	if (eb_relay_log_due(key ? key : msg, now))
-		ereport(WARNING,
-				(errmsg("pg_eventbus relay: %s", msg)));
-}
-
-void
-eb_relay_error(const char *msg)
-{
-	eb_relay_error_keyed(msg, NULL);
-}
 
 /* ---------- the session ---------- */
 
@@ -277,7 +162,7 @@ eb_relay_kafka_commit(long wait_ms)
 
 	initStringInfo(&note);
 	eb_backfill_progress_note(&note);
-	ok = eb_kafka_txn_commit(eb_last_commit_lsn, eb_last_end_lsn, note.data, wait_ms);
+	ok = eb_ack_kafka_commit(eb_last_commit_lsn, eb_last_end_lsn, note.data, wait_ms);
 	pfree(note.data);
 	return ok;
 }
@@ -401,7 +286,7 @@ eb_relay_session(const char *slot)
 			}
 		}
 		eb_relay_poll(0);
-		eb_relay_probe_brokers();
+		eb_relay_probe_brokers(eb_in_flight > 0);
 		caught_up = ctx->reader->EndRecPtr >= flush;
 		if (caught_up)
 			eb_kafka_txn_caught_up();
@@ -461,7 +346,7 @@ eb_relay_session(const char *slot)
 	else if (eb_relay_slot_dirty())
 		eb_relay_confirm(ctx, false, true);
 
-	eb_kafka_txn_abort();
+	eb_ack_kafka_abort();
 	eb_producer_destroy();
 	eb_session_active = false;
 	FreeDecodingContext(ctx);
@@ -660,7 +545,7 @@ eb_relay_main(Datum arg)
 			eb_relay_pause(2000L);
 			continue;
 		}
-		eb_producer = eb_producer_create(why, sizeof(why));
+		eb_producer = eb_producer_create(eb_delivery_cb, why, sizeof(why));
 		if (eb_producer == NULL)
 		{
 			eb_relay_set_state("configuration error");

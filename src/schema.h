@@ -38,8 +38,4 @@ extern EbSchema *eb_schema_compile(Jsonb *schema, MemoryContext cxt);
 extern void eb_schema_validate_event(EbTopic *topic, Datum value, Jsonb **headers,
 									 int element);
 
-/* The topic's current schema version (0 if none) and its row's xmin, as of snap. */
-extern int32 eb_schema_current_version(int32 topic_id, Snapshot snap,
-									   TransactionId *xmin);
-
 #endif							/* EB_SCHEMA_H */

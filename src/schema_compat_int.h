@@ -120,11 +120,7 @@ extern JsonbValue *sc_branches(View *v);
 extern bool sc_tick(Ctx *c);
 extern bool sc_enter(Ctx *c);
 extern VRes sc_validate(Ctx *c, JsonbValue *v, View s, StringInfo why);
-extern bool sc_disjoint(Ctx *c, View a, View b);
 extern JsonbValue *sc_finite_values(JsonbValue *s, int *n);
 extern JsonbValue *sc_finite_value(JsonbValue *s, JsonbValue *set, int i);
-
-/* schema_compat.c */
-extern bool sc_try_sub(Ctx *c, View w, View r);
 
 #endif							/* EB_SCHEMA_COMPAT_INT_H */

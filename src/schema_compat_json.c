@@ -3,14 +3,12 @@
  * schema_compat_json.c
  *	  For the schema compatibility check: reading a JSON Schema held in a
  *	  jsonb (keywords, types, $ref within the document), validating one
- *	  concrete value against a schema (enum and const members), and showing
- *	  that two schemas share no value.
+ *	  concrete value against a schema (enum and const members), and the
+ *	  finite value sets (enum, const) that disjointness (schema_compat.c)
+ *	  compares.
  *
  * validate() answers yes, no or maybe (a format, a keyword outside the
- * subset, a bound reached); sc_disjoint() answers true only when it can
- * show that no value is valid under both schemas (different types, enum
- * values the other schema refuses, or a required property whose schemas
- * are disjoint: a discriminator).
+ * subset, a bound reached).
  *
  *-------------------------------------------------------------------------
  */
@@ -866,7 +864,7 @@ sc_validate(Ctx *c, JsonbValue *v, View s, StringInfo why)
 }
 
 /* ---------------------------------------------------------------- */
-/* Disjointness: no value is valid under both (sound, not complete) */
+/* Finite value sets, for disjointness (schema_compat.c)              */
 /* ---------------------------------------------------------------- */
 
 /* the finite set of values of a base, or NULL */
@@ -892,149 +890,4 @@ JsonbValue *
 sc_finite_value(JsonbValue *s, JsonbValue *set, int i)
 {
 	return sc_kw(s, "const") ? set : sc_array_elem(set, i);
-}
-
-/* the schema of property `name` of an object base */
-static JsonbValue *
-prop_schema(JsonbValue *s, const char *name, int len, bool *declared)
-{
-	JsonbValue *props = sc_kw(s, "properties");
-	JsonbValue *p = props ? sc_kwn(props, name, len) : NULL;
-	static JsonbValue true_schema = {.type = jbvBool,.val.boolean = true};
-
-	*declared = p != NULL;
-	if (p == NULL)
-		p = sc_kw(s, "additionalProperties");
-	return p ? p : &true_schema;
-}
-
-static bool
-disjoint_base(Ctx *c, View a, View b)
-{
-	int			n;
-	JsonbValue *set;
-	int			common;
-
-	for (int side = 0; side < 2; side++)
-	{
-		View		x = side ? b : a;
-		View		y = side ? a : b;
-
-		if ((set = sc_finite_values(x.s, &n)) != NULL)
-		{
-			bool		all_out = true;
-
-			for (int i = 0; i < n && all_out; i++)
-			{
-				JsonbValue *v = sc_finite_value(x.s, set, i);
-
-				all_out = sc_validate(c, v, y, NULL) == VR_NO;
-			}
-			if (all_out)
-				return true;
-		}
-	}
-	common = sc_value_mask(&a) & sc_value_mask(&b);
-	if (common == 0)
-		return true;
-	if (common == T_OBJECT)
-	{
-		for (int side = 0; side < 2; side++)
-		{
-			View		x = side ? b : a;
-			View		y = side ? a : b;
-			JsonbValue *req = sc_kw(x.s, "required");
-
-			for (int i = 0; i < sc_array_len(req); i++)
-			{
-				JsonbValue *name = sc_array_elem(req, i);
-				bool		dx,
-							dy;
-				JsonbValue *px,
-						   *py;
-
-				if (name->type != jbvString)
-					continue;
-				px = prop_schema(x.s, name->val.string.val, name->val.string.len, &dx);
-				py = prop_schema(y.s, name->val.string.val, name->val.string.len, &dy);
-				if (sc_disjoint(c, sc_view(px, x.root, V_FULL, T_ALL),
-							 sc_view(py, y.root, V_FULL, T_ALL)))
-					return true;
-			}
-		}
-	}
-	return false;
-}
-
-/* one side split into its parts: disjoint if one part is (or, for a union, all are) */
-static bool
-disjoint_parts(Ctx *c, View a, View b, bool *decided)
-{
-	View		t;
-	JsonbValue *br;
-	ListCell   *lc;
-
-	*decided = true;
-	switch (a.k)
-	{
-		case V_FULL:
-			if (!sc_has_combinators(&a))
-			{
-				*decided = false;
-				return false;
-			}
-			foreach(lc, sc_parts_of(&a))
-			{
-				if (sc_disjoint(c, *(View *) lfirst(lc), b))
-					return true;
-			}
-			return false;
-		case V_REF:
-			return sc_resolve_ref(&a, &t) && sc_disjoint(c, t, b);
-		case V_ANYOF:
-		case V_ONEOF:
-			if ((br = sc_branches(&a)) == NULL)
-				return false;
-			for (int i = 0; i < sc_array_len(br); i++)
-				if (!sc_disjoint(c, sc_view(sc_array_elem(br, i), a.root, V_FULL, a.tmask), b))
-					return false;
-			return true;
-		case V_NOT:
-			/* not N and b are disjoint when b fits N */
-			return sc_try_sub(c, b, sc_view(sc_kw(a.s, "not"), a.root, V_FULL, T_ALL));
-		case V_BASE:
-			*decided = false;
-			return false;
-	}
-	return false;
-}
-
-bool
-sc_disjoint(Ctx *c, View a, View b)
-{
-	bool		res;
-	bool		decided;
-
-	if (!sc_enter(c))
-		return false;
-	if (sc_is_bool_schema(a.s, false) || sc_is_bool_schema(b.s, false))
-		res = true;
-	else if (a.s->type == jbvBool || b.s->type == jbvBool)
-		res = false;
-	else
-	{
-		res = disjoint_parts(c, a, b, &decided);
-		if (!decided && !res)
-			res = disjoint_parts(c, b, a, &decided);
-		if (!decided && !res)
-		{
-			if (a.k == V_FULL)
-				a.k = V_BASE;
-			if (b.k == V_FULL)
-				b.k = V_BASE;
-			res = disjoint_base(c, a, b);
-		}
-	}
-	c->depth--;
-	return res;
 }

@@ -28,7 +28,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
-#include "pg_eventbus.h"
+#include "settings.h"
 #include "catalog.h"
 #include "privileged.h"
 #include "schema.h"

@@ -44,7 +44,7 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
-#include "pg_eventbus.h"
+#include "settings.h"
 #include "catalog.h"
 #include "position.h"
 #include "privileged.h"

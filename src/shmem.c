@@ -125,7 +125,7 @@
 
 #include "utils/timestamp.h"
 
-#include "pg_eventbus.h"
+#include "settings.h"
 #include "compat.h"
 #include "shmem.h"
 

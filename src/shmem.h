@@ -251,4 +251,20 @@ extern pg_atomic_uint32 *eb_listener_count(Oid dboid, const char *name);
 extern uint64 eb_topic_version(Oid dboid, const char *name);
 extern void eb_topic_version_bump(Oid dboid, const char *name);
 
+/*
+ * Sets the latch a worker published in shared memory (*slot, NULL if
+ * none), read without the lock that guards the slot, as every waking commit
+ * does: a pointer is read whole, and a latch is in its process's PGPROC,
+ * which stays in shared memory, so setting the latch of a worker that has
+ * just exited only wakes that PGPROC's next owner once.
+ */
+static inline void
+eb_set_published_latch(Latch **slot)
+{
+	Latch	   *latch = *(Latch *volatile *) slot;
+
+	if (latch != NULL)
+		SetLatch(latch);
+}
+
 #endif							/* EB_SHMEM_H */

@@ -41,7 +41,7 @@
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
-#include "pg_eventbus.h"
+#include "settings.h"
 #include "catalog.h"
 #include "compat.h"
 #include "position.h"

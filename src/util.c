@@ -18,7 +18,7 @@
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
 
-#include "pg_eventbus.h"
+#include "settings.h"
 #include "compat.h"
 #include "util.h"
 

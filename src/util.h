@@ -13,6 +13,7 @@
 #include "datatype/timestamp.h"
 #include "utils/uuid.h"
 
+extern void eb_validate_name(const char *kind, const char *name);
 extern int32 eb_murmur2(const char *data, int len);
 extern int32 eb_key_partition(text *key, int32 partitions);
 extern void eb_uuid_v7(pg_uuid_t *uuid);

@@ -11,6 +11,10 @@
 # if the save had not happened.  At its next start the relay reads the
 # record back and saves the batch instead of sending it again: a
 # read_committed reader sees every event once.
+#
+# A batch is also cut at 64 MB of values and keys (one Kafka transaction
+# must commit within transaction.timeout.ms): 80 events of 900 kB go in
+# two batches, the first as long as 64 MB needs.
 
 use strict;
 use warnings;
@@ -23,7 +27,7 @@ use Time::HiRes qw(usleep);
 
 use RelayTest;
 
-my $mock = RelayTest::MockKafka->start('--topic', 'be:1');
+my $mock = RelayTest::MockKafka->start('--topic', 'be:1', '--topic', 'bb:1');
 my $bootstrap = $mock->bootstrap;
 my $node = relay_node('backfill_eos', bootstrap => $bootstrap, start => 1,
 	conf => "eventbus.relay_delivery = 'exactly_once'\neventbus.relay_backfill_batch = 1000\n");
@@ -89,6 +93,33 @@ ok($node->log_contains('Kafka has the backfill batch of positions', $log_offset)
 	'the relay found the batch in its progress record');
 $node->safe_psql($db, q{SELECT count(*) FROM eventbus.publish_batch('be', ARRAY(SELECT jsonb_build_object('after', i) FROM generate_series(1, 10) i))});
 exactly_once('after the restart');
+
+# A batch is cut once its values reach 64 MB (EB_BACKFILL_BATCH_BYTES),
+# long before relay_backfill_batch (1,000) events.  The values compress to
+# almost nothing in the table; as sent each is 900 kB of JSON.
+$node->safe_psql($db, q{SELECT eventbus.create_topic('bb', 1)});
+for my $i (1 .. 8)
+{
+	$node->safe_psql($db, q{SELECT count(*) FROM eventbus.publish_batch('bb',
+		ARRAY(SELECT jsonb_build_object('p', repeat('x', 900000)) FROM generate_series(1, 10)))});
+}
+my $size = $node->safe_psql($db, q{SELECT octet_length(value::text) FROM eventbus_data.bb LIMIT 1});
+my $per_batch = int((64 * 1024 * 1024 + $size - 1) / $size);
+$node->safe_psql($db, q{SELECT eventbus.relay_topic('bb', start_at => 'earliest')});
+ok(poll_until(120, sub { $node->safe_psql($db,
+	q{SELECT state FROM eventbus.relay_backfill WHERE topic = 'bb'}) eq 'done' }),
+	'the backfill of 72 MB is done');
+my $bb_id = $node->safe_psql($db, q{SELECT topic_id FROM eventbus.topic WHERE topic = 'bb'});
+my %batches;
+for my $rec (@{ kafka_read($bootstrap, '__eventbus_relay_progress') })
+{
+	my $v = decode_json($rec->{value});
+	next unless ref $v->{backfill} eq 'ARRAY' && $v->{backfill}[0] == $bb_id;
+	$batches{"$v->{backfill}[3]-$v->{backfill}[4]"} = 1;
+}
+is(join(',', sort { (split /-/, $a)[0] <=> (split /-/, $b)[0] } keys %batches),
+	"0-$per_batch,$per_batch-80",
+	"two batches, the first of $per_batch events of $size bytes (64 MB)");
 
 $node->stop;
 $mock->stop;

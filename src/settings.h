@@ -1,12 +1,15 @@
 /*-------------------------------------------------------------------------
  *
- * pg_eventbus.h
- *	  Declarations shared by all modules of pg_eventbus.
+ * settings.h
+ *	  What every module of pg_eventbus shares: the extension's fixed names,
+ *	  the SQL versions it serves, its limits, the columns of a segment
+ *	  table, and the server-wide settings (their values are in settings.c;
+ *	  _PG_init in pg_eventbus.c defines them).
  *
  *-------------------------------------------------------------------------
  */
-#ifndef PG_EVENTBUS_H
-#define PG_EVENTBUS_H
+#ifndef EB_SETTINGS_H
+#define EB_SETTINGS_H
 
 #define EB_SCHEMA			"eventbus"
 #define EB_DATA_SCHEMA		"eventbus_data"
@@ -48,7 +51,7 @@
 #define EB_EVENT_TYPE_OIDS \
 	INT4OID, INT8OID, UUIDOID, TIMESTAMPTZOID, TEXTOID, JSONBOID, JSONBOID, TEXTOID
 
-/* GUC variables (pg_eventbus.c) */
+/* GUC variables (settings.c) */
 extern char *eb_database;
 extern int	eb_max_topics;
 extern int	eb_max_partitions;
@@ -58,6 +61,4 @@ extern int	eb_max_partitions_per_database;
 extern int	eb_max_event_size;
 extern int	eb_maintenance_naptime;
 
-extern void eb_validate_name(const char *kind, const char *name);
-
-#endif							/* PG_EVENTBUS_H */
+#endif							/* EB_SETTINGS_H */

@@ -31,10 +31,12 @@ $node->append_conf(
 	'postgresql.conf', qq{
 shared_preload_libraries = 'pg_eventbus'
 wal_level = logical
+eventbus.database = 'postgres'
 });
 $node->start;
 
-# The background worker serves database "postgres": it never maintains this
+# The background workers serve only database "postgres" (eventbus.database):
+# they never maintain this
 # database, so segment rotation below happens only when the test asks.
 $node->safe_psql('postgres', "CREATE DATABASE $db");
 $node->safe_psql($db, 'CREATE EXTENSION pg_eventbus');

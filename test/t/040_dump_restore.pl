@@ -26,10 +26,12 @@ $node->append_conf(
 	'postgresql.conf', qq{
 shared_preload_libraries = 'pg_eventbus'
 wal_level = logical
+eventbus.database = 'postgres'
 });
 $node->start;
 
-# The background worker serves database "postgres", which has no topics:
+# The background workers serve only database "postgres" (eventbus.database),
+# which has no topics:
 # segment rotation and retention below happen only when the test asks.
 my $src = 'src';
 $node->safe_psql('postgres', "CREATE DATABASE $src");

@@ -21,10 +21,12 @@ $node->append_conf(
 	'postgresql.conf', qq{
 shared_preload_libraries = 'pg_eventbus'
 wal_level = logical
+eventbus.database = 'postgres'
 });
 $node->start;
 
-# The background worker serves database "postgres": maintenance of this
+# The background workers serve only database "postgres" (eventbus.database;
+# by default they serve every database): maintenance of this
 # database's topics happens only when the test runs it.
 my $db = 'app';
 $node->safe_psql('postgres', "CREATE DATABASE $db");

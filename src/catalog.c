@@ -237,6 +237,22 @@ eb_topic_cache_reset(void)
 	eb_topic_cache_invalidate();
 }
 
+/* Makes the next eb_topic_get() of this topic reload it; the others stay. */
+void
+eb_topic_cache_forget(const char *name)
+{
+	char		key[NAMEDATALEN];
+	EbTopic    *entry;
+
+	if (topic_cache == NULL)
+		return;
+	memset(key, 0, sizeof(key));
+	strlcpy(key, name, NAMEDATALEN);
+	entry = hash_search(topic_cache, key, HASH_FIND, NULL);
+	if (entry != NULL)
+		entry->valid = false;
+}
+
 static void
 eb_relcache_callback(Datum arg, Oid relid)
 {
@@ -646,17 +662,8 @@ eb_catalog_topic_changed(const char *name)
 {
 	ListCell   *lc;
 	MemoryContext oldcxt;
-	char		key[NAMEDATALEN];
-	EbTopic    *entry;
 
-	if (topic_cache != NULL)
-	{
-		memset(key, 0, sizeof(key));
-		strlcpy(key, name, NAMEDATALEN);
-		entry = hash_search(topic_cache, key, HASH_FIND, NULL);
-		if (entry != NULL)
-			entry->valid = false;
-	}
+	eb_topic_cache_forget(name);
 	foreach(lc, changed_topics)
 	{
 		if (strcmp((char *) lfirst(lc), name) == 0)

@@ -62,6 +62,7 @@ extern EbPartShared *eb_part_shared(Oid dboid, int64 uid, int32 partition, bool 
 extern EbTopic *eb_topic_get(const char *name, bool missing_ok);
 extern EbTopic *eb_topic_get_text(text *name, bool missing_ok);
 extern void eb_topic_cache_reset(void);
+extern void eb_topic_cache_forget(const char *name);
 extern void eb_catalog_init(void);
 
 /* Transaction-scoped bookkeeping of topic DDL. */

@@ -534,12 +534,12 @@ eb_priv_create_segment(const char *topic, int32 seg_no)
 	qseg = quote_identifier(seg);
 
 	eb_spi_begin(&spi, true);
-	eb_priv_ddl(psprintf("CREATE TABLE %s.%s () INHERITS (%s.%s) USING heap",
+	/* the primary key in the same statement: rotation is DDL on a clock */
+	eb_priv_ddl(psprintf("CREATE TABLE %s.%s (PRIMARY KEY (partition, position)) "
+						 "INHERITS (%s.%s) USING heap",
 						 EB_DATA_SCHEMA, qseg, EB_DATA_SCHEMA, quote_identifier(topic)));
 	eb_priv_revoke_defaults(psprintf("%s.%s", EB_DATA_SCHEMA, qseg),
 							get_relname_relid(seg, eb_data_schema_oid()));
-	eb_priv_ddl(psprintf("ALTER TABLE %s.%s ADD PRIMARY KEY (partition, position)",
-						 EB_DATA_SCHEMA, qseg));
 	eb_priv_ddl(psprintf("CREATE INDEX ON %s.%s (idempotency_key) WHERE idempotency_key IS NOT NULL",
 						 EB_DATA_SCHEMA, qseg));
 	/* no other role's function or column can depend on a segment's row type */

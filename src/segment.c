@@ -387,7 +387,8 @@ eb_maintain_locked(const char *name, EbMaintReport report, void *arg)
 	if (topic == NULL)
 		return;
 	relid = topic->relid;
-	eb_topic_cache_reset();
+	/* read it again under the lock and this snapshot; the others stay cached */
+	eb_topic_cache_forget(name);
 	topic = eb_topic_get(name, true);
 	if (topic == NULL || topic->relid != relid)
 		return;

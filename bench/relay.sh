@@ -44,14 +44,19 @@
 # read_committed consumer's commit-to-visible p99 at 1000 events/s < 20 ms
 # at-least-once and < 100 ms exactly-once; and the relay's own
 # commit-to-acknowledgement p99 <= 50 ms), and writes it all to
-# bench/results/<timestamp>-relay.txt.  With the defaults it takes 4 to 8
-# minutes on 2 CPUs (more once backfill exists: 1,000,000 events are
-# published for it); EB_BENCH_RELAY_SMOKE=1 takes about 2.
+# bench/results/<timestamp>-relay.txt.  With the defaults it takes about
+# 20 minutes on 2 CPUs (most of it publishing the backlogs);
+# EB_BENCH_RELAY_SMOKE=1 takes about 2.
 #
 # Settings (environment):
-#   EB_BENCH_RELAY_EVENTS=300000  events per throughput run (N; a drain of
-#                                 100,000 took 0.3 s, too short to time on a
-#                                 shared machine)
+#   EB_BENCH_RELAY_EVENTS=1000000  events per throughput run (N).  Each
+#                                 contender's time includes fixed start
+#                                 costs: kcat's process start, the relay
+#                                 worker's session start (exactly-once:
+#                                 fencing and reading its progress back,
+#                                 about 60 ms). Drains of 300,000 events took
+#                                 0.3 to 1.3 s, short enough for those to
+#                                 weigh a tenth or more.
 #   EB_BENCH_ROUNDS=5             rounds of the throughput runs
 #   EB_BENCH_RELAY_SECONDS=20     length of the latency run's measured period
 #   EB_BENCH_RELAY_WARMUP=3       seconds at the same rate before it (at least 3)
@@ -101,7 +106,7 @@ if [ "$SMOKE" = 1 ]; then
 	LAT_WARMUP=${EB_BENCH_RELAY_WARMUP:-3}
 	BACKFILL_EVENTS=${EB_BENCH_RELAY_BACKFILL_EVENTS:-100000}
 else
-	EVENTS=${EB_BENCH_RELAY_EVENTS:-300000}
+	EVENTS=${EB_BENCH_RELAY_EVENTS:-1000000}
 	ROUNDS=${EB_BENCH_ROUNDS:-5}
 	LAT_SECS=${EB_BENCH_RELAY_SECONDS:-20}
 	LAT_WARMUP=${EB_BENCH_RELAY_WARMUP:-3}

@@ -313,6 +313,20 @@ eb_prepared_dummy_proc(void)
 #endif
 
 /*
+ * NOT NULL became a catalogued constraint in 18.  There, a primary key
+ * declared in CREATE TABLE ... INHERITS makes the child's not-null
+ * constraints local ones under the child's own names (merged with the
+ * inherited ones), and a later ALTER COLUMN ... TYPE on the parent then
+ * fails on those names; a key added after the table exists keeps the
+ * inherited constraints.  Before 18 both ways give the same catalog.
+ */
+#if PG_VERSION_NUM >= 180000
+#define EB_INHERITED_KEY_IN_CREATE_TABLE false
+#else
+#define EB_INHERITED_KEY_IN_CREATE_TABLE true
+#endif
+
+/*
  * Replication slots.
  *
  * Failover slots (synchronized to standbys by slotsync) exist from 17;

@@ -71,6 +71,7 @@
 
 #include "settings.h"
 #include "catalog.h"
+#include "compat.h"
 #include "privileged.h"
 #include "util.h"
 
@@ -534,29 +535,20 @@ eb_priv_create_segment(const char *topic, int32 seg_no)
 	qseg = quote_identifier(seg);
 
 	eb_spi_begin(&spi, true);
-#if PG_VERSION_NUM < 180000
-	/* the primary key in the same statement: rotation is DDL on a clock */
-	eb_priv_ddl(psprintf("CREATE TABLE %s.%s (PRIMARY KEY (partition, position)) "
-						 "INHERITS (%s.%s) USING heap",
-						 EB_DATA_SCHEMA, qseg, EB_DATA_SCHEMA, quote_identifier(topic)));
-	eb_priv_revoke_defaults(psprintf("%s.%s", EB_DATA_SCHEMA, qseg),
-							get_relname_relid(seg, eb_data_schema_oid()));
-#else
 
 	/*
-	 * From 18 on, NOT NULL is a catalogued constraint: a key declared in the
-	 * CREATE TABLE makes the segment's not-null constraints local ones under
-	 * the segment's own names (merged with the inherited ones), and a later
-	 * ALTER COLUMN ... TYPE on the topic's table then fails on that name.
-	 * Adding the key after the table exists keeps the inherited constraints.
+	 * The primary key in the same statement where the catalog allows
+	 * (compat.h): rotation is DDL on a clock.
 	 */
-	eb_priv_ddl(psprintf("CREATE TABLE %s.%s () INHERITS (%s.%s) USING heap",
-						 EB_DATA_SCHEMA, qseg, EB_DATA_SCHEMA, quote_identifier(topic)));
+	eb_priv_ddl(psprintf("CREATE TABLE %s.%s (%s) INHERITS (%s.%s) USING heap",
+						 EB_DATA_SCHEMA, qseg,
+						 EB_INHERITED_KEY_IN_CREATE_TABLE ? "PRIMARY KEY (partition, position)" : "",
+						 EB_DATA_SCHEMA, quote_identifier(topic)));
 	eb_priv_revoke_defaults(psprintf("%s.%s", EB_DATA_SCHEMA, qseg),
 							get_relname_relid(seg, eb_data_schema_oid()));
-	eb_priv_ddl(psprintf("ALTER TABLE %s.%s ADD PRIMARY KEY (partition, position)",
-						 EB_DATA_SCHEMA, qseg));
-#endif
+	if (!EB_INHERITED_KEY_IN_CREATE_TABLE)
+		eb_priv_ddl(psprintf("ALTER TABLE %s.%s ADD PRIMARY KEY (partition, position)",
+							 EB_DATA_SCHEMA, qseg));
 	eb_priv_ddl(psprintf("CREATE INDEX ON %s.%s (idempotency_key) WHERE idempotency_key IS NOT NULL",
 						 EB_DATA_SCHEMA, qseg));
 	/* no other role's function or column can depend on a segment's row type */

@@ -63,11 +63,14 @@ static bool skipped_logged = false;
  * therefore had to be aborted.  When decoding comes to them again, they
  * are refused without being sent (their topic's policy applies then), so
  * that one such message cannot make every later transaction fail.  Lives
- * as long as the process; the oldest entries make room for new ones.
+ * as long as the process; the oldest entries make room for new ones.  An
+ * entry is found by commit LSN and event id; an event a backfill sends
+ * from the topic's tables has LSN 0/0, and its event id alone finds it.
  */
 #define EB_KNOWN_REFUSALS 256
 typedef struct EbKnownRefusal
 {
+	bool		used;
 	XLogRecPtr	lsn;
 	char		event_id[40];
 	rd_kafka_resp_err_t err;
@@ -354,11 +357,18 @@ eb_relay_poll(int timeout_ms)
  * Remembers a message Kafka refused for good; its transaction is not
  * confirmed until the main loop applied the topic's policy
  * (eb_relay_apply_policies).  No table access here: this runs inside
- * librdkafka callbacks and decoding.
+ * librdkafka callbacks and decoding.  sent: the message went out in the
+ * open Kafka transaction (refused in its delivery report).  Under
+ * exactly-once its callback then waits for that transaction's commit, which
+ * will not come (the refusal aborts it); a message refused before it was
+ * sent (metadata, the producer, a refusal remembered from an aborted
+ * transaction) waits for no Kafka transaction: its callback runs now, or
+ * a backfill batch of nothing but such messages would wait for a commit
+ * that nothing opens.
  */
 void
 eb_relay_refused(EbRelayTxn *t, EbRelayMsgRef *ref, const char *kafka_topic,
-				 rd_kafka_resp_err_t err)
+				 rd_kafka_resp_err_t err, bool sent)
 {
 	EbRelayRefusal *r = MemoryContextAllocZero(eb_session_cxt, sizeof(EbRelayRefusal));
 
@@ -375,8 +385,10 @@ eb_relay_refused(EbRelayTxn *t, EbRelayMsgRef *ref, const char *kafka_topic,
 			 rd_kafka_err2name(err));
 	t->refused++;
 	dlist_push_tail(&refusals, &r->node);
-	if (ref->on_ack)
+	if (ref->on_ack && sent)
 		eb_ack_call(ref->on_ack, ref->on_ack_arg);
+	else if (ref->on_ack)
+		ref->on_ack(ref->on_ack_arg);
 }
 
 /* Remembers a message refused inside a Kafka transaction (exactly-once). */
@@ -389,6 +401,7 @@ eb_relay_remember_refusal(EbRelayMsgRef *ref, rd_kafka_resp_err_t err)
 		return;
 	k = &known_refusals[known_refusals_next];
 	known_refusals_next = (known_refusals_next + 1) % EB_KNOWN_REFUSALS;
+	k->used = true;
 	k->lsn = ref->lsn;
 	strlcpy(k->event_id, ref->event_id, sizeof(k->event_id));
 	k->err = err;
@@ -403,9 +416,9 @@ eb_relay_forget_refusal(XLogRecPtr lsn, const char *event_id)
 {
 	for (int i = 0; i < EB_KNOWN_REFUSALS; i++)
 	{
-		if (known_refusals[i].lsn == lsn &&
+		if (known_refusals[i].used && known_refusals[i].lsn == lsn &&
 			strcmp(known_refusals[i].event_id, event_id) == 0)
-			known_refusals[i].lsn = InvalidXLogRecPtr;
+			known_refusals[i].used = false;
 	}
 }
 
@@ -418,7 +431,7 @@ eb_relay_known_refusal(XLogRecPtr lsn, const char *event_id)
 {
 	for (int i = 0; i < EB_KNOWN_REFUSALS; i++)
 	{
-		if (known_refusals[i].lsn == lsn && lsn != InvalidXLogRecPtr &&
+		if (known_refusals[i].used && known_refusals[i].lsn == lsn &&
 			strcmp(known_refusals[i].event_id, event_id) == 0)
 			return known_refusals[i].err;
 	}
@@ -496,7 +509,7 @@ eb_relay_send(EbRelayMessage *m)
 		 * refused this message for good in an earlier, aborted transaction:
 		 * not sent.
 		 */
-		eb_relay_refused(t, ref, m->kafka_topic, refused);
+		eb_relay_refused(t, ref, m->kafka_topic, refused, false);
 		pfree(ref);
 		t->messages++;
 		return;
@@ -521,7 +534,7 @@ eb_relay_send(EbRelayMessage *m)
 		if (eb_kafka_error_is_permanent(err))
 		{
 			/* refused at once (too large for the producer, unknown topic) */
-			eb_relay_refused(t, ref, m->kafka_topic, err);
+			eb_relay_refused(t, ref, m->kafka_topic, err, false);
 			pfree(ref);
 			t->messages++;
 			return;
@@ -557,7 +570,7 @@ eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 	ref->txn->pending--;
 	if (msg->err && eb_kafka_error_is_permanent(msg->err))
 	{
-		eb_relay_refused(ref->txn, ref, rd_kafka_topic_name(msg->rkt), msg->err);
+		eb_relay_refused(ref->txn, ref, rd_kafka_topic_name(msg->rkt), msg->err, true);
 		/* the Kafka transaction fails with it; the next one leaves it out */
 		if (eb_exactly_once)
 			eb_relay_remember_refusal(ref, msg->err);

@@ -46,6 +46,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -128,6 +129,7 @@ static EbSeam *seams = NULL;
 static int	nseams = 0;
 static TimestampTz checked_at = 0;
 static bool check_now = true;
+static bool save_unflushed = false;	/* a batch's row saved, not yet flushed */
 
 /* ---------- the lock and the slot ---------- */
 
@@ -591,7 +593,28 @@ eb_backfill_save(int32 topic_id, int32 partition, TimestampTz started_at,
 				5, argtypes, values, NULL, false);
 	moved = SPI_processed > 0;
 	eb_spi_end(&spi);
+	if (moved)
+		save_unflushed = true;
 	return moved;
+}
+
+/*
+ * Ends the worker's transaction of eb_backfill_fill() or
+ * eb_backfill_recover().  A batch saved in it is flushed to disk before
+ * anything else happens, whatever synchronous_commit says: under
+ * exactly-once the next Kafka commit's progress record names only the next
+ * batch, so a save lost in a crash would have the saved batch sent again.
+ */
+static void
+eb_backfill_end_xact(void)
+{
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	if (save_unflushed)
+	{
+		XLogFlush(XactLastCommitEnd);
+		save_unflushed = false;
+	}
 }
 
 /*
@@ -650,8 +673,7 @@ eb_backfill_recover(const char *record)
 		ereport(LOG,
 				(errmsg("pg_eventbus relay: Kafka has the backfill batch of positions " INT64_FORMAT " to " INT64_FORMAT " of partition %d (topic id %d); it is not sent again",
 						old_next, new_next - 1, partition, topic_id)));
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	eb_backfill_end_xact();
 }
 
 /*
@@ -691,8 +713,7 @@ eb_backfill_fill(EbBackfillSink *sink, int max_messages)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (!OidIsValid(eb_relay_catalog_relid("relay_backfill_progress")))
 	{
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		eb_backfill_end_xact();
 		checked_at = now;
 		check_now = false;
 		return 0;
@@ -708,8 +729,7 @@ eb_backfill_fill(EbBackfillSink *sink, int max_messages)
 	check_now = false;
 	if (max_messages <= 0)
 	{
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		eb_backfill_end_xact();
 		check_now = true;
 		return 0;
 	}
@@ -732,8 +752,7 @@ eb_backfill_fill(EbBackfillSink *sink, int max_messages)
 	if (SPI_processed == 0)
 	{
 		eb_spi_end(&spi);
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		eb_backfill_end_xact();
 		return 0;
 	}
 	tup = SPI_tuptable->vals[0];
@@ -752,8 +771,7 @@ eb_backfill_fill(EbBackfillSink *sink, int max_messages)
 	if (st.target == NULL || batch.partition >= topic->partitions)
 	{
 		/* looked at again later: the cause may be fixed (allow_relay) */
-		PopActiveSnapshot();
-		CommitTransactionCommand();
+		eb_backfill_end_xact();
 		return 0;
 	}
 
@@ -784,8 +802,7 @@ eb_backfill_fill(EbBackfillSink *sink, int max_messages)
 		batch.new_next = Max(st.stop_at, next);
 	else
 		batch.new_next = st.last + 1;
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	eb_backfill_end_xact();
 	check_now = true;
 	return (int) st.sent;
 }

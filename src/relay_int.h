@@ -192,7 +192,7 @@ extern bool eb_ack_kafka_commit(XLogRecPtr commit_lsn, XLogRecPtr end_lsn, const
 extern void eb_ack_kafka_abort(void);
 extern void eb_relay_txn_commit(XLogRecPtr end_lsn, TimestampTz commit_time);
 extern void eb_relay_refused(EbRelayTxn *t, EbRelayMsgRef *ref, const char *kafka_topic,
-							 rd_kafka_resp_err_t err);
+							 rd_kafka_resp_err_t err, bool sent);
 extern void eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque);
 extern void eb_relay_poll(int timeout_ms);
 extern void eb_relay_confirm(LogicalDecodingContext *ctx, bool caught_up, bool force_save);

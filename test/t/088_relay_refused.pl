@@ -10,6 +10,12 @@
 #    error) and the relay goes on: events of another topic published after
 #    it arrive, the slot moves past it, the state is 'running'.  For an
 #    unauthorized topic and for a message too large.
+#  - 'dead_letter' for an event a backfill sends from the topic's tables
+#    (relay_topic(..., start_at => 'earliest')): recorded, not in Kafka, and
+#    the backfill goes on.  Under exactly-once the refusal aborts the Kafka
+#    transaction; the relay remembers the event by its id (an event sent
+#    from the tables has no commit LSN) and leaves it out of the next
+#    attempt instead of sending it again.
 #  - 'stop': the relay waits at the refused event: the state says so,
 #    last_error names the event (id, topic, position) and the error, and the
 #    slot does not move past it.  Switching the topic to 'dead_letter' lets
@@ -30,7 +36,7 @@ my $t0 = time();
 my $db = 'postgres';
 
 my $mock = RelayTest::MockKafka->start('--topic', 'ok:1', '--topic', 'big:1',
-	'--topic', 'secret:1');
+	'--topic', 'secret:1', '--topic', 'fill:1');
 my $bootstrap = $mock->bootstrap;
 my $node = relay_node('refused', bootstrap => $bootstrap, start => 1);
 
@@ -117,6 +123,26 @@ ok(poll_until(30, sub { ok_count('after-big') == 2 }),
 	'dead_letter: events of another topic published after it arrive');
 
 # ---------------------------------------------------------------------------
+# dead_letter: an event sent by a backfill, refused as too large.
+
+$node->safe_psql($db, q{SELECT eventbus.create_topic('fill', 1)});
+my $id4 = publish_one('fill', '{"f": 1}');
+is($mock->command('produce_errors 1 MSG_SIZE_TOO_LARGE'),
+	'ok', 'the next produce request is refused as too large');
+$node->safe_psql($db,
+	q{SELECT eventbus.relay_topic('fill', start_at => 'earliest', on_error => 'dead_letter')});
+ok(poll_until(60, sub { dead_letter($id4) ne '' }),
+	'dead_letter: the backfilled event refused is recorded in relay_dead_letter');
+ok(poll_until(60, sub { $node->safe_psql($db,
+	q{SELECT state FROM eventbus.relay_backfill WHERE topic = 'fill'}) eq 'done' }),
+	'dead_letter: the backfill goes on to its end');
+publish_ok('after-fill', 1);
+ok(poll_until(30, sub { ok_count('after-fill') == 1 }),
+	'dead_letter: events of another topic published after it arrive');
+my $fill = by_event_id(kafka_read($bootstrap, 'fill') // []);
+ok(!exists $fill->{$id4}, 'the refused backfilled event is not in Kafka (not sent again)');
+
+# ---------------------------------------------------------------------------
 # stop: the relay waits at the refused event and says why.
 
 $node->safe_psql($db,
@@ -153,7 +179,7 @@ $after = $node->safe_psql($db, 'SELECT pg_current_wal_lsn()');
 ok(poll_until(20, sub { lsn_cmp(slot_confirmed_lsn($node), $after) >= 0 }),
 	'... and the slot moves on');
 is($node->safe_psql($db, 'SELECT count(*) FROM eventbus.relay_dead_letter'),
-	'3', 'relay_dead_letter holds the three refused events, once each');
+	'4', 'relay_dead_letter holds the four refused events, once each');
 
 ok(!$node->log_contains(qr/TRAP:|terminated by signal|PANIC/),
 	'no crash in the server log');

@@ -15,6 +15,13 @@
 # A batch is also cut at 64 MB of values and keys (one Kafka transaction
 # must commit within transaction.timeout.ms): 80 events of 900 kB go in
 # two batches, the first as long as 64 MB needs.
+#
+# A batch's saved progress is on disk before the next batch is sent, even
+# when the server runs with synchronous_commit = off: Kafka's progress
+# record names only the last batch, so a save lost in a crash would have
+# every batch after the last flushed one sent again.  The walwriter is
+# made to flush rarely (wal_writer_delay = 10 s), the backfill runs in
+# batches of 100, and the server stops immediately once it is done.
 
 use strict;
 use warnings;
@@ -27,22 +34,24 @@ use Time::HiRes qw(usleep);
 
 use RelayTest;
 
-my $mock = RelayTest::MockKafka->start('--topic', 'be:1', '--topic', 'bb:1');
+my $mock = RelayTest::MockKafka->start('--topic', 'be:1', '--topic', 'bb:1', '--topic', 'bs:1');
 my $bootstrap = $mock->bootstrap;
 my $node = relay_node('backfill_eos', bootstrap => $bootstrap, start => 1,
 	conf => "eventbus.relay_delivery = 'exactly_once'\neventbus.relay_backfill_batch = 1000\n");
 my $db = 'postgres';
 
-# Checks that a read_committed reader of Kafka topic be sees exactly the
-# local events, each once.
+# Checks that a read_committed reader of Kafka topic $topic (default be,
+# the local topic of the same name) sees exactly the local events, each
+# once.
 sub exactly_once
 {
-	my ($what) = @_;
+	my ($what, $topic) = @_;
+	$topic //= 'be';
 	my %want = map { $_ => 1 } split /\n/,
-	  $node->safe_psql($db, q{SELECT event_id FROM eventbus_data.be});
-	wait_for_kafka($bootstrap, 'be', scalar(keys %want), 30);
+	  $node->safe_psql($db, qq{SELECT event_id FROM eventbus_data.$topic});
+	wait_for_kafka($bootstrap, $topic, scalar(keys %want), 30);
 	usleep(500_000);
-	my $by = by_event_id(committed_view($bootstrap, kafka_read($bootstrap, 'be')));
+	my $by = by_event_id(committed_view($bootstrap, kafka_read($bootstrap, $topic)));
 	my @missing = grep { !$by->{$_} } keys %want;
 	my @dup = grep { @{ $by->{$_} } > 1 } keys %$by;
 	is(scalar(@missing), 0, "$what: none missing") or diag('missing: ' . scalar(@missing));
@@ -120,6 +129,40 @@ for my $rec (@{ kafka_read($bootstrap, '__eventbus_relay_progress') })
 is(join(',', sort { (split /-/, $a)[0] <=> (split /-/, $b)[0] } keys %batches),
 	"0-$per_batch,$per_batch-80",
 	"two batches, the first of $per_batch events of $size bytes (64 MB)");
+
+# saves on disk whatever synchronous_commit says
+$node->safe_psql($db, q{
+ALTER SYSTEM SET synchronous_commit = off;
+ALTER SYSTEM SET wal_writer_delay = '10s';
+ALTER SYSTEM SET eventbus.relay_backfill_batch = 100;
+SELECT pg_reload_conf();
+});
+$node->safe_psql($db, q{
+SET synchronous_commit = on;
+SELECT eventbus.create_topic('bs', 1);
+SELECT count(*) FROM eventbus.publish_batch('bs', ARRAY(SELECT jsonb_build_object('s', i) FROM generate_series(1, 2000) i));
+SELECT eventbus.relay_topic('bs', start_at => 'earliest');
+});
+ok(poll_until(120, sub { $node->safe_psql($db,
+	q{SELECT state FROM eventbus.relay_backfill WHERE topic = 'bs'}) eq 'done' }),
+	'the backfill in batches of 100 is done');
+my $bs_id = $node->safe_psql($db, q{SELECT topic_id FROM eventbus.topic WHERE topic = 'bs'});
+my %bs_batches;
+for my $rec (@{ kafka_read($bootstrap, '__eventbus_relay_progress') })
+{
+	my $v = decode_json($rec->{value});
+	$bs_batches{ $v->{backfill}[3] } = 1
+	  if ref $v->{backfill} eq 'ARRAY' && $v->{backfill}[0] == $bs_id;
+}
+cmp_ok(scalar(keys %bs_batches), '>=', 10, 'the backfill went in batches of at most 100')
+  or diag(join(',', sort { $a <=> $b } keys %bs_batches));
+$node->stop('immediate');
+$node->start;
+is($node->safe_psql($db, q{SELECT state FROM eventbus.relay_backfill WHERE topic = 'bs'}), 'done',
+	'after an immediate stop the backfill is still done (its saves were on disk)');
+ok(wait_relay_running($node, $db, 60), 'the relay runs after the immediate stop');
+$node->safe_psql($db, q{SET synchronous_commit = on; SELECT eventbus.publish('bs', '{"after": "crash"}')});
+exactly_once('backfill saved under synchronous_commit = off, then an immediate stop', 'bs');
 
 $node->stop;
 $mock->stop;

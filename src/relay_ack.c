@@ -35,6 +35,7 @@
 #include "replication/slot.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
 #include "utils/snapmgr.h"
@@ -93,6 +94,8 @@ static int	latency_next = 0;
 
 static void eb_ack_stamp(TimestampTz now);
 static void eb_ack_deferred_drop(void);
+static void eb_ack_position_apply(EbPartShared *part, int64 uid, int32 partition,
+								  int64 position, uint64 count);
 static rd_kafka_resp_err_t eb_relay_known_refusal(XLogRecPtr lsn, const char *event_id);
 
 /* A new session: nothing in flight, the slot confirmed at confirmed_flush. */
@@ -172,6 +175,124 @@ eb_ack_call(EbRelayAckFn fn, void *arg)
 	ndeferred++;
 }
 
+/*
+ * What relay_status, relay_backlog() and start_at => 'last_acknowledged'
+ * read of a delivered message: the partition's relayed_position and its
+ * count of relayed events, the outbox's count, the relay's counts of events
+ * and bytes.  Under exactly-once they too wait
+ * for the Kafka transaction's commit: an event delivered in a transaction
+ * that is then aborted is not in Kafka for read_committed consumers, and a
+ * backfill from the last acknowledged position must send it.  Kept per
+ * partition (the highest position and a count), in a hash table that
+ * lives as long as the process; emptied at each commit or abort.
+ */
+typedef struct EbPendingPos
+{
+	EbPartShared *part;			/* the key */
+	int64		uid;
+	int32		partition;
+	int64		position;
+	uint64		count;
+} EbPendingPos;
+
+static HTAB *pending_pos = NULL;
+static EbPendingPos *pending_last = NULL;	/* the entry used last */
+static uint64 pending_outbox = 0;
+static uint64 pending_events = 0;
+static uint64 pending_bytes = 0;
+
+/* Moves a partition's relayed_position to position, counts count events. */
+static void
+eb_ack_position_apply(EbPartShared *part, int64 uid, int32 partition,
+					  int64 position, uint64 count)
+{
+	LWLockAcquire(&part->lock, LW_EXCLUSIVE);
+	if (eb_part_key_matches(part, MyDatabaseId, uid, partition))
+	{
+		if (part->relayed_position < position)
+			part->relayed_position = position;
+		pg_atomic_fetch_add_u64(&part->stat_relayed, count);
+	}
+	LWLockRelease(&part->lock);
+}
+
+/* Counts a delivered message: in shared memory now, or at the commit. */
+static void
+eb_ack_position(EbRelayMsgRef *ref)
+{
+	EbPendingPos *e;
+	bool		found;
+
+	if (!eb_exactly_once)
+	{
+		eb_ack_position_apply(ref->part, ref->uid_check, ref->partition,
+							  ref->position, 1);
+		return;
+	}
+	if (pending_last != NULL && pending_last->part == ref->part &&
+		pending_last->uid == ref->uid_check &&
+		pending_last->partition == ref->partition)
+		e = pending_last;
+	else
+	{
+		if (pending_pos == NULL)
+		{
+			HASHCTL		ctl;
+
+			ctl.keysize = sizeof(EbPartShared *);
+			ctl.entrysize = sizeof(EbPendingPos);
+			ctl.hcxt = TopMemoryContext;
+			pending_pos = hash_create("pg_eventbus relay positions", 64, &ctl,
+									  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		}
+		e = hash_search(pending_pos, &ref->part, HASH_ENTER, &found);
+		if (!found || e->uid != ref->uid_check || e->partition != ref->partition)
+		{
+			/* new, or the slot now holds another partition: apply the old */
+			if (found)
+				eb_ack_position_apply(e->part, e->uid, e->partition,
+									  e->position, e->count);
+			e->uid = ref->uid_check;
+			e->partition = ref->partition;
+			e->position = -1;
+			e->count = 0;
+		}
+		pending_last = e;
+	}
+	e->position = Max(e->position, ref->position);
+	e->count++;
+}
+
+/* Applies the pending positions (commit) or forgets them (abort). */
+static void
+eb_ack_positions_end(bool apply)
+{
+	HASH_SEQ_STATUS seq;
+	EbPendingPos *e;
+
+	if (apply && pending_outbox > 0)
+		pg_atomic_fetch_add_u64(&eb_my_relay->outbox_relayed, pending_outbox);
+	if (apply)
+	{
+		eb_stat_events += pending_events;
+		eb_stat_bytes += pending_bytes;
+	}
+	pending_outbox = 0;
+	pending_events = 0;
+	pending_bytes = 0;
+	pending_last = NULL;
+	if (pending_pos == NULL)
+		return;
+	hash_seq_init(&seq, pending_pos);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		if (apply)
+			eb_ack_position_apply(e->part, e->uid, e->partition,
+								  e->position, e->count);
+		hash_search(pending_pos, &e->part, HASH_REMOVE, NULL);
+	}
+}
+
 /* The Kafka transaction committed: its messages' callbacks run now. */
 static void
 eb_ack_deferred_run(void)
@@ -186,6 +307,7 @@ eb_ack_deferred_run(void)
 			deferred[i].fn(deferred[i].arg);
 	}
 	ndeferred = 0;
+	eb_ack_positions_end(true);
 }
 
 /* The Kafka transaction was aborted: nothing of it counts as delivered. */
@@ -193,6 +315,7 @@ static void
 eb_ack_deferred_drop(void)
 {
 	ndeferred = 0;
+	eb_ack_positions_end(false);
 }
 
 /*
@@ -590,27 +713,28 @@ eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 		if (eb_exactly_once)
 			eb_kafka_txn_note_offset(rd_kafka_topic_name(msg->rkt), msg->partition,
 									 msg->offset);
-		eb_stat_events++;
-		eb_stat_bytes += ref->bytes;
+		if (eb_exactly_once)
+		{
+			pending_events++;
+			pending_bytes += ref->bytes;
+		}
+		else
+		{
+			eb_stat_events++;
+			eb_stat_bytes += ref->bytes;
+		}
 		/* the clock is read once per poll, not per message (eb_relay_poll) */
 		ack_unstamped = true;
 		eb_brokers_down = false;
 		eb_broker_error[0] = '\0';
 		if (ref->on_ack)
 			eb_ack_call(ref->on_ack, ref->on_ack_arg);
-		if (ref->outbox)
+		if (ref->outbox && eb_exactly_once)
+			pending_outbox++;
+		else if (ref->outbox)
 			pg_atomic_fetch_add_u64(&eb_my_relay->outbox_relayed, 1);
 		else if (ref->part != NULL)
-		{
-			LWLockAcquire(&ref->part->lock, LW_EXCLUSIVE);
-			if (eb_part_key_matches(ref->part, MyDatabaseId, ref->uid_check, ref->partition))
-			{
-				if (ref->part->relayed_position < ref->position)
-					ref->part->relayed_position = ref->position;
-				pg_atomic_fetch_add_u64(&ref->part->stat_relayed, 1);
-			}
-			LWLockRelease(&ref->part->lock);
-		}
+			eb_ack_position(ref);
 	}
 	pfree(ref);
 }

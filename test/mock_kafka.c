@@ -23,6 +23,10 @@
  *									 (any topic) with the error, named as
  *									 librdkafka names it without "ERR_"
  *									 (MSG_SIZE_TOO_LARGE, ...)
+ *	  endtxn_errors <count> <error>	 fail the next count EndTxn requests
+ *									 (a transaction's commit or abort) with
+ *									 the error; count 0 (and no error):
+ *									 forget the errors not used yet
  *	  topic_error <topic> <error>	 answer metadata requests for the topic
  *									 with the error (NO_ERROR: none), e.g.
  *									 TOPIC_AUTHORIZATION_FAILED
@@ -413,6 +417,39 @@ run_command(char *line)
 		for (int i = 0; i < count; i++)
 			errors[i] = err;
 		rd_kafka_mock_push_request_errors_array(cluster, 0 /* Produce */ ,
+												count, errors);
+		reply(NULL);
+	}
+	else if (strcmp(cmd, "endtxn_errors") == 0)
+	{
+		int			count;
+		rd_kafka_resp_err_t err;
+		rd_kafka_resp_err_t errors[100];
+
+		if (nargs == 1 && strcmp(args[0], "0") == 0)
+		{
+			rd_kafka_mock_clear_request_errors(cluster, 26 /* EndTxn */ );
+			reply(NULL);
+			return true;
+		}
+		if (nargs != 2)
+		{
+			reply("usage: endtxn_errors <count> <error> | endtxn_errors 0");
+			return true;
+		}
+		if (!parse_int(args[0], 1, 100, &count))
+		{
+			reply("invalid count (1 to 100)");
+			return true;
+		}
+		if (!parse_error(args[1], &err))
+		{
+			reply("unknown error name");
+			return true;
+		}
+		for (int i = 0; i < count; i++)
+			errors[i] = err;
+		rd_kafka_mock_push_request_errors_array(cluster, 26 /* EndTxn */ ,
 												count, errors);
 		reply(NULL);
 	}

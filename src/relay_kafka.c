@@ -22,6 +22,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "access/timeline.h"
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "utils/pg_lsn.h"
@@ -1241,9 +1242,9 @@ eb_kafka_txn_progress(XLogRecPtr commit_lsn, XLogRecPtr end_lsn, const char *not
 	 */
 	initStringInfo(&value);
 	appendStringInfo(&value,
-					 "{\"commit_lsn\": \"%X/%X\", \"end_lsn\": \"%X/%X\", \"relay_txn\": \"%s\", \"system_identifier\": \"" UINT64_FORMAT "\", \"database_oid\": %u, \"offsets\": [",
+					 "{\"commit_lsn\": \"%X/%X\", \"end_lsn\": \"%X/%X\", \"relay_txn\": \"%s\", \"system_identifier\": \"" UINT64_FORMAT "\", \"database_oid\": %u, \"timeline\": %u, \"offsets\": [",
 					 LSN_FORMAT_ARGS(commit_lsn), LSN_FORMAT_ARGS(end_lsn), txn_name,
-					 GetSystemIdentifier(), MyDatabaseId);
+					 GetSystemIdentifier(), MyDatabaseId, GetWALInsertionTimeLine());
 	hash_seq_init(&seq, txn_offsets);
 	while ((o = hash_seq_search(&seq)) != NULL)
 	{
@@ -1347,16 +1348,22 @@ eb_kafka_txn_abort(void)
 /* offsets at the end of each partition of the progress topic read first */
 #define EB_PROGRESS_TAIL 1000
 
-/* Parses "commit_lsn": "X/Y" out of a progress record; false if absent. */
+/*
+ * Parses "commit_lsn": "X/Y" and "timeline": N out of a progress record;
+ * false if commit_lsn is absent.  A record without a timeline (written
+ * before records named theirs) is taken for one of the current timeline:
+ * *tli = 0.
+ */
 static bool
-eb_progress_parse(const char *value, size_t len, XLogRecPtr *lsn)
+eb_progress_parse(const char *value, size_t len, XLogRecPtr *lsn, TimeLineID *tli)
 {
 	char		buf[512];
 	const char *p;
 	uint32		hi,
 				lo;
+	unsigned int t;
 
-	/* commit_lsn comes first; the offsets that follow can be long */
+	/* commit_lsn and timeline come first; the offsets that follow can be long */
 	len = Min(len, sizeof(buf) - 1);
 	memcpy(buf, value, len);
 	buf[len] = '\0';
@@ -1364,7 +1371,40 @@ eb_progress_parse(const char *value, size_t len, XLogRecPtr *lsn)
 	if (p == NULL || sscanf(p + 15, "%X/%X", &hi, &lo) != 2)
 		return false;
 	*lsn = ((uint64) hi << 32) | lo;
+	p = strstr(buf, "\"timeline\": ");
+	*tli = (p != NULL && sscanf(p + 12, "%u", &t) == 1) ? (TimeLineID) t : 0;
 	return true;
+}
+
+/*
+ * How far a progress record says Kafka got, in this server's WAL.  A
+ * record of an earlier timeline of this server's history (written before a
+ * promotion or a point-in-time recovery that ended it) speaks for this
+ * server's transactions only up to where this server's history left that
+ * timeline: after that point, the same LSNs are other transactions, which
+ * Kafka does not have (a standby promoted behind its primary, a restore to
+ * an earlier point).  A record of a timeline not in this history (a
+ * sibling branch, a server restored to before it) says nothing about this
+ * server's transactions: InvalidXLogRecPtr.  *history is read once, when
+ * first needed.
+ */
+static XLogRecPtr
+eb_progress_in_history(XLogRecPtr lsn, TimeLineID tli, TimeLineID current,
+					   List **history, XLogRecPtr *left_at_out)
+{
+	XLogRecPtr	left_at;
+
+	*left_at_out = InvalidXLogRecPtr;
+	if (tli == 0 || current == 0 || tli == current)
+		return lsn;
+	if (*history == NIL)
+		*history = readTimeLineHistory(current);
+	if (tli > current || !tliInHistory(tli, *history))
+		return InvalidXLogRecPtr;
+	left_at = tliSwitchPoint(tli, *history, NULL);
+	*left_at_out = left_at;
+	/* a commit record at left_at is of a later timeline already */
+	return left_at == InvalidXLogRecPtr ? InvalidXLogRecPtr : Min(lsn, left_at - 1);
 }
 
 /*
@@ -1395,6 +1435,12 @@ eb_kafka_progress_read(char *err, size_t errlen)
 	rd_kafka_resp_err_t aerr;
 	bool		whole = false;	/* every partition from its beginning */
 	bool		cut = false;	/* some partition read from its tail only */
+	/* the relay runs on a primary only; 0: no timeline is checked */
+	TimeLineID	current_tli = RecoveryInProgress() ? 0 : GetWALInsertionTimeLine();
+	List	   *history = NIL;	/* this server's timelines, when needed */
+	TimeLineID	found_tli = 0;	/* found is of this earlier timeline */
+	XLogRecPtr	found_left_at = InvalidXLogRecPtr;	/* ... left here */
+	XLogRecPtr	left_at;
 
 	err[0] = '\0';
 	eb_progress_lsn = InvalidXLogRecPtr;
@@ -1532,10 +1578,15 @@ again:
 		else if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR)
 		{
 			XLogRecPtr	lsn;
+			TimeLineID	tli;
 
 			if (msg->key_len == idlen && memcmp(msg->key, txn_id, idlen) == 0 &&
-				eb_progress_parse(msg->payload, msg->len, &lsn) && lsn >= found)
+				eb_progress_parse(msg->payload, msg->len, &lsn, &tli) &&
+				(lsn = eb_progress_in_history(lsn, tli, current_tli, &history, &left_at)) != InvalidXLogRecPtr &&
+				lsn >= found)
 			{
+				found_tli = XLogRecPtrIsInvalid(left_at) ? 0 : tli;
+				found_left_at = left_at;
 				/* the last of equal LSNs: a backfill batch's commit adds none */
 				found = lsn;
 				if (eb_progress_record != NULL)
@@ -1565,8 +1616,14 @@ again:
 		goto again;
 	}
 	eb_progress_lsn = found;
+	if (found_tli != 0)
+		ereport(LOG,
+				(errmsg("pg_eventbus relay: the last progress record in Kafka was written on timeline %u, which this server's history left at %X/%X: transactions committed here after that point are sent",
+						found_tli, LSN_FORMAT_ARGS(found_left_at))));
 
 out:
+	if (history != NIL)
+		list_free_deep(history);
 	if (md != NULL)
 		rd_kafka_metadata_destroy(md);
 	rd_kafka_topic_destroy(rkt);

@@ -923,10 +923,12 @@ eb_mappings_persist(void)
  * The Kafka partition for an event: from the topic's mapping, decided the
  * first time the relay sends an event of the topic to this Kafka topic
  * (or after the local topic grew).  Deciding needs the Kafka topic's
- * partition count: while the brokers do not answer, this returns false
- * and decides nothing, and the caller waits and asks again (the decision
- * must never depend on an outage).  RD_KAFKA_PARTITION_UA in *partition
- * when the key decides or the Kafka topic cannot be used.
+ * partition count: while the brokers do not answer, or answer for the
+ * topic with an error that may pass (request timed out, ...), this returns
+ * false and decides nothing, and the caller waits and asks again (the
+ * decision must never depend on an outage).  RD_KAFKA_PARTITION_UA in
+ * *partition when the key decides or the Kafka topic is refused for good
+ * (*refused says why).
  */
 bool
 eb_relay_partition(EbRelayMessage *msg, int32 *partition, rd_kafka_resp_err_t *refused)
@@ -958,10 +960,26 @@ eb_relay_partition(EbRelayMessage *msg, int32 *partition, rd_kafka_resp_err_t *r
 			return false;		/* the brokers do not answer */
 		if (kafka_partitions == -2)
 		{
+			char		msgbuf[EB_RELAY_ERROR_LEN];
+
 			/* the brokers refuse the topic (not authorized, invalid ...) */
 			if (eb_kafka_error_is_permanent(topic_err))
+			{
 				*refused = topic_err;
-			return true;		/* nothing to decide */
+				return true;	/* nothing to decide */
+			}
+
+			/*
+			 * A passing error of the topic (request timed out, no leader
+			 * yet ...): the partition count is not known, so nothing may be
+			 * sent by key in its place.  Wait like for brokers that do not
+			 * answer.
+			 */
+			snprintf(msgbuf, sizeof(msgbuf),
+					 "Kafka topic \"%s\" cannot be used yet (%s): its events wait",
+					 msg->kafka_topic, rd_kafka_err2str(topic_err));
+			eb_relay_error_keyed(msgbuf, msg->kafka_topic);
+			return false;
 		}
 		memset(&key, 0, sizeof(key));
 		key.topic_id = msg->topic_id;

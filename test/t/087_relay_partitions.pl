@@ -9,6 +9,11 @@
 #    to each partition; the broker comes back: every event lands in its own
 #    partition (kcat shows the partition, the eventbus-partition header the
 #    local one).
+#  - Topic "flaky" (3 partitions) is first relayed while the brokers answer
+#    for Kafka topic "flaky" (3) with an error that may pass (request timed
+#    out): nothing is sent by key in the meantime, relay_status says why the
+#    events wait, and once the error is gone every event lands in its own
+#    partition.
 #  - Topic "wide" (3 partitions) relayed to Kafka topic "narrow" (2): the
 #    relay decides "by key"; relay_topic() for that Kafka topic warns that
 #    the partition counts differ once the relay knows them.
@@ -28,7 +33,8 @@ my $t0 = time();
 my $db = 'postgres';
 
 my $mock =
-  RelayTest::MockKafka->start('--topic', 'ev:3', '--topic', 'narrow:2');
+  RelayTest::MockKafka->start('--topic', 'ev:3', '--topic', 'narrow:2',
+	'--topic', 'flaky:3');
 my $bootstrap = $mock->bootstrap;
 my $node = relay_node('partitions', bootstrap => $bootstrap, start => 1);
 
@@ -96,6 +102,41 @@ is( $node->safe_psql(
 		  WHERE t.topic = 'ev' AND r.kafka_topic = 'ev'}),
 	'3/3/true',
 	'eventbus.relay_partitioning: ev maps partition to partition');
+
+# ---------------------------------------------------------------------------
+# The brokers answer for the Kafka topic with an error that may pass.
+
+is($mock->command('topic_error flaky REQUEST_TIMED_OUT'),
+	'ok', 'metadata for Kafka topic "flaky" answers "request timed out"');
+$sql = "SELECT eventbus.create_topic('flaky', 3);\n"
+  . "SELECT eventbus.relay_topic('flaky');\n";
+foreach my $i (1 .. 30)
+{
+	my $p = $i % 3;
+	$sql .=
+	  "SELECT eventbus.publish('flaky', '{\"phase\": \"flaky\", \"i\": $i}', partition => $p);\n";
+}
+$node->safe_psql($db, $sql);
+ok( poll_until(
+		30,
+		sub {
+			relay_status($node, $db)->{last_error} =~
+			  /Kafka topic "flaky" cannot be used yet \(.*timed out.*\): its events wait/i;
+		}),
+	'relay_status says that the events of "flaky" wait, and why')
+  or diag(encode_json(relay_status($node, $db)));
+is(relay_status($node, $db)->{messages_in_flight},
+	0, 'nothing of "flaky" was handed to the producer meanwhile');
+is($mock->command('topic_error flaky NO_ERROR'), 'ok', 'the error has passed');
+
+$msgs = wait_for_kafka($bootstrap, 'flaky', 30, 60);
+is(scalar(@$msgs), 30, 'the 30 events of "flaky" arrived');
+@wrong = grep { $_->{partition} ne ($_->{headers}{'eventbus-partition'} // '') }
+  @$msgs;
+is(scalar(@wrong), 0,
+	'every event of "flaky" landed in its own Kafka partition')
+  or diag(join(', ',
+		map { "$_->{value} in Kafka partition $_->{partition}" } @wrong[ 0 .. ($#wrong < 5 ? $#wrong : 5) ]));
 
 # ---------------------------------------------------------------------------
 # Different partition counts.

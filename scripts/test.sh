@@ -103,7 +103,7 @@ run_tap() {
 	# shellcheck disable=SC2086
 	(cd "$SRC" && as_user TESTDIR="$WORK/tap" PG_REGRESS="$PGXS_DIR/src/test/regress/pg_regress" \
 		EB_MOCK_KAFKA="$WORK/bin/mock_kafka" EB_SRC="$SRC" \
-		prove -I "$PGXS_DIR/src/test/perl" -I "$SRC/test/t" --timer $files) || {
+		prove -I "$PGXS_DIR/src/test/perl" -I "$SRC/test/t" --timer ${EB_PROVE_FLAGS:-} $files) || {
 		echo "TAP logs: $WORK/tap/tmp_check/log"
 		return 1
 	}

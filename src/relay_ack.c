@@ -771,17 +771,40 @@ eb_relay_txn_begin(XLogRecPtr commit_lsn)
 void
 eb_relay_txn_commit(XLogRecPtr end_lsn, TimestampTz commit_time)
 {
-	Assert(eb_current_txn != NULL);
-	eb_current_txn->end_lsn = end_lsn;
-	eb_current_txn->commit_time = commit_time;
-	eb_current_txn->committed = true;
-	if (!XLogRecPtrIsInvalid(eb_current_txn->commit_lsn))
+	EbRelayTxn *t = eb_current_txn;
+
+	Assert(t != NULL);
+	t->end_lsn = end_lsn;
+	t->commit_time = commit_time;
+	t->committed = true;
+	if (!XLogRecPtrIsInvalid(t->commit_lsn))
 	{
 		/* what a progress record says Kafka has: decoded transactions */
-		eb_last_commit_lsn = eb_current_txn->commit_lsn;
+		eb_last_commit_lsn = t->commit_lsn;
 		eb_last_end_lsn = end_lsn;
 	}
 	eb_current_txn = NULL;
+
+	/*
+	 * A transaction that sent nothing (most of a database's transactions
+	 * touch no relayed topic) waits for nothing but the transactions before
+	 * it: it becomes part of the one before, which confirms up to its end.
+	 * So while Kafka holds back acknowledgements, memory grows with the
+	 * messages in flight, not with every transaction decoded meanwhile.
+	 */
+	if (t->messages == 0 && t->pending == 0 && !t->failed && t->refused == 0 &&
+		t->kafka_txn == 0 && dlist_has_prev(&txns, &t->node))
+	{
+		EbRelayTxn *prev = dlist_container(EbRelayTxn, node,
+										   dlist_prev_node(&txns, &t->node));
+
+		if (prev->committed)
+		{
+			prev->end_lsn = Max(prev->end_lsn, end_lsn);
+			dlist_delete(&t->node);
+			pfree(t);
+		}
+	}
 }
 
 /* ---------- confirming ---------- */

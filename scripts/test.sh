@@ -151,5 +151,5 @@ if [ ${#failed[@]} -gt 0 ]; then
 	exit 1
 fi
 # Nothing to look at after a clean run.
-rm -rf "$WORK"
+[ -n "${EB_KEEP_WORK:-}" ] || rm -rf "$WORK"
 eb_say "All test suites passed: ${suites[*]}"

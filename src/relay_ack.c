@@ -63,21 +63,32 @@ static bool skipped_logged = false;
  * Exactly-once: messages Kafka refused for good inside a transaction, which
  * therefore had to be aborted.  When decoding comes to them again, they
  * are refused without being sent (their topic's policy applies then), so
- * that one such message cannot make every later transaction fail.  Lives
- * as long as the process; the oldest entries make room for new ones.  An
- * entry is found by commit LSN and event id; an event a backfill sends
- * from the topic's tables has LSN 0/0, and its event id alone finds it.
+ * that such messages cannot make every later transaction fail.  An entry
+ * is found by commit LSN and event id; an event a backfill sends from the
+ * topic's tables has LSN 0/0, and its event id alone finds it.
+ *
+ * Nothing is forgotten to make room: with more refusals in one Kafka
+ * transaction than a fixed table holds, each attempt would forget those
+ * the next needs, and the relay would retry forever.  An entry goes once a
+ * Kafka transaction committed after it was used (that transaction's
+ * progress covers the refused event's transaction or backfill batch, so
+ * it is not sent again; a backfill of the same events started later sends
+ * it again, the cause may be fixed by then), or when its topic's policy is
+ * 'stop'.  One attempt adds at most the messages in flight.
  */
-#define EB_KNOWN_REFUSALS 256
-typedef struct EbKnownRefusal
+typedef struct EbKnownRefusalKey
 {
-	bool		used;
 	XLogRecPtr	lsn;
 	char		event_id[40];
+} EbKnownRefusalKey;
+
+typedef struct EbKnownRefusal
+{
+	EbKnownRefusalKey key;
 	rd_kafka_resp_err_t err;
+	bool		used;			/* refused without sending in this session */
 } EbKnownRefusal;
-static EbKnownRefusal known_refusals[EB_KNOWN_REFUSALS];
-static int	known_refusals_next = 0;
+static HTAB *known_refusals = NULL;
 
 static dlist_head txns = DLIST_STATIC_INIT(txns);
 static dlist_head refusals = DLIST_STATIC_INIT(refusals);
@@ -97,6 +108,7 @@ static void eb_ack_deferred_drop(void);
 static void eb_ack_position_apply(EbPartShared *part, int64 uid, int32 partition,
 								  int64 position, uint64 count);
 static rd_kafka_resp_err_t eb_relay_known_refusal(XLogRecPtr lsn, const char *event_id);
+static void eb_known_refusals_sweep(bool forget_used);
 
 /* A new session: nothing in flight, the slot confirmed at confirmed_flush. */
 void
@@ -114,6 +126,7 @@ eb_ack_session_start(XLogRecPtr confirmed_flush)
 	eb_last_end_lsn = InvalidXLogRecPtr;
 	skipped = 0;
 	skipped_logged = false;
+	eb_known_refusals_sweep(false);
 }
 
 /* The session ended: what it tracked is gone with eb_session_cxt. */
@@ -362,6 +375,7 @@ eb_ack_kafka_commit(XLogRecPtr commit_lsn, XLogRecPtr end_lsn, const char *note,
 		{
 			case EB_KAFKA_COMMITTED:
 				eb_ack_deferred_run();
+				eb_known_refusals_sweep(true);
 				return true;
 			case EB_KAFKA_COMMIT_FAILED:
 				eb_ack_deferred_drop();
@@ -514,20 +528,45 @@ eb_relay_refused(EbRelayTxn *t, EbRelayMsgRef *ref, const char *kafka_topic,
 		ref->on_ack(ref->on_ack_arg);
 }
 
-/* Remembers a message refused inside a Kafka transaction (exactly-once). */
+static void
+eb_known_refusal_key(EbKnownRefusalKey *key, XLogRecPtr lsn, const char *event_id)
+{
+	memset(key, 0, sizeof(*key));
+	key->lsn = lsn;
+	strlcpy(key->event_id, event_id, sizeof(key->event_id));
+}
+
+/*
+ * Remembers a message refused inside a Kafka transaction (exactly-once).
+ * Runs in a delivery report: out of memory, the message is not remembered
+ * (it is sent once more, and refused once more) rather than an ERROR
+ * thrown through librdkafka.
+ */
 static void
 eb_relay_remember_refusal(EbRelayMsgRef *ref, rd_kafka_resp_err_t err)
 {
+	EbKnownRefusalKey key;
 	EbKnownRefusal *k;
+	bool		found;
 
-	if (eb_relay_known_refusal(ref->lsn, ref->event_id) != RD_KAFKA_RESP_ERR_NO_ERROR)
+	if (known_refusals == NULL)
+	{
+		HASHCTL		ctl;
+
+		memset(&ctl, 0, sizeof(ctl));
+		ctl.keysize = sizeof(EbKnownRefusalKey);
+		ctl.entrysize = sizeof(EbKnownRefusal);
+		ctl.hcxt = TopMemoryContext;
+		known_refusals = hash_create("pg_eventbus relay refused messages", 64, &ctl,
+									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	eb_known_refusal_key(&key, ref->lsn, ref->event_id);
+	k = hash_search(known_refusals, &key, HASH_ENTER_NULL, &found);
+	if (k == NULL)
 		return;
-	k = &known_refusals[known_refusals_next];
-	known_refusals_next = (known_refusals_next + 1) % EB_KNOWN_REFUSALS;
-	k->used = true;
-	k->lsn = ref->lsn;
-	strlcpy(k->event_id, ref->event_id, sizeof(k->event_id));
 	k->err = err;
+	if (!found)
+		k->used = false;
 }
 
 /*
@@ -537,28 +576,55 @@ eb_relay_remember_refusal(EbRelayMsgRef *ref, rd_kafka_resp_err_t err)
 static void
 eb_relay_forget_refusal(XLogRecPtr lsn, const char *event_id)
 {
-	for (int i = 0; i < EB_KNOWN_REFUSALS; i++)
-	{
-		if (known_refusals[i].used && known_refusals[i].lsn == lsn &&
-			strcmp(known_refusals[i].event_id, event_id) == 0)
-			known_refusals[i].used = false;
-	}
+	EbKnownRefusalKey key;
+
+	if (known_refusals == NULL)
+		return;
+	eb_known_refusal_key(&key, lsn, event_id);
+	(void) hash_search(known_refusals, &key, HASH_REMOVE, NULL);
 }
 
 /*
  * The error Kafka refused this message with in an earlier transaction
- * (exactly-once), RD_KAFKA_RESP_ERR_NO_ERROR if none.
+ * (exactly-once), RD_KAFKA_RESP_ERR_NO_ERROR if none.  Marks the entry
+ * used: the next Kafka commit makes it unneeded.
  */
 static rd_kafka_resp_err_t
 eb_relay_known_refusal(XLogRecPtr lsn, const char *event_id)
 {
-	for (int i = 0; i < EB_KNOWN_REFUSALS; i++)
+	EbKnownRefusalKey key;
+	EbKnownRefusal *k;
+
+	if (known_refusals == NULL || hash_get_num_entries(known_refusals) == 0)
+		return RD_KAFKA_RESP_ERR_NO_ERROR;
+	eb_known_refusal_key(&key, lsn, event_id);
+	k = hash_search(known_refusals, &key, HASH_FIND, NULL);
+	if (k == NULL)
+		return RD_KAFKA_RESP_ERR_NO_ERROR;
+	k->used = true;
+	return k->err;
+}
+
+/*
+ * After a Kafka commit (forget_used) or at a session's start: the entries
+ * used before the commit go; at a session's start, none counts as used.
+ */
+static void
+eb_known_refusals_sweep(bool forget_used)
+{
+	HASH_SEQ_STATUS seq;
+	EbKnownRefusal *k;
+
+	if (known_refusals == NULL)
+		return;
+	hash_seq_init(&seq, known_refusals);
+	while ((k = hash_seq_search(&seq)) != NULL)
 	{
-		if (known_refusals[i].used && known_refusals[i].lsn == lsn &&
-			strcmp(known_refusals[i].event_id, event_id) == 0)
-			return known_refusals[i].err;
+		if (!forget_used)
+			k->used = false;
+		else if (k->used)
+			(void) hash_search(known_refusals, &k->key, HASH_REMOVE, NULL);
 	}
-	return RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
 /* ---------- sending ---------- */
@@ -587,8 +653,12 @@ eb_relay_send(EbRelayMessage *m)
 
 	while (!eb_relay_partition(m, &partition, &refused))
 	{
-		/* the brokers do not answer: wait for them */
-		if (eb_shutdown_requested || ConfigReloadPending)
+		/*
+		 * the brokers do not answer, or not yet for this topic: wait for
+		 * them, unless the session ended meanwhile (a fatal error of the
+		 * producer, its Kafka transaction timed out)
+		 */
+		if (eb_shutdown_requested || ConfigReloadPending || eb_session_failed)
 		{
 			t->failed = true;
 			eb_session_failed = true;

@@ -1395,34 +1395,39 @@ eb_progress_parse(const char *value, size_t len, XLogRecPtr *lsn, TimeLineID *tl
 }
 
 /*
- * How far a progress record says Kafka got, in this server's WAL.  A
- * record of an earlier timeline of this server's history (written before a
+ * Whether a progress record speaks for this server's WAL, and how far
+ * (*lsn, lowered where this server's history left the record's timeline).
+ * A record of an earlier timeline of this server's history (written before a
  * promotion or a point-in-time recovery that ended it) speaks for this
  * server's transactions only up to where this server's history left that
  * timeline: after that point, the same LSNs are other transactions, which
  * Kafka does not have (a standby promoted behind its primary, a restore to
  * an earlier point).  A record of a timeline not in this history (a
  * sibling branch, a server restored to before it) says nothing about this
- * server's transactions: InvalidXLogRecPtr.  *history is read once, when
+ * server's transactions: false.  A record may say 0/0 (a backfill batch
+ * committed before anything was decoded).  *history is read once, when
  * first needed.
  */
-static XLogRecPtr
-eb_progress_in_history(XLogRecPtr lsn, TimeLineID tli, TimeLineID current,
+static bool
+eb_progress_in_history(XLogRecPtr *lsn, TimeLineID tli, TimeLineID current,
 					   List **history, XLogRecPtr *left_at_out)
 {
 	XLogRecPtr	left_at;
 
 	*left_at_out = InvalidXLogRecPtr;
 	if (tli == 0 || current == 0 || tli == current)
-		return lsn;
+		return true;
 	if (*history == NIL)
 		*history = readTimeLineHistory(current);
 	if (tli > current || !tliInHistory(tli, *history))
-		return InvalidXLogRecPtr;
+		return false;
 	left_at = tliSwitchPoint(tli, *history, NULL);
 	*left_at_out = left_at;
+	if (left_at == InvalidXLogRecPtr)
+		return false;
 	/* a commit record at left_at is of a later timeline already */
-	return left_at == InvalidXLogRecPtr ? InvalidXLogRecPtr : Min(lsn, left_at - 1);
+	*lsn = Min(*lsn, left_at - 1);
+	return true;
 }
 
 /*
@@ -1600,7 +1605,7 @@ again:
 
 			if (msg->key_len == idlen && memcmp(msg->key, txn_id, idlen) == 0 &&
 				eb_progress_parse(msg->payload, msg->len, &lsn, &tli) &&
-				(lsn = eb_progress_in_history(lsn, tli, current_tli, &history, &left_at)) != InvalidXLogRecPtr &&
+				eb_progress_in_history(&lsn, tli, current_tli, &history, &left_at) &&
 				lsn >= found)
 			{
 				found_tli = XLogRecPtrIsInvalid(left_at) ? 0 : tli;
@@ -1623,7 +1628,7 @@ again:
 		}
 		rd_kafka_message_destroy(msg);
 	}
-	if (found == InvalidXLogRecPtr && cut && !whole)
+	if (eb_progress_record == NULL && cut && !whole)
 	{
 		/* none in the tails: read every partition from its beginning */
 		whole = true;

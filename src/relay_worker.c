@@ -153,16 +153,25 @@ eb_relay_wait_standbys(XLogRecPtr lsn)
 /*
  * Exactly-once: commits the open Kafka transaction, its progress record
  * naming the backfill batch it carries, if any (eb_backfill_progress_note).
+ *
+ * The record never says less than Kafka already had (eb_progress_lsn):
+ * a session's first Kafka transaction may carry only a backfill batch
+ * before it decoded anything, or while it still skips transactions Kafka
+ * had, and the record read back at the next start is the one with the
+ * highest commit LSN (the last of equal ones): a lower one would lose, and
+ * with it the batch it names.
  */
 static bool
 eb_relay_kafka_commit(long wait_ms)
 {
 	StringInfoData note;
 	bool		ok;
+	XLogRecPtr	commit_lsn = Max(eb_last_commit_lsn, eb_progress_lsn);
+	XLogRecPtr	end_lsn = Max(eb_last_end_lsn, commit_lsn);
 
 	initStringInfo(&note);
 	eb_backfill_progress_note(&note);
-	ok = eb_ack_kafka_commit(eb_last_commit_lsn, eb_last_end_lsn, note.data, wait_ms);
+	ok = eb_ack_kafka_commit(commit_lsn, end_lsn, note.data, wait_ms);
 	pfree(note.data);
 	return ok;
 }

@@ -22,7 +22,9 @@
  *	  produce_errors <count> <error> fail the next count Produce requests
  *									 (any topic) with the error, named as
  *									 librdkafka names it without "ERR_"
- *									 (MSG_SIZE_TOO_LARGE, ...)
+ *									 (MSG_SIZE_TOO_LARGE, ...); count 0
+ *									 (and no error): forget the errors
+ *									 not used yet
  *	  endtxn_errors <count> <error>	 fail the next count EndTxn requests
  *									 (a transaction's commit or abort) with
  *									 the error; count 0 (and no error):
@@ -399,9 +401,15 @@ run_command(char *line)
 		rd_kafka_resp_err_t err;
 		rd_kafka_resp_err_t errors[100];
 
+		if (nargs == 1 && strcmp(args[0], "0") == 0)
+		{
+			rd_kafka_mock_clear_request_errors(cluster, 0 /* Produce */ );
+			reply(NULL);
+			return true;
+		}
 		if (nargs != 2)
 		{
-			reply("usage: produce_errors <count> <error>");
+			reply("usage: produce_errors <count> <error> | produce_errors 0");
 			return true;
 		}
 		if (!parse_int(args[0], 1, 100, &count))

@@ -16,6 +16,15 @@
 #    transaction; the relay remembers the event by its id (an event sent
 #    from the tables has no commit LSN) and leaves it out of the next
 #    attempt instead of sending it again.
+#  - 'dead_letter' for more refusals than fit in one fixed table: 1,500
+#    backfilled events, every produce request refused (the mock's
+#    "produce_errors 100 MSG_SIZE_TOO_LARGE").  Under exactly-once the relay
+#    remembers every one of them, not only the last 256 (it used to forget
+#    the others, send them again, and so on): each event ends up in
+#    relay_dead_letter or in Kafka (read_committed), never in both and
+#    never in neither, and the backfill finishes.
+#  - A new backfill of the topic, the cause gone, sends the backfilled
+#    event refused before.
 #  - 'stop': the relay waits at the refused event: the state says so,
 #    last_error names the event (id, topic, position) and the error, and the
 #    slot does not move past it.  Switching the topic to 'dead_letter' lets
@@ -36,7 +45,7 @@ my $t0 = time();
 my $db = 'postgres';
 
 my $mock = RelayTest::MockKafka->start('--topic', 'ok:1', '--topic', 'big:1',
-	'--topic', 'secret:1', '--topic', 'fill:1');
+	'--topic', 'secret:1', '--topic', 'fill:1', '--topic', 'flood:1');
 my $bootstrap = $mock->bootstrap;
 my $node = relay_node('refused', bootstrap => $bootstrap, start => 1);
 
@@ -142,6 +151,57 @@ ok(poll_until(30, sub { ok_count('after-fill') == 1 }),
 my $fill = by_event_id(kafka_read($bootstrap, 'fill') // []);
 ok(!exists $fill->{$id4}, 'the refused backfilled event is not in Kafka (not sent again)');
 
+# The cause gone, a new backfill of "fill" sends the event refused before
+# (under exactly-once the relay forgets a refusal once a Kafka transaction
+# committed after it was used).
+$node->safe_psql($db,
+	q{SELECT eventbus.relay_topic('fill', start_at => 'earliest', on_error => 'dead_letter')});
+ok( poll_until(
+		60,
+		sub {
+			my $in = by_event_id(committed_view($bootstrap, kafka_read($bootstrap, 'fill') // []));
+			return exists $in->{$id4};
+		}),
+	'a new backfill, the cause gone, sends the event Kafka refused before');
+
+# ---------------------------------------------------------------------------
+# dead_letter: more refusals in one go than a fixed table holds.
+
+my $flood_n = 1500;
+$node->safe_psql($db, qq{
+SELECT eventbus.create_topic('flood', 1);
+SELECT count(*) FROM eventbus.publish_batch('flood',
+  ARRAY(SELECT jsonb_build_object('fl', i) FROM generate_series(1, $flood_n) i));
+});
+is($mock->command('produce_errors 100 MSG_SIZE_TOO_LARGE'),
+	'ok', 'the next 100 produce requests are refused as too large');
+$node->safe_psql($db,
+	q{SELECT eventbus.relay_topic('flood', start_at => 'earliest', on_error => 'dead_letter')});
+ok( poll_until(
+		120,
+		sub {
+			$node->safe_psql($db,
+				q{SELECT state FROM eventbus.relay_backfill WHERE topic = 'flood'}) eq 'done';
+		}),
+	'dead_letter: the backfill of 1,500 refused events finishes')
+  or diag(encode_json(relay_status($node, $db)));
+is($mock->command('produce_errors 0'), 'ok', 'the produce errors not used yet are forgotten');
+publish_ok('after-flood', 1);
+ok(poll_until(60, sub { ok_count('after-flood') == 1 }),
+	'dead_letter: events of another topic published after the flood arrive');
+my %dead = map { $_ => 1 } split /\n/, $node->safe_psql($db,
+	q{SELECT event_id FROM eventbus.relay_dead_letter WHERE topic = 'flood'});
+my $flood = by_event_id(committed_view($bootstrap, kafka_read($bootstrap, 'flood') // []));
+my @all = split /\n/, $node->safe_psql($db, q{SELECT event_id FROM eventbus_data.flood});
+note sprintf('flood: %d dead-lettered, %d in Kafka', scalar(keys %dead), scalar(keys %$flood));
+cmp_ok(scalar(keys %dead), '>', 256, 'more than 256 events of "flood" were refused and dead-lettered');
+is(scalar(grep { $dead{$_} && $flood->{$_} } @all), 0,
+	'no event of "flood" is both dead-lettered and in Kafka');
+is(scalar(grep { !$dead{$_} && !$flood->{$_} } @all), 0,
+	'every event of "flood" is dead-lettered or in Kafka');
+is(scalar(grep { $flood->{$_} && @{ $flood->{$_} } > 1 } @all), 0,
+	'none of "flood" is twice in Kafka');
+
 # ---------------------------------------------------------------------------
 # stop: the relay waits at the refused event and says why.
 
@@ -178,7 +238,7 @@ ok(poll_until(30, sub { ok_count('after-stop') >= 1 }),
 $after = $node->safe_psql($db, 'SELECT pg_current_wal_lsn()');
 ok(poll_until(20, sub { lsn_cmp(slot_confirmed_lsn($node), $after) >= 0 }),
 	'... and the slot moves on');
-is($node->safe_psql($db, 'SELECT count(*) FROM eventbus.relay_dead_letter'),
+is($node->safe_psql($db, q{SELECT count(*) FROM eventbus.relay_dead_letter WHERE topic <> 'flood'}),
 	'4', 'relay_dead_letter holds the four refused events, once each');
 
 ok(!$node->log_contains(qr/TRAP:|terminated by signal|PANIC/),

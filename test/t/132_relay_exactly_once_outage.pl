@@ -6,8 +6,7 @@
 #     started while the broker is still down (the relay waits to register
 #     its transactional id), then the broker comes back.
 # At the end, a read_committed consumer (RelayTest::committed_view) sees
-# every committed event exactly once, counted by event id.  Open (TODO):
-# after an outage some committed events are missing.
+# every committed event exactly once, counted by event id.
 #
 # EB_RELAY_DELIVERY=at_least_once runs the same rounds with the
 # at-least-once relay, where the checks are what that mode promises: every
@@ -173,15 +172,10 @@ note "Kafka: " . scalar(@$msgs) . " messages in the log, "
   . scalar(@$view) . " committed, for $ids committed events";
 my ($raw_missing) = compare_delivery(\%want, $msgs);
 note scalar(@$raw_missing) . " committed events are not in the Kafka log at all";
-TODO:
-{
-	local $TODO = $delivery ne 'exactly_once' ? undef :
-	  'open: after a broker outage, exactly-once relaying misses events (seen against librdkafka 2.0.2 and 2.8.0; not yet known whether the relay or the mock cluster loses them); exactly_once is not the default until this passes';
-	is(scalar(@$raw_missing), 0, "every committed event is in the Kafka log ($ids)")
-	  or diag("not in the log: @$raw_missing[0 .. ($#$raw_missing < 9 ? $#$raw_missing : 9)]");
-	is(scalar(@$missing), 0, "every committed event is seen by a read_committed consumer ($ids)")
-	  or diag("missing: @$missing[0 .. ($#$missing < 9 ? $#$missing : 9)]");
-}
+is(scalar(@$raw_missing), 0, "every committed event is in the Kafka log ($ids)")
+  or diag("not in the log: @$raw_missing[0 .. ($#$raw_missing < 9 ? $#$raw_missing : 9)]");
+is(scalar(@$missing), 0, "every committed event is seen by a read_committed consumer ($ids)")
+  or diag("missing: @$missing[0 .. ($#$missing < 9 ? $#$missing : 9)]");
 if ($delivery eq 'exactly_once')
 {
 	is($resent, 0, 'no event is there twice for a read_committed consumer');

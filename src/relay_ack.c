@@ -108,6 +108,7 @@ static void eb_ack_deferred_drop(void);
 static void eb_ack_position_apply(EbPartShared *part, int64 uid, int32 partition,
 								  int64 position, uint64 count);
 static rd_kafka_resp_err_t eb_relay_known_refusal(XLogRecPtr lsn, const char *event_id);
+static void eb_known_refusals_init(void);
 static void eb_known_refusals_sweep(bool forget_used);
 
 /* A new session: nothing in flight, the slot confirmed at confirmed_flush. */
@@ -126,6 +127,7 @@ eb_ack_session_start(XLogRecPtr confirmed_flush)
 	eb_last_end_lsn = InvalidXLogRecPtr;
 	skipped = 0;
 	skipped_logged = false;
+	eb_known_refusals_init();
 	eb_known_refusals_sweep(false);
 }
 
@@ -536,37 +538,53 @@ eb_known_refusal_key(EbKnownRefusalKey *key, XLogRecPtr lsn, const char *event_i
 	strlcpy(key->event_id, event_id, sizeof(key->event_id));
 }
 
+/* The table of refusals, made outside librdkafka's callbacks. */
+static void
+eb_known_refusals_init(void)
+{
+	HASHCTL		ctl;
+
+	if (known_refusals != NULL)
+		return;
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(EbKnownRefusalKey);
+	ctl.entrysize = sizeof(EbKnownRefusal);
+	ctl.hcxt = TopMemoryContext;
+	known_refusals = hash_create("pg_eventbus relay refused messages", 64, &ctl,
+								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
 /*
  * Remembers a message refused inside a Kafka transaction (exactly-once).
- * Runs in a delivery report: out of memory, the message is not remembered
- * (it is sent once more, and refused once more) rather than an ERROR
- * thrown through librdkafka.
+ * Runs in a delivery report, so no ERROR may leave it through librdkafka:
+ * out of memory, the message is not remembered (it is sent once more, and
+ * refused once more).  (HASH_ENTER_NULL is not for tables in palloc'd
+ * memory, so the ERROR is caught here.)
  */
 static void
 eb_relay_remember_refusal(EbRelayMsgRef *ref, rd_kafka_resp_err_t err)
 {
 	EbKnownRefusalKey key;
-	EbKnownRefusal *k;
-	bool		found;
+	MemoryContext cxt = CurrentMemoryContext;
 
 	if (known_refusals == NULL)
-	{
-		HASHCTL		ctl;
-
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(EbKnownRefusalKey);
-		ctl.entrysize = sizeof(EbKnownRefusal);
-		ctl.hcxt = TopMemoryContext;
-		known_refusals = hash_create("pg_eventbus relay refused messages", 64, &ctl,
-									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
+		return;					/* made at every session start */
 	eb_known_refusal_key(&key, ref->lsn, ref->event_id);
-	k = hash_search(known_refusals, &key, HASH_ENTER_NULL, &found);
-	if (k == NULL)
-		return;
-	k->err = err;
-	if (!found)
-		k->used = false;
+	PG_TRY();
+	{
+		bool		found;
+		EbKnownRefusal *k = hash_search(known_refusals, &key, HASH_ENTER, &found);
+
+		k->err = err;
+		if (!found)
+			k->used = false;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		FlushErrorState();
+	}
+	PG_END_TRY();
 }
 
 /*

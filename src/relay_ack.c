@@ -538,7 +538,10 @@ eb_known_refusal_key(EbKnownRefusalKey *key, XLogRecPtr lsn, const char *event_i
 	strlcpy(key->event_id, event_id, sizeof(key->event_id));
 }
 
-/* The table of refusals, made outside librdkafka's callbacks. */
+/*
+ * The table of refusals, made at the first session's start (every use is
+ * within a session), so not in a librdkafka callback.
+ */
 static void
 eb_known_refusals_init(void)
 {
@@ -567,8 +570,6 @@ eb_relay_remember_refusal(EbRelayMsgRef *ref, rd_kafka_resp_err_t err)
 	EbKnownRefusalKey key;
 	MemoryContext cxt = CurrentMemoryContext;
 
-	if (known_refusals == NULL)
-		return;					/* made at every session start */
 	eb_known_refusal_key(&key, ref->lsn, ref->event_id);
 	PG_TRY();
 	{
@@ -596,8 +597,6 @@ eb_relay_forget_refusal(XLogRecPtr lsn, const char *event_id)
 {
 	EbKnownRefusalKey key;
 
-	if (known_refusals == NULL)
-		return;
 	eb_known_refusal_key(&key, lsn, event_id);
 	(void) hash_search(known_refusals, &key, HASH_REMOVE, NULL);
 }
@@ -613,7 +612,7 @@ eb_relay_known_refusal(XLogRecPtr lsn, const char *event_id)
 	EbKnownRefusalKey key;
 	EbKnownRefusal *k;
 
-	if (known_refusals == NULL || hash_get_num_entries(known_refusals) == 0)
+	if (hash_get_num_entries(known_refusals) == 0)
 		return RD_KAFKA_RESP_ERR_NO_ERROR;
 	eb_known_refusal_key(&key, lsn, event_id);
 	k = hash_search(known_refusals, &key, HASH_FIND, NULL);
@@ -633,8 +632,6 @@ eb_known_refusals_sweep(bool forget_used)
 	HASH_SEQ_STATUS seq;
 	EbKnownRefusal *k;
 
-	if (known_refusals == NULL)
-		return;
 	hash_seq_init(&seq, known_refusals);
 	while ((k = hash_seq_search(&seq)) != NULL)
 	{

@@ -293,6 +293,46 @@ reply(const char *error)
 }
 
 /*
+ * "<cmd> <count> <error>": fail the next count requests of the API with the
+ * error; "<cmd> 0": forget the errors of the API not used yet.
+ */
+static void
+request_errors(const char *cmd, int16_t apikey, int nargs, char **args)
+{
+	int			count;
+	rd_kafka_resp_err_t err;
+	rd_kafka_resp_err_t errors[100];
+	char		usage[128];
+
+	if (nargs == 1 && strcmp(args[0], "0") == 0)
+	{
+		rd_kafka_mock_clear_request_errors(cluster, apikey);
+		reply(NULL);
+		return;
+	}
+	if (nargs != 2)
+	{
+		snprintf(usage, sizeof(usage), "usage: %s <count> <error> | %s 0", cmd, cmd);
+		reply(usage);
+		return;
+	}
+	if (!parse_int(args[0], 1, 100, &count))
+	{
+		reply("invalid count (1 to 100)");
+		return;
+	}
+	if (!parse_error(args[1], &err))
+	{
+		reply("unknown error name");
+		return;
+	}
+	for (int i = 0; i < count; i++)
+		errors[i] = err;
+	rd_kafka_mock_push_request_errors_array(cluster, apikey, count, errors);
+	reply(NULL);
+}
+
+/*
  * Runs one command line and answers it.  Returns false when the helper
  * should exit.
  */
@@ -396,71 +436,9 @@ run_command(char *line)
 		reply(create_topic(args[0], partitions));
 	}
 	else if (strcmp(cmd, "produce_errors") == 0)
-	{
-		int			count;
-		rd_kafka_resp_err_t err;
-		rd_kafka_resp_err_t errors[100];
-
-		if (nargs == 1 && strcmp(args[0], "0") == 0)
-		{
-			rd_kafka_mock_clear_request_errors(cluster, 0 /* Produce */ );
-			reply(NULL);
-			return true;
-		}
-		if (nargs != 2)
-		{
-			reply("usage: produce_errors <count> <error> | produce_errors 0");
-			return true;
-		}
-		if (!parse_int(args[0], 1, 100, &count))
-		{
-			reply("invalid count (1 to 100)");
-			return true;
-		}
-		if (!parse_error(args[1], &err))
-		{
-			reply("unknown error name");
-			return true;
-		}
-		for (int i = 0; i < count; i++)
-			errors[i] = err;
-		rd_kafka_mock_push_request_errors_array(cluster, 0 /* Produce */ ,
-												count, errors);
-		reply(NULL);
-	}
+		request_errors(cmd, 0 /* Produce */ , nargs, args);
 	else if (strcmp(cmd, "endtxn_errors") == 0)
-	{
-		int			count;
-		rd_kafka_resp_err_t err;
-		rd_kafka_resp_err_t errors[100];
-
-		if (nargs == 1 && strcmp(args[0], "0") == 0)
-		{
-			rd_kafka_mock_clear_request_errors(cluster, 26 /* EndTxn */ );
-			reply(NULL);
-			return true;
-		}
-		if (nargs != 2)
-		{
-			reply("usage: endtxn_errors <count> <error> | endtxn_errors 0");
-			return true;
-		}
-		if (!parse_int(args[0], 1, 100, &count))
-		{
-			reply("invalid count (1 to 100)");
-			return true;
-		}
-		if (!parse_error(args[1], &err))
-		{
-			reply("unknown error name");
-			return true;
-		}
-		for (int i = 0; i < count; i++)
-			errors[i] = err;
-		rd_kafka_mock_push_request_errors_array(cluster, 26 /* EndTxn */ ,
-												count, errors);
-		reply(NULL);
-	}
+		request_errors(cmd, 26 /* EndTxn */ , nargs, args);
 	else if (strcmp(cmd, "topic_error") == 0)
 	{
 		rd_kafka_resp_err_t err;

@@ -84,10 +84,7 @@ SELECT count(*) FROM eventbus.publish_batch('lost', ARRAY(SELECT jsonb_build_obj
 });
 is(scalar(@{ wait_for_kafka($bootstrap, 'lost', 5) }), 5, 'relayed before the slot was lost');
 my $slot = $node->safe_psql($db, q{SELECT slot_name FROM eventbus.relay_status});
-$node->safe_psql($db, q{ALTER SYSTEM SET eventbus.kafka_brokers = ''});
-$node->reload;
-ok(poll_until(30, sub { $node->safe_psql($db,
-	q{SELECT count(*) FROM pg_replication_slots WHERE active_pid IS NOT NULL}) eq '0' }), 'the relay stopped');
+ok(relay_stop($node, $db), 'the relay stopped');
 $node->safe_psql($db, "SELECT pg_drop_replication_slot('$slot')");
 $node->safe_psql($db, q{
 SELECT count(*) FROM eventbus.publish_batch('lost', ARRAY(SELECT jsonb_build_object('phase', 'gap', 'i', i) FROM generate_series(1, 5) i));
@@ -98,9 +95,7 @@ SELECT count(*) FROM eventbus.publish_batch('lost', ARRAY(SELECT jsonb_build_obj
 is($rc, 0, "relay_topic(start_at => 'last_acknowledged') while the relay has no slot");
 is($node->safe_psql($db, q{SELECT first_position || '/' || coalesce(handover::text, 'pending') FROM eventbus.relay_backfill WHERE topic = 'lost'}),
 	'5/pending', '... from the position after the last acknowledged one');
-$node->safe_psql($db, qq{ALTER SYSTEM SET eventbus.kafka_brokers = '$bootstrap'});
-$node->reload;
-ok(wait_relay_running($node, $db, 60), 'the relay runs again, with a new slot');
+ok(relay_start($node, $db, $bootstrap), 'the relay runs again, with a new slot');
 $node->safe_psql($db, q{SELECT eventbus.publish('lost', '{"phase": "after"}')});
 exactly_once('lost', "after the slot was lost, relay_topic(start_at => 'last_acknowledged')");
 ok(poll_until(30, sub { $node->safe_psql($db,

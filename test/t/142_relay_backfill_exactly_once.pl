@@ -46,16 +46,9 @@ my $db = 'postgres';
 sub exactly_once
 {
 	my ($what, $topic) = @_;
-	$topic //= 'be';
-	my %want = map { $_ => 1 } split /\n/,
-	  $node->safe_psql($db, qq{SELECT event_id FROM eventbus_data.$topic});
-	wait_for_kafka($bootstrap, $topic, scalar(keys %want), 30);
-	usleep(500_000);
-	my $by = by_event_id(committed_view($bootstrap, kafka_read($bootstrap, $topic)));
-	my @missing = grep { !$by->{$_} } keys %want;
-	my @dup = grep { @{ $by->{$_} } > 1 } keys %$by;
-	is(scalar(@missing), 0, "$what: none missing") or diag('missing: ' . scalar(@missing));
-	is(scalar(@dup), 0, "$what: no duplicate") or diag('duplicates: ' . scalar(@dup));
+	my ($missing, $dup) = kafka_missing_repeated($node, $db, $bootstrap, $topic // 'be');
+	is(scalar(@$missing), 0, "$what: none missing") or diag('missing: ' . scalar(@$missing));
+	is(scalar(@$dup), 0, "$what: no duplicate") or diag('duplicates: ' . scalar(@$dup));
 }
 
 # 1,500 retained events: two batches (relay_backfill_batch = 1000)
@@ -64,8 +57,7 @@ SELECT eventbus.create_topic('be', 1);
 SELECT count(*) FROM eventbus.publish_batch('be', ARRAY(SELECT jsonb_build_object('i', i) FROM generate_series(1, 1500) i));
 SELECT eventbus.relay_topic('be', start_at => 'earliest');
 });
-ok(poll_until(60, sub { $node->safe_psql($db,
-	q{SELECT state FROM eventbus.relay_backfill WHERE topic = 'be'}) eq 'done' }),
+ok(backfill_done($node, $db, 'be', 60),
 	'the backfill is done');
 exactly_once('backfill under exactly-once');
 
@@ -80,11 +72,7 @@ my $first = $last->{backfill}[3];
 is($first, 1000, 'the last batch begins after the first 1,000 events (relay_backfill_batch)');
 
 # the state a stop between the Kafka commit and the save leaves
-$node->safe_psql($db, q{ALTER SYSTEM SET eventbus.kafka_brokers = ''});
-$node->reload;
-ok(poll_until(30, sub { $node->safe_psql($db,
-	q{SELECT count(*) FROM pg_replication_slots WHERE active_pid IS NOT NULL}) eq '0' }),
-	'the relay stopped');
+ok(relay_stop($node, $db), 'the relay stopped');
 $node->safe_psql($db, qq{
 UPDATE eventbus.relay_backfill_progress SET next_position = $first, completed_at = NULL
 WHERE topic_id = $topic_id});
@@ -92,11 +80,8 @@ is($node->safe_psql($db, q{SELECT state FROM eventbus.relay_backfill WHERE topic
 	"the backfill's row says the last batch is still to be sent");
 
 my $log_offset = -s $node->logfile;
-$node->safe_psql($db, qq{ALTER SYSTEM SET eventbus.kafka_brokers = '$bootstrap'});
-$node->reload;
-ok(wait_relay_running($node, $db, 60), 'the relay runs again');
-ok(poll_until(30, sub { $node->safe_psql($db,
-	q{SELECT state FROM eventbus.relay_backfill WHERE topic = 'be'}) eq 'done' }),
+ok(relay_start($node, $db, $bootstrap), 'the relay runs again');
+ok(backfill_done($node, $db, 'be', 30),
 	'the backfill is done again');
 ok($node->log_contains('Kafka has the backfill batch of positions', $log_offset),
 	'the relay found the batch in its progress record');
@@ -115,8 +100,7 @@ for my $i (1 .. 8)
 my $size = $node->safe_psql($db, q{SELECT octet_length(value::text) FROM eventbus_data.bb LIMIT 1});
 my $per_batch = int((64 * 1024 * 1024 + $size - 1) / $size);
 $node->safe_psql($db, q{SELECT eventbus.relay_topic('bb', start_at => 'earliest')});
-ok(poll_until(120, sub { $node->safe_psql($db,
-	q{SELECT state FROM eventbus.relay_backfill WHERE topic = 'bb'}) eq 'done' }),
+ok(backfill_done($node, $db, 'bb', 120),
 	'the backfill of 72 MB is done');
 my $bb_id = $node->safe_psql($db, q{SELECT topic_id FROM eventbus.topic WHERE topic = 'bb'});
 my %batches;
@@ -143,8 +127,7 @@ SELECT eventbus.create_topic('bs', 1);
 SELECT count(*) FROM eventbus.publish_batch('bs', ARRAY(SELECT jsonb_build_object('s', i) FROM generate_series(1, 2000) i));
 SELECT eventbus.relay_topic('bs', start_at => 'earliest');
 });
-ok(poll_until(120, sub { $node->safe_psql($db,
-	q{SELECT state FROM eventbus.relay_backfill WHERE topic = 'bs'}) eq 'done' }),
+ok(backfill_done($node, $db, 'bs', 120),
 	'the backfill in batches of 100 is done');
 my $bs_id = $node->safe_psql($db, q{SELECT topic_id FROM eventbus.topic WHERE topic = 'bs'});
 my %bs_batches;

@@ -22,7 +22,6 @@ use JSON::PP;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep);
 
 use RelayTest;
 
@@ -43,13 +42,7 @@ SELECT eventbus.relay_topic('first', start_at => 'earliest');
 COMMIT;
 });
 ok(wait_relay_running($node, $db, 60), 'the relay runs');
-ok( poll_until(
-		60,
-		sub {
-			$node->safe_psql($db,
-				q{SELECT state FROM eventbus.relay_backfill WHERE topic = 'first'}) eq 'done';
-		}),
-	'the backfill is done');
+ok(backfill_done($node, $db, 'first', 60), 'the backfill is done');
 
 my $progress = kafka_read($bootstrap, '__eventbus_relay_progress');
 my ($record) = grep { ref $_->{backfill} eq 'ARRAY' } map { decode_json($_->{value}) } @$progress;
@@ -60,45 +53,23 @@ my $topic_id = $node->safe_psql($db, q{SELECT topic_id FROM eventbus.topic WHERE
 is($record->{backfill}[0] // -1, $topic_id, '... of topic "first"');
 
 # the state a stop between the Kafka commit and the save leaves
-$node->safe_psql($db, q{ALTER SYSTEM SET eventbus.kafka_brokers = ''});
-$node->reload;
-ok( poll_until(
-		30,
-		sub {
-			$node->safe_psql($db,
-				q{SELECT count(*) FROM pg_replication_slots WHERE active_pid IS NOT NULL}) eq '0';
-		}),
-	'the relay stopped');
+ok(relay_stop($node, $db), 'the relay stopped');
 $node->safe_psql($db, qq{
 UPDATE eventbus.relay_backfill_progress SET next_position = $record->{backfill}[3], completed_at = NULL
 WHERE topic_id = $topic_id});
 
 my $log_offset = -s $node->logfile;
-$node->safe_psql($db, qq{ALTER SYSTEM SET eventbus.kafka_brokers = '$bootstrap'});
-$node->reload;
-ok(wait_relay_running($node, $db, 60), 'the relay runs again');
-ok( poll_until(
-		30,
-		sub {
-			$node->safe_psql($db,
-				q{SELECT state FROM eventbus.relay_backfill WHERE topic = 'first'}) eq 'done';
-		}),
-	'the backfill is done again');
+ok(relay_start($node, $db, $bootstrap), 'the relay runs again');
+ok(backfill_done($node, $db, 'first', 30), 'the backfill is done again');
 ok($node->log_contains('Kafka has the backfill batch of positions', $log_offset),
 	'the relay found the batch in the first progress record');
 
 $node->safe_psql($db, q{SELECT count(*) FROM eventbus.publish_batch('first',
   ARRAY(SELECT jsonb_build_object('after', i) FROM generate_series(1, 10) i))});
-my %want = map { $_ => 1 } split /\n/,
-  $node->safe_psql($db, q{SELECT event_id FROM eventbus_data.first});
-wait_for_kafka($bootstrap, 'first', scalar(keys %want), 30);
-usleep(500_000);
-my $by = by_event_id(committed_view($bootstrap, kafka_read($bootstrap, 'first')));
-my @missing = grep { !$by->{$_} } keys %want;
-my @dup = grep { @{ $by->{$_} } > 1 } keys %$by;
-is(scalar(@missing), 0, 'a read_committed reader misses no event');
-is(scalar(@dup), 0, 'a read_committed reader sees no event twice')
-  or diag('duplicates: ' . scalar(@dup));
+my ($missing, $dup) = kafka_missing_repeated($node, $db, $bootstrap, 'first');
+is(scalar(@$missing), 0, 'a read_committed reader misses no event');
+is(scalar(@$dup), 0, 'a read_committed reader sees no event twice')
+  or diag('duplicates: ' . scalar(@$dup));
 
 # ---------------------------------------------------------------------------
 # A new session whose first Kafka transaction carries only a backfill
@@ -110,45 +81,24 @@ is(scalar(@dup), 0, 'a read_committed reader sees no event twice')
 # to decode before its first batch.
 
 my $before = kafka_read($bootstrap, '__eventbus_relay_progress');
-my $highest = 0;
+my $highest = '0/0';
 foreach my $p (@$before)
 {
-	my $v = decode_json($p->{value});
-	my ($hi, $lo) = split m{/}, $v->{commit_lsn};
-	my $n = hex($hi) * 2**32 + hex($lo);
-	$highest = $n if $n > $highest;
+	my $lsn = decode_json($p->{value})->{commit_lsn};
+	$highest = $lsn if lsn_cmp($lsn, $highest) > 0;
 }
 $node->safe_psql($db, q{ALTER SYSTEM SET eventbus.relay_backfill_batch = 100});
-$node->safe_psql($db, q{ALTER SYSTEM SET eventbus.kafka_brokers = ''});
-$node->reload;
-ok( poll_until(
-		30,
-		sub {
-			$node->safe_psql($db,
-				q{SELECT count(*) FROM pg_replication_slots WHERE active_pid IS NOT NULL}) eq '0';
-		}),
-	'the relay stopped again');
+ok(relay_stop($node, $db), 'the relay stopped again');
 $node->safe_psql($db, qq{
 UPDATE eventbus.relay_backfill_progress SET next_position = 0, completed_at = NULL
 WHERE topic_id = $topic_id});
 $node->safe_psql($db, q{SELECT pg_replication_slot_advance(slot_name, pg_current_wal_lsn())
   FROM pg_replication_slots WHERE slot_name LIKE 'pg_eventbus_relay_%'});
-$node->safe_psql($db, qq{ALTER SYSTEM SET eventbus.kafka_brokers = '$bootstrap'});
-$node->reload;
-ok(wait_relay_running($node, $db, 60), 'the relay runs once more');
-ok( poll_until(
-		60,
-		sub {
-			$node->safe_psql($db,
-				q{SELECT state FROM eventbus.relay_backfill WHERE topic = 'first'}) eq 'done';
-		}),
-	'the backfill from the start is done');
+ok(relay_start($node, $db, $bootstrap), 'the relay runs once more');
+ok(backfill_done($node, $db, 'first', 60), 'the backfill from the start is done');
 my $after = kafka_read($bootstrap, '__eventbus_relay_progress');
 my @new = map { decode_json($_->{value}) } @{$after}[ scalar(@$before) .. $#$after ];
-my @lower = grep {
-	my ($hi, $lo) = split m{/}, $_->{commit_lsn};
-	hex($hi) * 2**32 + hex($lo) < $highest
-} @new;
+my @lower = grep { lsn_cmp($_->{commit_lsn}, $highest) < 0 } @new;
 ok(@new >= 5, 'the new session wrote a progress record per batch (' . scalar(@new) . ')');
 is(scalar(@lower), 0, 'none of its progress records says less than Kafka had')
   or diag(join(', ', map { "$_->{commit_lsn}" } @lower));

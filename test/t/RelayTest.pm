@@ -37,7 +37,7 @@ use Time::HiRes qw(usleep time);
 our @EXPORT = qw(compare_delivery relay_node wait_relay_running relay_status kafka_read
   wait_for_kafka poll_until slot_confirmed_lsn lsn_cmp by_event_id
   log_since kafka_values committed_view committed_workload
-  committed_events);
+  committed_events relay_stop relay_start backfill_done kafka_missing_repeated);
 
 my $kcat_timeout = 30;    # seconds for one kcat run
 
@@ -198,6 +198,56 @@ sub slot_confirmed_lsn
 	return $node->safe_psql('postgres',
 		"SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name LIKE 'pg_eventbus_relay_%'"
 	);
+}
+
+# Stops the relay by clearing eventbus.kafka_brokers; true once no relay
+# slot is in use (within 30 s).
+sub relay_stop
+{
+	my ($node, $db) = @_;
+	$node->safe_psql($db, q{ALTER SYSTEM SET eventbus.kafka_brokers = ''});
+	$node->reload;
+	return poll_until(
+		30,
+		sub {
+			$node->safe_psql($db,
+				q{SELECT count(*) FROM pg_replication_slots WHERE active_pid IS NOT NULL}) eq '0';
+		});
+}
+
+# Starts the relay again with the brokers at $bootstrap; true once it runs
+# with its slot (within 60 s).
+sub relay_start
+{
+	my ($node, $db, $bootstrap) = @_;
+	$node->safe_psql($db, qq{ALTER SYSTEM SET eventbus.kafka_brokers = '$bootstrap'});
+	$node->reload;
+	return wait_relay_running($node, $db, 60);
+}
+
+# True once the backfill of $topic is done (within $seconds).
+sub backfill_done
+{
+	my ($node, $db, $topic, $seconds) = @_;
+	return poll_until(
+		$seconds,
+		sub {
+			$node->safe_psql($db,
+				qq{SELECT state FROM eventbus.relay_backfill WHERE topic = '$topic'}) eq 'done';
+		});
+}
+
+# What a read_committed reader of Kafka topic $topic (of the local topic of
+# the same name) misses and sees more than once: lists of event ids.
+sub kafka_missing_repeated
+{
+	my ($node, $db, $bootstrap, $topic) = @_;
+	my %want = map { $_ => 1 } split /\n/,
+	  $node->safe_psql($db, qq{SELECT event_id FROM eventbus_data.$topic});
+	wait_for_kafka($bootstrap, $topic, scalar(keys %want), 30);
+	usleep(500_000);
+	my $by = by_event_id(committed_view($bootstrap, kafka_read($bootstrap, $topic)));
+	return ([ grep { !$by->{$_} } keys %want ], [ grep { @{ $by->{$_} } > 1 } keys %$by ]);
 }
 
 # Compares two LSNs written X/Y (as <=> does).

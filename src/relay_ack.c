@@ -127,6 +127,12 @@ eb_ack_session_start(XLogRecPtr confirmed_flush)
 	eb_last_end_lsn = InvalidXLogRecPtr;
 	skipped = 0;
 	skipped_logged = false;
+	/* the first session since the server started: see eb_ack_counted */
+	if (eb_exactly_once && !eb_my_relay->counted_known)
+	{
+		eb_my_relay->counted_lsn = eb_progress_lsn;
+		eb_my_relay->counted_known = true;
+	}
 	eb_known_refusals_init();
 	eb_known_refusals_sweep(false);
 }
@@ -308,6 +314,42 @@ eb_ack_positions_end(bool apply)
 	}
 }
 
+/*
+ * Exactly-once: the counts above (and the partitions' relayed_position)
+ * take a message when the Kafka transaction that carried it committed.  The
+ * relay may not learn that it did: the brokers committed, but the relay's
+ * call failed, or the worker stopped while it waited for the answer.  The
+ * next session reads the transaction's progress record back and skips its
+ * PostgreSQL transactions, so their messages would never be counted:
+ * outbox_backlog would stay above 0 until the server restarts, and
+ * relay_backlog() would count events Kafka has.
+ *
+ * So the relay keeps, in shared memory (a worker that stopped passes it to
+ * the next), the commit LSN up to which messages were counted since the
+ * server started: counted_lsn.  A skipped transaction above it is counted
+ * as it is skipped.  The first session after the server started takes what
+ * Kafka had then (messages committed before a restart are not counted).
+ */
+static void
+eb_ack_counted(XLogRecPtr commit_lsn)
+{
+	if (eb_my_relay->counted_lsn < commit_lsn)
+		eb_my_relay->counted_lsn = commit_lsn;
+}
+
+/* A message of a skipped transaction that was never counted: counts it. */
+static void
+eb_ack_count_skipped(EbRelayMessage *m)
+{
+	eb_stat_events++;
+	eb_stat_bytes += m->valuelen + m->keylen;
+	if (m->outbox)
+		pg_atomic_fetch_add_u64(&eb_my_relay->outbox_relayed, 1);
+	else if (m->part != NULL)
+		eb_ack_position_apply(m->part, m->part->key.uid, m->partition,
+							  m->position, 1);
+}
+
 /* The Kafka transaction committed: its messages' callbacks run now. */
 static void
 eb_ack_deferred_run(void)
@@ -377,6 +419,7 @@ eb_ack_kafka_commit(XLogRecPtr commit_lsn, XLogRecPtr end_lsn, const char *note,
 		{
 			case EB_KAFKA_COMMITTED:
 				eb_ack_deferred_run();
+				eb_ack_counted(commit_lsn);
 				eb_known_refusals_sweep(true);
 				return true;
 			case EB_KAFKA_COMMIT_FAILED:
@@ -664,7 +707,12 @@ eb_relay_send(EbRelayMessage *m)
 	if (eb_session_failed)
 		return;					/* this session will not confirm anything more */
 	if (t->skip)
-		return;					/* exactly-once: Kafka has it already */
+	{
+		/* exactly-once: Kafka has it already */
+		if (t->uncounted)
+			eb_ack_count_skipped(m);
+		return;
+	}
 
 	while (!eb_relay_partition(m, &partition, &refused))
 	{
@@ -841,7 +889,10 @@ eb_relay_txn_begin(XLogRecPtr commit_lsn)
 	t->skip = eb_exactly_once && !XLogRecPtrIsInvalid(commit_lsn) &&
 		commit_lsn <= eb_progress_lsn;
 	if (t->skip)
+	{
 		skipped++;
+		t->uncounted = commit_lsn > eb_my_relay->counted_lsn;
+	}
 	else if (skipped > 0 && !skipped_logged)
 	{
 		ereport(LOG,
@@ -869,6 +920,8 @@ eb_relay_txn_commit(XLogRecPtr end_lsn, TimestampTz commit_time)
 		eb_last_end_lsn = end_lsn;
 	}
 	eb_current_txn = NULL;
+	if (t->uncounted)
+		eb_ack_counted(t->commit_lsn);
 
 	/*
 	 * A transaction that sent nothing (most of a database's transactions

@@ -65,6 +65,8 @@ typedef struct EbRelayTxn
 								 * policy not applied yet */
 	XLogRecPtr	commit_lsn;
 	bool		skip;			/* exactly-once: Kafka has it already */
+	bool		uncounted;		/* ... but its messages were never counted
+								 * (eb_ack_counted) */
 	uint64		kafka_txn;		/* exactly-once: the Kafka transaction of its
 								 * messages (eb_kafka_txn_seq), 0: none */
 } EbRelayTxn;

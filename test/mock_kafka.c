@@ -29,6 +29,11 @@
  *									 (a transaction's commit or abort) with
  *									 the error; count 0 (and no error):
  *									 forget the errors not used yet
+ *	  endtxn_delay <ms>				 answer the next EndTxn request each
+ *									 broker gets after ms, with success
+ *									 (the broker has done what it asked:
+ *									 the client waits, or gives up, for
+ *									 a request that took effect)
  *	  topic_error <topic> <error>	 answer metadata requests for the topic
  *									 with the error (NO_ERROR: none), e.g.
  *									 TOPIC_AUTHORIZATION_FAILED
@@ -108,6 +113,7 @@ usage(FILE *out)
 			"stdin, one per line, each answered with \"ok\" or \"error <reason>\":\n"
 			"  down <broker_id>, up <broker_id>, rtt <broker_id> <ms>,\n"
 			"  create <topic> <partitions>, produce_errors <count> <error>,\n"
+			"  endtxn_errors <count> <error>, endtxn_delay <ms>,\n"
 			"  topic_error <topic> <error>, txn_produce <topic> <commit|abort> <value>,\n"
 			"  quit\n"
 			"\n"
@@ -439,6 +445,26 @@ run_command(char *line)
 		request_errors(cmd, 0 /* Produce */ , nargs, args);
 	else if (strcmp(cmd, "endtxn_errors") == 0)
 		request_errors(cmd, 26 /* EndTxn */ , nargs, args);
+	else if (strcmp(cmd, "endtxn_delay") == 0)
+	{
+		int			delay_ms;
+		rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+
+		if (nargs != 1)
+		{
+			reply("usage: endtxn_delay <milliseconds>");
+			return true;
+		}
+		if (!parse_int(args[0], 1, 600000, &delay_ms))
+		{
+			reply("invalid delay");
+			return true;
+		}
+		for (int b = 1; b <= broker_count && err == RD_KAFKA_RESP_ERR_NO_ERROR; b++)
+			err = rd_kafka_mock_broker_push_request_error_rtts(cluster, b, 26 /* EndTxn */ , 1,
+															   RD_KAFKA_RESP_ERR_NO_ERROR, delay_ms);
+		reply(err == RD_KAFKA_RESP_ERR_NO_ERROR ? NULL : rd_kafka_err2str(err));
+	}
 	else if (strcmp(cmd, "topic_error") == 0)
 	{
 		rd_kafka_resp_err_t err;

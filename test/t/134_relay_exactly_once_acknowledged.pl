@@ -3,22 +3,20 @@
 #
 # The mock cluster fails the next EndTxn requests ("endtxn_errors"): the
 # relay's Kafka transaction is delivered message by message and then cannot
-# commit, again at every attempt.  Meanwhile:
+# commit, again at every attempt.  Once EndTxn works again the backlog is 0
+# again, relay_status.events_relayed counts every event once, and every
+# event is in Kafka once.
 #
-#  - relay_backlog() still counts its events: the partition's last
-#    acknowledged position did not move.  relay_topic(..., start_at =>
-#    'last_acknowledged'), the recovery after a lost slot, starts from the
-#    same position: after the last event of a committed Kafka transaction,
-#    not after the last one delivered in a transaction that was aborted
-#    (those a read_committed consumer never sees);
-#  - relay_status.events_relayed does not count them.
-#
-# Once EndTxn works again the backlog is 0 again, and every event is in
-# Kafka once.  (The mock does not hide aborted transactions from consumers,
-# and the relay, reading its progress back from the mock, takes the record
-# of the transaction whose commit failed for a committed one: see
-# RelayTest::committed_view.  What a read_committed consumer of a real
-# broker sees of such a transaction is therefore not checked here.)
+# The mock does not hide aborted transactions from consumers, and the
+# relay, reading its progress back from the mock, takes the record of the
+# transaction whose commit failed for a committed one (see
+# RelayTest::committed_view): for the relay, the commit's outcome was
+# unknown and the broker had committed, which TAP 144 tests on purpose.  So
+# what relay_backlog() and relay_status say while the commit is not
+# answered is checked there (the mock answers EndTxn late), not here: here
+# the next session counts the transaction as soon as it reads the record.
+# What a read_committed consumer of a real broker sees of such a
+# transaction is not checked here either.
 
 use strict;
 use warnings;
@@ -81,7 +79,9 @@ publish('first', 3);
 ok(poll_until(30, sub { committed_tagged('first') == 3 }),
 	'the first events are committed in Kafka');
 ok(poll_until(30, sub { backlog() eq '0' }), 'the backlog is 0');
-my $relayed_before = relay_status($node, $db)->{events_relayed};
+ok(poll_until(10, sub { relay_status($node, $db)->{events_relayed} == 3 }),
+	'relay_status.events_relayed counts them');
+my $relayed_before = 3;
 
 # ---------------------------------------------------------------------------
 # Kafka transactions that cannot commit.
@@ -99,9 +99,6 @@ ok( poll_until(
 		}),
 	'the events were delivered in a Kafka transaction that did not commit')
   or diag(encode_json($status));
-is(backlog(), '2', 'relay_backlog() counts them');
-is(relay_status($node, $db)->{events_relayed},
-	$relayed_before, 'relay_status.events_relayed does not count them');
 
 # ---------------------------------------------------------------------------
 # EndTxn works again.
@@ -113,6 +110,15 @@ publish('third', 1);
 ok(poll_until(30, sub { committed_tagged('third') == 1 }),
 	'later events are committed in Kafka');
 ok(poll_until(30, sub { backlog() eq '0' }), 'the backlog is 0 again');
+ok( poll_until(
+		10,
+		sub {
+			relay_status($node, $db)->{events_relayed} >= $relayed_before + 3;
+		}),
+	'relay_status.events_relayed counts the events');
+usleep(500_000);
+is(relay_status($node, $db)->{events_relayed},
+	$relayed_before + 3, '... each once');
 
 my $view = committed_view($bootstrap, kafka_read($bootstrap, 'ev') // []);
 my %seen;

@@ -58,6 +58,7 @@ typedef struct EbRelayMessage
 	const char **header_names;
 	const char **header_values; /* NULL entries: header without value */
 	EbPartShared *part;			/* for the relayed position, may be NULL */
+	int64		uid;			/* the topic's, that part was looked up for */
 	int64		position;
 	const char *event_id;		/* as text */
 	XLogRecPtr	lsn;			/* commit LSN of its transaction */

@@ -90,6 +90,14 @@ typedef struct EbKnownRefusal
 } EbKnownRefusal;
 static HTAB *known_refusals = NULL;
 
+/*
+ * The dead letters of the transactions the session will skip uncounted
+ * (commit LSN above counted_lsn, up to eb_progress_lsn; see
+ * eb_ack_counted): keys as of known_refusals, in eb_session_cxt; NULL if
+ * none.
+ */
+static HTAB *skipped_dead_letters = NULL;
+
 static dlist_head txns = DLIST_STATIC_INIT(txns);
 static dlist_head refusals = DLIST_STATIC_INIT(refusals);
 static XLogRecPtr confirmed = InvalidXLogRecPtr;
@@ -109,6 +117,9 @@ static void eb_ack_position_apply(EbPartShared *part, int64 uid, int32 partition
 								  int64 position, uint64 count);
 static rd_kafka_resp_err_t eb_relay_known_refusal(XLogRecPtr lsn, const char *event_id);
 static void eb_known_refusals_init(void);
+static void eb_ack_skipped_session_start(void);
+static void eb_known_refusal_key(EbKnownRefusalKey *key, XLogRecPtr lsn,
+								 const char *event_id);
 static void eb_known_refusals_sweep(bool forget_used);
 
 /* A new session: nothing in flight, the slot confirmed at confirmed_flush. */
@@ -133,6 +144,7 @@ eb_ack_session_start(XLogRecPtr confirmed_flush)
 		eb_my_relay->counted_lsn = eb_progress_lsn;
 		eb_my_relay->counted_known = true;
 	}
+	eb_ack_skipped_session_start();
 	eb_known_refusals_init();
 	eb_known_refusals_sweep(false);
 }
@@ -141,6 +153,7 @@ eb_ack_session_start(XLogRecPtr confirmed_flush)
 void
 eb_ack_session_end(void)
 {
+	skipped_dead_letters = NULL;
 	dlist_init(&txns);
 	dlist_init(&refusals);
 	eb_current_txn = NULL;
@@ -216,11 +229,19 @@ typedef struct EbPendingPos
 	uint64		count;
 } EbPendingPos;
 
-static HTAB *pending_pos = NULL;
-static EbPendingPos *pending_last = NULL;	/* the entry used last */
-static uint64 pending_outbox = 0;
-static uint64 pending_events = 0;
-static uint64 pending_bytes = 0;
+/* Counts not applied yet: per partition, and of the outbox and the relay. */
+typedef struct EbPendingCounts
+{
+	const char *name;			/* of the hash table */
+	HTAB	   *pos;			/* EbPendingPos by partition slot */
+	EbPendingPos *last;			/* the entry used last */
+	uint64		outbox;
+	uint64		events;
+	uint64		bytes;
+} EbPendingCounts;
+
+/* of the open Kafka transaction */
+static EbPendingCounts pending = {.name = "pg_eventbus relay positions"};
 
 /* Moves a partition's relayed_position to position, counts count events. */
 static void
@@ -237,81 +258,90 @@ eb_ack_position_apply(EbPartShared *part, int64 uid, int32 partition,
 	LWLockRelease(&part->lock);
 }
 
-/* Counts a delivered message: in shared memory now, or at the commit. */
+/*
+ * Notes a message at position of a partition in c, to apply later; count:
+ * whether it counts as relayed (0: it only moves the position).
+ */
 static void
-eb_ack_position(EbRelayMsgRef *ref)
+eb_counts_position(EbPendingCounts *c, EbPartShared *part, int64 uid,
+				   int32 partition, int64 position, uint64 count)
 {
 	EbPendingPos *e;
 	bool		found;
 
-	if (!eb_exactly_once)
-	{
-		eb_ack_position_apply(ref->part, ref->uid_check, ref->partition,
-							  ref->position, 1);
-		return;
-	}
-	if (pending_last != NULL && pending_last->part == ref->part &&
-		pending_last->uid == ref->uid_check &&
-		pending_last->partition == ref->partition)
-		e = pending_last;
+	if (c->last != NULL && c->last->part == part && c->last->uid == uid &&
+		c->last->partition == partition)
+		e = c->last;
 	else
 	{
-		if (pending_pos == NULL)
+		if (c->pos == NULL)
 		{
 			HASHCTL		ctl;
 
 			ctl.keysize = sizeof(EbPartShared *);
 			ctl.entrysize = sizeof(EbPendingPos);
 			ctl.hcxt = TopMemoryContext;
-			pending_pos = hash_create("pg_eventbus relay positions", 64, &ctl,
-									  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+			c->pos = hash_create(c->name, 64, &ctl,
+								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 		}
-		e = hash_search(pending_pos, &ref->part, HASH_ENTER, &found);
-		if (!found || e->uid != ref->uid_check || e->partition != ref->partition)
+		e = hash_search(c->pos, &part, HASH_ENTER, &found);
+		if (!found || e->uid != uid || e->partition != partition)
 		{
 			/* new, or the slot now holds another partition: apply the old */
 			if (found)
 				eb_ack_position_apply(e->part, e->uid, e->partition,
 									  e->position, e->count);
-			e->uid = ref->uid_check;
-			e->partition = ref->partition;
+			e->uid = uid;
+			e->partition = partition;
 			e->position = -1;
 			e->count = 0;
 		}
-		pending_last = e;
+		c->last = e;
 	}
-	e->position = Max(e->position, ref->position);
-	e->count++;
+	e->position = Max(e->position, position);
+	e->count += count;
 }
 
-/* Applies the pending positions (commit) or forgets them (abort). */
+/* Applies the counts of c (apply) or forgets them, and empties c. */
 static void
-eb_ack_positions_end(bool apply)
+eb_counts_end(EbPendingCounts *c, bool apply)
 {
 	HASH_SEQ_STATUS seq;
 	EbPendingPos *e;
 
-	if (apply && pending_outbox > 0)
-		pg_atomic_fetch_add_u64(&eb_my_relay->outbox_relayed, pending_outbox);
+	if (apply && c->outbox > 0)
+		pg_atomic_fetch_add_u64(&eb_my_relay->outbox_relayed, c->outbox);
 	if (apply)
 	{
-		eb_stat_events += pending_events;
-		eb_stat_bytes += pending_bytes;
+		eb_stat_events += c->events;
+		eb_stat_bytes += c->bytes;
 	}
-	pending_outbox = 0;
-	pending_events = 0;
-	pending_bytes = 0;
-	pending_last = NULL;
-	if (pending_pos == NULL)
+	c->outbox = 0;
+	c->events = 0;
+	c->bytes = 0;
+	c->last = NULL;
+	if (c->pos == NULL)
 		return;
-	hash_seq_init(&seq, pending_pos);
+	hash_seq_init(&seq, c->pos);
 	while ((e = hash_seq_search(&seq)) != NULL)
 	{
 		if (apply)
 			eb_ack_position_apply(e->part, e->uid, e->partition,
 								  e->position, e->count);
-		hash_search(pending_pos, &e->part, HASH_REMOVE, NULL);
+		hash_search(c->pos, &e->part, HASH_REMOVE, NULL);
 	}
+}
+
+/* Counts a delivered message: in shared memory now, or at the commit. */
+static void
+eb_ack_position(EbRelayMsgRef *ref)
+{
+	if (!eb_exactly_once)
+		eb_ack_position_apply(ref->part, ref->uid_check, ref->partition,
+							  ref->position, 1);
+	else
+		eb_counts_position(&pending, ref->part, ref->uid_check,
+						   ref->partition, ref->position, 1);
 }
 
 /*
@@ -320,34 +350,148 @@ eb_ack_positions_end(bool apply)
  * relay may not learn that it did: the brokers committed, but the relay's
  * call failed, or the worker stopped while it waited for the answer.  The
  * next session reads the transaction's progress record back and skips its
- * PostgreSQL transactions, so their messages would never be counted:
- * outbox_backlog would stay above 0 until the server restarts, and
- * relay_backlog() would count events Kafka has.
+ * PostgreSQL transactions (and eb_backfill_recover() saves its backfill
+ * batch), so their messages would never be counted: outbox_backlog would
+ * stay above 0 until the server restarts, and relay_backlog() would count
+ * events Kafka has.
  *
- * So the relay keeps, in shared memory (a worker that stopped passes it to
- * the next), the commit LSN up to which messages were counted since the
- * server started: counted_lsn.  A skipped transaction above it is counted
- * as it is skipped.  The first session after the server started takes what
- * Kafka had then (messages committed before a restart are not counted).
+ * So the relay keeps in shared memory (a worker that stopped passes them to
+ * the next) the commit LSN up to which messages were counted since the
+ * server started, counted_lsn, and the name of the last Kafka transaction
+ * counted, counted_txn.  A skipped transaction above counted_lsn is
+ * counted: its messages are noted in skipped_counts and applied at its
+ * commit, together with counted_lsn, so that an ERROR part-way through it
+ * leaves both as they were.  A message the relay remembers Kafka refused
+ * (dead-lettered in the attempt whose commit went unanswered) moves its
+ * partition's position but is not counted as relayed; after a worker
+ * restart the relay no longer knows it, and counts it.  A backfill batch
+ * is counted by its record's relay_txn (eb_ack_count_recovered), as the
+ * commit LSN of a backfill-only record says nothing new.  The first
+ * session after the server started takes what Kafka had then: messages
+ * committed before a restart are not counted.
+ */
+static EbPendingCounts skipped_counts = {.name = "pg_eventbus relay skipped positions"};
+
+
+/*
+ * At a session's start, outside any transaction: reads the dead letters of
+ * the transactions it will skip uncounted.  The relay records a dead
+ * letter durably before the Kafka transaction that leaves its event out
+ * can commit, so a dead-lettered event of such a transaction has its row.
  */
 static void
-eb_ack_counted(XLogRecPtr commit_lsn)
+eb_ack_load_skipped_dead_letters(XLogRecPtr above, XLogRecPtr upto)
+{
+	EbSpi		spi;
+	Oid			argtypes[2] = {PG_LSNOID, PG_LSNOID};
+	Datum		values[2];
+
+	skipped_dead_letters = NULL;	/* the last session's was in eb_session_cxt */
+	if (upto <= above)
+		return;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (OidIsValid(eb_relay_catalog_relid("relay_dead_letter")))
+	{
+		values[0] = LSNGetDatum(above);
+		values[1] = LSNGetDatum(upto);
+		eb_spi_begin(&spi, false);
+		eb_spi_exec("SELECT lsn, event_id::pg_catalog.text FROM eventbus.relay_dead_letter WHERE lsn > $1 AND lsn <= $2",
+					2, argtypes, values, NULL, false);
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			bool		isnull;
+			XLogRecPtr	lsn = DatumGetLSN(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+			char	   *event_id = SPI_getvalue(tup, SPI_tuptable->tupdesc, 2);
+			EbKnownRefusalKey key;
+
+			if (skipped_dead_letters == NULL)
+			{
+				HASHCTL		ctl;
+
+				memset(&ctl, 0, sizeof(ctl));
+				ctl.keysize = sizeof(EbKnownRefusalKey);
+				ctl.entrysize = sizeof(EbKnownRefusalKey);
+				ctl.hcxt = eb_session_cxt;
+				skipped_dead_letters = hash_create("pg_eventbus relay skipped dead letters", 64, &ctl,
+												   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+			}
+			eb_known_refusal_key(&key, lsn, event_id ? event_id : "");
+			(void) hash_search(skipped_dead_letters, &key, HASH_ENTER, NULL);
+		}
+		eb_spi_end(&spi);
+	}
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+static void
+eb_ack_counted(XLogRecPtr commit_lsn, const char *relay_txn)
 {
 	if (eb_my_relay->counted_lsn < commit_lsn)
 		eb_my_relay->counted_lsn = commit_lsn;
+	if (relay_txn != NULL)
+		strlcpy(eb_my_relay->counted_txn, relay_txn, sizeof(eb_my_relay->counted_txn));
 }
 
-/* A message of a skipped transaction that was never counted: counts it. */
+/* At a session's start: nothing noted; the dead letters it may skip. */
+static void
+eb_ack_skipped_session_start(void)
+{
+	eb_counts_end(&skipped_counts, false);
+	if (eb_exactly_once)
+		eb_ack_load_skipped_dead_letters(eb_my_relay->counted_lsn, eb_progress_lsn);
+}
+
+/* A message of a skipped transaction that was never counted: notes it. */
 static void
 eb_ack_count_skipped(EbRelayMessage *m)
 {
-	eb_stat_events++;
-	eb_stat_bytes += m->valuelen + m->keylen;
+	bool		refused = false;
+
+	if (!m->outbox && hash_get_num_entries(known_refusals) > 0)
+		refused = eb_relay_known_refusal(m->lsn, m->event_id ? m->event_id : "") !=
+			RD_KAFKA_RESP_ERR_NO_ERROR;
+	if (!m->outbox && !refused && skipped_dead_letters != NULL)
+	{
+		EbKnownRefusalKey key;
+
+		eb_known_refusal_key(&key, m->lsn, m->event_id ? m->event_id : "");
+		refused = hash_search(skipped_dead_letters, &key, HASH_FIND, NULL) != NULL;
+	}
+	if (!refused)
+	{
+		skipped_counts.events++;
+		skipped_counts.bytes += m->valuelen + m->keylen;
+	}
 	if (m->outbox)
-		pg_atomic_fetch_add_u64(&eb_my_relay->outbox_relayed, 1);
+		skipped_counts.outbox++;
 	else if (m->part != NULL)
-		eb_ack_position_apply(m->part, m->part->key.uid, m->partition,
-							  m->position, 1);
+		eb_counts_position(&skipped_counts, m->part, m->uid, m->partition,
+						   m->position, refused ? 0 : 1);
+}
+
+/*
+ * eb_backfill_recover() saved a backfill batch that the last progress
+ * record in Kafka (Kafka transaction relay_txn) carries: counts it unless
+ * that transaction was counted (see above).
+ */
+void
+eb_ack_count_recovered(const char *relay_txn, EbPartShared *part, int64 uid,
+					   int32 partition, int64 last_position, int64 events,
+					   int64 bytes)
+{
+	if (!eb_my_relay->counted_known || relay_txn == NULL ||
+		strcmp(relay_txn, eb_my_relay->counted_txn) == 0)
+		return;
+	if (part != NULL && events > 0)
+		eb_ack_position_apply(part, uid, partition, last_position, (uint64) events);
+	eb_stat_events += events;
+	eb_stat_bytes += bytes;
+	eb_ack_counted(InvalidXLogRecPtr, relay_txn);
+	eb_relay_publish_stats(true);
 }
 
 /* The Kafka transaction committed: its messages' callbacks run now. */
@@ -364,7 +508,7 @@ eb_ack_deferred_run(void)
 			deferred[i].fn(deferred[i].arg);
 	}
 	ndeferred = 0;
-	eb_ack_positions_end(true);
+	eb_counts_end(&pending, true);
 }
 
 /* The Kafka transaction was aborted: nothing of it counts as delivered. */
@@ -372,7 +516,7 @@ static void
 eb_ack_deferred_drop(void)
 {
 	ndeferred = 0;
-	eb_ack_positions_end(false);
+	eb_counts_end(&pending, false);
 }
 
 /*
@@ -419,7 +563,8 @@ eb_ack_kafka_commit(XLogRecPtr commit_lsn, XLogRecPtr end_lsn, const char *note,
 		{
 			case EB_KAFKA_COMMITTED:
 				eb_ack_deferred_run();
-				eb_ack_counted(commit_lsn);
+				/* what was decoded is counted now (not what was skipped yet) */
+				eb_ack_counted(eb_last_commit_lsn, eb_kafka_txn_name());
 				eb_known_refusals_sweep(true);
 				return true;
 			case EB_KAFKA_COMMIT_FAILED:
@@ -749,7 +894,7 @@ eb_relay_send(EbRelayMessage *m)
 	ref->lsn = m->lsn;
 	ref->txn = t;
 	ref->part = m->part;
-	ref->uid_check = m->part ? m->part->key.uid : 0;
+	ref->uid_check = m->uid;
 	ref->partition = m->partition;
 	ref->position = m->position;
 	ref->bytes = m->valuelen + m->keylen;
@@ -848,8 +993,8 @@ eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 									 msg->offset);
 		if (eb_exactly_once)
 		{
-			pending_events++;
-			pending_bytes += ref->bytes;
+			pending.events++;
+			pending.bytes += ref->bytes;
 		}
 		else
 		{
@@ -863,7 +1008,7 @@ eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 		if (ref->on_ack)
 			eb_ack_call(ref->on_ack, ref->on_ack_arg);
 		if (ref->outbox && eb_exactly_once)
-			pending_outbox++;
+			pending.outbox++;
 		else if (ref->outbox)
 			pg_atomic_fetch_add_u64(&eb_my_relay->outbox_relayed, 1);
 		else if (ref->part != NULL)
@@ -892,6 +1037,8 @@ eb_relay_txn_begin(XLogRecPtr commit_lsn)
 	{
 		skipped++;
 		t->uncounted = commit_lsn > eb_my_relay->counted_lsn;
+		/* what a skipped transaction cut off by an ERROR had noted */
+		eb_counts_end(&skipped_counts, false);
 	}
 	else if (skipped > 0 && !skipped_logged)
 	{
@@ -920,8 +1067,20 @@ eb_relay_txn_commit(XLogRecPtr end_lsn, TimestampTz commit_time)
 		eb_last_end_lsn = end_lsn;
 	}
 	eb_current_txn = NULL;
-	if (t->uncounted)
-		eb_ack_counted(t->commit_lsn);
+	if (t->uncounted && !eb_session_failed)
+	{
+		/*
+		 * exactly-once: Kafka had it, uncounted (a failed session may have
+		 * left messages out: the next one counts it); nothing ERRORs in here
+		 */
+		bool		any = skipped_counts.events > 0 || skipped_counts.outbox > 0 ||
+			skipped_counts.last != NULL;
+
+		eb_counts_end(&skipped_counts, true);
+		eb_ack_counted(t->commit_lsn, NULL);
+		if (any)
+			eb_relay_publish_stats(true);
+	}
 
 	/*
 	 * A transaction that sent nothing (most of a database's transactions

@@ -109,6 +109,9 @@ typedef struct EbBatch
 	int64		new_next;
 	int64		sent;
 	int64		acked;
+	int64		queued;			/* of those sent, handed to the producer
+								 * (not refused before sending) */
+	int64		bytes;			/* of the queued messages */
 } EbBatch;
 
 typedef struct EbFillState
@@ -552,11 +555,18 @@ eb_backfill_emit(void *arg, EbTopic *topic, TupleTableSlot *slot)
 		/* counted only when sent: the batch waits for as many acks */
 		if (eb_relay_stored_message(st->target, slot, &m))
 		{
+			int64		in_flight = eb_in_flight;
+
 			batch.sent++;
 			m.on_ack = eb_backfill_acked;
 			m.on_ack_arg = (void *) (uintptr_t) batch_gen;
 			st->bytes += m.valuelen + m.keylen;
 			eb_relay_send(&m);
+			if (eb_in_flight > in_flight)
+			{
+				batch.queued++;
+				batch.bytes += m.valuelen + m.keylen;
+			}
 		}
 	}
 	MemoryContextSwitchTo(old);
@@ -621,7 +631,10 @@ eb_backfill_end_xact(void)
  * Exactly-once: the progress record of a Kafka transaction carries the
  * batch it holds (at most one: the next batch is sent only after this one
  * was acknowledged, which under exactly-once means after the commit), as
- * "backfill": [topic_id, partition, started_at, old_next, new_next].  The
+ * "backfill": [topic_id, partition, started_at, old_next, new_next,
+ * messages, bytes] (the messages handed to the producer, which are the
+ * batch's messages in Kafka once it committed; records of earlier
+ * versions: the first five).  The
  * batch's row is saved in the next pass of the worker's loop, before the
  * next Kafka commit, so when the relay stops between the commit and the
  * save, the record of that commit is the last one Kafka has: at the next
@@ -633,9 +646,56 @@ eb_backfill_progress_note(StringInfo buf)
 {
 	if (!batch.active || batch.acked >= batch.sent)
 		return;
-	appendStringInfo(buf, ", \"backfill\": [%d, %d, " INT64_FORMAT ", " INT64_FORMAT ", " INT64_FORMAT "]",
+	appendStringInfo(buf, ", \"backfill\": [%d, %d, " INT64_FORMAT ", " INT64_FORMAT ", " INT64_FORMAT ", " INT64_FORMAT ", " INT64_FORMAT "]",
 					 batch.topic_id, batch.partition, (int64) batch.started_at,
-					 batch.old_next, batch.new_next);
+					 batch.old_next, batch.new_next, batch.queued, batch.bytes);
+}
+
+/*
+ * Counts a batch eb_backfill_recover() saved (see eb_ack_count_recovered):
+ * the record's relay_txn names its Kafka transaction.  In the caller's
+ * transaction.
+ */
+static void
+eb_backfill_count_recovered(const char *record, int32 topic_id, int32 partition,
+							int64 last_position, int64 messages, int64 bytes)
+{
+	const char *p = strstr(record, "\"relay_txn\": \"");
+	const char *end;
+	char		relay_txn[64];
+	EbSpi		spi;
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1];
+	char	   *name = NULL;
+	EbTopic    *topic;
+	EbPartShared *part = NULL;
+	int64		uid = 0;
+
+	if (p == NULL)
+		return;
+	p += strlen("\"relay_txn\": \"");
+	end = strchr(p, '"');
+	if (end == NULL || end - p >= (ptrdiff_t) sizeof(relay_txn))
+		return;
+	memcpy(relay_txn, p, end - p);
+	relay_txn[end - p] = '\0';
+
+	values[0] = Int32GetDatum(topic_id);
+	eb_spi_begin(&spi, true);
+	eb_spi_exec("SELECT topic FROM eventbus.topic WHERE topic_id = $1",
+				1, argtypes, values, NULL, false);
+	if (SPI_processed > 0)
+		name = MemoryContextStrdup(CurTransactionContext,
+								   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	eb_spi_end(&spi);
+	topic = name ? eb_topic_get(name, true) : NULL;
+	if (topic != NULL && partition >= 0 && partition < topic->partitions)
+	{
+		uid = topic->uid;
+		part = eb_shared_part_slot(MyDatabaseId, uid, partition, false);
+	}
+	eb_ack_count_recovered(relay_txn, part, uid, partition, last_position,
+						   messages, bytes);
 }
 
 /*
@@ -656,13 +716,18 @@ eb_backfill_recover(const char *record)
 				partition;
 	int64		started_at,
 				old_next,
-				new_next;
+				new_next,
+				messages = 0,
+				bytes = 0;
+	int			fields;
 
 	if (record == NULL || (p = strstr(record, "\"backfill\": [")) == NULL)
 		return;
-	if (sscanf(p + strlen("\"backfill\": ["), "%d, %d, " INT64_FORMAT ", " INT64_FORMAT ", " INT64_FORMAT,
-			   &topic_id, &partition, &started_at, &old_next, &new_next) != 5 ||
-		old_next < 0 || new_next < old_next)
+	fields = sscanf(p + strlen("\"backfill\": ["),
+					"%d, %d, " INT64_FORMAT ", " INT64_FORMAT ", " INT64_FORMAT ", " INT64_FORMAT ", " INT64_FORMAT,
+					&topic_id, &partition, &started_at, &old_next, &new_next,
+					&messages, &bytes);
+	if (fields < 5 || old_next < 0 || new_next < old_next)
 		return;
 
 	SetCurrentStatementStartTimestamp();
@@ -670,9 +735,16 @@ eb_backfill_recover(const char *record)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (OidIsValid(eb_relay_catalog_relid("relay_backfill_progress")) &&
 		eb_backfill_save(topic_id, partition, (TimestampTz) started_at, old_next, new_next))
+	{
 		ereport(LOG,
 				(errmsg("pg_eventbus relay: Kafka has the backfill batch of positions " INT64_FORMAT " to " INT64_FORMAT " of partition %d (topic id %d); it is not sent again",
 						old_next, new_next - 1, partition, topic_id)));
+		/* counted, unless the relay saw that Kafka transaction commit */
+		if (fields == 7 && messages > 0 && messages <= new_next - old_next &&
+			bytes >= 0)
+			eb_backfill_count_recovered(record, topic_id, partition,
+										new_next - 1, messages, bytes);
+	}
 	eb_backfill_end_xact();
 }
 

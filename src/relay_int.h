@@ -166,6 +166,7 @@ extern void eb_relay_txn_id(char *buf, size_t len);
 extern bool eb_kafka_transactions_start(char *err, size_t errlen);
 extern void eb_kafka_metadata_prefetch(long timeout_ms);
 extern bool eb_kafka_txn_open(void);
+extern const char *eb_kafka_txn_name(void);
 extern bool eb_kafka_txn_due(void);
 extern void eb_kafka_txn_caught_up(void);
 extern bool eb_kafka_txn_begin(void);
@@ -201,5 +202,9 @@ extern void eb_relay_confirm(LogicalDecodingContext *ctx, bool caught_up, bool f
 extern bool eb_relay_slot_dirty(void);
 extern void eb_relay_apply_policies(void);
 extern void eb_relay_publish_stats(bool force);
+extern void eb_ack_count_recovered(const char *relay_txn, EbPartShared *part,
+								   int64 uid, int32 partition,
+								   int64 last_position, int64 events,
+								   int64 bytes);
 
 #endif							/* EB_RELAY_INT_H */

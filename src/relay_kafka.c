@@ -1344,6 +1344,13 @@ eb_kafka_txn_commit_try(XLogRecPtr commit_lsn, TimestampTz deadline)
 	return EB_KAFKA_COMMITTED;
 }
 
+/* The name of the Kafka transaction begun last (its records' relay_txn). */
+const char *
+eb_kafka_txn_name(void)
+{
+	return txn_name;
+}
+
 /*
  * Aborts the open Kafka transaction, if any, briefly: a producer that
  * cannot abort is destroyed anyway, and the next one's

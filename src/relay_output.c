@@ -934,6 +934,7 @@ eb_relay_event_message(EbRelayMessage *m, EbRelayTarget *t, Datum *values, bool 
 	eb_message_header(m, "eventbus-position", eb_int_header(m->position));
 	eb_message_header(m, "eventbus-lsn", eb_lsn_text(lsn));
 	m->part = eb_relay_part(t, m->partition);
+	m->uid = t->uid;
 }
 
 static void

@@ -136,6 +136,7 @@ typedef struct EbRelayShared
 	char		last_skip_reason[EB_RELAY_ERROR_LEN];
 	bool		counted_known;	/* exactly-once: the relay worker's own, see */
 	XLogRecPtr	counted_lsn;	/* relay_ack.c (eb_ack_counted) */
+	char		counted_txn[64];
 	pg_atomic_uint64 outbox_committed;	/* outbox messages of committed
 										 * transactions */
 	pg_atomic_uint64 outbox_relayed;	/* outbox messages acknowledged */

@@ -1615,6 +1615,7 @@ eb_nack(PG_FUNCTION_ARGS)
 		int32		dpart;
 		int64		dpos;
 		ErrorContextCallback dlq_context;
+		bool		size_by_mapping;
 
 		/* created on the first dead letter, for the group's owner */
 		if (dlq == NULL)
@@ -1638,9 +1639,11 @@ eb_nack(PG_FUNCTION_ARGS)
 		dlq_context.arg = dlq_name;
 		dlq_context.previous = error_context_stack;
 		error_context_stack = &dlq_context;
-		eb_check_relayed_size(dlq, event.value, event.key, dlq_headers);
+		size_by_mapping = eb_check_relayed_size(dlq, event.value, event.key,
+												dlq_headers, false);
 		error_context_stack = dlq_context.previous;
-		eb_publish_internal(dlq, event.value, event.key, dlq_headers, &dpart, &dpos);
+		eb_publish_internal(dlq, event.value, event.key, dlq_headers,
+							size_by_mapping, &dpart, &dpos);
 		if (recorded)
 		{
 			Oid			dargtypes[6] = {INT4OID, INT4OID, INT8OID, TEXTOID, INT4OID, INT8OID};

@@ -98,6 +98,9 @@ typedef struct EbEvent
 	text	   *idem;			/* NULL if none */
 	int32		partition;
 	int64		position;
+	bool		size_by_mapping;	/* its size check depends on the topic's
+									 * relay mapping: checked again under the
+									 * publish lock (eb_publish_group) */
 } EbEvent;
 
 /* set when the current transaction published; read at commit */
@@ -212,11 +215,16 @@ eb_uri_encoded_len(const char *s)
  * Is the topic relayed (eventbus.topic.relay_to set)?  Then *kafka_topic is
  * its Kafka topic, *cloudevents its format and source its ce_source (NULL
  * for the default).  Reads the catalogs with the statement's snapshot, which
- * sees what this transaction changed before (relay_topic() in it).
+ * sees what this transaction changed before (relay_topic() in it), or with
+ * latest with a new one, which also sees what committed since (a
+ * relay_topic() this publish waited for).
  */
 static bool
-eb_relay_mapping(int32 topic_id, char **kafka_topic, bool *cloudevents, char **source)
+eb_relay_mapping(int32 topic_id, char **kafka_topic, bool *cloudevents, char **source,
+				 bool latest)
 {
+	Snapshot	snap = latest ? RegisterSnapshot(GetLatestSnapshot()) :
+		(ActiveSnapshotSet() ? GetActiveSnapshot() : NULL);
 	const char *tables[2] = {"topic", "relay_format"};
 	bool		relayed = false;
 	int			t;
@@ -242,8 +250,7 @@ eb_relay_mapping(int32 topic_id, char **kafka_topic, bool *cloudevents, char **s
 		if (att_id == InvalidAttrNumber || att_a == InvalidAttrNumber)
 			break;
 		rel = table_open(relid, AccessShareLock);
-		scan = systable_beginscan(rel, InvalidOid, false,
-								  ActiveSnapshotSet() ? GetActiveSnapshot() : NULL, 0, NULL);
+		scan = systable_beginscan(rel, InvalidOid, false, snap, 0, NULL);
 		while ((tup = systable_getnext(scan)) != NULL)
 		{
 			TupleDesc	desc = RelationGetDescr(rel);
@@ -273,6 +280,8 @@ eb_relay_mapping(int32 topic_id, char **kafka_topic, bool *cloudevents, char **s
 		systable_endscan(scan);
 		table_close(rel, AccessShareLock);
 	}
+	if (latest)
+		UnregisterSnapshot(snap);
 	return relayed;
 }
 
@@ -322,13 +331,14 @@ eb_headers_sent_size(Jsonb *headers, Size *type_len, Size *version_len)
 
 /*
  * eb_check_size(), and for a relayed topic the event's size as the relay
- * sends it.
+ * sends it.  True if that check depended on whether the topic is relayed:
+ * the caller checks again under the publish lock (eb_publish_group).
  */
-void
+bool
 eb_check_event_size(EbTopic *topic, Datum value, text *key, Jsonb *headers)
 {
 	eb_check_size(value, key, headers);
-	eb_check_relayed_size(topic, value, key, headers);
+	return eb_check_relayed_size(topic, value, key, headers, false);
 }
 
 /*
@@ -336,8 +346,9 @@ eb_check_event_size(EbTopic *topic, Datum value, text *key, Jsonb *headers)
  * exceeds eventbus.max_event_size: Kafka would refuse it, and the topic's
  * relaying would stop there (or send it to eventbus.relay_dead_letter).
  */
-void
-eb_check_relayed_size(EbTopic *topic, Datum value, text *key, Jsonb *headers)
+bool
+eb_check_relayed_size(EbTopic *topic, Datum value, text *key, Jsonb *headers,
+					  bool latest)
 {
 	Jsonb	   *jb;
 	Size		own = 0;
@@ -360,13 +371,18 @@ eb_check_relayed_size(EbTopic *topic, Datum value, text *key, Jsonb *headers)
 	bound = eb_json_length_bound(jb) + fixed + EB_CE_HEADERS_SIZE +
 		EB_CE_SOURCE_MAX + Max(type_len, strlen(topic->name)) +
 		(version_len ? 13 + 25 + 3 * 2 * NAMEDATALEN + version_len : 0);
-	if (bound <= (uint64) eb_max_event_size ||
-		!eb_relay_mapping(topic->topic_id, &kafka_topic, &cloudevents, &source))
+	if (bound <= (uint64) eb_max_event_size)
 	{
 		/* a detoasted copy: publish_batch checks many events in one call */
 		if ((void *) jb != (void *) DatumGetPointer(value))
 			pfree(jb);
-		return;
+		return false;
+	}
+	if (!eb_relay_mapping(topic->topic_id, &kafka_topic, &cloudevents, &source, latest))
+	{
+		if ((void *) jb != (void *) DatumGetPointer(value))
+			pfree(jb);
+		return true;
 	}
 
 	sent = eb_json_length(jb) + fixed;
@@ -396,6 +412,7 @@ eb_check_relayed_size(EbTopic *topic, Datum value, text *key, Jsonb *headers)
 						   toast_raw_datum_size(value) - VARHDRSZ,
 						   cloudevents ? " and the CloudEvents attributes" : ""),
 				 errhint("Store large payloads elsewhere and publish a reference; control characters in strings take six bytes each as JSON text.")));
+	return true;
 }
 
 static int32
@@ -773,6 +790,19 @@ eb_publish_group(EbTopic *topic, int32 partition, EbEvent **events, int n)
 	int			i;
 
 	rel = eb_assign_positions(topic, partition, n, &first);
+
+	/*
+	 * relay_topic() waits for the transactions publishing to the topic, on
+	 * the segment's lock taken above: one that committed while this publish
+	 * waited (or before it, unseen by a REPEATABLE READ snapshot) decides
+	 * that this transaction is relayed, as it commits after it.  So the
+	 * size as relayed is checked again, with a new snapshot, for the events
+	 * whose check depended on it.
+	 */
+	for (i = 0; i < n; i++)
+		if (events[i]->size_by_mapping)
+			(void) eb_check_relayed_size(topic, events[i]->value, events[i]->key,
+										 events[i]->headers, true);
 	for (i = 0; i < n; i++)
 		events[i]->position = first + i;
 	eb_insert_events(topic, rel, events, n);
@@ -840,10 +870,11 @@ eb_find_idempotent(EbTopic *topic, text *idem, int32 *partition, int64 *position
 /*
  * Publishes one event on behalf of pg_eventbus itself (dead letters): no
  * privilege or reserved-header checks.  The key picks the partition.
+ * size_by_mapping: what eb_check_relayed_size() returned for it.
  */
 void
 eb_publish_internal(EbTopic *topic, Datum value, text *key, Jsonb *headers,
-					int32 *partition, int64 *position)
+					bool size_by_mapping, int32 *partition, int64 *position)
 {
 	EbEvent		ev;
 	EbEvent    *evp = &ev;
@@ -854,6 +885,7 @@ eb_publish_internal(EbTopic *topic, Datum value, text *key, Jsonb *headers,
 	ev.headers = headers;
 	ev.partition = key ? eb_key_partition(key, topic->partitions)
 		: eb_next_round_robin(topic->partitions);
+	ev.size_by_mapping = size_by_mapping;
 	eb_publish_group(topic, ev.partition, &evp, 1);
 	*partition = ev.partition;
 	*position = ev.position;
@@ -926,7 +958,7 @@ eb_publish(PG_FUNCTION_ARGS)
 		eb_check_headers(ev.headers);
 	ev.headers = eb_trace_headers(ev.headers);
 	eb_schema_validate_event(topic, ev.value, &ev.headers, 0);
-	eb_check_event_size(topic, ev.value, ev.key, ev.headers);
+	ev.size_by_mapping = eb_check_event_size(topic, ev.value, ev.key, ev.headers);
 
 	if (!PG_ARGISNULL(4))
 	{
@@ -1062,7 +1094,7 @@ eb_publish_batch(PG_FUNCTION_ARGS)
 			eb_check_headers(ev->headers);
 		ev->headers = eb_trace_headers(ev->headers);
 		eb_schema_validate_event(topic, ev->value, &ev->headers, i + 1);
-		eb_check_event_size(topic, ev->value, ev->key, ev->headers);
+		ev->size_by_mapping = eb_check_event_size(topic, ev->value, ev->key, ev->headers);
 		if (ev->key != NULL)
 			ev->partition = eb_key_partition(ev->key, topic->partitions);
 		else

@@ -28,10 +28,11 @@ extern bool eb_xact_published;
 
 extern void eb_check_headers(Jsonb *headers);
 extern void eb_check_size(Datum value, text *key, Jsonb *headers);
-extern void eb_check_event_size(EbTopic *topic, Datum value, text *key, Jsonb *headers);
-extern void eb_check_relayed_size(EbTopic *topic, Datum value, text *key, Jsonb *headers);
+extern bool eb_check_event_size(EbTopic *topic, Datum value, text *key, Jsonb *headers);
+extern bool eb_check_relayed_size(EbTopic *topic, Datum value, text *key, Jsonb *headers,
+								  bool latest);
 extern Size eb_headers_sent_size(Jsonb *headers, Size *type_len, Size *version_len);
 extern void eb_publish_internal(EbTopic *topic, Datum value, text *key, Jsonb *headers,
-								int32 *partition, int64 *position);
+								bool size_by_mapping, int32 *partition, int64 *position);
 
 #endif							/* EB_PUBLISH_H */

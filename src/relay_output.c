@@ -694,7 +694,7 @@ eb_ce_header_refused(const char *name)
 	for (i = 0; attr[i]; i++)
 		if (!((attr[i] >= 'a' && attr[i] <= 'z') || (attr[i] >= '0' && attr[i] <= '9')))
 			return true;
-	for (i = 0; i < lengthof(ours); i++)
+	for (i = 0; i < (int) lengthof(ours); i++)
 		if (strcmp(attr, ours[i]) == 0)
 			return true;
 	return false;

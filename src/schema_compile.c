@@ -240,7 +240,7 @@ eb_compile_types(EbSNode *node, JsonbValue *v, const char *where)
 		}
 		if (one.type != jbvString)
 			eb_schema_bad("type", where, "a type name or a non-empty array of type names");
-		for (i = 0; i < lengthof(names); i++)
+		for (i = 0; i < (int) lengthof(names); i++)
 		{
 			if (one.val.string.len == (int) strlen(names[i]) &&
 				memcmp(one.val.string.val, names[i], one.val.string.len) == 0)
@@ -439,7 +439,7 @@ eb_compile_keyword(EbSCompile *c, EbSNode *node, const char *kw, JsonbValue *v,
 
 		if (v->type != jbvString)
 			eb_schema_bad(kw, where, "a string");
-		for (i = 1; i < lengthof(eb_format_names); i++)
+		for (i = 1; i < (int) lengthof(eb_format_names); i++)
 			if (v->val.string.len == (int) strlen(eb_format_names[i]) &&
 				memcmp(v->val.string.val, eb_format_names[i], v->val.string.len) == 0)
 				node->format = (EbFormat) i;

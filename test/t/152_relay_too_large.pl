@@ -11,10 +11,13 @@
 #    the relay's producer takes) follows the topic's on_error policy:
 #    'dead_letter' records it in eventbus.relay_dead_letter and the relay
 #    goes on; other topics are not held up.
+#  - The check also holds when relay_topic() commits while the publish
+#    waits for it, or after a REPEATABLE READ publisher took its snapshot.
 
 use strict;
 use warnings;
 
+use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -79,6 +82,59 @@ like($dl, qr/\Awide\|wide\|.*(large|MSG_SIZE_TOO_LARGE)/i, "... with the error (
 my $ok = wait_for_kafka($bootstrap, 'ok', 1, 30);
 is(scalar(grep { $_->{value} =~ /"after": true/ } @$ok), 1,
 	'the event of another topic published after it arrives');
+is(relay_status($node, $db)->{state}, 'running', 'the relay runs');
+
+# ---------------------------------------------------------------------------
+# Whether a transaction is relayed is decided by the mapping visible at its
+# commit.  A relay_topic() that commits while a publish waits for it
+# (relay_topic() waits for the topic's publishers), or after a REPEATABLE
+# READ publisher took its snapshot, makes the publishing transaction
+# relayed: its event is measured as relayed too.  (Accepted, it stopped
+# relaying under on_error 'stop': Kafka refused it.)
+
+$node->safe_psql($db, q{
+SELECT eventbus.create_topic('race', 1);
+SELECT eventbus.create_topic('race_rr', 1);
+});
+
+my $relayer = $node->background_psql($db);
+$relayer->query_safe('BEGIN');
+$relayer->query_safe(q{SELECT eventbus.relay_topic('race')});
+my ($pin, $pout, $perr) = ('', '', '');
+my $publisher = IPC::Run::start(
+	[
+		'psql', '-X', '-A', '-t', '-d', $node->connstr($db),
+		'-c', "SELECT position FROM eventbus.publish('race', $escaped)"
+	],
+	'<', \$pin, '>', \$pout, '2>', \$perr);
+ok( poll_until(
+		30,
+		sub {
+			$node->safe_psql($db,
+				q{SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%publish(''race''%'}
+			) eq '1';
+		}),
+	'a publish to the topic waits for relay_topic()');
+$relayer->query_safe('COMMIT');
+$relayer->quit;
+$publisher->finish;
+like($perr, qr/exceeds eventbus\.max_event_size/,
+	'relay_topic() committed while the publish waited: the event is refused');
+
+my $rr = $node->background_psql($db, on_error_stop => 0);
+$rr->query_safe('BEGIN ISOLATION LEVEL REPEATABLE READ');
+$rr->query_safe('SELECT count(*) FROM eventbus.topic');
+$node->safe_psql($db, q{SELECT eventbus.relay_topic('race_rr')});
+eval { $rr->query_safe("SELECT position FROM eventbus.publish('race_rr', $escaped)"); };
+like($@, qr/exceeds eventbus\.max_event_size/,
+	'relay_topic() committed after a REPEATABLE READ snapshot was taken: refused too');
+$rr->quit;
+is($node->safe_psql($db,
+		q{SELECT (SELECT count(*) FROM eventbus_data.race) + (SELECT count(*) FROM eventbus_data.race_rr)}),
+	'0', 'neither event was published');
+$node->safe_psql($db, q{SELECT eventbus.publish('race', '{"small": true}')});
+ok(poll_until(30, sub { (relay_status($node, $db)->{backlog}{race} // -1) == 0 }),
+	'a small event of the topic is relayed');
 is(relay_status($node, $db)->{state}, 'running', 'the relay runs');
 
 ok(!$node->log_contains(qr/TRAP:|terminated by signal|PANIC|exited with exit code/),

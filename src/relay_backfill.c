@@ -184,7 +184,9 @@ eb_backfill_slot_ready(void)
 
 /*
  * Parses relay_topic()'s start_at: 'now', 'earliest', 'last_acknowledged'
- * or a timestamp (*ts).
+ * (in any case, with spaces around, as PostgreSQL reads its own special
+ * timestamp words: 'NOW' is the keyword, not the timestamp of now) or a
+ * timestamp (*ts).
  */
 typedef struct EbParseTime
 {
@@ -207,13 +209,21 @@ EbBackfillStart
 eb_backfill_parse_start(const char *start_at, TimestampTz *ts)
 {
 	EbParseTime pt;
+	const char *word = start_at;
+	size_t		len;
 
 	*ts = 0;
-	if (strcmp(start_at, "now") == 0)
+	while (*word == ' ' || *word == '\t' || *word == '\n' || *word == '\r')
+		word++;
+	len = strlen(word);
+	while (len > 0 && (word[len - 1] == ' ' || word[len - 1] == '\t' ||
+					   word[len - 1] == '\n' || word[len - 1] == '\r'))
+		len--;
+	if (len == 3 && pg_strncasecmp(word, "now", len) == 0)
 		return EB_START_NOW;
-	if (strcmp(start_at, "earliest") == 0)
+	if (len == 8 && pg_strncasecmp(word, "earliest", len) == 0)
 		return EB_START_EARLIEST;
-	if (strcmp(start_at, "last_acknowledged") == 0)
+	if (len == 17 && pg_strncasecmp(word, "last_acknowledged", len) == 0)
 		return EB_START_LAST_ACKNOWLEDGED;
 	pt.text = start_at;
 	pt.ts = 0;

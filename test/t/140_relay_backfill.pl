@@ -149,6 +149,24 @@ $b->quit;
 $node->safe_psql($db, q{SELECT eventbus.publish('bs', '{"after": 1}')});
 exactly_once('bs', 'backfill with a transaction open at the call');
 
+# start_at's words in any case, with spaces around (as PostgreSQL reads
+# 'NOW' for a timestamp): 'NOW' is the word, no backfill; ' Earliest ' the
+# word too; anything else that is not a timestamp is refused.
+$node->safe_psql($db, q{
+SELECT eventbus.create_topic('kw_now', 1);
+SELECT eventbus.publish('kw_now', '{"before": true}');
+SELECT eventbus.relay_topic('kw_now', start_at => 'NOW');
+SELECT eventbus.create_topic('kw_early', 1);
+SELECT eventbus.publish('kw_early', '{"before": true}');
+SELECT eventbus.relay_topic('kw_early', start_at => ' Earliest ');
+});
+is($node->safe_psql($db, q{SELECT count(*) FROM eventbus.relay_backfill WHERE topic = 'kw_now'}),
+	'0', "start_at 'NOW': no backfill");
+ok(backfill_done($node, $db, 'kw_early', 30), "start_at ' Earliest ': a backfill, done");
+my ($kw_rc, $kw_out, $kw_err) = $node->psql($db,
+	"\\set VERBOSITY verbose\nSELECT eventbus.relay_topic('kw_now', start_at => 'soonest')");
+like($kw_err, qr/ERROR:  22023: invalid start_at: "soonest"/, 'an unknown word is refused');
+
 ok(!$node->log_contains(qr/terminated by signal|TRAP:|PANIC/), 'no crash in the server log');
 $node->stop;
 $mock->stop;

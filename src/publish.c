@@ -361,6 +361,7 @@ eb_check_relayed_size(EbTopic *topic, Datum value, text *key, Jsonb *headers,
 	char	   *source;
 	bool		cloudevents;
 	char	   *dbname;
+	bool		by_mapping;
 
 	own = eb_headers_sent_size(headers, &type_len, &version_len);
 	fixed = (key ? VARSIZE_ANY_EXHDR(key) : 0) + own +
@@ -371,18 +372,14 @@ eb_check_relayed_size(EbTopic *topic, Datum value, text *key, Jsonb *headers,
 	bound = eb_json_length_bound(jb) + fixed + EB_CE_HEADERS_SIZE +
 		EB_CE_SOURCE_MAX + Max(type_len, strlen(topic->name)) +
 		(version_len ? 13 + 25 + 3 * 2 * NAMEDATALEN + version_len : 0);
-	if (bound <= (uint64) eb_max_event_size)
+	by_mapping = bound > (uint64) eb_max_event_size;
+	if (!by_mapping ||
+		!eb_relay_mapping(topic->topic_id, &kafka_topic, &cloudevents, &source, latest))
 	{
 		/* a detoasted copy: publish_batch checks many events in one call */
 		if ((void *) jb != (void *) DatumGetPointer(value))
 			pfree(jb);
-		return false;
-	}
-	if (!eb_relay_mapping(topic->topic_id, &kafka_topic, &cloudevents, &source, latest))
-	{
-		if ((void *) jb != (void *) DatumGetPointer(value))
-			pfree(jb);
-		return true;
+		return by_mapping;
 	}
 
 	sent = eb_json_length(jb) + fixed;

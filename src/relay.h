@@ -141,6 +141,8 @@ extern void eb_relay_slot_init(void);
 /* relay_output.c */
 extern void eb_relay_output_reset(void);
 extern EbRelayTarget *eb_relay_stored_target(int32 topic_id, char *why, size_t whylen);
+extern EbPartShared *eb_relay_target_part(EbRelayTarget *t, int32 partition,
+										  int64 *uid);
 extern bool eb_relay_stored_message(EbRelayTarget *t, TupleTableSlot *slot,
 									EbRelayMessage *m);
 

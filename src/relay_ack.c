@@ -120,6 +120,7 @@ static void eb_known_refusals_init(void);
 static void eb_ack_skipped_session_start(void);
 static void eb_known_refusal_key(EbKnownRefusalKey *key, XLogRecPtr lsn,
 								 const char *event_id);
+static HTAB *eb_message_table(const char *name, Size entrysize, MemoryContext cxt);
 static void eb_known_refusals_sweep(bool forget_used);
 
 /* A new session: nothing in flight, the slot confirmed at confirmed_flush. */
@@ -302,12 +303,16 @@ eb_counts_position(EbPendingCounts *c, EbPartShared *part, int64 uid,
 	e->count += count;
 }
 
-/* Applies the counts of c (apply) or forgets them, and empties c. */
-static void
+/*
+ * Applies the counts of c (apply) or forgets them, and empties c.  Whether
+ * c held anything.
+ */
+static bool
 eb_counts_end(EbPendingCounts *c, bool apply)
 {
 	HASH_SEQ_STATUS seq;
 	EbPendingPos *e;
+	bool		any = c->outbox > 0 || c->events > 0 || c->last != NULL;
 
 	if (apply && c->outbox > 0)
 		pg_atomic_fetch_add_u64(&eb_my_relay->outbox_relayed, c->outbox);
@@ -321,7 +326,7 @@ eb_counts_end(EbPendingCounts *c, bool apply)
 	c->bytes = 0;
 	c->last = NULL;
 	if (c->pos == NULL)
-		return;
+		return any;
 	hash_seq_init(&seq, c->pos);
 	while ((e = hash_seq_search(&seq)) != NULL)
 	{
@@ -330,6 +335,7 @@ eb_counts_end(EbPendingCounts *c, bool apply)
 								  e->position, e->count);
 		hash_search(c->pos, &e->part, HASH_REMOVE, NULL);
 	}
+	return any;
 }
 
 /* Counts a delivered message: in shared memory now, or at the commit. */
@@ -372,7 +378,6 @@ eb_ack_position(EbRelayMsgRef *ref)
  */
 static EbPendingCounts skipped_counts = {.name = "pg_eventbus relay skipped positions"};
 
-
 /*
  * At a session's start, outside any transaction: reads the dead letters of
  * the transactions it will skip uncounted.  The relay records a dead
@@ -408,16 +413,9 @@ eb_ack_load_skipped_dead_letters(XLogRecPtr above, XLogRecPtr upto)
 			EbKnownRefusalKey key;
 
 			if (skipped_dead_letters == NULL)
-			{
-				HASHCTL		ctl;
-
-				memset(&ctl, 0, sizeof(ctl));
-				ctl.keysize = sizeof(EbKnownRefusalKey);
-				ctl.entrysize = sizeof(EbKnownRefusalKey);
-				ctl.hcxt = eb_session_cxt;
-				skipped_dead_letters = hash_create("pg_eventbus relay skipped dead letters", 64, &ctl,
-												   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-			}
+				skipped_dead_letters = eb_message_table("pg_eventbus relay skipped dead letters",
+														sizeof(EbKnownRefusalKey),
+														eb_session_cxt);
 			eb_known_refusal_key(&key, lsn, event_id ? event_id : "");
 			(void) hash_search(skipped_dead_letters, &key, HASH_ENTER, NULL);
 		}
@@ -440,7 +438,7 @@ eb_ack_counted(XLogRecPtr commit_lsn, const char *relay_txn)
 static void
 eb_ack_skipped_session_start(void)
 {
-	eb_counts_end(&skipped_counts, false);
+	(void) eb_counts_end(&skipped_counts, false);
 	if (eb_exactly_once)
 		eb_ack_load_skipped_dead_letters(eb_my_relay->counted_lsn, eb_progress_lsn);
 }
@@ -508,7 +506,7 @@ eb_ack_deferred_run(void)
 			deferred[i].fn(deferred[i].arg);
 	}
 	ndeferred = 0;
-	eb_counts_end(&pending, true);
+	(void) eb_counts_end(&pending, true);
 }
 
 /* The Kafka transaction was aborted: nothing of it counts as delivered. */
@@ -516,7 +514,7 @@ static void
 eb_ack_deferred_drop(void)
 {
 	ndeferred = 0;
-	eb_counts_end(&pending, false);
+	(void) eb_counts_end(&pending, false);
 }
 
 /*
@@ -718,6 +716,19 @@ eb_relay_refused(EbRelayTxn *t, EbRelayMsgRef *ref, const char *kafka_topic,
 		ref->on_ack(ref->on_ack_arg);
 }
 
+/* A hash table of entrysize entries keyed by EbKnownRefusalKey, in cxt. */
+static HTAB *
+eb_message_table(const char *name, Size entrysize, MemoryContext cxt)
+{
+	HASHCTL		ctl;
+
+	memset(&ctl, 0, sizeof(ctl));
+	ctl.keysize = sizeof(EbKnownRefusalKey);
+	ctl.entrysize = entrysize;
+	ctl.hcxt = cxt;
+	return hash_create(name, 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
 static void
 eb_known_refusal_key(EbKnownRefusalKey *key, XLogRecPtr lsn, const char *event_id)
 {
@@ -733,16 +744,9 @@ eb_known_refusal_key(EbKnownRefusalKey *key, XLogRecPtr lsn, const char *event_i
 static void
 eb_known_refusals_init(void)
 {
-	HASHCTL		ctl;
-
-	if (known_refusals != NULL)
-		return;
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(EbKnownRefusalKey);
-	ctl.entrysize = sizeof(EbKnownRefusal);
-	ctl.hcxt = TopMemoryContext;
-	known_refusals = hash_create("pg_eventbus relay refused messages", 64, &ctl,
-								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	if (known_refusals == NULL)
+		known_refusals = eb_message_table("pg_eventbus relay refused messages",
+										  sizeof(EbKnownRefusal), TopMemoryContext);
 }
 
 /*
@@ -1038,7 +1042,7 @@ eb_relay_txn_begin(XLogRecPtr commit_lsn)
 		skipped++;
 		t->uncounted = commit_lsn > eb_my_relay->counted_lsn;
 		/* what a skipped transaction cut off by an ERROR had noted */
-		eb_counts_end(&skipped_counts, false);
+		(void) eb_counts_end(&skipped_counts, false);
 	}
 	else if (skipped > 0 && !skipped_logged)
 	{
@@ -1073,10 +1077,8 @@ eb_relay_txn_commit(XLogRecPtr end_lsn, TimestampTz commit_time)
 		 * exactly-once: Kafka had it, uncounted (a failed session may have
 		 * left messages out: the next one counts it); nothing ERRORs in here
 		 */
-		bool		any = skipped_counts.events > 0 || skipped_counts.outbox > 0 ||
-			skipped_counts.last != NULL;
+		bool		any = eb_counts_end(&skipped_counts, true);
 
-		eb_counts_end(&skipped_counts, true);
 		eb_ack_counted(t->commit_lsn, NULL);
 		if (any)
 			eb_relay_publish_stats(true);

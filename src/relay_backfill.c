@@ -50,6 +50,7 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "parser/scansup.h"
 #include "pgstat.h"
 #include "replication/slot.h"
 #include "storage/lmgr.h"
@@ -213,11 +214,10 @@ eb_backfill_parse_start(const char *start_at, TimestampTz *ts)
 	size_t		len;
 
 	*ts = 0;
-	while (*word == ' ' || *word == '\t' || *word == '\n' || *word == '\r')
+	while (scanner_isspace(*word))
 		word++;
 	len = strlen(word);
-	while (len > 0 && (word[len - 1] == ' ' || word[len - 1] == '\t' ||
-					   word[len - 1] == '\n' || word[len - 1] == '\r'))
+	while (len > 0 && scanner_isspace(word[len - 1]))
 		len--;
 	if (len == 3 && pg_strncasecmp(word, "now", len) == 0)
 		return EB_START_NOW;
@@ -673,11 +673,8 @@ eb_backfill_count_recovered(const char *record, int32 topic_id, int32 partition,
 	const char *p = strstr(record, "\"relay_txn\": \"");
 	const char *end;
 	char		relay_txn[64];
-	EbSpi		spi;
-	Oid			argtypes[1] = {INT4OID};
-	Datum		values[1];
-	char	   *name = NULL;
-	EbTopic    *topic;
+	char		why[EB_RELAY_ERROR_LEN];
+	EbRelayTarget *t;
 	EbPartShared *part = NULL;
 	int64		uid = 0;
 
@@ -690,20 +687,11 @@ eb_backfill_count_recovered(const char *record, int32 topic_id, int32 partition,
 	memcpy(relay_txn, p, end - p);
 	relay_txn[end - p] = '\0';
 
-	values[0] = Int32GetDatum(topic_id);
-	eb_spi_begin(&spi, true);
-	eb_spi_exec("SELECT topic FROM eventbus.topic WHERE topic_id = $1",
-				1, argtypes, values, NULL, false);
-	if (SPI_processed > 0)
-		name = MemoryContextStrdup(CurTransactionContext,
-								   SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
-	eb_spi_end(&spi);
-	topic = name ? eb_topic_get(name, true) : NULL;
-	if (topic != NULL && partition >= 0 && partition < topic->partitions)
-	{
-		uid = topic->uid;
-		part = eb_shared_part_slot(MyDatabaseId, uid, partition, false);
-	}
+	/* the partition's slot as the batch's messages had it (a topic no
+	 * longer relayed: its position no longer matters, its events count) */
+	t = eb_relay_stored_target(topic_id, why, sizeof(why));
+	if (t != NULL)
+		part = eb_relay_target_part(t, partition, &uid);
 	eb_ack_count_recovered(relay_txn, part, uid, partition, last_position,
 						   messages, bytes);
 }

@@ -1212,6 +1212,20 @@ eb_relay_stored_target(int32 topic_id, char *why, size_t whylen)
 }
 
 /*
+ * The shared slot of a partition of the target's topic, as its messages
+ * carry it (NULL for a partition the topic does not have), and the topic's
+ * uid, which the slot must still match when a count is applied.
+ */
+EbPartShared *
+eb_relay_target_part(EbRelayTarget *t, int32 partition, int64 *uid)
+{
+	*uid = t->uid;
+	if (partition < 0 || partition >= t->partitions)
+		return NULL;
+	return eb_relay_part(t, partition);
+}
+
+/*
  * Builds the message of a stored event of the target's topic (a row of one
  * of its segment tables, read by OID) as a decoded one's: the same value,
  * headers (eventbus-lsn 0/0: the commit LSN is not known) and Kafka

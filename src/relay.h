@@ -17,6 +17,7 @@
 #include "datatype/timestamp.h"
 #include "postmaster/bgworker.h"
 #include "executor/tuptable.h"
+#include "nodes/pg_list.h"
 #include "utils/snapshot.h"
 
 #include "shmem.h"
@@ -173,6 +174,7 @@ extern Oid	eb_relay_catalog_relid(const char *name);
 extern bool eb_relay_key_read(uint8 *key);
 extern bool eb_relay_allowed(Oid roleid, const char *kafka_topic, Snapshot snapshot);
 extern bool eb_outbox_mac(const uint8 *key, const char *msg, size_t len, uint8 *mac);
+extern List *eb_relay_catalog_kafka_topics(Oid *relid);
 
 /* relay_sql.c */
 extern uint64 eb_outbox_xact_end(bool commit);

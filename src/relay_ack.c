@@ -678,6 +678,38 @@ eb_relay_poll(int timeout_ms)
 		eb_ack_stamp(GetCurrentTimestamp());
 }
 
+static void
+eb_relay_refusal_reason(EbRelayRefusal *r, rd_kafka_resp_err_t err)
+{
+	r->code = err;
+	snprintf(r->error, sizeof(r->error), "%s (%s)", rd_kafka_err2str(err),
+			 rd_kafka_err2name(err));
+}
+
+/*
+ * librdkafka's own errors for a message whose Kafka topic it could not use
+ * (unknown partition or topic) hide the brokers' reason, such as "not
+ * authorized": the brokers are asked about the topic (outside decoding) and
+ * their refusal, if any, becomes the reason recorded and shown.
+ */
+static void
+eb_relay_refusals_explain(void)
+{
+	dlist_iter	it;
+
+	dlist_foreach(it, &refusals)
+	{
+		EbRelayRefusal *r = dlist_container(EbRelayRefusal, node, it.cur);
+		rd_kafka_resp_err_t err;
+
+		if ((r->code == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
+			 r->code == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+			 r->code == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) &&
+			eb_kafka_topic_refusal(r->kafka_topic, &err) && err != r->code)
+			eb_relay_refusal_reason(r, err);
+	}
+}
+
 /*
  * Remembers a message Kafka refused for good; its transaction is not
  * confirmed until the main loop applied the topic's policy
@@ -706,8 +738,7 @@ eb_relay_refused(EbRelayTxn *t, EbRelayMsgRef *ref, const char *kafka_topic,
 	strlcpy(r->topic, ref->topic, sizeof(r->topic));
 	strlcpy(r->kafka_topic, kafka_topic, sizeof(r->kafka_topic));
 	strlcpy(r->event_id, ref->event_id, sizeof(r->event_id));
-	snprintf(r->error, sizeof(r->error), "%s (%s)", rd_kafka_err2str(err),
-			 rd_kafka_err2name(err));
+	eb_relay_refusal_reason(r, err);
 	t->refused++;
 	dlist_push_tail(&refusals, &r->node);
 	if (ref->on_ack && sent)
@@ -863,25 +894,23 @@ eb_relay_send(EbRelayMessage *m)
 		return;
 	}
 
-	while (!eb_relay_partition(m, &partition, &refused))
+	if (!eb_relay_partition(m, &partition, &refused))
 	{
 		/*
-		 * the brokers do not answer, or not yet for this topic: wait for
-		 * them, unless the session ended meanwhile (a fatal error of the
-		 * producer, its Kafka transaction timed out)
+		 * The brokers have not described the Kafka topic (they do not
+		 * answer, or not yet for this topic), so its mapping cannot be
+		 * decided, and nothing may go by key in its place.  Asking is not
+		 * done inside decoding: nothing of this transaction is confirmed,
+		 * the session ends, and the next one starts from the confirmed
+		 * position once the brokers described the topic
+		 * (eb_kafka_topics_prepare).
 		 */
-		if (eb_shutdown_requested || ConfigReloadPending || eb_session_failed)
-		{
-			t->failed = true;
-			eb_session_failed = true;
-			return;
-		}
-		rd_kafka_poll(eb_producer, 0);
-		eb_relay_publish_stats(false);
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 EB_BROKER_PROBE_MS, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
+		ereport(LOG,
+				(errmsg("pg_eventbus relay: Kafka topic \"%s\" of the transaction at %X/%X is not described by the brokers yet; relaying goes on from the confirmed position once it is",
+						m->kafka_topic, LSN_FORMAT_ARGS(m->lsn))));
+		t->failed = true;
+		eb_session_failed = true;
+		return;
 	}
 
 	{
@@ -1185,6 +1214,7 @@ eb_relay_apply_policies(void)
 
 	if (dlist_is_empty(&refusals))
 		return;
+	eb_relay_refusals_explain();
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());

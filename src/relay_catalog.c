@@ -186,3 +186,62 @@ eb_relay_allowed(Oid roleid, const char *kafka_topic, Snapshot snapshot)
 	table_close(rel, AccessShareLock);
 	return allowed;
 }
+
+static int
+eb_cstring_cmp(const ListCell *a, const ListCell *b)
+{
+	return strcmp((const char *) lfirst(a), (const char *) lfirst(b));
+}
+
+/*
+ * The Kafka topics that topics are relayed to (eventbus.topic.relay_to),
+ * each once, read directly from the heap with the catalog snapshot (outside
+ * decoding: the latest committed state); palloc'd in the current memory
+ * context.  The table's OID goes to *relid (InvalidOid: no such table).
+ * Call in a transaction.
+ */
+List *
+eb_relay_catalog_kafka_topics(Oid *relid)
+{
+	Relation	rel;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	AttrNumber	att_relay;
+	List	   *names = NIL;
+	List	   *unique = NIL;
+	ListCell   *lc;
+	const char *prev = NULL;
+
+	*relid = eb_relay_catalog_relid("topic");
+	if (!OidIsValid(*relid))
+		return NIL;
+	att_relay = get_attnum(*relid, "relay_to");
+	if (att_relay == InvalidAttrNumber || get_atttype(*relid, att_relay) != TEXTOID)
+		return NIL;
+	rel = table_open(*relid, AccessShareLock);
+	scan = systable_beginscan(rel, InvalidOid, false, NULL, 0, NULL);
+	while ((tup = systable_getnext(scan)) != NULL)
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, att_relay, RelationGetDescr(rel), &isnull);
+		char	   *name;
+
+		if (isnull)
+			continue;
+		name = TextDatumGetCString(d);
+		if (eb_kafka_topic_name_valid(name))
+			names = lappend(names, name);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	list_sort(names, eb_cstring_cmp);
+	foreach(lc, names)
+	{
+		if (prev == NULL || strcmp(prev, lfirst(lc)) != 0)
+			unique = lappend(unique, lfirst(lc));
+		prev = lfirst(lc);
+	}
+	list_free(names);
+	return unique;
+}

@@ -107,7 +107,8 @@ typedef struct EbRelayRefusal
 	char		topic[NAMEDATALEN];
 	char		kafka_topic[EB_KAFKA_TOPIC_MAX + 1];
 	char		event_id[40];
-	char		error[256];
+	rd_kafka_resp_err_t code;	/* what Kafka said */
+	char		error[256];		/* ... in words */
 } EbRelayRefusal;
 
 /* ---------- relay_state.c: status, session state, errors ---------- */
@@ -117,6 +118,7 @@ extern MemoryContext eb_session_cxt;	/* reset at each session's start and end */
 extern bool eb_session_failed;	/* nothing more is confirmed in this session */
 extern volatile sig_atomic_t eb_shutdown_requested;
 extern bool eb_session_active;	/* decoding in a session */
+extern bool eb_decoding;		/* inside LogicalDecodingProcessRecord() */
 
 extern void eb_relay_set_state(const char *state);
 extern bool eb_relay_log_due(const char *key, TimestampTz now);
@@ -146,10 +148,6 @@ extern void eb_producer_destroy(void);
 extern int	eb_kafka_event_fd(void);
 extern void eb_drain_event_fd(void);
 extern void eb_kafka_session_reset(void);
-extern void eb_mappings_load(void);
-extern void eb_mappings_persist(void);
-extern bool eb_relay_partition(EbRelayMessage *msg, int32 *partition,
-							   rd_kafka_resp_err_t *refused);
 extern rd_kafka_resp_err_t eb_kafka_produce(EbRelayMessage *m, int32 partition, void *opaque);
 extern void eb_relay_probe_brokers(bool in_flight);
 extern bool eb_relay_config_changed(const char *brokers, const char *properties,
@@ -164,7 +162,7 @@ extern uint64 eb_kafka_txn_committed;	/* the last one committed */
 
 extern void eb_relay_txn_id(char *buf, size_t len);
 extern bool eb_kafka_transactions_start(char *err, size_t errlen);
-extern void eb_kafka_metadata_prefetch(long timeout_ms);
+extern const char *eb_kafka_progress_topic(void);
 extern bool eb_kafka_txn_open(void);
 extern const char *eb_kafka_txn_name(void);
 extern bool eb_kafka_txn_due(void);
@@ -174,6 +172,19 @@ extern bool eb_kafka_txn_progress(XLogRecPtr commit_lsn, XLogRecPtr end_lsn, con
 extern EbKafkaCommit eb_kafka_txn_commit_try(XLogRecPtr commit_lsn, TimestampTz deadline);
 extern void eb_kafka_txn_abort(void);
 extern void eb_kafka_txn_note_offset(const char *topic, int32 partition, int64 offset);
+
+/* ---------- relay_topics.c: Kafka topic metadata, partition mappings ---------- */
+
+extern void eb_kafka_topics_session_reset(void);
+extern void eb_kafka_topics_release(void);
+extern bool eb_kafka_topics_prepare(long warm_up_ms);
+extern void eb_kafka_topics_refresh(bool changed_only);
+extern bool eb_kafka_topics_wanted(void);
+extern bool eb_kafka_topic_refusal(const char *kafka_topic, rd_kafka_resp_err_t *err);
+extern void eb_mappings_load(void);
+extern void eb_mappings_persist(void);
+extern bool eb_relay_partition(EbRelayMessage *msg, int32 *partition,
+							   rd_kafka_resp_err_t *refused);
 
 /* ---------- relay_ack.c: acknowledgements and confirming ---------- */
 

@@ -2,8 +2,10 @@
  *
  * relay_kafka.c
  *	  The relay's Kafka client: the producer's configuration (settings and
- *	  the properties file), its error and log callbacks, topic metadata, the
- *	  partition mappings, and sending one message.
+ *	  the properties file), its error and log callbacks, sending one
+ *	  message, and Kafka transactions with their progress records.  What
+ *	  the brokers say of the Kafka topics, and the partition mappings, are
+ *	  in relay_topics.c.
  *
  * The producer is idempotent and lives for one session.  Messages never
  * time out in the producer (message.timeout.ms = 0 unless configured), so
@@ -93,44 +95,8 @@ typedef struct EbTxnOffsets
 
 static HTAB *txn_offsets = NULL;
 
-/*
- * Topic handles the producer holds for the session, so that it keeps their
- * metadata from the first request on (see eb_kafka_hold_topic).
- */
-static rd_kafka_topic_t **held_topics = NULL;
-static int	held_topics_n = 0;
-static int	held_topics_max = 0;
-
 bool		eb_brokers_down = false;
 char		eb_broker_error[EB_RELAY_ERROR_LEN];
-
-/* A Kafka topic whose metadata said it cannot be used (cached briefly). */
-typedef struct EbKafkaTopic
-{
-	char		name[EB_KAFKA_TOPIC_MAX + 1];	/* hash key */
-	TimestampTz fetched_at;
-	rd_kafka_resp_err_t err;	/* what the metadata said about the topic */
-} EbKafkaTopic;
-
-/*
- * How a relayed topic's partitions map to its Kafka topic's, decided once
- * (eventbus.relay_partitioning) and kept: by_partition, partition p goes to
- * Kafka partition p; otherwise the key decides (Kafka's partitioner).
- */
-typedef struct EbMappingKey
-{
-	int32		topic_id;
-	char		kafka_topic[EB_KAFKA_TOPIC_MAX + 1];
-} EbMappingKey;
-
-typedef struct EbMapping
-{
-	EbMappingKey key;			/* hash key */
-	int32		local_partitions;
-	int32		kafka_partitions;
-	bool		by_partition;
-	bool		persisted;		/* in eventbus.relay_partitioning */
-} EbMapping;
 
 /* the properties file's digest when the producer was created */
 typedef struct EbFileDigest
@@ -141,10 +107,6 @@ typedef struct EbFileDigest
 } EbFileDigest;
 
 static EbFileDigest properties_file_digest;
-static HTAB *kafka_topics = NULL;
-static HTAB *mappings = NULL;	/* lives as long as the process */
-static EbMapping *last_mapping = NULL;	/* the last one used, an entry of mappings */
-static int	mappings_unpersisted = 0;
 static TimestampTz broker_probed_at = 0;
 
 /* written by librdkafka when the main queue gets events; read end polled */
@@ -156,20 +118,13 @@ eb_kafka_event_fd(void)
 	return kafka_event_fd[0];
 }
 
-/* A new session forgets the cached metadata and reloads the mappings. */
+/* A new session forgets what the brokers said and reloads the mappings. */
 void
 eb_kafka_session_reset(void)
 {
 	eb_brokers_down = false;
 	eb_broker_error[0] = '\0';
-	if (kafka_topics != NULL)
-		hash_destroy(kafka_topics);
-	kafka_topics = NULL;
-	if (mappings != NULL)
-		hash_destroy(mappings);
-	mappings = NULL;
-	last_mapping = NULL;
-	eb_mappings_load();
+	eb_kafka_topics_session_reset();
 }
 
 /* ---------- errors (served by rd_kafka_poll) ---------- */
@@ -594,13 +549,18 @@ eb_producer_destroy(void)
 	send_rkt = NULL;
 	if (eb_producer == NULL)
 		return;
-	for (int i = 0; i < held_topics_n; i++)
-		rd_kafka_topic_destroy(held_topics[i]);
-	held_topics_n = 0;
+	eb_kafka_topics_release();
 	rd_kafka_purge(eb_producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT |
 				   RD_KAFKA_PURGE_F_NON_BLOCKING);
 	rd_kafka_destroy(eb_producer);
 	eb_producer = NULL;
+}
+
+/* Exactly-once: the session's progress topic; NULL otherwise. */
+const char *
+eb_kafka_progress_topic(void)
+{
+	return eb_exactly_once ? progress_topic : NULL;
 }
 
 /*
@@ -625,381 +585,6 @@ eb_relay_config_changed(const char *brokers, const char *properties, const char 
 		return true;
 	eb_properties_file_digest(&digest);
 	return memcmp(&digest, &properties_file_digest, sizeof(digest)) != 0;
-}
-
-/* ---------- metadata and partition mappings ---------- */
-
-/*
- * What the brokers' metadata says of one topic: its partition count, -2
- * with *topic_err set when the topic cannot be used, 0 when the metadata
- * does not list it.
- */
-static int
-eb_metadata_topic(const struct rd_kafka_metadata *md, const char *topic,
-				  rd_kafka_resp_err_t *topic_err)
-{
-	for (int i = 0; i < md->topic_cnt; i++)
-	{
-		const struct rd_kafka_metadata_topic *t = &md->topics[i];
-
-		if (strcmp(t->topic, topic) != 0)
-			continue;
-		if (t->err == RD_KAFKA_RESP_ERR_NO_ERROR && t->partition_cnt > 0)
-			return t->partition_cnt;
-		if (t->err != RD_KAFKA_RESP_ERR_NO_ERROR &&
-			t->err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
-		{
-			*topic_err = t->err;
-			return -2;
-		}
-		return -1;
-	}
-	return 0;
-}
-
-/*
- * Makes the producer hold a handle on a Kafka topic for the session; true
- * if it did not hold one yet.  The producer learns a topic's partitions and
- * leaders from a metadata answer only for the topics it has a handle on
- * when the answer arrives: a topic first named by rd_kafka_producev() can
- * wait for librdkafka's periodic topic scan (every second) before its
- * messages leave.  So a topic the brokers listed gets a handle, then one
- * more metadata request (eb_kafka_metadata_refresh).  Only topics the
- * brokers listed: librdkafka asks again and again for a topic it has a
- * handle on (see eb_kafka_partition_count on asking for unknown topics).
- */
-static bool
-eb_kafka_hold_topic(const char *topic)
-{
-	rd_kafka_topic_t *rkt;
-
-	if (eb_producer == NULL || topic == NULL || topic[0] == '\0')
-		return false;
-	for (int i = 0; i < held_topics_n; i++)
-		if (strcmp(rd_kafka_topic_name(held_topics[i]), topic) == 0)
-			return false;
-	rkt = rd_kafka_topic_new(eb_producer, topic, NULL);
-	if (rkt == NULL)
-		return false;
-	if (held_topics_n == held_topics_max)
-	{
-		held_topics_max = Max(held_topics_max * 2, 16);
-		held_topics = held_topics == NULL ?
-			MemoryContextAlloc(TopMemoryContext, sizeof(rd_kafka_topic_t *) * held_topics_max) :
-			repalloc(held_topics, sizeof(rd_kafka_topic_t *) * held_topics_max);
-	}
-	held_topics[held_topics_n++] = rkt;
-	return true;
-}
-
-/* The whole cluster's metadata, for the topics the producer holds. */
-static void
-eb_kafka_metadata_refresh(void)
-{
-	const struct rd_kafka_metadata *md;
-
-	if (rd_kafka_metadata(eb_producer, 1, NULL, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR)
-		rd_kafka_metadata_destroy(md);
-}
-
-/*
- * At the start of a session, before decoding: one request for the whole
- * cluster's metadata, so that the first messages do not wait for
- * librdkafka's once-a-second scan of topics it has not looked up (a session
- * whose partition mappings are all decided asks for none itself).  The
- * Kafka topics of decided mappings that the brokers list, and under
- * exactly-once the progress topic, get a handle for the session, then one
- * more request gives those handles their partitions.  Waits at most
- * timeout_ms; no answer (brokers down) is no error: sending then waits for
- * librdkafka to look the topics up, as before.
- */
-void
-eb_kafka_metadata_prefetch(long timeout_ms)
-{
-	const struct rd_kafka_metadata *md;
-	bool		held = false;
-	rd_kafka_resp_err_t topic_err;
-
-	if (rd_kafka_metadata(eb_producer, 1, NULL, &md, timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
-		return;
-	if (eb_exactly_once && eb_metadata_topic(md, progress_topic, &topic_err) > 0)
-		held |= eb_kafka_hold_topic(progress_topic);
-	if (mappings != NULL)
-	{
-		HASH_SEQ_STATUS seq;
-		EbMapping  *m;
-
-		hash_seq_init(&seq, mappings);
-		while ((m = hash_seq_search(&seq)) != NULL)
-			if (eb_metadata_topic(md, m->key.kafka_topic, &topic_err) > 0)
-				held |= eb_kafka_hold_topic(m->key.kafka_topic);
-	}
-	rd_kafka_metadata_destroy(md);
-	if (held)
-		eb_kafka_metadata_refresh();
-}
-
-/*
- * Partition count of a Kafka topic from the brokers' metadata: -1 if the
- * brokers did not answer, -2 if they answered that the topic cannot be used
- * (unknown, not authorized; then the delivery reports say why).  Such
- * answers are remembered for ten seconds.
- *
- * The cluster's metadata is asked first, without naming the topic: asking
- * for one topic the client has not seen yet, when the brokers answer with
- * an error for it, crashes a broker thread of librdkafka 2.8 (Debian
- * trixie).  A topic the cluster does not list is then asked for by name,
- * which lets brokers that create topics on demand create it.
- */
-static int
-eb_kafka_partition_count(const char *topic, rd_kafka_resp_err_t *topic_err)
-{
-	EbKafkaTopic *e;
-	bool		found;
-	char		key[EB_KAFKA_TOPIC_MAX + 1];
-	TimestampTz now = GetCurrentTimestamp();
-	rd_kafka_topic_t *rkt;
-	const struct rd_kafka_metadata *md;
-	int			partitions = -1;
-
-	if (kafka_topics == NULL)
-	{
-		HASHCTL		ctl;
-
-		memset(&ctl, 0, sizeof(ctl));
-		ctl.keysize = sizeof(key);
-		ctl.entrysize = sizeof(EbKafkaTopic);
-		ctl.hcxt = TopMemoryContext;
-		kafka_topics = hash_create("pg_eventbus Kafka topics", 32, &ctl,
-								   HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-	}
-	memset(key, 0, sizeof(key));
-	strlcpy(key, topic, sizeof(key));
-	*topic_err = RD_KAFKA_RESP_ERR_NO_ERROR;
-	e = hash_search(kafka_topics, key, HASH_FIND, NULL);
-	if (e != NULL && !TimestampDifferenceExceeds(e->fetched_at, now, 10000))
-	{
-		*topic_err = e->err;
-		return -2;
-	}
-
-	if (rd_kafka_metadata(eb_producer, 1, NULL, &md, 2000) != RD_KAFKA_RESP_ERR_NO_ERROR)
-		return -1;
-	partitions = eb_metadata_topic(md, topic, topic_err);
-	rd_kafka_metadata_destroy(md);
-	if (partitions > 0 && eb_kafka_hold_topic(topic))
-		eb_kafka_metadata_refresh();
-	if (partitions == 0)
-	{
-		partitions = -1;
-		rkt = rd_kafka_topic_new(eb_producer, topic, NULL);
-		if (rkt != NULL)
-		{
-			if (rd_kafka_metadata(eb_producer, 0, rkt, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR)
-			{
-				partitions = eb_metadata_topic(md, topic, topic_err);
-				if (partitions == 0)
-					partitions = -1;
-				rd_kafka_metadata_destroy(md);
-			}
-			rd_kafka_topic_destroy(rkt);
-		}
-	}
-	if (partitions == -2)
-	{
-		e = hash_search(kafka_topics, key, HASH_ENTER, &found);
-		e->fetched_at = now;
-		e->err = *topic_err;
-	}
-	return partitions;
-}
-
-static void
-eb_mappings_init(void)
-{
-	HASHCTL		ctl;
-
-	if (mappings != NULL)
-		return;
-	memset(&ctl, 0, sizeof(ctl));
-	ctl.keysize = sizeof(EbMappingKey);
-	ctl.entrysize = sizeof(EbMapping);
-	ctl.hcxt = TopMemoryContext;
-	mappings = hash_create("pg_eventbus relay partition mappings", 32, &ctl,
-						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-}
-
-/*
- * Reads the decided mappings (eventbus.relay_partitioning) into memory.
- * Called outside decoding, in a transaction of its own.
- */
-void
-eb_mappings_load(void)
-{
-	EbSpi		spi;
-	uint64		i;
-
-	eb_mappings_init();
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	eb_spi_begin(&spi, false);
-	eb_spi_exec("SELECT topic_id, kafka_topic, local_partitions, kafka_partitions, by_partition FROM eventbus.relay_partitioning",
-				0, NULL, NULL, NULL, true);
-	for (i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		EbMappingKey key;
-		EbMapping  *m;
-		char	   *kafka_topic = SPI_getvalue(tup, desc, 2);
-
-		memset(&key, 0, sizeof(key));
-		key.topic_id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-		strlcpy(key.kafka_topic, kafka_topic, sizeof(key.kafka_topic));
-		m = hash_search(mappings, &key, HASH_ENTER, NULL);
-		m->local_partitions = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-		m->kafka_partitions = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
-		m->by_partition = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
-		m->persisted = true;
-	}
-	eb_spi_end(&spi);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	mappings_unpersisted = 0;
-}
-
-/*
- * Writes the mappings decided since the last call to
- * eventbus.relay_partitioning, durably, before the slot is confirmed past
- * any message sent with them.  Outside decoding, in a transaction of its
- * own.
- */
-void
-eb_mappings_persist(void)
-{
-	HASH_SEQ_STATUS seq;
-	EbMapping  *m;
-	EbSpi		spi;
-
-	if (mappings_unpersisted == 0)
-		return;
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	eb_spi_begin(&spi, false);
-	hash_seq_init(&seq, mappings);
-	while ((m = hash_seq_search(&seq)) != NULL)
-	{
-		Oid			argtypes[5] = {INT4OID, TEXTOID, INT4OID, INT4OID, BOOLOID};
-		Datum		values[5];
-
-		if (m->persisted)
-			continue;
-		values[0] = Int32GetDatum(m->key.topic_id);
-		values[1] = CStringGetTextDatum(m->key.kafka_topic);
-		values[2] = Int32GetDatum(m->local_partitions);
-		values[3] = Int32GetDatum(m->kafka_partitions);
-		values[4] = BoolGetDatum(m->by_partition);
-		eb_spi_exec("DELETE FROM eventbus.relay_partitioning WHERE topic_id = $1 AND kafka_topic = $2",
-					2, argtypes, values, NULL, false);
-		eb_spi_exec("INSERT INTO eventbus.relay_partitioning (topic_id, kafka_topic, local_partitions, kafka_partitions, by_partition) VALUES ($1, $2, $3, $4, $5)",
-					5, argtypes, values, NULL, false);
-	}
-	eb_spi_end(&spi);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	/* durable before the slot moves on, whatever synchronous_commit says */
-	XLogFlush(XactLastCommitEnd);
-
-	hash_seq_init(&seq, mappings);
-	while ((m = hash_seq_search(&seq)) != NULL)
-		m->persisted = true;
-	mappings_unpersisted = 0;
-}
-
-/*
- * The Kafka partition for an event: from the topic's mapping, decided the
- * first time the relay sends an event of the topic to this Kafka topic
- * (or after the local topic grew).  Deciding needs the Kafka topic's
- * partition count: while the brokers do not answer, or answer for the
- * topic with an error that may pass (request timed out, ...), this returns
- * false and decides nothing, and the caller waits and asks again (the
- * decision must never depend on an outage).  RD_KAFKA_PARTITION_UA in
- * *partition when the key decides or the Kafka topic is refused for good
- * (*refused says why).
- */
-bool
-eb_relay_partition(EbRelayMessage *msg, int32 *partition, rd_kafka_resp_err_t *refused)
-{
-	EbMappingKey key;
-	EbMapping  *m;
-	int			kafka_partitions;
-	rd_kafka_resp_err_t topic_err;
-
-	*partition = RD_KAFKA_PARTITION_UA;
-	*refused = RD_KAFKA_RESP_ERR_NO_ERROR;
-	if (msg->partition < 0 || msg->topic_id < 0)
-		return true;
-	/* consecutive events are mostly of one topic: skip hashing the key */
-	m = last_mapping;
-	if (m == NULL || m->key.topic_id != msg->topic_id ||
-		strcmp(m->key.kafka_topic, msg->kafka_topic) != 0)
-	{
-		eb_mappings_init();
-		memset(&key, 0, sizeof(key));
-		key.topic_id = msg->topic_id;
-		strlcpy(key.kafka_topic, msg->kafka_topic, sizeof(key.kafka_topic));
-		m = hash_search(mappings, &key, HASH_FIND, NULL);
-	}
-	if (m == NULL || m->local_partitions != msg->local_partitions)
-	{
-		kafka_partitions = eb_kafka_partition_count(msg->kafka_topic, &topic_err);
-		if (kafka_partitions == -1)
-			return false;		/* the brokers do not answer */
-		if (kafka_partitions == -2)
-		{
-			char		msgbuf[EB_RELAY_ERROR_LEN];
-
-			/* the brokers refuse the topic (not authorized, invalid ...) */
-			if (eb_kafka_error_is_permanent(topic_err))
-			{
-				*refused = topic_err;
-				return true;	/* nothing to decide */
-			}
-
-			/*
-			 * A passing error of the topic (request timed out, no leader
-			 * yet ...): the partition count is not known, so nothing may be
-			 * sent by key in its place.  Wait like for brokers that do not
-			 * answer.
-			 */
-			snprintf(msgbuf, sizeof(msgbuf),
-					 "Kafka topic \"%s\" cannot be used yet (%s): its events wait",
-					 msg->kafka_topic, rd_kafka_err2str(topic_err));
-			eb_relay_error_keyed(msgbuf, msg->kafka_topic);
-			return false;
-		}
-		memset(&key, 0, sizeof(key));
-		key.topic_id = msg->topic_id;
-		strlcpy(key.kafka_topic, msg->kafka_topic, sizeof(key.kafka_topic));
-		m = hash_search(mappings, &key, HASH_ENTER, NULL);
-		m->local_partitions = msg->local_partitions;
-		m->kafka_partitions = kafka_partitions;
-		m->by_partition = kafka_partitions == msg->local_partitions;
-		m->persisted = false;
-		mappings_unpersisted++;
-		if (!m->by_partition)
-			ereport(LOG,
-					(errmsg("pg_eventbus relay: topic \"%s\" has %d partitions, Kafka topic \"%s\" has %d: events go to Kafka partitions by key",
-							msg->topic ? msg->topic : "?", msg->local_partitions,
-							msg->kafka_topic, kafka_partitions)));
-	}
-	last_mapping = m;
-	if (m->by_partition)
-		*partition = msg->partition;
-	return true;
 }
 
 /* ---------- sending ---------- */

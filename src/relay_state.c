@@ -30,6 +30,7 @@ MemoryContext eb_session_cxt = NULL;
 bool		eb_session_failed = false;
 volatile sig_atomic_t eb_shutdown_requested = false;
 bool		eb_session_active = false;
+bool		eb_decoding = false;
 
 /*
  * Error logging is rate-limited per key: the same key at most once a

@@ -74,7 +74,7 @@ static TimestampTz extension_checked_at = 0;
 
 /* while reading WAL, delivery reports are served at least this often (messages) */
 #define EB_POLL_MESSAGES 1024
-/* how long a session's start waits for the cluster's metadata, at most */
+/* how long a session's start waits for the first answer about Kafka topics */
 #define EB_METADATA_WARM_UP_MS 1000
 
 /* ---------- the session ---------- */
@@ -218,7 +218,17 @@ eb_relay_session(const char *slot)
 		eb_backfill_recover(eb_progress_record);
 	}
 
-	eb_kafka_metadata_prefetch(EB_METADATA_WARM_UP_MS);
+	/*
+	 * What the brokers say of the relayed Kafka topics, asked here and
+	 * between WAL records, never inside decoding; waits for the topics the
+	 * last session's decoding stopped at.  Shutdown or a reload first is no
+	 * failure.
+	 */
+	if (!eb_kafka_topics_prepare(EB_METADATA_WARM_UP_MS))
+	{
+		eb_producer_destroy();
+		return;
+	}
 	eb_replication_slot_acquire(slot, true);
 	eb_ack_session_start(MyReplicationSlot->data.confirmed_flush);
 	eb_session_active = true;
@@ -278,7 +288,13 @@ eb_relay_session(const char *slot)
 				break;
 			}
 			if (record != NULL)
+			{
+				eb_decoding = true;
 				LogicalDecodingProcessRecord(ctx, ctx->reader);
+				eb_decoding = false;
+			}
+			/* after relay_topic(): describe its Kafka topic before its events come */
+			eb_kafka_topics_refresh(true);
 
 			/*
 			 * Serve delivery reports every EB_POLL_MESSAGES messages sent
@@ -296,6 +312,7 @@ eb_relay_session(const char *slot)
 		}
 		eb_relay_poll(0);
 		eb_relay_probe_brokers(eb_in_flight > 0);
+		eb_kafka_topics_refresh(false);
 		caught_up = ctx->reader->EndRecPtr >= flush;
 		if (caught_up)
 			eb_kafka_txn_caught_up();
@@ -567,7 +584,13 @@ eb_relay_main(Datum arg)
 
 		eb_relay_session(slot);
 
-		if (eb_session_failed && !eb_shutdown_requested)
+		if (eb_session_failed && !eb_shutdown_requested && eb_kafka_topics_wanted() &&
+			!eb_stopped_at_refusal)
+		{
+			/* the next session's start waits for the brokers to describe them */
+			eb_relay_set_state("waiting for Kafka topic metadata");
+		}
+		else if (eb_session_failed && !eb_shutdown_requested)
 		{
 			/* back off before relaying again, up to 30 s */
 			eb_relay_set_state(eb_stopped_at_refusal ? "stopped at a refused message" : "retrying");

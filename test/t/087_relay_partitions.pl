@@ -34,7 +34,7 @@ my $db = 'postgres';
 
 my $mock =
   RelayTest::MockKafka->start('--topic', 'ev:3', '--topic', 'narrow:2',
-	'--topic', 'flaky:3');
+	'--topic', 'flaky:3', '--topic', 'fresh:2');
 my $bootstrap = $mock->bootstrap;
 my $node = relay_node('partitions', bootstrap => $bootstrap, start => 1);
 
@@ -120,11 +120,17 @@ $node->safe_psql($db, $sql);
 ok( poll_until(
 		30,
 		sub {
-			relay_status($node, $db)->{last_error} =~
-			  /Kafka topic "flaky" cannot be used yet \(.*timed out.*\): its events wait/i;
+			my $s = relay_status($node, $db);
+			$s->{last_error} =~
+			  /Kafka topic "flaky" cannot be used yet \(.*timed out.*\): its events wait/i
+			  && $s->{state} eq 'waiting for Kafka topic metadata';
 		}),
-	'relay_status says that the events of "flaky" wait, and why')
+	'relay_status says that the events of "flaky" wait, and why; the relay waits outside decoding')
   or diag(encode_json(relay_status($node, $db)));
+ok( $node->log_contains(
+		qr/Kafka topic "flaky" of the transaction at [0-9A-F]+\/[0-9A-F]+ is not described by the brokers yet; relaying goes on from the confirmed position once it is/
+	),
+	'the log says that decoding stopped before the first transaction of "flaky"');
 is(relay_status($node, $db)->{messages_in_flight},
 	0, 'nothing of "flaky" was handed to the producer meanwhile');
 is($mock->command('topic_error flaky NO_ERROR'), 'ok', 'the error has passed');
@@ -137,6 +143,28 @@ is(scalar(@wrong), 0,
 	'every event of "flaky" landed in its own Kafka partition')
   or diag(join(', ',
 		map { "$_->{value} in Kafka partition $_->{partition}" } @wrong[ 0 .. ($#wrong < 5 ? $#wrong : 5) ]));
+
+# ---------------------------------------------------------------------------
+# relay_topic() while relaying: the worker asks about the new Kafka topic
+# between WAL records, before the topic's first transaction is decoded,
+# so decoding goes on without stopping.
+
+$sql = "SELECT eventbus.create_topic('fresh', 2);\n"
+  . "SELECT eventbus.relay_topic('fresh');\n";
+foreach my $i (1 .. 20)
+{
+	my $p = $i % 2;
+	$sql .=
+	  "SELECT eventbus.publish('fresh', '{\"phase\": \"fresh\", \"i\": $i}', partition => $p);\n";
+}
+$node->safe_psql($db, $sql);
+$msgs = wait_for_kafka($bootstrap, 'fresh', 20, 60);
+is(scalar(@$msgs), 20, 'the 20 events of "fresh", relayed right after relay_topic(), arrived');
+@wrong = grep { $_->{partition} ne ($_->{headers}{'eventbus-partition'} // '') }
+  @$msgs;
+is(scalar(@wrong), 0, '... each in its own Kafka partition');
+ok(!$node->log_contains(qr/Kafka topic "fresh" of the transaction at .* is not described/),
+	'... without decoding stopping for its metadata');
 
 # ---------------------------------------------------------------------------
 # Different partition counts.

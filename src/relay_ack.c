@@ -934,6 +934,7 @@ eb_relay_send(EbRelayMessage *m)
 	ref->outbox = m->outbox;
 	ref->on_ack = m->on_ack;
 	ref->on_ack_arg = m->on_ack_arg;
+	ref->ktopic = NULL;
 	if (refused == RD_KAFKA_RESP_ERR_NO_ERROR && eb_exactly_once)
 		refused = eb_relay_known_refusal(m->lsn, ref->event_id);
 	if (refused != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -991,6 +992,7 @@ eb_relay_send(EbRelayMessage *m)
 	t->messages++;
 	if (eb_in_flight++ == 0)
 		eb_in_flight_since = GetCurrentTimestamp();
+	ref->ktopic = eb_kafka_topic_sending(m->kafka_topic);
 }
 
 void
@@ -1002,6 +1004,7 @@ eb_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
 		return;
 	eb_in_flight--;
 	ref->txn->pending--;
+	eb_kafka_topic_answered(ref->ktopic);
 	if (msg->err && eb_kafka_error_is_permanent(msg->err))
 	{
 		eb_relay_refused(ref->txn, ref, rd_kafka_topic_name(msg->rkt), msg->err, true);

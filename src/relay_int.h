@@ -87,6 +87,7 @@ typedef struct EbRelayMsgRef
 	char	   *event_id;
 	EbRelayAckFn on_ack;		/* see EbRelayMessage */
 	void	   *on_ack_arg;
+	struct EbKafkaTopic *ktopic;	/* counts it in flight (relay_topics.c) */
 } EbRelayMsgRef;
 
 /*
@@ -181,6 +182,8 @@ extern bool eb_kafka_topics_prepare(long warm_up_ms);
 extern void eb_kafka_topics_refresh(bool changed_only);
 extern bool eb_kafka_topics_wanted(void);
 extern bool eb_kafka_topic_refusal(const char *kafka_topic, rd_kafka_resp_err_t *err);
+extern struct EbKafkaTopic *eb_kafka_topic_sending(const char *kafka_topic);
+extern void eb_kafka_topic_answered(struct EbKafkaTopic *e);
 extern void eb_mappings_load(void);
 extern void eb_mappings_persist(void);
 extern bool eb_relay_partition(EbRelayMessage *msg, int32 *partition,

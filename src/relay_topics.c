@@ -53,6 +53,8 @@
 #define EB_TOPIC_ASK_MS 500
 /* how long one question takes at most while a session's start waits */
 #define EB_TOPIC_WAIT_ASK_MS 2000
+/* how often Kafka topics with messages in flight are checked for stuck ones */
+#define EB_TOPIC_STUCK_CHECK_MS 5000
 
 /* What the brokers last said of a Kafka topic, in this session. */
 typedef struct EbKafkaTopic
@@ -61,6 +63,9 @@ typedef struct EbKafkaTopic
 	TimestampTz fetched_at;
 	int32		partitions;		/* > 0: its partition count */
 	rd_kafka_resp_err_t err;	/* else why not (NO_ERROR: no answer yet) */
+	int64		in_flight;		/* messages sent, not answered yet */
+	uint64		answers;		/* delivery reports received */
+	uint64		answers_seen;	/* ... at the last check for stuck messages */
 } EbKafkaTopic;
 
 /*
@@ -110,6 +115,7 @@ static bool callback_registered = false;
 static bool retry_pending = false;	/* a relayed Kafka topic is not described */
 static TimestampTz next_ask_at = 0; /* ... or the brokers did not answer: ask again then */
 static TimestampTz refreshed_at = 0;	/* all relayed Kafka topics were asked about */
+static TimestampTz stuck_checked_at = 0;
 
 /* ---------- what the brokers say ---------- */
 
@@ -215,6 +221,9 @@ eb_topic_entry(const char *name, bool create)
 			e->fetched_at = 0;
 			e->partitions = 0;
 			e->err = RD_KAFKA_RESP_ERR_NO_ERROR;
+			e->in_flight = 0;
+			e->answers = 0;
+			e->answers_seen = 0;
 		}
 		return e;
 	}
@@ -304,13 +313,19 @@ eb_topics_ask(List *names, long timeout_ms)
 	return true;
 }
 
+/* Do the brokers refuse the Kafka topic for good (as last asked)? */
+static bool
+eb_topic_refused(const EbKafkaTopic *e)
+{
+	return e != NULL && e->partitions == 0 && e->err != RD_KAFKA_RESP_ERR_NO_ERROR &&
+		eb_kafka_error_is_permanent(e->err);
+}
+
 /* Has the session an answer that decides a mapping (a count, or a refusal)? */
 static bool
 eb_topic_described(const EbKafkaTopic *e)
 {
-	return e != NULL &&
-		(e->partitions > 0 ||
-		 (e->err != RD_KAFKA_RESP_ERR_NO_ERROR && eb_kafka_error_is_permanent(e->err)));
+	return e != NULL && (e->partitions > 0 || eb_topic_refused(e));
 }
 
 /* Relcache invalidation: eventbus.topic may have changed.  No catalog access. */
@@ -370,10 +385,33 @@ eb_topics_list_has(List *names, const char *name)
 void
 eb_kafka_topics_session_reset(void)
 {
-	if (kafka_topics != NULL)
-		hash_destroy(kafka_topics);
+	HTAB	   *old = kafka_topics;
+
+	/*
+	 * Refusals are kept (asked again on schedule): a Kafka topic that only
+	 * outbox messages go to is asked about only after one was refused.
+	 */
 	kafka_topics = NULL;
 	last_entry = NULL;
+	stuck_checked_at = 0;
+	if (old != NULL)
+	{
+		HASH_SEQ_STATUS seq;
+		EbKafkaTopic *e;
+
+		hash_seq_init(&seq, old);
+		while ((e = hash_seq_search(&seq)) != NULL)
+		{
+			if (eb_topic_refused(e))
+			{
+				EbKafkaTopic *n = eb_topic_entry(e->name, true);
+
+				n->fetched_at = e->fetched_at;
+				n->err = e->err;
+			}
+		}
+		hash_destroy(old);
+	}
 	relayed_changed = true;
 	retry_pending = false;
 	next_ask_at = 0;
@@ -451,6 +489,53 @@ eb_kafka_topics_prepare(long warm_up_ms)
 }
 
 /*
+ * Messages the producer holds for a Kafka topic the brokers came to refuse
+ * after its mapping was decided (authorization revoked, topic deleted)
+ * wait there for good: librdkafka neither sends nor fails them.  Every
+ * EB_TOPIC_STUCK_CHECK_MS, the Kafka topics with messages in flight and no
+ * delivery report since the last check are asked about; if the brokers
+ * refuse one, the session ends (nothing past its messages is confirmed),
+ * and the next one refuses them before sending, by the topic's on_error
+ * policy (eb_relay_partition).
+ */
+static void
+eb_topics_check_stuck(TimestampTz now)
+{
+	HASH_SEQ_STATUS seq;
+	EbKafkaTopic *e;
+	List	   *ask = NIL;
+	ListCell   *lc;
+
+	stuck_checked_at = now;
+	if (kafka_topics == NULL)
+		return;
+	hash_seq_init(&seq, kafka_topics);
+	while ((e = hash_seq_search(&seq)) != NULL)
+	{
+		if (e->in_flight > 0 && e->answers == e->answers_seen)
+			ask = lappend(ask, pstrdup(e->name));
+		e->answers_seen = e->answers;
+	}
+	if (ask == NIL || !eb_topics_ask(ask, EB_TOPIC_ASK_MS))
+	{
+		list_free_deep(ask);
+		return;
+	}
+	foreach(lc, ask)
+	{
+		e = eb_topic_entry(lfirst(lc), false);
+		if (eb_topic_refused(e) && !eb_session_failed)
+		{
+			eb_relay_error(psprintf("%lld message(s) for Kafka topic \"%s\" wait in the producer, and the brokers refuse the topic (%s): relaying again from the last confirmed position, where its messages are refused before they are sent",
+									(long long) e->in_flight, e->name,
+									rd_kafka_err2str(e->err)));
+			eb_session_failed = true;
+		}
+	}
+	list_free_deep(ask);
+}
+
+/*
  * Between WAL records, outside decoding: after eventbus.topic changed,
  * asks about the relayed Kafka topics the session has no answer for; every
  * EB_TOPIC_RETRY_MS about those that could not be used; every
@@ -475,6 +560,8 @@ eb_kafka_topics_refresh(bool changed_only)
 	if (changed_only && !relayed_changed)
 		return;
 	now = GetCurrentTimestamp();
+	if (!changed_only && TimestampDifferenceExceeds(stuck_checked_at, now, EB_TOPIC_STUCK_CHECK_MS))
+		eb_topics_check_stuck(now);
 	all = TimestampDifferenceExceeds(refreshed_at, now, EB_TOPIC_REFRESH_MS);
 	if (!relayed_changed && (now < next_ask_at || (!all && !retry_pending)))
 		return;
@@ -483,6 +570,17 @@ eb_kafka_topics_refresh(bool changed_only)
 								ALLOCSET_SMALL_SIZES);
 	old = MemoryContextSwitchTo(cxt);
 	names = eb_topics_relayed();
+	if (kafka_topics != NULL)
+	{
+		HASH_SEQ_STATUS seq;
+		EbKafkaTopic *e;
+
+		/* and those only outbox messages went to, if refused */
+		hash_seq_init(&seq, kafka_topics);
+		while ((e = hash_seq_search(&seq)) != NULL)
+			if (eb_topic_refused(e) && !eb_topics_list_has(names, e->name))
+				names = lappend(names, pstrdup(e->name));
+	}
 	foreach(lc, names)
 	{
 		EbKafkaTopic *e = eb_topic_entry(lfirst(lc), false);
@@ -532,11 +630,39 @@ eb_kafka_topic_refusal(const char *kafka_topic, rd_kafka_resp_err_t *err)
 		e = eb_topic_entry(kafka_topic, false);
 		retry_pending = true;	/* asked again on schedule, should it pass */
 	}
-	if (e == NULL || e->partitions > 0 || e->err == RD_KAFKA_RESP_ERR_NO_ERROR ||
-		!eb_kafka_error_is_permanent(e->err))
+	if (!eb_topic_refused(e))
 		return false;
 	*err = e->err;
 	return true;
+}
+
+/*
+ * Counts a message handed to the producer for this Kafka topic; the entry
+ * goes with the message, for its delivery report.
+ */
+EbKafkaTopic *
+eb_kafka_topic_sending(const char *kafka_topic)
+{
+	EbKafkaTopic *e = last_entry;
+
+	if (e == NULL || strcmp(e->name, kafka_topic) != 0)
+		e = last_entry = eb_topic_entry(kafka_topic, true);
+	e->in_flight++;
+	return e;
+}
+
+/*
+ * A delivery report for a message counted by eb_kafka_topic_sending: runs
+ * in a librdkafka callback, so touches nothing but the entry (which lives
+ * as long as the session's producer).
+ */
+void
+eb_kafka_topic_answered(EbKafkaTopic *e)
+{
+	if (e == NULL)
+		return;
+	e->in_flight--;
+	e->answers++;
 }
 
 /* Did decoding stop at a Kafka topic the brokers had not described? */
@@ -687,9 +813,28 @@ eb_relay_partition(EbRelayMessage *msg, int32 *partition, rd_kafka_resp_err_t *r
 {
 	EbMappingKey key;
 	EbMapping  *m;
+	EbKafkaTopic *e = last_entry;
 
 	*partition = RD_KAFKA_PARTITION_UA;
 	*refused = RD_KAFKA_RESP_ERR_NO_ERROR;
+
+	/*
+	 * A Kafka topic the brokers refuse (as asked at this session's start,
+	 * on schedule, or after a refusal): nothing is sent to it, whatever
+	 * the mapping.  Sending would be refused, or wait for good in the
+	 * producer; inside a Kafka transaction it fails the whole transaction.
+	 */
+	if (e == NULL || strcmp(e->name, msg->kafka_topic) != 0)
+	{
+		e = eb_topic_entry(msg->kafka_topic, false);
+		if (e != NULL)
+			last_entry = e;
+	}
+	if (eb_topic_refused(e))
+	{
+		*refused = e->err;
+		return true;
+	}
 	if (msg->partition < 0 || msg->topic_id < 0)
 		return true;
 	/* consecutive events are mostly of one topic: skip hashing the key */
@@ -705,18 +850,10 @@ eb_relay_partition(EbRelayMessage *msg, int32 *partition, rd_kafka_resp_err_t *r
 	}
 	if (m == NULL || m->local_partitions != msg->local_partitions)
 	{
-		EbKafkaTopic *e = eb_topic_entry(msg->kafka_topic, false);
-
 		if (!eb_topic_described(e))
 		{
 			eb_kafka_topic_wanted(msg->kafka_topic);
 			return false;
-		}
-		if (e->partitions == 0)
-		{
-			/* the brokers refuse the topic (not authorized, invalid ...) */
-			*refused = e->err;
-			return true;		/* nothing to decide */
 		}
 		memset(&key, 0, sizeof(key));
 		key.topic_id = msg->topic_id;
@@ -732,27 +869,6 @@ eb_relay_partition(EbRelayMessage *msg, int32 *partition, rd_kafka_resp_err_t *r
 					(errmsg("pg_eventbus relay: topic \"%s\" has %d partitions, Kafka topic \"%s\" has %d: events go to Kafka partitions by key",
 							msg->topic ? msg->topic : "?", msg->local_partitions,
 							msg->kafka_topic, e->partitions)));
-	}
-	else
-	{
-		/*
-		 * A decided mapping needs no answer from the brokers, but one that
-		 * refuses the Kafka topic (it was asked about again after a
-		 * refusal, at this session's start, or on schedule) spares sending
-		 * what would be refused: inside a Kafka transaction, a message to
-		 * a topic the producer may not write to fails the whole
-		 * transaction.
-		 */
-		EbKafkaTopic *e = last_entry;
-
-		if (e == NULL || strcmp(e->name, msg->kafka_topic) != 0)
-			e = last_entry = eb_topic_entry(msg->kafka_topic, false);
-		if (e != NULL && e->partitions == 0 && e->err != RD_KAFKA_RESP_ERR_NO_ERROR &&
-			eb_kafka_error_is_permanent(e->err))
-		{
-			*refused = e->err;
-			return true;
-		}
 	}
 	last_mapping = m;
 	if (m->by_partition)

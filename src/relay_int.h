@@ -178,7 +178,8 @@ extern void eb_kafka_txn_note_offset(const char *topic, int32 partition, int64 o
 
 extern void eb_kafka_topics_session_reset(void);
 extern void eb_kafka_topics_release(void);
-extern bool eb_kafka_topics_prepare(long warm_up_ms);
+extern void eb_kafka_topics_prepare(long warm_up_ms);
+extern bool eb_kafka_topics_ready(bool ask);
 extern void eb_kafka_topics_refresh(bool changed_only);
 extern bool eb_kafka_topics_wanted(void);
 extern bool eb_kafka_topic_refusal(const char *kafka_topic, rd_kafka_resp_err_t *err);

@@ -118,13 +118,12 @@ eb_kafka_event_fd(void)
 	return kafka_event_fd[0];
 }
 
-/* A new session forgets what the brokers said and reloads the mappings. */
+/* A new session forgets what librdkafka said of the brokers. */
 void
 eb_kafka_session_reset(void)
 {
 	eb_brokers_down = false;
 	eb_broker_error[0] = '\0';
-	eb_kafka_topics_session_reset();
 }
 
 /* ---------- errors (served by rd_kafka_poll) ---------- */
@@ -540,7 +539,10 @@ eb_send_topic(const char *kafka_topic)
 	return send_rkt;
 }
 
-/* Destroys the producer; nothing can be called back afterwards. */
+/*
+ * Destroys the producer; nothing can be called back afterwards.  The topic
+ * handles held for the session go first (eb_kafka_topics_release).
+ */
 void
 eb_producer_destroy(void)
 {
@@ -549,7 +551,6 @@ eb_producer_destroy(void)
 	send_rkt = NULL;
 	if (eb_producer == NULL)
 		return;
-	eb_kafka_topics_release();
 	rd_kafka_purge(eb_producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT |
 				   RD_KAFKA_PURGE_F_NON_BLOCKING);
 	rd_kafka_destroy(eb_producer);

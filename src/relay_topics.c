@@ -32,9 +32,6 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
-#include "pgstat.h"
-#include "postmaster/interrupt.h"
-#include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -425,13 +422,10 @@ eb_kafka_topics_session_reset(void)
 /*
  * At a session's start, before decoding: asks the brokers about every
  * Kafka topic that topics are relayed to, the progress topic under
- * exactly-once, and the topics the last session's decoding waited for
- * (waiting at most warm_up_ms for the first answer).  Then, while one of
- * the latter is not described, asks again every second, with the state
- * "waiting for Kafka topic metadata".  False if shutdown or a reload came
- * first.
+ * exactly-once, and the topics the last session's decoding stopped at
+ * (waiting at most warm_up_ms for an answer).
  */
-bool
+void
 eb_kafka_topics_prepare(long warm_up_ms)
 {
 	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "pg_eventbus topics",
@@ -440,8 +434,6 @@ eb_kafka_topics_prepare(long warm_up_ms)
 	List	   *names = eb_topics_relayed();
 	const char *progress = eb_kafka_progress_topic();
 	ListCell   *lc;
-	bool		waited = false;
-	bool		ok = true;
 
 	if (progress != NULL && !eb_topics_list_has(names, progress))
 		names = lappend(names, pstrdup(progress));
@@ -450,42 +442,35 @@ eb_kafka_topics_prepare(long warm_up_ms)
 			names = lappend(names, pstrdup(lfirst(lc)));
 	(void) eb_topics_ask(names, warm_up_ms);
 	refreshed_at = GetCurrentTimestamp();
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+}
 
-	for (;;)
-	{
-		List	   *missing = NIL;
+/*
+ * Have the brokers described every Kafka topic the last session's decoding
+ * stopped at?  If not, asks about those once more (waiting at most
+ * EB_TOPIC_WAIT_ASK_MS) and says false; the caller waits a while and asks
+ * again.
+ */
+bool
+eb_kafka_topics_ready(bool ask)
+{
+	List	   *missing = NIL;
+	ListCell   *lc;
 
-		foreach(lc, wanted_topics)
-			if (!eb_topic_described(eb_topic_entry(lfirst(lc), false)))
-				missing = lappend(missing, lfirst(lc));
-		if (missing == NIL)
-			break;
-		if (!waited)
-		{
-			eb_relay_set_state("waiting for Kafka topic metadata");
-			waited = true;
-		}
-		rd_kafka_poll(eb_producer, 0);
-		eb_relay_publish_stats(false);
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 EB_BROKER_PROBE_MS, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		if (eb_shutdown_requested || ConfigReloadPending)
-		{
-			ok = false;
-			break;
-		}
-		(void) eb_topics_ask(missing, EB_TOPIC_WAIT_ASK_MS);
-	}
-	if (ok)
+	foreach(lc, wanted_topics)
+		if (!eb_topic_described(eb_topic_entry(lfirst(lc), false)))
+			missing = lappend(missing, lfirst(lc));
+	if (missing == NIL)
 	{
 		list_free_deep(wanted_topics);
 		wanted_topics = NIL;
+		return true;
 	}
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(cxt);
-	return ok;
+	if (ask)
+		(void) eb_topics_ask(missing, EB_TOPIC_WAIT_ASK_MS);
+	list_free(missing);
+	return false;
 }
 
 /*

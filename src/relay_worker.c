@@ -150,6 +150,46 @@ eb_relay_wait_standbys(XLogRecPtr lsn)
 	return true;
 }
 
+/* Ends the session's producer, the topic handles held for it first. */
+static void
+eb_relay_producer_end(void)
+{
+	eb_kafka_topics_release();
+	eb_producer_destroy();
+}
+
+/*
+ * At a session's start, before decoding: asks the brokers about the Kafka
+ * topics (eb_kafka_topics_prepare), then, while one the last session's
+ * decoding stopped at is not described, asks again every second, with the
+ * state "waiting for Kafka topic metadata".  False if shutdown or a reload
+ * came first.
+ */
+static bool
+eb_relay_wait_for_topics(void)
+{
+	bool		waited = false;
+
+	eb_kafka_topics_prepare(EB_METADATA_WARM_UP_MS);
+	while (!eb_kafka_topics_ready(waited))
+	{
+		if (!waited)
+		{
+			eb_relay_set_state("waiting for Kafka topic metadata");
+			waited = true;
+		}
+		eb_relay_poll(0);
+		eb_relay_publish_stats(false);
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 EB_BROKER_PROBE_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (eb_shutdown_requested || ConfigReloadPending)
+			return false;
+	}
+	return true;
+}
+
 /*
  * Exactly-once: commits the open Kafka transaction, its progress record
  * naming the backfill batch it carries, if any (eb_backfill_progress_note).
@@ -197,6 +237,7 @@ eb_relay_session(const char *slot)
 	MemoryContextReset(eb_session_cxt);
 	eb_session_failed = false;
 	eb_kafka_session_reset();
+	eb_kafka_topics_session_reset();
 	eb_backfill_session_start();
 
 	/* exactly-once: fence older producers, read how far Kafka got */
@@ -211,7 +252,7 @@ eb_relay_session(const char *slot)
 				eb_relay_error(why);
 			/* a reload is no failure: the next session has the new settings */
 			eb_session_failed = why[0] != '\0' || !ConfigReloadPending;
-			eb_producer_destroy();
+			eb_relay_producer_end();
 			return;
 		}
 		/* a backfill batch Kafka has, whose progress was not saved */
@@ -224,9 +265,9 @@ eb_relay_session(const char *slot)
 	 * last session's decoding stopped at.  Shutdown or a reload first is no
 	 * failure.
 	 */
-	if (!eb_kafka_topics_prepare(EB_METADATA_WARM_UP_MS))
+	if (!eb_relay_wait_for_topics())
 	{
-		eb_producer_destroy();
+		eb_relay_producer_end();
 		return;
 	}
 	eb_replication_slot_acquire(slot, true);
@@ -373,7 +414,7 @@ eb_relay_session(const char *slot)
 		eb_relay_confirm(ctx, false, true);
 
 	eb_ack_kafka_abort();
-	eb_producer_destroy();
+	eb_relay_producer_end();
 	eb_session_active = false;
 	FreeDecodingContext(ctx);
 	InvalidateSystemCaches();
@@ -467,7 +508,7 @@ eb_relay_sigterm(SIGNAL_ARGS)
 static void
 eb_relay_exit(int code, Datum arg)
 {
-	eb_producer_destroy();
+	eb_relay_producer_end();
 	if (eb_my_relay == NULL)
 		return;
 	SpinLockAcquire(&eb_my_relay->mutex);

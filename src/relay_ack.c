@@ -50,6 +50,7 @@ EbRelayTxn *eb_current_txn = NULL;
 int64		eb_in_flight = 0;
 TimestampTz eb_in_flight_since = 0;
 bool		eb_stopped_at_refusal = false;
+bool		eb_stopped_for_metadata = false;
 uint64		eb_stat_events = 0;
 uint64		eb_stat_bytes = 0;
 XLogRecPtr	eb_last_commit_lsn = InvalidXLogRecPtr;
@@ -910,6 +911,7 @@ eb_relay_send(EbRelayMessage *m)
 						m->kafka_topic, LSN_FORMAT_ARGS(m->lsn))));
 		t->failed = true;
 		eb_session_failed = true;
+		eb_stopped_for_metadata = true;
 		return;
 	}
 

@@ -181,7 +181,6 @@ extern void eb_kafka_topics_release(void);
 extern void eb_kafka_topics_prepare(long warm_up_ms);
 extern bool eb_kafka_topics_ready(bool ask);
 extern void eb_kafka_topics_refresh(bool changed_only);
-extern bool eb_kafka_topics_wanted(void);
 extern bool eb_kafka_topic_refusal(const char *kafka_topic, rd_kafka_resp_err_t *err);
 extern struct EbKafkaTopic *eb_kafka_topic_sending(const char *kafka_topic);
 extern void eb_kafka_topic_answered(struct EbKafkaTopic *e);
@@ -196,6 +195,7 @@ extern EbRelayTxn *eb_current_txn;	/* between begin and commit callbacks */
 extern int64 eb_in_flight;		/* messages not yet acknowledged */
 extern TimestampTz eb_in_flight_since;	/* when eb_in_flight last rose from 0 */
 extern bool eb_stopped_at_refusal;	/* the session ended at a 'stop' refusal */
+extern bool eb_stopped_for_metadata;	/* ... at a Kafka topic not described */
 extern uint64 eb_stat_events;
 extern uint64 eb_stat_bytes;
 extern XLogRecPtr eb_last_commit_lsn;	/* of the last transaction decoded */

@@ -42,8 +42,10 @@
 #include "privileged.h"
 #include "relay_int.h"
 
-/* a session's answers for topics without a partition count are asked again after */
+/* a refusal is asked about again after this long ... */
 #define EB_TOPIC_RETRY_MS 10000
+/* ... and trusted this long: then the topic counts as not described */
+#define EB_TOPIC_REFUSAL_VALID_MS 30000
 /* ... and the partition counts of every relayed Kafka topic after */
 #define EB_TOPIC_REFRESH_MS 60000
 /* how long asking between WAL records may take, at most */
@@ -57,7 +59,8 @@
 typedef struct EbKafkaTopic
 {
 	char		name[EB_KAFKA_TOPIC_MAX + 1];	/* hash key */
-	TimestampTz fetched_at;
+	TimestampTz fetched_at;		/* when the brokers last answered for it */
+	TimestampTz asked_at;		/* when they were last asked, answered or not */
 	int32		partitions;		/* > 0: its partition count */
 	rd_kafka_resp_err_t err;	/* else why not (NO_ERROR: no answer yet) */
 	int64		in_flight;		/* messages sent, not answered yet */
@@ -216,6 +219,7 @@ eb_topic_entry(const char *name, bool create)
 		if (!found)
 		{
 			e->fetched_at = 0;
+			e->asked_at = 0;
 			e->partitions = 0;
 			e->err = RD_KAFKA_RESP_ERR_NO_ERROR;
 			e->in_flight = 0;
@@ -274,6 +278,9 @@ eb_topics_ask(List *names, long timeout_ms)
 	Assert(!eb_decoding);
 	if (eb_producer == NULL || names == NIL)
 		return eb_producer != NULL;
+	now = GetCurrentTimestamp();
+	foreach(lc, names)
+		eb_topic_entry(lfirst(lc), true)->asked_at = now;
 	if (rd_kafka_metadata(eb_producer, 1, NULL, &md, (int) timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
 		return false;
 	now = GetCurrentTimestamp();
@@ -288,8 +295,12 @@ eb_topics_ask(List *names, long timeout_ms)
 			partitions = eb_topic_ask_by_name(name, timeout_ms, &err);
 		e = eb_topic_entry(name, true);
 		e->fetched_at = now;
-		e->partitions = Max(partitions, 0);
-		e->err = partitions > 0 ? RD_KAFKA_RESP_ERR_NO_ERROR : err;
+		if (partitions > 0 || eb_kafka_error_is_permanent(err) || e->partitions == 0)
+		{
+			e->partitions = Max(partitions, 0);
+			e->err = partitions > 0 ? RD_KAFKA_RESP_ERR_NO_ERROR : err;
+		}
+		/* else an answer that may pass (no leader yet): the last count stays */
 		if (partitions > 0)
 			held |= eb_kafka_hold_topic(name);
 		else if (err != RD_KAFKA_RESP_ERR_NO_ERROR && !eb_kafka_error_is_permanent(err))
@@ -310,12 +321,25 @@ eb_topics_ask(List *names, long timeout_ms)
 	return true;
 }
 
-/* Do the brokers refuse the Kafka topic for good (as last asked)? */
+/*
+ * Did the brokers refuse the Kafka topic for good when last asked?  An
+ * answer kept for a topic that could not be asked again since (brokers
+ * down) is not trusted after EB_TOPIC_REFUSAL_VALID_MS: the topic then
+ * counts as not described, so that nothing is refused on an old answer.
+ */
 static bool
-eb_topic_refused(const EbKafkaTopic *e)
+eb_topic_refusal_recorded(const EbKafkaTopic *e)
 {
 	return e != NULL && e->partitions == 0 && e->err != RD_KAFKA_RESP_ERR_NO_ERROR &&
 		eb_kafka_error_is_permanent(e->err);
+}
+
+static bool
+eb_topic_refused(const EbKafkaTopic *e)
+{
+	return eb_topic_refusal_recorded(e) &&
+		!TimestampDifferenceExceeds(e->fetched_at, GetCurrentTimestamp(),
+									EB_TOPIC_REFUSAL_VALID_MS);
 }
 
 /* Has the session an answer that decides a mapping (a count, or a refusal)? */
@@ -404,6 +428,7 @@ eb_kafka_topics_session_reset(void)
 				EbKafkaTopic *n = eb_topic_entry(e->name, true);
 
 				n->fetched_at = e->fetched_at;
+				n->asked_at = e->asked_at;
 				n->err = e->err;
 			}
 		}
@@ -547,7 +572,8 @@ eb_kafka_topics_refresh(bool changed_only)
 	now = GetCurrentTimestamp();
 	if (!changed_only && TimestampDifferenceExceeds(stuck_checked_at, now, EB_TOPIC_STUCK_CHECK_MS))
 		eb_topics_check_stuck(now);
-	all = TimestampDifferenceExceeds(refreshed_at, now, EB_TOPIC_REFRESH_MS);
+	/* after a change (relay_topic(), a topic grown), every count is asked again */
+	all = relayed_changed || TimestampDifferenceExceeds(refreshed_at, now, EB_TOPIC_REFRESH_MS);
 	if (!relayed_changed && (now < next_ask_at || (!all && !retry_pending)))
 		return;
 
@@ -563,16 +589,19 @@ eb_kafka_topics_refresh(bool changed_only)
 		/* and those only outbox messages went to, if refused */
 		hash_seq_init(&seq, kafka_topics);
 		while ((e = hash_seq_search(&seq)) != NULL)
-			if (eb_topic_refused(e) && !eb_topics_list_has(names, e->name))
+			if (eb_topic_refusal_recorded(e) && !eb_topics_list_has(names, e->name))
 				names = lappend(names, pstrdup(e->name));
 	}
 	foreach(lc, names)
 	{
 		EbKafkaTopic *e = eb_topic_entry(lfirst(lc), false);
 
+		/* refusals every EB_TOPIC_RETRY_MS, topics without an answer every second */
 		if (all || e == NULL ||
 			(e->partitions == 0 &&
-			 TimestampDifferenceExceeds(e->fetched_at, now, EB_TOPIC_RETRY_MS)))
+			 TimestampDifferenceExceeds(e->asked_at, now,
+										eb_topic_refusal_recorded(e) ? EB_TOPIC_RETRY_MS :
+										EB_BROKER_PROBE_MS)))
 			ask = lappend(ask, lfirst(lc));
 	}
 	if (ask != NIL)
@@ -605,7 +634,8 @@ eb_kafka_topic_refusal(const char *kafka_topic, rd_kafka_resp_err_t *err)
 {
 	EbKafkaTopic *e = eb_topic_entry(kafka_topic, false);
 
-	if (e == NULL || TimestampDifferenceExceeds(e->fetched_at, GetCurrentTimestamp(),
+	/* at most once a second, answered or not: many refusals, one question */
+	if (e == NULL || TimestampDifferenceExceeds(e->asked_at, GetCurrentTimestamp(),
 												EB_BROKER_PROBE_MS))
 	{
 		List	   *names = list_make1(pstrdup(kafka_topic));
@@ -650,12 +680,6 @@ eb_kafka_topic_answered(EbKafkaTopic *e)
 	e->answers++;
 }
 
-/* Did decoding stop at a Kafka topic the brokers had not described? */
-bool
-eb_kafka_topics_wanted(void)
-{
-	return wanted_topics != NIL;
-}
 
 /* ---------- partition mappings ---------- */
 

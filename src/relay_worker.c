@@ -236,6 +236,7 @@ eb_relay_session(const char *slot)
 
 	MemoryContextReset(eb_session_cxt);
 	eb_session_failed = false;
+	eb_stopped_for_metadata = false;
 	eb_kafka_session_reset();
 	eb_kafka_topics_session_reset();
 	eb_backfill_session_start();
@@ -625,7 +626,7 @@ eb_relay_main(Datum arg)
 
 		eb_relay_session(slot);
 
-		if (eb_session_failed && !eb_shutdown_requested && eb_kafka_topics_wanted() &&
+		if (eb_session_failed && !eb_shutdown_requested && eb_stopped_for_metadata &&
 			!eb_stopped_at_refusal)
 		{
 			/* the next session's start waits for the brokers to describe them */

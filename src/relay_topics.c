@@ -194,6 +194,8 @@ static EbKafkaTopic *
 eb_topic_entry(const char *name, bool create)
 {
 	char		key[EB_KAFKA_TOPIC_MAX + 1];
+	EbKafkaTopic *e;
+	bool		found;
 
 	if (kafka_topics == NULL)
 	{
@@ -212,22 +214,15 @@ eb_topic_entry(const char *name, bool create)
 	strlcpy(key, name, sizeof(key));
 	if (!create)
 		return hash_search(kafka_topics, key, HASH_FIND, NULL);
+	e = hash_search(kafka_topics, key, HASH_ENTER, &found);
+	if (!found)
 	{
-		bool		found;
-		EbKafkaTopic *e = hash_search(kafka_topics, key, HASH_ENTER, &found);
-
-		if (!found)
-		{
-			e->fetched_at = 0;
-			e->asked_at = 0;
-			e->partitions = 0;
-			e->err = RD_KAFKA_RESP_ERR_NO_ERROR;
-			e->in_flight = 0;
-			e->answers = 0;
-			e->answers_seen = 0;
-		}
-		return e;
+		/* nothing known yet: every field after the name is zero */
+		memset((char *) e + offsetof(EbKafkaTopic, fetched_at), 0,
+			   sizeof(EbKafkaTopic) - offsetof(EbKafkaTopic, fetched_at));
+		Assert(e->err == RD_KAFKA_RESP_ERR_NO_ERROR);
 	}
+	return e;
 }
 
 /*
@@ -366,8 +361,6 @@ eb_topics_relayed(void)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	List	   *names;
-	List	   *copy = NIL;
-	ListCell   *lc;
 
 	if (!callback_registered)
 	{
@@ -377,13 +370,12 @@ eb_topics_relayed(void)
 	relayed_changed = false;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	names = eb_relay_catalog_kafka_topics(&topic_relid);
+	/* read straight into the caller's context: the list outlives the transaction */
 	MemoryContextSwitchTo(cxt);
-	foreach(lc, names)
-		copy = lappend(copy, pstrdup(lfirst(lc)));
+	names = eb_relay_catalog_kafka_topics(&topic_relid);
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(cxt);
-	return copy;
+	return names;
 }
 
 static bool

@@ -150,6 +150,15 @@ eb_relay_wait_standbys(XLogRecPtr lsn)
 	return true;
 }
 
+/* Waits for a reload or shutdown, at most timeout_ms. */
+static void
+eb_relay_pause(long timeout_ms)
+{
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 timeout_ms, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+}
+
 /* Ends the session's producer, the topic handles held for it first. */
 static void
 eb_relay_producer_end(void)
@@ -180,9 +189,7 @@ eb_relay_wait_for_topics(void)
 		}
 		eb_relay_poll(0);
 		eb_relay_publish_stats(false);
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 EB_BROKER_PROBE_MS, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		eb_relay_pause(EB_BROKER_PROBE_MS);
 		CHECK_FOR_INTERRUPTS();
 		if (eb_shutdown_requested || ConfigReloadPending)
 			return false;
@@ -519,15 +526,6 @@ eb_relay_exit(int code, Datum arg)
 	strlcpy(eb_my_relay->state, code == 0 ? "stopped" : "restarting after an error",
 			EB_RELAY_STATE_LEN);
 	SpinLockRelease(&eb_my_relay->mutex);
-}
-
-/* Waits for a reload or shutdown, at most timeout_ms. */
-static void
-eb_relay_pause(long timeout_ms)
-{
-	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-					 timeout_ms, PG_WAIT_EXTENSION);
-	ResetLatch(MyLatch);
 }
 
 void

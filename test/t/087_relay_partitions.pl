@@ -103,20 +103,28 @@ is( $node->safe_psql(
 	'3/3/true',
 	'eventbus.relay_partitioning: ev maps partition to partition');
 
+# Creates a topic of $parts partitions, relays it, and publishes $n events
+# to its partitions in turn, one transaction each, in one session.
+sub relay_and_publish
+{
+	my ($topic, $parts, $n) = @_;
+	my $sql = "SELECT eventbus.create_topic('$topic', $parts);\n"
+	  . "SELECT eventbus.relay_topic('$topic');\n";
+	foreach my $i (1 .. $n)
+	{
+		my $p = $i % $parts;
+		$sql .=
+		  "SELECT eventbus.publish('$topic', '{\"phase\": \"$topic\", \"i\": $i}', partition => $p);\n";
+	}
+	$node->safe_psql($db, $sql);
+}
+
 # ---------------------------------------------------------------------------
 # The brokers answer for the Kafka topic with an error that may pass.
 
 is($mock->command('topic_error flaky REQUEST_TIMED_OUT'),
 	'ok', 'metadata for Kafka topic "flaky" answers "request timed out"');
-$sql = "SELECT eventbus.create_topic('flaky', 3);\n"
-  . "SELECT eventbus.relay_topic('flaky');\n";
-foreach my $i (1 .. 30)
-{
-	my $p = $i % 3;
-	$sql .=
-	  "SELECT eventbus.publish('flaky', '{\"phase\": \"flaky\", \"i\": $i}', partition => $p);\n";
-}
-$node->safe_psql($db, $sql);
+relay_and_publish('flaky', 3, 30);
 ok( poll_until(
 		30,
 		sub {
@@ -149,15 +157,7 @@ is(scalar(@wrong), 0,
 # between WAL records, before the topic's first transaction is decoded,
 # so decoding goes on without stopping.
 
-$sql = "SELECT eventbus.create_topic('fresh', 2);\n"
-  . "SELECT eventbus.relay_topic('fresh');\n";
-foreach my $i (1 .. 20)
-{
-	my $p = $i % 2;
-	$sql .=
-	  "SELECT eventbus.publish('fresh', '{\"phase\": \"fresh\", \"i\": $i}', partition => $p);\n";
-}
-$node->safe_psql($db, $sql);
+relay_and_publish('fresh', 2, 20);
 $msgs = wait_for_kafka($bootstrap, 'fresh', 20, 60);
 is(scalar(@$msgs), 20, 'the 20 events of "fresh", relayed right after relay_topic(), arrived');
 @wrong = grep { $_->{partition} ne ($_->{headers}{'eventbus-partition'} // '') }

@@ -76,6 +76,8 @@ static TimestampTz extension_checked_at = 0;
 #define EB_POLL_MESSAGES 1024
 /* how long a session's start waits for the first answer about Kafka topics */
 #define EB_METADATA_WARM_UP_MS 1000
+/* how long a session that stops at a transaction lets the ones before it arrive */
+#define EB_STOP_DRAIN_MS 5000
 
 /* ---------- the session ---------- */
 
@@ -221,6 +223,28 @@ eb_relay_kafka_commit(long wait_ms)
 	ok = eb_ack_kafka_commit(commit_lsn, end_lsn, note.data, wait_ms);
 	pfree(note.data);
 	return ok;
+}
+
+/*
+ * At-least-once, when a session ends at a transaction it may not send yet
+ * (its Kafka topic is not described) or at a message refused under 'stop':
+ * the transactions before it are in Kafka or on their way.  Their messages
+ * still in flight are let arrive, for up to EB_STOP_DRAIN_MS, and
+ * confirmed, so that the next session, which starts from the confirmed
+ * position, does not send them again.  The transaction it stopped at stays
+ * unconfirmed (eb_relay_confirm stops at a failed or refused one).  Not
+ * under exactly-once, whose open Kafka transaction is aborted, nor at
+ * shutdown.
+ */
+static void
+eb_relay_drain_before_stop(LogicalDecodingContext *ctx)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   EB_STOP_DRAIN_MS);
+
+	while (eb_in_flight > 0 && !eb_shutdown_requested && GetCurrentTimestamp() < deadline)
+		eb_relay_poll(100);
+	eb_relay_confirm(ctx, false, true);
 }
 
 /*
@@ -418,6 +442,9 @@ eb_relay_session(const char *slot)
 		else if (eb_relay_slot_dirty())
 			eb_relay_confirm(ctx, false, true);
 	}
+	else if (!eb_exactly_once && !eb_shutdown_requested &&
+			 (eb_stopped_for_metadata || eb_stopped_at_refusal))
+		eb_relay_drain_before_stop(ctx);
 	else if (eb_relay_slot_dirty())
 		eb_relay_confirm(ctx, false, true);
 

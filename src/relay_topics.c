@@ -54,6 +54,13 @@
 #define EB_TOPIC_WAIT_ASK_MS 2000
 /* how often Kafka topics with messages in flight are checked for stuck ones */
 #define EB_TOPIC_STUCK_CHECK_MS 5000
+/*
+ * how long a Kafka topic first named by a change of eventbus.topic may
+ * answer "not yet" (no leader: brokers that create topics on demand are
+ * creating it) before decoding goes on, and how often it is asked meanwhile
+ */
+#define EB_TOPIC_NEW_WAIT_MS 3000
+#define EB_TOPIC_NEW_ASK_EVERY_MS 100
 
 /* What the brokers last said of a Kafka topic, in this session. */
 typedef struct EbKafkaTopic
@@ -538,6 +545,51 @@ eb_topics_check_stuck(TimestampTz now)
 }
 
 /*
+ * Kafka topics the session first heard of from a change of eventbus.topic
+ * (a relay_topic() call), just asked about: brokers that create topics on
+ * demand answer the first question with "no leader yet".  Decoding would
+ * stop at the first event for such a topic and the session end there, so
+ * those answered so (an error that may pass) are asked again every
+ * EB_TOPIC_NEW_ASK_EVERY_MS, for up to EB_TOPIC_NEW_WAIT_MS, while
+ * delivery reports are served.  Gives up at once when the brokers do not
+ * answer at all, or at shutdown.
+ */
+static void
+eb_topics_wait_fresh(List *fresh)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   EB_TOPIC_NEW_WAIT_MS);
+
+	for (;;)
+	{
+		List	   *waiting = NIL;
+		ListCell   *lc;
+		bool		answered;
+
+		foreach(lc, fresh)
+		{
+			EbKafkaTopic *e = eb_topic_entry(lfirst(lc), false);
+
+			/* no count yet, and no refusal */
+			if (e != NULL && e->partitions == 0 && !eb_kafka_error_is_permanent(e->err))
+				waiting = lappend(waiting, lfirst(lc));
+		}
+		if (waiting == NIL || eb_shutdown_requested ||
+			GetCurrentTimestamp() >= deadline)
+		{
+			list_free(waiting);
+			return;
+		}
+		rd_kafka_poll(eb_producer, EB_TOPIC_NEW_ASK_EVERY_MS);
+		CHECK_FOR_INTERRUPTS();
+		answered = eb_topics_ask(waiting, EB_TOPIC_ASK_MS);
+		list_free(waiting);
+		if (!answered)
+			return;
+	}
+}
+
+/*
  * Between WAL records, outside decoding: after eventbus.topic changed,
  * asks about the relayed Kafka topics the session has no answer for; every
  * EB_TOPIC_RETRY_MS about those that could not be used; every
@@ -556,6 +608,7 @@ eb_kafka_topics_refresh(bool changed_only)
 	List	   *ask = NIL;
 	ListCell   *lc;
 	bool		all;
+	List	   *fresh = NIL;
 	bool		answered = true;
 	bool		undescribed = false;
 
@@ -588,6 +641,8 @@ eb_kafka_topics_refresh(bool changed_only)
 	{
 		EbKafkaTopic *e = eb_topic_entry(lfirst(lc), false);
 
+		if (e == NULL)
+			fresh = lappend(fresh, lfirst(lc));
 		/* refusals every EB_TOPIC_RETRY_MS, topics without an answer every second */
 		if (all || e == NULL ||
 			(e->partitions == 0 &&
@@ -598,6 +653,8 @@ eb_kafka_topics_refresh(bool changed_only)
 	}
 	if (ask != NIL)
 		answered = eb_topics_ask(ask, EB_TOPIC_ASK_MS);
+	if (answered && fresh != NIL)
+		eb_topics_wait_fresh(fresh);
 	if (answered && all)
 		refreshed_at = now;
 	foreach(lc, names)

@@ -14,6 +14,9 @@
 #    out): nothing is sent by key in the meantime, relay_status says why the
 #    events wait, and once the error is gone every event lands in its own
 #    partition.
+#  - relay_topic() on a running relay into a Kafka topic ("fresh") goes on
+#    without the session stopping, also while the brokers first answer
+#    "no leader yet" for it ("newk", as when they create it on demand).
 #  - Topic "wide" (3 partitions) relayed to Kafka topic "narrow" (2): the
 #    relay decides "by key"; relay_topic() for that Kafka topic warns that
 #    the partition counts differ once the relay knows them.
@@ -34,7 +37,7 @@ my $db = 'postgres';
 
 my $mock =
   RelayTest::MockKafka->start('--topic', 'ev:3', '--topic', 'narrow:2',
-	'--topic', 'flaky:3', '--topic', 'fresh:2');
+	'--topic', 'flaky:3', '--topic', 'fresh:2', '--topic', 'newk:2');
 my $bootstrap = $mock->bootstrap;
 my $node = relay_node('partitions', bootstrap => $bootstrap, start => 1);
 
@@ -164,6 +167,32 @@ is(scalar(@$msgs), 20, 'the 20 events of "fresh", relayed right after relay_topi
   @$msgs;
 is(scalar(@wrong), 0, '... each in its own Kafka partition');
 ok(!$node->log_contains(qr/Kafka topic "fresh" of the transaction at .* is not described/),
+	'... without decoding stopping for its metadata');
+
+# ---------------------------------------------------------------------------
+# relay_topic() into a Kafka topic the brokers are still creating (brokers
+# that create topics on demand first answer "no leader yet"): the worker
+# asks again for up to 3 s, between WAL records, so decoding does not stop
+# at the topic's first event.
+
+is($mock->command('topic_error newk LEADER_NOT_AVAILABLE'),
+	'ok', 'metadata for Kafka topic "newk" answers "leader not available"');
+relay_and_publish('newk', 2, 20);
+ok( poll_until(
+		20,
+		sub {
+			(relay_status($node, $db)->{last_error} // '') =~
+			  /Kafka topic "newk" cannot be used yet/;
+		},
+		50),
+	'the relay asked about "newk" and was told "not yet"');
+is($mock->command('topic_error newk NO_ERROR'), 'ok', '"newk" has its leaders');
+$msgs = wait_for_kafka($bootstrap, 'newk', 20, 60);
+is(scalar(@$msgs), 20, 'the 20 events of "newk" arrived');
+@wrong = grep { $_->{partition} ne ($_->{headers}{'eventbus-partition'} // '') }
+  @$msgs;
+is(scalar(@wrong), 0, '... each in its own Kafka partition');
+ok(!$node->log_contains(qr/Kafka topic "newk" of the transaction at .* is not described/),
 	'... without decoding stopping for its metadata');
 
 # ---------------------------------------------------------------------------

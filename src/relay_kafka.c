@@ -94,6 +94,8 @@ typedef struct EbTxnOffsets
 } EbTxnOffsets;
 
 static HTAB *txn_offsets = NULL;
+/* the entry of the last delivery report: consecutive reports mostly share it */
+static EbTxnOffsets *txn_offsets_last = NULL;
 
 bool		eb_brokers_down = false;
 char		eb_broker_error[EB_RELAY_ERROR_LEN];
@@ -791,6 +793,7 @@ eb_kafka_txn_offsets_reset(void)
 								  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 		return;
 	}
+	txn_offsets_last = NULL;
 	hash_seq_init(&seq, txn_offsets);
 	while ((o = hash_seq_search(&seq)) != NULL)
 		hash_search(txn_offsets, &o->key, HASH_REMOVE, NULL);
@@ -809,10 +812,17 @@ eb_kafka_txn_note_offset(const char *topic, int32 partition, int64 offset)
 
 	if (!txn_open || txn_offsets == NULL || offset < 0)
 		return;
-	memset(&key, 0, sizeof(key));
-	strlcpy(key.topic, topic, sizeof(key.topic));
-	key.partition = partition;
-	o = hash_search(txn_offsets, &key, HASH_ENTER, &found);
+	o = txn_offsets_last;
+	if (o != NULL && o->key.partition == partition && strcmp(o->key.topic, topic) == 0)
+		found = true;
+	else
+	{
+		/* a hash of the whole key (the longest topic name) per lookup */
+		memset(&key, 0, sizeof(key));
+		strlcpy(key.topic, topic, sizeof(key.topic));
+		key.partition = partition;
+		o = txn_offsets_last = hash_search(txn_offsets, &key, HASH_ENTER, &found);
+	}
 	if (!found || offset < o->first)
 		o->first = offset;
 	if (!found || offset > o->last)

@@ -155,6 +155,7 @@ eb_ack_session_start(XLogRecPtr confirmed_flush)
 void
 eb_ack_session_end(void)
 {
+	eb_ack_stamp(GetCurrentTimestamp());
 	skipped_dead_letters = NULL;
 	dlist_init(&txns);
 	dlist_init(&refusals);
@@ -244,6 +245,14 @@ typedef struct EbPendingCounts
 
 /* of the open Kafka transaction */
 static EbPendingCounts pending = {.name = "pg_eventbus relay positions"};
+
+/*
+ * At-least-once: of the delivery reports served by one poll, applied when
+ * it returns (eb_ack_stamp), so that a partition's lock, which publishers
+ * take to assign positions, is taken once per partition and poll rather
+ * than once per message.
+ */
+static EbPendingCounts acked = {.name = "pg_eventbus relay acknowledged positions"};
 
 /* Moves a partition's relayed_position to position, counts count events. */
 static void
@@ -344,8 +353,8 @@ static void
 eb_ack_position(EbRelayMsgRef *ref)
 {
 	if (!eb_exactly_once)
-		eb_ack_position_apply(ref->part, ref->uid_check, ref->partition,
-							  ref->position, 1);
+		eb_counts_position(&acked, ref->part, ref->uid_check, ref->partition,
+						   ref->position, 1);
 	else
 		eb_counts_position(&pending, ref->part, ref->uid_check,
 						   ref->partition, ref->position, 1);
@@ -654,7 +663,10 @@ eb_relay_publish_stats(bool force)
 
 /* ---------- delivery reports ---------- */
 
-/* The time of the last acknowledgement: now, if any came since it was taken. */
+/*
+ * The time of the last acknowledgement: now, if any came since it was
+ * taken; and (at-least-once) the positions they moved, into shared memory.
+ */
 static void
 eb_ack_stamp(TimestampTz now)
 {
@@ -662,6 +674,8 @@ eb_ack_stamp(TimestampTz now)
 	{
 		stat_last_ack = now;
 		ack_unstamped = false;
+		if (acked.last != NULL)
+			(void) eb_counts_end(&acked, true);
 	}
 }
 

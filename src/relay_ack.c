@@ -155,7 +155,6 @@ eb_ack_session_start(XLogRecPtr confirmed_flush)
 void
 eb_ack_session_end(void)
 {
-	eb_ack_stamp(GetCurrentTimestamp());
 	skipped_dead_letters = NULL;
 	dlist_init(&txns);
 	dlist_init(&refusals);

@@ -76,8 +76,8 @@ static TimestampTz extension_checked_at = 0;
 #define EB_POLL_MESSAGES 1024
 /* how long a session's start waits for the first answer about Kafka topics */
 #define EB_METADATA_WARM_UP_MS 1000
-/* how long a session that stops at a transaction lets the ones before it arrive */
-#define EB_STOP_DRAIN_MS 5000
+/* how long an ending session lets the messages in flight arrive */
+#define EB_DRAIN_MS 5000
 
 /* ---------- the session ---------- */
 
@@ -226,25 +226,24 @@ eb_relay_kafka_commit(long wait_ms)
 }
 
 /*
- * At-least-once, when a session ends at a transaction it may not send yet
- * (its Kafka topic is not described) or at a message refused under 'stop':
- * the transactions before it are in Kafka or on their way.  Their messages
- * still in flight are let arrive, for up to EB_STOP_DRAIN_MS, and
- * confirmed, so that the next session, which starts from the confirmed
- * position, does not send them again.  The transaction it stopped at stays
- * unconfirmed (eb_relay_confirm stops at a failed or refused one).  Not
- * under exactly-once, whose open Kafka transaction is aborted, nor at
- * shutdown.
+ * Lets the messages in flight arrive, for up to EB_DRAIN_MS: at a
+ * session's normal end (shutdown, new settings) until a delivery fails; or
+ * after_stop, at-least-once, when the session ended at a transaction it
+ * may not send yet (its Kafka topic is not described) or at a message
+ * refused under 'stop', until shutdown.  The transactions before that one
+ * are in Kafka or on their way: confirming them keeps the next session,
+ * which starts from the confirmed position, from sending them again; the
+ * transaction it stopped at stays unconfirmed (eb_relay_confirm stops at a
+ * failed or refused one).
  */
 static void
-eb_relay_drain_before_stop(LogicalDecodingContext *ctx)
+eb_relay_let_arrive(bool after_stop)
 {
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													   EB_STOP_DRAIN_MS);
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), EB_DRAIN_MS);
 
-	while (eb_in_flight > 0 && !eb_shutdown_requested && GetCurrentTimestamp() < deadline)
+	while (eb_in_flight > 0 && GetCurrentTimestamp() < deadline &&
+		   (after_stop ? !eb_shutdown_requested : !eb_session_failed))
 		eb_relay_poll(100);
-	eb_relay_confirm(ctx, false, true);
 }
 
 /*
@@ -429,10 +428,7 @@ eb_relay_session(const char *slot)
 	/* Let what is in flight arrive (briefly), confirm it, and leave. */
 	if (!eb_session_failed)
 	{
-		TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 5000);
-
-		while (eb_in_flight > 0 && GetCurrentTimestamp() < deadline && !eb_session_failed)
-			eb_relay_poll(100);
+		eb_relay_let_arrive(false);
 		eb_relay_apply_policies();
 		eb_mappings_persist();
 		if (!eb_session_failed && eb_kafka_txn_open() && eb_current_txn == NULL)
@@ -444,7 +440,11 @@ eb_relay_session(const char *slot)
 	}
 	else if (!eb_exactly_once && !eb_shutdown_requested &&
 			 (eb_stopped_for_metadata || eb_stopped_at_refusal))
-		eb_relay_drain_before_stop(ctx);
+	{
+		/* not under exactly-once: its open Kafka transaction is aborted */
+		eb_relay_let_arrive(true);
+		eb_relay_confirm(ctx, false, true);
+	}
 	else if (eb_relay_slot_dirty())
 		eb_relay_confirm(ctx, false, true);
 

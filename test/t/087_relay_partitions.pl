@@ -155,19 +155,28 @@ is(scalar(@wrong), 0,
   or diag(join(', ',
 		map { "$_->{value} in Kafka partition $_->{partition}" } @wrong[ 0 .. ($#wrong < 5 ? $#wrong : 5) ]));
 
+# The $n events of Kafka topic $topic arrived, each in its own Kafka
+# partition, and decoding never stopped for the topic's metadata.
+sub arrived_without_stopping
+{
+	my ($topic, $n, $what) = @_;
+	my $msgs = wait_for_kafka($bootstrap, $topic, $n, 60);
+	is(scalar(@$msgs), $n, $what);
+	my @wrong =
+	  grep { $_->{partition} ne ($_->{headers}{'eventbus-partition'} // '') } @$msgs;
+	is(scalar(@wrong), 0, '... each in its own Kafka partition');
+	ok(!$node->log_contains(qr/Kafka topic "$topic" of the transaction at .* is not described/),
+		'... without decoding stopping for its metadata');
+}
+
 # ---------------------------------------------------------------------------
 # relay_topic() while relaying: the worker asks about the new Kafka topic
 # between WAL records, before the topic's first transaction is decoded,
 # so decoding goes on without stopping.
 
 relay_and_publish('fresh', 2, 20);
-$msgs = wait_for_kafka($bootstrap, 'fresh', 20, 60);
-is(scalar(@$msgs), 20, 'the 20 events of "fresh", relayed right after relay_topic(), arrived');
-@wrong = grep { $_->{partition} ne ($_->{headers}{'eventbus-partition'} // '') }
-  @$msgs;
-is(scalar(@wrong), 0, '... each in its own Kafka partition');
-ok(!$node->log_contains(qr/Kafka topic "fresh" of the transaction at .* is not described/),
-	'... without decoding stopping for its metadata');
+arrived_without_stopping('fresh', 20,
+	'the 20 events of "fresh", relayed right after relay_topic(), arrived');
 
 # ---------------------------------------------------------------------------
 # relay_topic() into a Kafka topic the brokers are still creating (brokers
@@ -187,13 +196,7 @@ ok( poll_until(
 		50),
 	'the relay asked about "newk" and was told "not yet"');
 is($mock->command('topic_error newk NO_ERROR'), 'ok', '"newk" has its leaders');
-$msgs = wait_for_kafka($bootstrap, 'newk', 20, 60);
-is(scalar(@$msgs), 20, 'the 20 events of "newk" arrived');
-@wrong = grep { $_->{partition} ne ($_->{headers}{'eventbus-partition'} // '') }
-  @$msgs;
-is(scalar(@wrong), 0, '... each in its own Kafka partition');
-ok(!$node->log_contains(qr/Kafka topic "newk" of the transaction at .* is not described/),
-	'... without decoding stopping for its metadata');
+arrived_without_stopping('newk', 20, 'the 20 events of "newk" arrived');
 
 # ---------------------------------------------------------------------------
 # Different partition counts.

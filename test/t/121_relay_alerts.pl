@@ -287,8 +287,15 @@ ok(poll_until(60, sub { kafka_count('ok', 'restart') >= 5 }),
 # ---------------------------------------------------------------------------
 # (b) stopped at a refused message
 
+# As a broker that stops authorizing a topic: its metadata and the next
+# produce request say so.  The relay described "secret" when its session
+# began; at-least-once sends at once on that answer and learns of the
+# refusal from the produce request, exactly-once asks again first (before
+# its Kafka transaction) and leaves the produce error unused.
 is($mock->command('topic_error secret TOPIC_AUTHORIZATION_FAILED'),
 	'ok', 'Kafka topic "secret" is not authorized from now on');
+is($mock->command('produce_errors 1 TOPIC_AUTHORIZATION_FAILED'),
+	'ok', '... and the next produce request is refused');
 publish('secret', 'refused', 1);
 ok( poll_until(
 		60,

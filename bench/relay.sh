@@ -320,13 +320,24 @@ relay_enable() {
 }
 
 declare -A RATES
+# CPU time per event of each run, in microseconds: the producing process
+# (the relay worker with librdkafka's threads; kcat) and the mock broker.
+# Less exposed to other tenants of the machine than events/s: a run slowed
+# down by them takes longer, not more CPU.
+declare -A CPU_US BROKER_US
+CLK_TCK=$(getconf CLK_TCK)
+# proc_cpu PID: user + system CPU seconds of a process so far, all threads
+proc_cpu() {
+	[ -r "/proc/$1/stat" ] || { echo 0; return; }
+	sed 's/^.*) //' "/proc/$1/stat" | awk -v hz="$CLK_TCK" '{printf "%.3f", ($12 + $13) / hz}'
+}
 # relay_run SIZE [EVENTS [MODE]]: the relay drains a backlog of EVENTS
 # events, at-least-once (MODE alo, the default: local topics bench_relay_*,
 # Kafka topics relay_*) or exactly-once (eos: bench_eos_*, eos_*).  Sets
 # RUN_RATE, RUN_SECS.
 relay_run() {
 	local s=$1 n=${2:-$EVENTS} mode=${3:-alo} topic=bench_relay_$1 ktopic=relay_$1 k0 k1 target reload_at done_at row
-	local pid events events0 bytes bytes0 secs wall wal lsn
+	local pid events events0 bytes bytes0 secs wall wal lsn broker0 broker1 cpu
 	# Start where a relay that kept running would restart: with its slot's
 	# restart point past the earlier runs' WAL.  A checkpoint logs the
 	# running transactions, where decoding can restart; the running worker
@@ -358,8 +369,10 @@ relay_run() {
 	# the counters go on across worker restarts: count from here
 	read -r events0 bytes0 <<<"$(sql "SELECT events_relayed, bytes_relayed FROM eventbus.relay_stats()")"
 	reload_at=$(sql "SELECT clock_timestamp()")
+	broker0=$(proc_cpu "$KAFKA_PID")
 	relay_enable on
 	done_at=$(sql "SELECT bench_relay.wait_slot('$target', 900)")
+	broker1=$(proc_cpu "$KAFKA_PID")
 	if [ -n "$PERF_PID" ]; then
 		kill -INT "$PERF_PID" 2>/dev/null || true
 		wait "$PERF_PID" 2>/dev/null || true
@@ -388,24 +401,34 @@ relay_run() {
 	[ "$events" = "$n" ] || log "note: relay worker $pid reports $events events relayed, expected $n"
 	log "relay $s B ($mode): worker $pid, $events events, $bytes bytes of keys and values," \
 		"worker start to last ack ${secs}s, reload to slot confirmed ${wall}s, ${wal} MB of WAL read, Kafka +$((k1 - k0))"
+	# the worker started at the reload: its CPU is the session's
+	cpu=$(proc_cpu "$pid")
+	log "relay $s B ($mode): CPU ${cpu}s (worker $pid, all threads), mock broker $(awk -v a="$broker0" -v b="$broker1" 'BEGIN {printf "%.3f", b - a}')s"
 	RUN_SECS=$secs
 	RUN_RATE=$(awk -v n="$n" -v t="$secs" 'BEGIN {printf "%.1f", n / t}')
+	RUN_CPU_US=$(awk -v n="$n" -v c="$cpu" 'BEGIN {printf "%.3f", 1e6 * c / n}')
+	RUN_BROKER_US=$(awk -v n="$n" -v a="$broker0" -v b="$broker1" 'BEGIN {printf "%.3f", 1e6 * (b - a) / n}')
 	RELAY_PID=$pid
 }
 
 # kcat_run SIZE [FILE]: kcat produces the lines of FILE.
 kcat_run() {
-	local s=$1 file=${2:-$WORK/kcat_$1.txt} n k0 k1 t0 t1 hdrs
+	local s=$1 file=${2:-$WORK/kcat_$1.txt} n k0 k1 t0 t1 hdrs broker0 broker1 cpu
+	local TIMEFORMAT='%U %S'
 	n=$(wc -l <"$file")
 	read -r -a hdrs <<<"$(kcat_headers "$s")"
 	k0=$(kafka_end "kcat_$s")
+	broker0=$(proc_cpu "$KAFKA_PID")
 	t0=$(date +%s%N)
-	if ! kcat -P -b "$BOOTSTRAP" -t "kcat_$s" -K '|' "${KCAT_PROPS[@]}" "${hdrs[@]}" -l "$file" 2>"$WORK/kcat.err"; then
+	if ! { time kcat -P -b "$BOOTSTRAP" -t "kcat_$s" -K '|' "${KCAT_PROPS[@]}" "${hdrs[@]}" -l "$file" \
+		2>"$WORK/kcat.err"; } 2>"$WORK/kcat.time"; then
 		cat "$WORK/kcat.err" >&2
 		echo "relay bench: kcat failed" >&2
 		exit 1
 	fi
 	t1=$(date +%s%N)
+	broker1=$(proc_cpu "$KAFKA_PID")
+	cpu=$(awk '{printf "%.3f", $1 + $2}' "$WORK/kcat.time")
 	k1=$(kafka_end "kcat_$s")
 	if [ "$((k1 - k0))" != "$n" ]; then
 		cat "$WORK/kcat.err" >&2
@@ -414,7 +437,9 @@ kcat_run() {
 	fi
 	RUN_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b - a) / 1e9}')
 	RUN_RATE=$(awk -v n="$n" -v t="$RUN_SECS" 'BEGIN {printf "%.1f", n / t}')
-	log "kcat $s B: $n messages in ${RUN_SECS}s, Kafka +$((k1 - k0))"
+	RUN_CPU_US=$(awk -v n="$n" -v c="$cpu" 'BEGIN {printf "%.3f", 1e6 * c / n}')
+	RUN_BROKER_US=$(awk -v n="$n" -v a="$broker0" -v b="$broker1" 'BEGIN {printf "%.3f", 1e6 * (b - a) / n}')
+	log "kcat $s B: $n messages in ${RUN_SECS}s, Kafka +$((k1 - k0)); CPU ${cpu}s, mock broker $(awk -v a="$broker0" -v b="$broker1" 'BEGIN {printf "%.3f", b - a}')s"
 }
 
 
@@ -460,9 +485,11 @@ for ((r = 1; r <= ROUNDS; r++)); do
 		for c in $order; do
 			"${c}_run" "$s"
 			RATES[$c.$s]+="$RUN_RATE "
-			printf '  %-6s %-34s %10.0f events/s %8.2f s  (load %s)\n' "$(size_label "$s")" \
-				"$(contender_label "$c")" \
-				"$RUN_RATE" "$RUN_SECS" "$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$RESULTS"
+			CPU_US[$c.$s]+="$RUN_CPU_US "
+			BROKER_US[$c.$s]+="$RUN_BROKER_US "
+			printf '  %-6s %-34s %10.0f events/s %8.2f s  CPU %5.2f us/event, broker %5.2f  (load %s)\n' \
+				"$(size_label "$s")" "$(contender_label "$c")" \
+				"$RUN_RATE" "$RUN_SECS" "$RUN_CPU_US" "$RUN_BROKER_US" "$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$RESULTS"
 		done
 	done
 done
@@ -691,6 +718,16 @@ if [ -n "$BACKFILL_RATE" ]; then
 	say "$(printf '  %-6s %-34s %12.0f  (%s events in %s s)' "$(size_label "$BACKFILL_SIZE")" \
 		"backfill (start_at => 'earliest')" "$BACKFILL_RATE" "$BACKFILL_EVENTS" "$BACKFILL_SECS")$([ -n "$BACKFILL_BATCH" ] && echo ", batches of $BACKFILL_BATCH")"
 fi
+say ""
+say "E. CPU time per event, microseconds (median of $ROUNDS rounds): the producing process, all its threads"
+say "   (the relay worker: decoding, building messages, librdkafka; kcat), and the mock broker serving it"
+say "$(printf '  %-6s %-34s %10s %10s' size contender producer broker)"
+for s in $SIZES; do
+	for c in $CONTENDERS; do
+		say "$(printf '  %-6s %-34s %10.2f %10.2f' "$(size_label "$s")" "$(contender_label "$c")" \
+			"$(echo "${CPU_US[$c.$s]}" | median)" "$(echo "${BROKER_US[$c.$s]}" | median)")"
+	done
+done
 
 say ""
 say "E. Commit-to-acknowledgement latency, $RATE events/s, ${LAT_SECS}s measured ($(size_label "$LAT_SIZE") values)"
@@ -740,6 +777,14 @@ for s in $SIZES; do
 	verdict "$(awk -v v="$value" -v t="$TARGET_RATIO" 'BEGIN {print (v >= t) ? 1 : 0}')"
 	say "$(printf '  %-44s %6s   target >= %-5s %-7s rounds: %s' "E  relay / kcat, $(size_label "$s") events" "$value" \
 		"$TARGET_RATIO" "$VERDICT" "$rounds")"
+done
+# the same comparison in CPU per event (no target: a reading less exposed
+# to the machine's other load; above 1, the relay spends more per event)
+for s in $SIZES; do
+	value=$(awk -v a="$(echo "${CPU_US[relay.$s]}" | median)" -v b="$(echo "${CPU_US[kcat.$s]}" | median)" \
+		'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+	say "$(printf '  %-44s %6s   (no target: CPU per event of the producing process)' \
+		"E  relay / kcat CPU per event, $(size_label "$s")" "$value")"
 done
 P99=${LAT[alone.r_p99_max]}
 if [ "$P99" = - ]; then

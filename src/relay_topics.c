@@ -60,6 +60,12 @@
  * creating it) before decoding goes on, and how often it is asked meanwhile
  */
 #define EB_TOPIC_NEW_WAIT_MS 3000
+/*
+ * After eventbus.topic changed, a Kafka topic described less than this
+ * ago is not asked about again: a burst of changes (topics created one per
+ * transaction, or their WAL decoded again after a restart) asks once
+ */
+#define EB_TOPIC_ANSWER_FRESH_MS 1000
 #define EB_TOPIC_NEW_ASK_EVERY_MS 100
 
 /* What the brokers last said of a Kafka topic, in this session. */
@@ -283,6 +289,9 @@ eb_topics_ask(List *names, long timeout_ms)
 	now = GetCurrentTimestamp();
 	foreach(lc, names)
 		eb_topic_entry(lfirst(lc), true)->asked_at = now;
+	ereport(DEBUG1,
+			(errmsg_internal("pg_eventbus relay: asking the Kafka brokers about %d topic(s), \"%s\" first",
+							 list_length(names), (const char *) linitial(names))));
 	if (rd_kafka_metadata(eb_producer, 1, NULL, &md, (int) timeout_ms) != RD_KAFKA_RESP_ERR_NO_ERROR)
 		return false;
 	now = GetCurrentTimestamp();
@@ -608,6 +617,7 @@ eb_kafka_topics_refresh(bool changed_only)
 	List	   *ask = NIL;
 	ListCell   *lc;
 	bool		all;
+	bool		refresh_due;
 	List	   *fresh = NIL;
 	bool		answered = true;
 	bool		undescribed = false;
@@ -618,7 +628,8 @@ eb_kafka_topics_refresh(bool changed_only)
 	if (!changed_only && TimestampDifferenceExceeds(stuck_checked_at, now, EB_TOPIC_STUCK_CHECK_MS))
 		eb_topics_check_stuck(now);
 	/* after a change (relay_topic(), a topic grown), every count is asked again */
-	all = relayed_changed || TimestampDifferenceExceeds(refreshed_at, now, EB_TOPIC_REFRESH_MS);
+	refresh_due = TimestampDifferenceExceeds(refreshed_at, now, EB_TOPIC_REFRESH_MS);
+	all = relayed_changed || refresh_due;
 	if (!relayed_changed && (now < next_ask_at || (!all && !retry_pending)))
 		return;
 
@@ -643,8 +654,13 @@ eb_kafka_topics_refresh(bool changed_only)
 
 		if (e == NULL)
 			fresh = lappend(fresh, lfirst(lc));
-		/* refusals every EB_TOPIC_RETRY_MS, topics without an answer every second */
-		if (all || e == NULL ||
+		/*
+		 * after a change, all but those described just now; refusals every
+		 * EB_TOPIC_RETRY_MS, topics without an answer every second
+		 */
+		if ((all && (refresh_due || e == NULL || e->partitions == 0 ||
+					 TimestampDifferenceExceeds(e->fetched_at, now, EB_TOPIC_ANSWER_FRESH_MS))) ||
+			e == NULL ||
 			(e->partitions == 0 &&
 			 TimestampDifferenceExceeds(e->asked_at, now,
 										eb_topic_refusal_recorded(e) ? EB_TOPIC_RETRY_MS :

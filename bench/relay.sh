@@ -331,10 +331,17 @@ proc_cpu() {
 	[ -r "/proc/$1/stat" ] || { echo 0; return; }
 	sed 's/^.*) //' "/proc/$1/stat" | awk -v hz="$CLK_TCK" '{printf "%.3f", ($12 + $13) / hz}'
 }
+# run_cpu EVENTS CPU BROKER0 BROKER1: a run's CPU seconds (the producing
+# process's, the mock broker's readings before and after) per event: sets
+# RUN_CPU_US, RUN_BROKER_US and BROKER_SECS
+run_cpu() {
+	read -r RUN_CPU_US RUN_BROKER_US BROKER_SECS <<<"$(awk -v n="$1" -v c="$2" -v a="$3" -v b="$4" \
+		'BEGIN {printf "%.3f %.3f %.3f", 1e6 * c / n, 1e6 * (b - a) / n, b - a}')"
+}
 # relay_run SIZE [EVENTS [MODE]]: the relay drains a backlog of EVENTS
 # events, at-least-once (MODE alo, the default: local topics bench_relay_*,
 # Kafka topics relay_*) or exactly-once (eos: bench_eos_*, eos_*).  Sets
-# RUN_RATE, RUN_SECS.
+# RUN_RATE, RUN_SECS, RUN_CPU_US, RUN_BROKER_US.
 relay_run() {
 	local s=$1 n=${2:-$EVENTS} mode=${3:-alo} topic=bench_relay_$1 ktopic=relay_$1 k0 k1 target reload_at done_at row
 	local pid events events0 bytes bytes0 secs wall wal lsn broker0 broker1 cpu
@@ -403,11 +410,10 @@ relay_run() {
 		"worker start to last ack ${secs}s, reload to slot confirmed ${wall}s, ${wal} MB of WAL read, Kafka +$((k1 - k0))"
 	# the worker started at the reload: its CPU is the session's
 	cpu=$(proc_cpu "$pid")
-	log "relay $s B ($mode): CPU ${cpu}s (worker $pid, all threads), mock broker $(awk -v a="$broker0" -v b="$broker1" 'BEGIN {printf "%.3f", b - a}')s"
+	run_cpu "$n" "$cpu" "$broker0" "$broker1"
+	log "relay $s B ($mode): CPU ${cpu}s (worker $pid, all threads), mock broker ${BROKER_SECS}s"
 	RUN_SECS=$secs
 	RUN_RATE=$(awk -v n="$n" -v t="$secs" 'BEGIN {printf "%.1f", n / t}')
-	RUN_CPU_US=$(awk -v n="$n" -v c="$cpu" 'BEGIN {printf "%.3f", 1e6 * c / n}')
-	RUN_BROKER_US=$(awk -v n="$n" -v a="$broker0" -v b="$broker1" 'BEGIN {printf "%.3f", 1e6 * (b - a) / n}')
 	RELAY_PID=$pid
 }
 
@@ -437,9 +443,8 @@ kcat_run() {
 	fi
 	RUN_SECS=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b - a) / 1e9}')
 	RUN_RATE=$(awk -v n="$n" -v t="$RUN_SECS" 'BEGIN {printf "%.1f", n / t}')
-	RUN_CPU_US=$(awk -v n="$n" -v c="$cpu" 'BEGIN {printf "%.3f", 1e6 * c / n}')
-	RUN_BROKER_US=$(awk -v n="$n" -v a="$broker0" -v b="$broker1" 'BEGIN {printf "%.3f", 1e6 * (b - a) / n}')
-	log "kcat $s B: $n messages in ${RUN_SECS}s, Kafka +$((k1 - k0)); CPU ${cpu}s, mock broker $(awk -v a="$broker0" -v b="$broker1" 'BEGIN {printf "%.3f", b - a}')s"
+	run_cpu "$n" "$cpu" "$broker0" "$broker1"
+	log "kcat $s B: $n messages in ${RUN_SECS}s, Kafka +$((k1 - k0)); CPU ${cpu}s, mock broker ${BROKER_SECS}s"
 }
 
 

@@ -60,13 +60,13 @@
  * creating it) before decoding goes on, and how often it is asked meanwhile
  */
 #define EB_TOPIC_NEW_WAIT_MS 3000
+#define EB_TOPIC_NEW_ASK_EVERY_MS 100
 /*
  * After eventbus.topic changed, a Kafka topic described less than this
  * ago is not asked about again: a burst of changes (topics created one per
  * transaction, or their WAL decoded again after a restart) asks once
  */
 #define EB_TOPIC_ANSWER_FRESH_MS 1000
-#define EB_TOPIC_NEW_ASK_EVERY_MS 100
 
 /* What the brokers last said of a Kafka topic, in this session. */
 typedef struct EbKafkaTopic
@@ -353,6 +353,14 @@ eb_topic_refused(const EbKafkaTopic *e)
 									EB_TOPIC_REFUSAL_VALID_MS);
 }
 
+/* Did the brokers give the topic's count less than EB_TOPIC_ANSWER_FRESH_MS ago? */
+static bool
+eb_topic_answer_fresh(const EbKafkaTopic *e, TimestampTz now)
+{
+	return e != NULL && e->partitions > 0 &&
+		!TimestampDifferenceExceeds(e->fetched_at, now, EB_TOPIC_ANSWER_FRESH_MS);
+}
+
 /* Has the session an answer that decides a mapping (a count, or a refusal)? */
 static bool
 eb_topic_described(const EbKafkaTopic *e)
@@ -627,7 +635,10 @@ eb_kafka_topics_refresh(bool changed_only)
 	now = GetCurrentTimestamp();
 	if (!changed_only && TimestampDifferenceExceeds(stuck_checked_at, now, EB_TOPIC_STUCK_CHECK_MS))
 		eb_topics_check_stuck(now);
-	/* after a change (relay_topic(), a topic grown), every count is asked again */
+	/*
+	 * after a change (relay_topic(), a topic grown), every count is asked
+	 * again but those given just now
+	 */
 	refresh_due = TimestampDifferenceExceeds(refreshed_at, now, EB_TOPIC_REFRESH_MS);
 	all = relayed_changed || refresh_due;
 	if (!relayed_changed && (now < next_ask_at || (!all && !retry_pending)))
@@ -654,13 +665,9 @@ eb_kafka_topics_refresh(bool changed_only)
 
 		if (e == NULL)
 			fresh = lappend(fresh, lfirst(lc));
-		/*
-		 * after a change, all but those described just now; refusals every
-		 * EB_TOPIC_RETRY_MS, topics without an answer every second
-		 */
-		if ((all && (refresh_due || e == NULL || e->partitions == 0 ||
-					 TimestampDifferenceExceeds(e->fetched_at, now, EB_TOPIC_ANSWER_FRESH_MS))) ||
-			e == NULL ||
+		/* refusals every EB_TOPIC_RETRY_MS, topics without an answer every second */
+		if (e == NULL ||
+			(all && (refresh_due || !eb_topic_answer_fresh(e, now))) ||
 			(e->partitions == 0 &&
 			 TimestampDifferenceExceeds(e->asked_at, now,
 										eb_topic_refusal_recorded(e) ? EB_TOPIC_RETRY_MS :

@@ -108,6 +108,20 @@ int
 eb_read_range(EbTopic *topic, int32 partition, int64 after, int64 before,
 			  int max_events, Snapshot snapshot, EbEmitFn emit, void *arg)
 {
+	return eb_read_range_blocked(topic, partition, after, before, max_events,
+								 snapshot, emit, arg, NULL);
+}
+
+/*
+ * The same; *blocked (if not NULL) says whether reading stopped at a row
+ * the snapshot does not see and that may still commit, or has committed
+ * since the snapshot was taken (the positions after it were not visited).
+ */
+int
+eb_read_range_blocked(EbTopic *topic, int32 partition, int64 after, int64 before,
+					  int max_events, Snapshot snapshot, EbEmitFn emit, void *arg,
+					  bool *blocked)
+{
 	int64		horizon;
 	int			count = 0;
 	bool		stop = false;
@@ -163,6 +177,8 @@ eb_read_range(EbTopic *topic, int32 partition, int64 after, int64 before,
 				if (eb_row_may_commit(slot, snapshot))
 				{
 					stop = true;
+					if (blocked != NULL)
+						*blocked = true;
 					break;
 				}
 				continue;		/* aborted: a gap */

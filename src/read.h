@@ -28,6 +28,9 @@ extern int	eb_read_partition(EbTopic *topic, int32 partition, int64 after,
 							  EbEmitFn emit, void *arg);
 extern int	eb_read_range(EbTopic *topic, int32 partition, int64 after, int64 before,
 						  int max_events, Snapshot snapshot, EbEmitFn emit, void *arg);
+extern int	eb_read_range_blocked(EbTopic *topic, int32 partition, int64 after,
+								  int64 before, int max_events, Snapshot snapshot,
+								  EbEmitFn emit, void *arg, bool *blocked);
 extern void eb_check_read_privilege(EbTopic *topic);
 extern void eb_check_partition_arg(EbTopic *topic, int32 partition);
 

@@ -90,6 +90,20 @@ int			eb_relay_backfill_batch = 10000;
 /* how often the relay looks for backfill work when there was none */
 #define EB_BACKFILL_CHECK_MS 1000
 
+/* backfill rows looked at per pass for one that can go on */
+#define EB_BACKFILL_CANDIDATES 256
+
+/* a backfill row that may give the next batch */
+typedef struct EbBackfillCandidate
+{
+	int32		topic_id;
+	char	   *name;
+	int32		partition;
+	int64		next;
+	int64		handover;
+	TimestampTz started_at;
+} EbBackfillCandidate;
+
 /* A partition's positions left to the backfill: WAL skips them. */
 typedef struct EbSeam
 {
@@ -404,6 +418,26 @@ eb_backfill_resolve_pending(void)
 		LockRelationOid(topic->relid, ShareUpdateExclusiveLock);
 		eb_backfill_lock_publishers(topic);
 		eb_spi_begin(&spi, true);
+
+		/*
+		 * Partitions added (alter_topic) since relay_topic() recorded the
+		 * backfill: every event of theirs was published since, so they are
+		 * sent from their first positions.
+		 */
+		{
+			Oid			argtypes[2] = {INT4OID, INT4OID};
+			Datum		values[2];
+
+			values[0] = Int32GetDatum(topic->topic_id);
+			values[1] = Int32GetDatum(topic->partitions);
+			eb_spi_exec("INSERT INTO eventbus.relay_backfill_progress "
+						"(topic_id, partition, start_at, first_position, next_position, seam_position, handover, started_at) "
+						"SELECT b.topic_id, p, b.start_at, 0, 0, 0, NULL, b.started_at "
+						"FROM (SELECT topic_id, start_at, started_at FROM eventbus.relay_backfill_progress "
+						"WHERE topic_id = $1 AND handover IS NULL LIMIT 1) b, generate_series(0, $2 - 1) p "
+						"ON CONFLICT (topic_id, partition) DO NOTHING",
+						2, argtypes, values, NULL, false);
+		}
 		for (p = 0; p < topic->partitions; p++)
 		{
 			Oid			argtypes[3] = {INT4OID, INT4OID, INT8OID};
@@ -414,6 +448,7 @@ eb_backfill_resolve_pending(void)
 			values[0] = Int32GetDatum(topic->topic_id);
 			values[1] = Int32GetDatum(p);
 			values[2] = Int64GetDatum(next);
+
 			eb_spi_exec("UPDATE eventbus.relay_backfill_progress SET handover = greatest($3, seam_position) "
 						"WHERE topic_id = $1 AND partition = $2 AND handover IS NULL",
 						3, argtypes, values, NULL, false);
@@ -759,12 +794,15 @@ eb_backfill_fill(EbBackfillSink *sink, int max_messages)
 	EbSpi		spi;
 	EbFillState st;
 	EbTopic    *topic;
-	char	   *name;
+	EbBackfillCandidate *cand;
+	int			ncand;
+	int			i;
 	char		why[EB_RELAY_ERROR_LEN];
 	int64		next;
 	int64		handover;
 	int64		horizon;
 	int			limit;
+	bool		blocked = false;
 	TimestampTz now = GetCurrentTimestamp();
 	bool		isnull;
 	HeapTuple	tup;
@@ -817,33 +855,61 @@ eb_backfill_fill(EbBackfillSink *sink, int max_messages)
 	eb_spi_exec("SELECT b.topic_id, t.topic, b.partition, b.next_position, b.handover, b.started_at "
 				"FROM eventbus.relay_backfill_progress b JOIN eventbus.topic t USING (topic_id) "
 				"WHERE b.next_position < b.handover "
-				"ORDER BY b.started_at, b.topic_id, b.partition LIMIT 1",
+				"ORDER BY b.started_at, b.topic_id, b.partition LIMIT " CppAsString2(EB_BACKFILL_CANDIDATES),
 				0, NULL, NULL, NULL, false);
-	if (SPI_processed == 0)
+	ncand = (int) SPI_processed;
+	cand = palloc(sizeof(EbBackfillCandidate) * Max(ncand, 1));
+	for (i = 0; i < ncand; i++)
 	{
-		eb_spi_end(&spi);
-		eb_backfill_end_xact();
-		return 0;
+		tup = SPI_tuptable->vals[i];
+		desc = SPI_tuptable->tupdesc;
+		cand[i].topic_id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		cand[i].name = MemoryContextStrdup(CurTransactionContext, SPI_getvalue(tup, desc, 2));
+		cand[i].partition = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+		cand[i].next = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+		cand[i].handover = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
+		cand[i].started_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
 	}
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	memset(&batch, 0, sizeof(batch));
-	batch.topic_id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-	name = MemoryContextStrdup(CurTransactionContext, SPI_getvalue(tup, desc, 2));
-	batch.partition = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-	next = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
-	handover = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
-	batch.started_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 6, &isnull));
 	eb_spi_end(&spi);
 
-	topic = eb_topic_get(name, true);
-	st.target = topic ? eb_relay_stored_target(batch.topic_id, why, sizeof(why)) : NULL;
-	if (st.target == NULL || batch.partition >= topic->partitions)
+	/*
+	 * The oldest backfill that can go on: one whose events cannot be sent
+	 * now (its owner may not relay, say) does not hold back the others; it
+	 * is tried again at the next pass, and relay_status says why it waits.
+	 */
+	st.target = NULL;
+	topic = NULL;
+	for (i = 0; i < ncand && st.target == NULL; i++)
 	{
-		/* looked at again later: the cause may be fixed (allow_relay) */
+		if (i > 0 && cand[i].topic_id == cand[i - 1].topic_id && topic == NULL)
+			continue;			/* the same topic, refused just now */
+		topic = eb_topic_get(cand[i].name, true);
+		if (topic == NULL || cand[i].partition >= topic->partitions)
+		{
+			topic = NULL;
+			continue;
+		}
+		st.target = eb_relay_stored_target(cand[i].topic_id, why, sizeof(why));
+		if (st.target == NULL)
+		{
+			eb_relay_error_keyed(psprintf("the backfill of topic \"%s\" waits: %s",
+										  cand[i].name, why),
+								 psprintf("backfill waits %s", cand[i].name));
+			topic = NULL;
+		}
+	}
+	if (st.target == NULL)
+	{
 		eb_backfill_end_xact();
 		return 0;
 	}
+	i--;
+	memset(&batch, 0, sizeof(batch));
+	batch.topic_id = cand[i].topic_id;
+	batch.partition = cand[i].partition;
+	batch.started_at = cand[i].started_at;
+	next = cand[i].next;
+	handover = cand[i].handover;
 
 	horizon = eb_read_horizon(topic, batch.partition, NULL);
 	st.stop_at = Min(handover, horizon);
@@ -859,16 +925,25 @@ eb_backfill_fill(EbBackfillSink *sink, int max_messages)
 	batch.active = true;
 	batch_gen++;
 
+	/*
+	 * A snapshot taken after the progress row and the horizon were read
+	 * (the transaction's first one is older): it sees every event below the
+	 * horizon that committed.
+	 */
+	PopActiveSnapshot();
+	PushActiveSnapshot(GetTransactionSnapshot());
 	eb_relay_txn_begin(InvalidXLogRecPtr);
-	(void) eb_read_partition(topic, batch.partition, next - 1, limit,
-							 GetActiveSnapshot(), eb_backfill_emit, &st);
+	(void) eb_read_range_blocked(topic, batch.partition, next - 1, PG_INT64_MAX, limit,
+								 GetActiveSnapshot(), eb_backfill_emit, &st, &blocked);
 	eb_relay_txn_commit(sink->read_lsn, GetCurrentTimestamp());
 
 	/*
-	 * Fewer than the limit, not stopped by the byte bound: every position
-	 * below stop_at was visited
+	 * Fewer than the limit, not stopped by the byte bound nor by an event
+	 * the snapshot did not see: every position below stop_at was visited.
+	 * Otherwise the next batch goes on after the last event sent (an event
+	 * not seen is read again then).
 	 */
-	if (!st.full && (st.reached || st.sent < limit))
+	if (!st.full && !blocked && (st.reached || st.sent < limit))
 		batch.new_next = Max(st.stop_at, next);
 	else
 		batch.new_next = st.last + 1;

@@ -9,6 +9,12 @@
 #    'last_acknowledged') before the relay has a new slot sends again what
 #    Kafka misses: nothing is missing, nothing is sent twice.
 #  - stop_relay() ends a backfill.
+#  - A topic given more partitions (alter_topic) after relay_topic() and
+#    before the relay has its slot: the events of the new partitions
+#    published meanwhile arrive too, exactly once.
+#  - A backfill that cannot be sent (its owner may no longer relay) does
+#    not hold back a later one of another topic, and relay_status says why
+#    it waits.
 
 use strict;
 use warnings;
@@ -20,7 +26,8 @@ use Time::HiRes qw(usleep);
 
 use RelayTest;
 
-my $mock = RelayTest::MockKafka->start('--topic', 'ev:2', '--topic', 'lost:1');
+my $mock = RelayTest::MockKafka->start('--topic', 'ev:2', '--topic', 'lost:1', '--topic', 'grown:4',
+	'--topic', 'blocked:1', '--topic', 'late:1');
 my $bootstrap = $mock->bootstrap;
 my $db = 'postgres';
 # the brokers are set, the extension is not created yet: no relay, no slot
@@ -105,6 +112,55 @@ ok(poll_until(30, sub { $node->safe_psql($db,
 $node->safe_psql($db, q{SELECT eventbus.stop_relay('lost')});
 is($node->safe_psql($db, q{SELECT count(*) FROM eventbus.relay_backfill WHERE topic = 'lost'}), '0',
 	'stop_relay() ends the backfill');
+
+# A topic that grows while its backfill waits for the relay's slot: the
+# partitions added since relay_topic() get their own backfill.
+ok(relay_stop($node, $db), 'the relay stopped again');
+$slot = $node->safe_psql($db, q{SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'logical'});
+$node->safe_psql($db, "SELECT pg_drop_replication_slot('$slot')");
+$node->safe_psql($db, q{SELECT eventbus.create_topic('grown', 2)});
+($rc, $out, $err) = $node->psql($db, q{SELECT eventbus.relay_topic('grown')});
+is($rc, 0, 'relay_topic() while the relay has no slot');
+$node->safe_psql($db, q{
+SELECT eventbus.alter_topic('grown', partitions => 4);
+SELECT count(*) FROM eventbus.publish_batch('grown',
+	ARRAY(SELECT jsonb_build_object('phase', 'grown', 'i', i) FROM generate_series(1, 40) i),
+	ARRAY(SELECT 'k' || i FROM generate_series(1, 40) i));
+});
+is($node->safe_psql($db, q{SELECT count(DISTINCT partition) FROM eventbus_data."grown" WHERE partition >= 2}),
+	'2', 'events were published to both new partitions');
+ok(relay_start($node, $db, $bootstrap), 'the relay runs again, with a new slot');
+$node->safe_psql($db, q{SELECT eventbus.publish('grown', '{"phase": "after"}', key => 'after')});
+exactly_once('grown', 'a topic grown after relay_topic(), before the slot');
+is($node->safe_psql($db, q{SELECT count(*) FROM eventbus.relay_backfill WHERE topic = 'grown'}),
+	'4', '... with a backfill of each of its 4 partitions');
+
+# The oldest backfill cannot be sent: a later one goes on regardless.
+ok(relay_stop($node, $db), 'the relay stopped once more');
+$node->safe_psql($db, q{
+CREATE ROLE team_b LOGIN;
+GRANT CREATE ON SCHEMA eventbus_data TO team_b;
+SELECT eventbus.allow_relay('team_b', 'blocked');
+SET ROLE team_b;
+SELECT eventbus.create_topic('blk', 1);
+SELECT count(*) FROM eventbus.publish_batch('blk', ARRAY(SELECT jsonb_build_object('i', i) FROM generate_series(1, 5) i));
+SELECT eventbus.relay_topic('blk', 'blocked', start_at => 'earliest');
+RESET ROLE;
+SELECT eventbus.disallow_relay('team_b', 'blocked');
+SELECT eventbus.create_topic('late', 1);
+SELECT count(*) FROM eventbus.publish_batch('late', ARRAY(SELECT jsonb_build_object('i', i) FROM generate_series(1, 5) i));
+SELECT eventbus.relay_topic('late', start_at => 'earliest');
+});
+ok(relay_start($node, $db, $bootstrap), 'the relay runs again');
+ok(poll_until(60, sub { $node->safe_psql($db,
+	q{SELECT state FROM eventbus.relay_backfill WHERE topic = 'late'}) eq 'done' }),
+	'the later backfill is done while the older one cannot be sent');
+exactly_once('late', 'a backfill behind one that cannot be sent');
+isnt($node->safe_psql($db, q{SELECT state FROM eventbus.relay_backfill WHERE topic = 'blk'}), 'done',
+	'the backfill that cannot be sent waits');
+like($node->safe_psql($db, q{SELECT last_error FROM eventbus.relay_status}),
+	qr/backfill of topic "blk" waits: the owner of topic "blk" is not allowed to relay/,
+	'relay_status says why it waits');
 
 ok(!$node->log_contains(qr/terminated by signal|TRAP:|PANIC/), 'no crash in the server log');
 $node->stop;

@@ -933,13 +933,14 @@ eb_backfill_fill(EbBackfillSink *sink, int max_messages)
 	PopActiveSnapshot();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	eb_relay_txn_begin(InvalidXLogRecPtr);
-	(void) eb_read_range_blocked(topic, batch.partition, next - 1, PG_INT64_MAX, limit,
+	(void) eb_read_range_blocked(topic, batch.partition, next - 1, st.stop_at, limit,
 								 GetActiveSnapshot(), eb_backfill_emit, &st, &blocked);
 	eb_relay_txn_commit(sink->read_lsn, GetCurrentTimestamp());
 
 	/*
-	 * Fewer than the limit, not stopped by the byte bound nor by an event
-	 * the snapshot did not see: every position below stop_at was visited.
+	 * Only positions below stop_at are read.  Fewer than the limit, not
+	 * stopped by the byte bound nor by an event the snapshot did not see:
+	 * every position below stop_at was visited.
 	 * Otherwise the next batch goes on after the last event sent (an event
 	 * not seen is read again then).
 	 */

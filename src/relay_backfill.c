@@ -136,7 +136,6 @@ typedef struct EbFillState
 	int64		last;
 	int64		sent;
 	int64		bytes;			/* of the messages sent */
-	bool		reached;
 	bool		full;			/* stopped at EB_BACKFILL_BATCH_BYTES */
 	MemoryContext row_cxt;
 } EbFillState;
@@ -582,11 +581,7 @@ eb_backfill_emit(void *arg, EbTopic *topic, TupleTableSlot *slot)
 
 	if (isnull)
 		return EB_EMIT_SKIPPED;
-	if (position >= st->stop_at)
-	{
-		st->reached = true;
-		return EB_EMIT_STOP;
-	}
+	Assert(position < st->stop_at); /* the read ends there */
 	if (st->sent > 0 && st->bytes >= EB_BACKFILL_BATCH_BYTES)
 	{
 		/* not taken: the next batch begins with it */
@@ -795,8 +790,10 @@ eb_backfill_fill(EbBackfillSink *sink, int max_messages)
 	EbFillState st;
 	EbTopic    *topic;
 	EbBackfillCandidate *cand;
+	EbBackfillCandidate *c = NULL;
 	int			ncand;
 	int			i;
+	int32		refused = -1;
 	char		why[EB_RELAY_ERROR_LEN];
 	int64		next;
 	int64		handover;
@@ -878,24 +875,21 @@ eb_backfill_fill(EbBackfillSink *sink, int max_messages)
 	 * is tried again at the next pass, and relay_status says why it waits.
 	 */
 	st.target = NULL;
-	topic = NULL;
 	for (i = 0; i < ncand && st.target == NULL; i++)
 	{
-		if (i > 0 && cand[i].topic_id == cand[i - 1].topic_id && topic == NULL)
-			continue;			/* the same topic, refused just now */
-		topic = eb_topic_get(cand[i].name, true);
-		if (topic == NULL || cand[i].partition >= topic->partitions)
-		{
-			topic = NULL;
+		c = &cand[i];
+		if (c->topic_id == refused)
+			continue;			/* its other partitions: refused just now */
+		topic = eb_topic_get(c->name, true);
+		if (topic == NULL || c->partition >= topic->partitions)
 			continue;
-		}
-		st.target = eb_relay_stored_target(cand[i].topic_id, why, sizeof(why));
+		st.target = eb_relay_stored_target(c->topic_id, why, sizeof(why));
 		if (st.target == NULL)
 		{
+			refused = c->topic_id;
 			eb_relay_error_keyed(psprintf("the backfill of topic \"%s\" waits: %s",
-										  cand[i].name, why),
-								 psprintf("backfill waits %s", cand[i].name));
-			topic = NULL;
+										  c->name, why),
+								 psprintf("backfill waits %s", c->name));
 		}
 	}
 	if (st.target == NULL)
@@ -903,20 +897,18 @@ eb_backfill_fill(EbBackfillSink *sink, int max_messages)
 		eb_backfill_end_xact();
 		return 0;
 	}
-	i--;
 	memset(&batch, 0, sizeof(batch));
-	batch.topic_id = cand[i].topic_id;
-	batch.partition = cand[i].partition;
-	batch.started_at = cand[i].started_at;
-	next = cand[i].next;
-	handover = cand[i].handover;
+	batch.topic_id = c->topic_id;
+	batch.partition = c->partition;
+	batch.started_at = c->started_at;
+	next = c->next;
+	handover = c->handover;
 
 	horizon = eb_read_horizon(topic, batch.partition, NULL);
 	st.stop_at = Min(handover, horizon);
 	st.last = next - 1;
 	st.sent = 0;
 	st.bytes = 0;
-	st.reached = false;
 	st.full = false;
 	st.row_cxt = AllocSetContextCreate(CurTransactionContext, "pg_eventbus backfill row",
 									   ALLOCSET_DEFAULT_SIZES);
@@ -944,7 +936,7 @@ eb_backfill_fill(EbBackfillSink *sink, int max_messages)
 	 * Otherwise the next batch goes on after the last event sent (an event
 	 * not seen is read again then).
 	 */
-	if (!st.full && !blocked && (st.reached || st.sent < limit))
+	if (!st.full && !blocked && st.sent < limit)
 		batch.new_next = Max(st.stop_at, next);
 	else
 		batch.new_next = st.last + 1;

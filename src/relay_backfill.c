@@ -249,7 +249,7 @@ eb_backfill_parse_start(const char *start_at, TimestampTz *ts)
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("invalid start_at: \"%s\"", start_at),
-			 errdetail("start_at is 'now' (events committed after the call), 'earliest' (first every retained event), 'last_acknowledged' (first the events after the last position Kafka acknowledged) or a finite timestamp with time zone (first the retained events published at or after it).")));
+			 errdetail("start_at is 'now' (events committed after the call), 'earliest' (first every retained event), 'last_acknowledged' (first the events Kafka may miss, from the lowest position not known to be acknowledged) or a finite timestamp with time zone (first the retained events published at or after it).")));
 	return EB_START_NOW;		/* keep compiler quiet */
 }
 
@@ -278,18 +278,28 @@ eb_backfill_begin(EbTopic *topic, EbBackfillStart start, TimestampTz ts,
 		{
 			EbPartShared *part = eb_part_state(topic, p);
 			int64		relayed;
+			int64		safe;
 
 			LWLockAcquire(&part->lock, LW_SHARED);
 			relayed = part->relayed_position;
+			safe = part->relay_safe_position;
 			LWLockRelease(&part->lock);
-			if (relayed < 0 && eb_end_position(topic, p) > eb_first_position(topic, p))
+
+			/*
+			 * From the position below which everything the relay had to
+			 * send was acknowledged, not from the highest acknowledged one:
+			 * a transaction holding lower positions may have committed
+			 * after (see relay_ack.c).  With nothing acknowledged and no
+			 * event, from the start.
+			 */
+			if (safe < 0 && (relayed >= 0 || eb_end_position(topic, p) > eb_first_position(topic, p)))
 				ereport(ERROR,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 						 errmsg("the last position Kafka acknowledged of partition %d of topic \"%s\" is not known",
 								p, topic->name),
-						 errdetail("The relay keeps it in shared memory, from its first acknowledgement since the server started."),
+						 errdetail("The relay keeps it in shared memory, from its first acknowledgement since the server started, once the slot is confirmed past it."),
 						 errhint("Give start_at as a timestamp: the events published at or after it are sent again.")));
-			first[p] = relayed + 1;
+			first[p] = Max(safe, 0);
 		}
 
 	eb_backfill_lock_publishers(topic);

@@ -15,6 +15,10 @@
 #  - A backfill that cannot be sent (its owner may no longer relay) does
 #    not hold back a later one of another topic, and relay_status says why
 #    it waits.
+#  - 'last_acknowledged' starts below a transaction that held a lower
+#    position while later ones were acknowledged, and committed only after
+#    the slot was lost: its event is not missing (the events acknowledged
+#    above it are sent again).
 
 use strict;
 use warnings;
@@ -27,7 +31,7 @@ use Time::HiRes qw(usleep);
 use RelayTest;
 
 my $mock = RelayTest::MockKafka->start('--topic', 'ev:2', '--topic', 'lost:1', '--topic', 'grown:4',
-	'--topic', 'blocked:1', '--topic', 'late:1');
+	'--topic', 'blocked:1', '--topic', 'late:1', '--topic', 'held:1');
 my $bootstrap = $mock->bootstrap;
 my $db = 'postgres';
 # the brokers are set, the extension is not created yet: no relay, no slot
@@ -161,6 +165,47 @@ isnt($node->safe_psql($db, q{SELECT state FROM eventbus.relay_backfill WHERE top
 like($node->safe_psql($db, q{SELECT last_error FROM eventbus.relay_status}),
 	qr/backfill of topic "blk" waits: the owner of topic "blk" is not allowed to relay/,
 	'relay_status says why it waits');
+
+# A transaction holds position 0 while positions 1 to 3 are relayed and
+# acknowledged; the slot is lost, then it commits.
+$node->safe_psql($db, q{
+SELECT eventbus.create_topic('held', 1);
+SELECT eventbus.relay_topic('held');
+});
+my $holder = $node->background_psql($db);
+$holder->query_safe(q{BEGIN; SELECT eventbus.publish('held', '{"phase": "held"}')});
+$node->safe_psql($db, q{
+SELECT count(*) FROM eventbus.publish_batch('held', ARRAY(SELECT jsonb_build_object('phase', 'acked', 'i', i) FROM generate_series(1, 3) i));
+});
+is(scalar(@{ wait_for_kafka($bootstrap, 'held', 3) }), 3, 'the events above the open transaction were relayed');
+ok(relay_stop($node, $db), 'the relay stopped');
+$slot = $node->safe_psql($db, q{SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'logical'});
+$node->safe_psql($db, "SELECT pg_drop_replication_slot('$slot')");
+$holder->query_safe('COMMIT');
+$holder->quit;
+$node->safe_psql($db, q{
+SELECT count(*) FROM eventbus.publish_batch('held', ARRAY(SELECT jsonb_build_object('phase', 'gap', 'i', i) FROM generate_series(1, 2) i));
+});
+($rc, $out, $err) = $node->psql($db, q{SELECT eventbus.relay_topic('held', start_at => 'last_acknowledged')});
+is($rc, 0, "relay_topic(start_at => 'last_acknowledged') after the slot was lost") or diag($err);
+is($node->safe_psql($db, q{SELECT first_position FROM eventbus.relay_backfill WHERE topic = 'held'}),
+	'0', '... from the position the open transaction held, not after the highest acknowledged');
+ok(relay_start($node, $db, $bootstrap), 'the relay runs again, with a new slot');
+$node->safe_psql($db, q{SELECT eventbus.publish('held', '{"phase": "after"}')});
+{
+	my $want = events('held');
+	wait_for_kafka($bootstrap, 'held', scalar(keys %$want) + 3, 60);
+	usleep(500_000);
+	my $by = by_event_id(kafka_read($bootstrap, 'held'));
+	my @missing = grep { !$by->{$_} } keys %$want;
+	is(scalar(@missing), 0, 'the event of the transaction that committed after the slot was lost arrives')
+	  or diag("missing: @missing");
+	my %again = map { $_ => 1 } grep { @{ $by->{$_} } > 1 } keys %$by;
+	my %acked = map { $_ => 1 } split /\n/, $node->safe_psql($db,
+		q{SELECT event_id FROM eventbus_data."held" WHERE value->>'phase' = 'acked'});
+	is_deeply(\%again, \%acked, 'only the events acknowledged above it were sent again, once');
+	ok(!grep({ @{ $by->{$_} } > 2 } keys %$by), 'no event was sent three times');
+}
 
 ok(!$node->log_contains(qr/terminated by signal|TRAP:|PANIC/), 'no crash in the server log');
 $node->stop;

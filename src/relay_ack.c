@@ -125,7 +125,7 @@ static void eb_known_refusal_key(EbKnownRefusalKey *key, XLogRecPtr lsn,
 static HTAB *eb_message_table(const char *name, Size entrysize, MemoryContext cxt);
 static void eb_known_refusals_sweep(bool forget_used);
 static void eb_safe_watch(EbPartShared *part, int64 uid, int32 partition);
-static void eb_safe_advance(bool force);
+static void eb_safe_advance(bool force, TimestampTz now);
 
 /*
  * What start_at => 'last_acknowledged' starts from: per partition, a
@@ -1260,7 +1260,7 @@ eb_relay_confirm(LogicalDecodingContext *ctx, bool caught_up, bool force_save)
 		last_save = now;
 		slot_dirty = false;
 	}
-	eb_safe_advance(force_save);
+	eb_safe_advance(force_save, now);
 }
 
 /* A partition whose events were acknowledged: sampled until found safe. */
@@ -1290,9 +1290,8 @@ eb_safe_watch(EbPartShared *part, int64 uid, int32 partition)
  * takes the next (force: whatever the time since the last).
  */
 static void
-eb_safe_advance(bool force)
+eb_safe_advance(bool force, TimestampTz now)
 {
-	TimestampTz now;
 	HASH_SEQ_STATUS seq;
 	EbSafeWatch *w;
 
@@ -1322,7 +1321,6 @@ eb_safe_advance(bool force)
 	}
 	if (safe_sample.pending || safe_watch == NULL || hash_get_num_entries(safe_watch) == 0)
 		return;
-	now = GetCurrentTimestamp();
 	if (!force && !TimestampDifferenceExceeds(safe_sample.taken_at, now, EB_SAFE_SAMPLE_MS))
 		return;
 
@@ -1358,7 +1356,7 @@ eb_safe_advance(bool force)
 	safe_sample.pending = safe_sample.n > 0;
 	/* nothing in flight and all read: it may hold already */
 	if (safe_sample.pending && confirmed >= safe_sample.lsn)
-		eb_safe_advance(false);
+		eb_safe_advance(false, now);
 }
 
 /* ---------- refused messages ---------- */

@@ -25,7 +25,6 @@
 #include <librdkafka/rdkafka.h>
 
 #include "access/xact.h"
-#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "lib/ilist.h"
@@ -124,55 +123,6 @@ static void eb_known_refusal_key(EbKnownRefusalKey *key, XLogRecPtr lsn,
 								 const char *event_id);
 static HTAB *eb_message_table(const char *name, Size entrysize, MemoryContext cxt);
 static void eb_known_refusals_sweep(bool forget_used);
-static void eb_safe_watch(EbPartShared *part, int64 uid, int32 partition);
-static void eb_safe_advance(bool force, TimestampTz now);
-
-/*
- * What start_at => 'last_acknowledged' starts from: per partition, a
- * position below which every event the relay had to send was acknowledged
- * (relay_safe_position).  The highest acknowledged position is not that:
- * positions are taken at publish and transactions commit in another order,
- * so a transaction holding lower positions may commit, and be relayed,
- * after higher ones were acknowledged.
- *
- * A sample takes, for each partition the relay acknowledged events of
- * since its position was last found safe, the read horizon (every position
- * below it belongs to a transaction that has ended, and a registration
- * ends only after its commit record was written), and then the WAL insert
- * position.  Once the slot is confirmed at or past that position, every
- * transaction that committed below a sampled horizon was decoded and its
- * messages acknowledged, so the horizon becomes the partition's safe
- * position.  One sample at a time, at most every EB_SAFE_SAMPLE_MS; a
- * sample not applied when its session ends is dropped (a new slot does not
- * decode what committed before it).
- */
-#define EB_SAFE_SAMPLE_MS 10
-
-typedef struct EbSafeWatch
-{
-	EbPartShared *part;			/* the key */
-	int64		uid;
-	int32		partition;
-} EbSafeWatch;
-
-typedef struct EbSafeItem
-{
-	EbPartShared *part;
-	int64		uid;
-	int32		partition;
-	int64		horizon;
-} EbSafeItem;
-
-static HTAB *safe_watch = NULL;	/* EbSafeWatch by partition slot */
-static struct
-{
-	bool		pending;
-	XLogRecPtr	lsn;			/* WAL insert position after the horizons */
-	TimestampTz taken_at;
-	int			n;
-	int			max;
-	EbSafeItem *items;
-}			safe_sample;
 
 /* A new session: nothing in flight, the slot confirmed at confirmed_flush. */
 void
@@ -211,8 +161,7 @@ eb_ack_session_end(void)
 	eb_current_txn = NULL;
 	eb_in_flight = 0;
 	eb_ack_deferred_drop();
-	/* its claim holds only for what this session's slot decoded */
-	safe_sample.pending = false;
+	eb_safe_session_end();
 }
 
 /* ---------- acknowledgement callbacks under exactly-once ---------- */
@@ -1260,103 +1209,7 @@ eb_relay_confirm(LogicalDecodingContext *ctx, bool caught_up, bool force_save)
 		last_save = now;
 		slot_dirty = false;
 	}
-	eb_safe_advance(force_save, now);
-}
-
-/* A partition whose events were acknowledged: sampled until found safe. */
-static void
-eb_safe_watch(EbPartShared *part, int64 uid, int32 partition)
-{
-	EbSafeWatch *w;
-	bool		found;
-
-	if (safe_watch == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(EbPartShared *);
-		ctl.entrysize = sizeof(EbSafeWatch);
-		ctl.hcxt = TopMemoryContext;
-		safe_watch = hash_create("pg_eventbus relay safe positions", 64, &ctl,
-								 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-	}
-	w = hash_search(safe_watch, &part, HASH_ENTER, &found);
-	w->uid = uid;
-	w->partition = partition;
-}
-
-/*
- * Applies the pending sample once the slot is confirmed past it, then
- * takes the next (force: whatever the time since the last).
- */
-static void
-eb_safe_advance(bool force, TimestampTz now)
-{
-	HASH_SEQ_STATUS seq;
-	EbSafeWatch *w;
-
-	if (safe_sample.pending && confirmed >= safe_sample.lsn)
-	{
-		for (int i = 0; i < safe_sample.n; i++)
-		{
-			EbSafeItem *it = &safe_sample.items[i];
-			bool		done = false;
-
-			LWLockAcquire(&it->part->lock, LW_EXCLUSIVE);
-			if (eb_part_key_matches(it->part, MyDatabaseId, it->uid, it->partition))
-			{
-				if (it->part->relay_safe_position < it->horizon)
-					it->part->relay_safe_position = it->horizon;
-				done = it->part->relay_safe_position > it->part->relayed_position;
-			}
-			else
-				done = true;
-			LWLockRelease(&it->part->lock);
-			/* acknowledged again since the sample: stays watched */
-			w = done ? hash_search(safe_watch, &it->part, HASH_FIND, NULL) : NULL;
-			if (w != NULL && w->uid == it->uid && w->partition == it->partition)
-				hash_search(safe_watch, &it->part, HASH_REMOVE, NULL);
-		}
-		safe_sample.pending = false;
-	}
-	if (safe_sample.pending || safe_watch == NULL || hash_get_num_entries(safe_watch) == 0)
-		return;
-	if (!force && !TimestampDifferenceExceeds(safe_sample.taken_at, now, EB_SAFE_SAMPLE_MS))
-		return;
-
-	safe_sample.n = 0;
-	hash_seq_init(&seq, safe_watch);
-	while ((w = hash_seq_search(&seq)) != NULL)
-	{
-		int64		h = eb_part_horizon(w->part, MyDatabaseId, w->uid, w->partition,
-										InvalidOid, NULL);
-
-		if (h < 0)
-		{
-			/* the slot holds another partition now */
-			hash_search(safe_watch, &w->part, HASH_REMOVE, NULL);
-			continue;
-		}
-		if (safe_sample.n == safe_sample.max)
-		{
-			safe_sample.max = Max(16, safe_sample.max * 2);
-			safe_sample.items = safe_sample.items == NULL ?
-				MemoryContextAlloc(TopMemoryContext, safe_sample.max * sizeof(EbSafeItem)) :
-				repalloc(safe_sample.items, safe_sample.max * sizeof(EbSafeItem));
-		}
-		safe_sample.items[safe_sample.n].part = w->part;
-		safe_sample.items[safe_sample.n].uid = w->uid;
-		safe_sample.items[safe_sample.n].partition = w->partition;
-		safe_sample.items[safe_sample.n].horizon = h;
-		safe_sample.n++;
-	}
-	/* after the horizons: every commit below them was written before this */
-	safe_sample.lsn = GetXLogInsertRecPtr();
-	safe_sample.taken_at = now;
-	safe_sample.pending = safe_sample.n > 0;
-	/* nothing in flight and all read: it may hold already */
-	if (safe_sample.pending && confirmed >= safe_sample.lsn)
-		eb_safe_advance(false, now);
+	eb_safe_advance(confirmed, force_save, now);
 }
 
 /* ---------- refused messages ---------- */

@@ -303,6 +303,7 @@ eb_relay_session(const char *slot)
 	}
 	eb_replication_slot_acquire(slot, true);
 	eb_ack_session_start(MyReplicationSlot->data.confirmed_flush);
+	eb_safe_session_start();
 	eb_session_active = true;
 	eb_relay_output_reset();
 	InvalidateSystemCaches();
@@ -342,6 +343,7 @@ eb_relay_session(const char *slot)
 			if (!eb_relay_extension_installed())
 				break;
 		}
+		eb_safe_recheck();
 
 		flush = GetFlushRecPtr(NULL);
 		polled_in_flight = eb_in_flight;

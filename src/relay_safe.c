@@ -36,7 +36,9 @@
  *	  slot was never decoded, and the safe positions from before the loss
  *	  are what a resend needs.
  *
- * Everything here runs in the relay worker, outside decoding.
+ * Everything here runs in the relay worker: eb_safe_watch() also inside
+ * decoding and delivery callbacks (hash operations in TopMemoryContext
+ * only), the rest between WAL records, outside any transaction.
  *
  *-------------------------------------------------------------------------
  */
@@ -50,6 +52,7 @@
 #include "miscadmin.h"
 #include "storage/lwlock.h"
 #include "storage/procarray.h"
+#include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -135,15 +138,29 @@ eb_safe_read_state(bool at_start)
 	EbSpi		spi;
 	MemoryContext outer = CurrentMemoryContext;
 
+	char		slot[NAMEDATALEN];
+
+	eb_relay_slot_name(MyDatabaseId, slot);
+	slot_warning = false;
+	if (at_start)
+		nprepared = 0;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
+	/* after DROP EXTENSION the session ends soon: nothing to hold back */
+	if (!OidIsValid(eb_relay_catalog_relid("relay_slot")))
+	{
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(outer);
+		return;
+	}
 	PushActiveSnapshot(GetTransactionSnapshot());
 	eb_spi_begin(&spi, true);
-	slot_warning = false;
-	if (OidIsValid(eb_relay_catalog_relid("relay_slot")))
 	{
-		eb_spi_exec("SELECT FROM eventbus.relay_slot WHERE warning IS NOT NULL LIMIT 1",
-					0, NULL, NULL, NULL, true);
+		Oid			argtypes[1] = {TEXTOID};
+		Datum		values[1] = {CStringGetTextDatum(slot)};
+
+		eb_spi_exec("SELECT FROM eventbus.relay_slot WHERE slot_name = $1 AND warning IS NOT NULL",
+					1, argtypes, values, NULL, true);
 		slot_warning = SPI_processed > 0;
 	}
 	if (at_start)
@@ -154,7 +171,6 @@ eb_safe_read_state(bool at_start)
 		eb_spi_exec("SELECT p.transaction::pg_catalog.text FROM pg_catalog.pg_prepared_xact() p "
 					"WHERE p.dbid = $1",
 					1, argtypes, values, NULL, true);
-		nprepared = 0;
 		if (SPI_processed > 0)
 		{
 			MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
@@ -340,6 +356,8 @@ eb_safe_advance(XLogRecPtr confirmed, bool force, TimestampTz now)
 		spacing = Max(EB_SAFE_SAMPLE_MS, hash_get_num_entries(watch) / 100);
 		if (queued > 0)
 			spacing = Max(spacing, (long) ((now - queue[head]->taken_at) / 1000 / EB_SAFE_SAMPLES));
+		if (last_taken > now)
+			last_taken = 0;		/* the clock went back */
 		if (!force && !TimestampDifferenceExceeds(last_taken, now, (int) spacing))
 			return;
 		last_taken = now;

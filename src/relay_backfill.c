@@ -254,6 +254,40 @@ eb_backfill_parse_start(const char *start_at, TimestampTz *ts)
 }
 
 /*
+ * The positions the relay saved in eventbus.relay_acknowledged for the
+ * topic's partitions (relay_safe.c), -1 where none.
+ */
+static int64 *
+eb_backfill_saved_positions(EbTopic *topic)
+{
+	int64	   *saved = palloc(sizeof(int64) * topic->partitions);
+	EbSpi		spi;
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1];
+
+	for (int32 p = 0; p < topic->partitions; p++)
+		saved[p] = -1;
+	if (!OidIsValid(eb_relay_catalog_relid("relay_acknowledged")))
+		return saved;
+	values[0] = Int32GetDatum(topic->topic_id);
+	eb_spi_begin(&spi, true);
+	eb_spi_exec("SELECT partition, below FROM eventbus.relay_acknowledged WHERE topic_id = $1",
+				1, argtypes, values, NULL, true);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		bool		isnull;
+		int32		p = DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
+		int64		below = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
+
+		if (p >= 0 && p < topic->partitions)
+			saved[p] = below;
+	}
+	eb_spi_end(&spi);
+	return saved;
+}
+
+/*
  * relay_topic(): takes the lock of the seam and records the topic's
  * backfill, if any: with start_at 'now' and a usable slot there is none
  * (an unfinished one goes on).  Returns false when the relay's slot was not
@@ -274,6 +308,9 @@ eb_backfill_begin(EbTopic *topic, EbBackfillStart start, TimestampTz ts,
 		for (p = 0; p < topic->partitions; p++)
 			first[p] = eb_position_at_time(topic, p, ts);
 	else if (start == EB_START_LAST_ACKNOWLEDGED)
+	{
+		int64	   *saved = eb_backfill_saved_positions(topic);
+
 		for (p = 0; p < topic->partitions; p++)
 		{
 			EbPartShared *part = eb_part_state(topic, p);
@@ -284,6 +321,8 @@ eb_backfill_begin(EbTopic *topic, EbBackfillStart start, TimestampTz ts,
 			relayed = part->relayed_position;
 			safe = part->relay_safe_position;
 			LWLockRelease(&part->lock);
+			/* what the relay saved: also from before a restart or promotion */
+			safe = Max(safe, saved[p]);
 
 			/*
 			 * From the position below which everything the relay had to
@@ -297,10 +336,11 @@ eb_backfill_begin(EbTopic *topic, EbBackfillStart start, TimestampTz ts,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 						 errmsg("the last position Kafka acknowledged of partition %d of topic \"%s\" is not known",
 								p, topic->name),
-						 errdetail("The relay keeps it in shared memory, from its first acknowledgement since the server started, once the slot is confirmed past it."),
+						 errdetail("The relay keeps it in shared memory once its slot is confirmed past the acknowledgement, and saves it in eventbus.relay_acknowledged about once a second."),
 						 errhint("Give start_at as a timestamp: the events published at or after it are sent again.")));
 			first[p] = Max(safe, 0);
 		}
+	}
 
 	eb_backfill_lock_publishers(topic);
 	ready = eb_backfill_slot_ready();

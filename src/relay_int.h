@@ -206,6 +206,7 @@ extern void eb_safe_watch(EbPartShared *part, int64 uid, int32 partition);
 extern void eb_safe_session_start(void);
 extern void eb_safe_session_end(void);
 extern void eb_safe_recheck(void);
+extern void eb_safe_save(bool force);
 extern void eb_safe_advance(XLogRecPtr confirmed, bool force, TimestampTz now);
 
 extern void eb_ack_session_start(XLogRecPtr confirmed_flush);

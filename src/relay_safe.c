@@ -36,6 +36,10 @@
  *	  slot was never decoded, and the safe positions from before the loss
  *	  are what a resend needs.
  *
+ * Raised positions are saved in eventbus.relay_acknowledged about once a
+ * second (and when a session ends), so that a resend after a restart or a
+ * promotion has them too: what they say is about Kafka, and stays true.
+ *
  * Everything here runs in the relay worker: eb_safe_watch() also inside
  * decoding and delivery callbacks (hash operations in TopMemoryContext
  * only), the rest between WAL records, outside any transaction.
@@ -52,6 +56,7 @@
 #include "miscadmin.h"
 #include "storage/lwlock.h"
 #include "storage/procarray.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -65,6 +70,7 @@
 #define EB_SAFE_SAMPLE_MS 10	/* shortest time between two samples */
 #define EB_SAFE_SAMPLES 32		/* samples waiting for the slot, at most */
 #define EB_SAFE_RECHECK_MS 1000 /* a slot warning is looked at again */
+#define EB_SAFE_SAVE_MS 1000	/* raised positions are saved */
 
 /* A partition to sample. */
 typedef struct EbSafeWatch
@@ -103,6 +109,22 @@ static int	nprepared = 0;
 /* the relay's slot replaced an earlier one, the warning is not resolved */
 static bool slot_warning = false;
 static TimestampTz slot_warning_checked = 0;
+
+/* positions raised since they were last saved */
+typedef struct EbSafeKey
+{
+	int64		uid;
+	int32		partition;
+} EbSafeKey;
+
+typedef struct EbSafeDirty
+{
+	EbSafeKey	key;
+	int64		below;
+} EbSafeDirty;
+
+static HTAB *dirty = NULL;
+static TimestampTz last_saved = 0;
 
 static void eb_safe_drop_queue(void);
 
@@ -251,6 +273,7 @@ static void
 eb_safe_apply(const EbSafeItem *it)
 {
 	LWLock	   *lock = &it->part->lock;
+	int64		raised = -1;
 	bool		raise = false;
 	bool		done = true;
 	EbSafeWatch *w;
@@ -265,7 +288,10 @@ eb_safe_apply(const EbSafeItem *it)
 
 			raise = safe > it->part->relay_safe_position;
 			if (raise && pass == 1)
+			{
 				it->part->relay_safe_position = safe;
+				raised = safe;
+			}
 			done = Max(safe, it->part->relay_safe_position) > it->part->relayed_position;
 		}
 		else
@@ -273,6 +299,25 @@ eb_safe_apply(const EbSafeItem *it)
 		LWLockRelease(lock);
 		if (!raise)
 			break;
+	}
+	if (raised >= 0)
+	{
+		EbSafeKey	key = {.uid = it->uid, .partition = it->partition};
+		EbSafeDirty *d;
+		bool		found;
+
+		if (dirty == NULL)
+		{
+			HASHCTL		ctl;
+
+			ctl.keysize = sizeof(EbSafeKey);
+			ctl.entrysize = sizeof(EbSafeDirty);
+			ctl.hcxt = TopMemoryContext;
+			dirty = hash_create("pg_eventbus relay safe positions to save", 64, &ctl,
+								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		}
+		d = hash_search(dirty, &key, HASH_ENTER, &found);
+		d->below = found ? Max(d->below, raised) : raised;
 	}
 	/* acknowledged again since the sample: stays watched */
 	w = done ? hash_search(watch, &it->part, HASH_FIND, NULL) : NULL;
@@ -373,4 +418,73 @@ eb_safe_advance(XLogRecPtr confirmed, bool force, TimestampTz now)
 				return;
 		}
 	}
+}
+
+/*
+ * Between WAL records, outside a transaction: saves the positions raised
+ * since the last save, every EB_SAFE_SAVE_MS (force: now), in
+ * eventbus.relay_acknowledged, only ever raising them.
+ */
+void
+eb_safe_save(bool force)
+{
+	MemoryContext outer = CurrentMemoryContext;
+	TimestampTz now;
+	HASH_SEQ_STATUS seq;
+	EbSafeDirty *d;
+	Datum	   *uids;
+	Datum	   *parts;
+	Datum	   *belows;
+	int			n = 0;
+	EbSpi		spi;
+
+	if (dirty == NULL || hash_get_num_entries(dirty) == 0)
+		return;
+	now = GetCurrentTimestamp();
+	if (last_saved > now)
+		last_saved = 0;			/* the clock went back */
+	if (!force && !TimestampDifferenceExceeds(last_saved, now, EB_SAFE_SAVE_MS))
+		return;
+	last_saved = now;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (OidIsValid(eb_relay_catalog_relid("relay_acknowledged")))
+	{
+		long		max = hash_get_num_entries(dirty);
+		Oid			argtypes[3] = {INT8ARRAYOID, INT4ARRAYOID, INT8ARRAYOID};
+		Datum		values[3];
+
+		uids = palloc(sizeof(Datum) * max);
+		parts = palloc(sizeof(Datum) * max);
+		belows = palloc(sizeof(Datum) * max);
+		hash_seq_init(&seq, dirty);
+		while ((d = hash_seq_search(&seq)) != NULL)
+		{
+			uids[n] = Int64GetDatum(d->key.uid);
+			parts[n] = Int32GetDatum(d->key.partition);
+			belows[n] = Int64GetDatum(d->below);
+			n++;
+		}
+		values[0] = PointerGetDatum(construct_array(uids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		values[1] = PointerGetDatum(construct_array(parts, n, INT4OID, 4, true, TYPALIGN_INT));
+		values[2] = PointerGetDatum(construct_array(belows, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		PushActiveSnapshot(GetTransactionSnapshot());
+		eb_spi_begin(&spi, true);
+		eb_spi_exec("INSERT INTO eventbus.relay_acknowledged AS a (topic_id, partition, below, saved_at) "
+					"SELECT t.topic_id, d.partition, d.below, pg_catalog.now() "
+					"FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2), pg_catalog.unnest($3)) AS d(uid, partition, below) "
+					"JOIN eventbus.topic t ON t.uid = d.uid AND d.partition < t.partitions "
+					"ON CONFLICT (topic_id, partition) DO UPDATE SET "
+					"below = GREATEST(a.below, excluded.below), saved_at = excluded.saved_at",
+					3, argtypes, values, NULL, false);
+		eb_spi_end(&spi);
+		PopActiveSnapshot();
+	}
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(outer);
+	/* saved (or the extension is gone): forget them */
+	hash_seq_init(&seq, dirty);
+	while ((d = hash_seq_search(&seq)) != NULL)
+		hash_search(dirty, &d->key, HASH_REMOVE, NULL);
 }

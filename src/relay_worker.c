@@ -344,6 +344,7 @@ eb_relay_session(const char *slot)
 				break;
 		}
 		eb_safe_recheck();
+		eb_safe_save(false);
 
 		flush = GetFlushRecPtr(NULL);
 		polled_in_flight = eb_in_flight;
@@ -450,6 +451,7 @@ eb_relay_session(const char *slot)
 	else if (eb_relay_slot_dirty())
 		eb_relay_confirm(ctx, false, true);
 
+	eb_safe_save(true);
 	eb_ack_kafka_abort();
 	eb_relay_producer_end();
 	eb_session_active = false;

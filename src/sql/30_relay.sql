@@ -152,6 +152,23 @@ GRANT SELECT ON eventbus.relay_backfill_progress TO pg_monitor;
 COMMENT ON TABLE eventbus.relay_backfill_progress IS
   'Backfills of relayed topics, per partition (internal; see the relay_backfill view): the relay sends the retained events of positions next_position up to handover from the topic''s tables, and those at or above handover from WAL. Written by relay_topic(), advanced by the relay after Kafka acknowledged. handover NULL: decided by the relay once its slot is ready.';
 
+-- Where a resend after a lost slot starts (src/relay_safe.c): per
+-- partition, a position below which every event the relay had to send was
+-- acknowledged by Kafka.  Saved by the relay about once a second, so that
+-- relay_topic(..., start_at => 'last_acknowledged') works after a restart
+-- or a promotion too; only ever raised.
+CREATE TABLE eventbus.relay_acknowledged (
+    topic_id  integer NOT NULL REFERENCES eventbus.topic ON DELETE CASCADE,
+    partition integer NOT NULL,
+    below     bigint NOT NULL,
+    saved_at  timestamptz NOT NULL,
+    PRIMARY KEY (topic_id, partition)
+);
+REVOKE ALL ON eventbus.relay_acknowledged FROM PUBLIC;
+GRANT SELECT ON eventbus.relay_acknowledged TO pg_monitor;
+COMMENT ON TABLE eventbus.relay_acknowledged IS
+  'Per relayed partition, a position below which every event the relay had to send was acknowledged by Kafka (internal): where relay_topic(..., start_at => ''last_acknowledged'') starts, also after a restart or a promotion. Saved by the relay about once a second; only ever raised.';
+
 CREATE VIEW eventbus.relay_backfill AS
 SELECT t.topic,
        b.partition,

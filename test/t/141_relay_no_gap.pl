@@ -23,6 +23,8 @@
 #    back too: the resend is refused as not known rather than skipping it.
 #    So does a slot the relay created anew while its warning is not
 #    resolved: what committed before it was never decoded.
+#  - 'last_acknowledged' after a crash and restart: the relay saved the
+#    positions (eventbus.relay_acknowledged); the resend starts there.
 
 use strict;
 use warnings;
@@ -35,7 +37,7 @@ use Time::HiRes qw(usleep);
 use RelayTest;
 
 my $mock = RelayTest::MockKafka->start('--topic', 'ev:2', '--topic', 'lost:1', '--topic', 'grown:4',
-	'--topic', 'blocked:1', '--topic', 'late:1', '--topic', 'held:1', '--topic', 'prep:1', '--topic', 'gapx:1');
+	'--topic', 'blocked:1', '--topic', 'late:1', '--topic', 'held:1', '--topic', 'prep:1', '--topic', 'gapx:1', '--topic', 'rst:1');
 my $bootstrap = $mock->bootstrap;
 my $db = 'postgres';
 # the brokers are set, the extension is not created yet: no relay, no slot
@@ -266,6 +268,35 @@ ok(relay_start($node, $db, $bootstrap), 'the relay runs again');
 ok(poll_until(60, sub { $node->safe_psql($db,
 	q{SELECT state FROM eventbus.relay_backfill WHERE topic = 'gapx'}) eq 'done' }), "the resend of 'gapx' is done");
 
+# 'rst': 3 events acknowledged, the server crashes and starts again, the
+# slot is lost, 2 events commit: the resend starts at 3 (before, the
+# positions were in shared memory only: "not known").
+$node->safe_psql($db, q{
+SELECT eventbus.resolve_relay_slot_warning();
+SELECT eventbus.create_topic('rst', 1);
+SELECT eventbus.relay_topic('rst');
+SELECT count(*) FROM eventbus.publish_batch('rst', ARRAY(SELECT jsonb_build_object('phase', 'acked', 'i', i) FROM generate_series(1, 3) i));
+});
+is(scalar(@{ wait_for_kafka($bootstrap, 'rst', 3) }), 3, "'rst': relayed before the crash");
+usleep(3_000_000);
+$node->stop('immediate');
+$node->start;
+ok(wait_relay_running($node, $db, 60), 'the relay runs after the crash');
+ok(relay_stop($node, $db), 'the relay stopped');
+$slot = $node->safe_psql($db, q{SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'logical'});
+$node->safe_psql($db, "SELECT pg_drop_replication_slot('$slot')");
+$node->safe_psql($db, q{
+SELECT count(*) FROM eventbus.publish_batch('rst', ARRAY(SELECT jsonb_build_object('phase', 'gap', 'i', i) FROM generate_series(1, 2) i));
+});
+($rc, $out, $err) = $node->psql($db, q{SELECT eventbus.relay_topic('rst', start_at => 'last_acknowledged')});
+is($rc, 0, "'rst': relay_topic(start_at => 'last_acknowledged') after a crash and restart") or diag($err);
+is($node->safe_psql($db, q{SELECT first_position FROM eventbus.relay_backfill WHERE topic = 'rst'}),
+	'3', '... from the position the relay saved');
+ok(relay_start($node, $db, $bootstrap), 'the relay runs again');
+exactly_once('rst', "after a crash and a lost slot, relay_topic(start_at => 'last_acknowledged')");
+ok(poll_until(60, sub { $node->safe_psql($db,
+	q{SELECT state FROM eventbus.relay_backfill WHERE topic = 'rst'}) eq 'done' }), "the resend of 'rst' is done");
+
 $node->safe_psql($db, q{
 SELECT eventbus.resolve_relay_slot_warning();
 SELECT eventbus.create_topic('prep', 1);
@@ -298,6 +329,10 @@ else
 }
 
 ok(!$node->log_contains(qr/terminated by signal|TRAP:|PANIC/), 'no crash in the server log');
+# the relay's own statements (saving positions, reading the slot warning)
+# never failed: an ERROR of a background process has no application name
+my @worker_errors = grep { /^\S+ \S+ UTC \[\d+\] ERROR:/ } split /\n/, slurp_file($node->logfile);
+is(scalar(@worker_errors), 0, 'no ERROR of a background process') or diag(join("\n", @worker_errors[0 .. ($#worker_errors < 4 ? $#worker_errors : 4)]));
 $node->stop;
 $mock->stop;
 done_testing();

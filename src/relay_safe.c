@@ -302,9 +302,14 @@ eb_safe_apply(const EbSafeItem *it)
 	}
 	if (raised >= 0)
 	{
-		EbSafeKey	key = {.uid = it->uid, .partition = it->partition};
+		EbSafeKey	key;
 		EbSafeDirty *d;
 		bool		found;
+
+		/* hashed as bytes: no padding left undefined */
+		memset(&key, 0, sizeof(key));
+		key.uid = it->uid;
+		key.partition = it->partition;
 
 		if (dirty == NULL)
 		{

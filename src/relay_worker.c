@@ -451,7 +451,9 @@ eb_relay_session(const char *slot)
 	else if (eb_relay_slot_dirty())
 		eb_relay_confirm(ctx, false, true);
 
-	eb_safe_save(true);
+	/* not while the server shuts down: its saves are at most a second old */
+	if (!eb_shutdown_requested)
+		eb_safe_save(true);
 	eb_ack_kafka_abort();
 	eb_relay_producer_end();
 	eb_session_active = false;

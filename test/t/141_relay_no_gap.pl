@@ -293,7 +293,22 @@ is($rc, 0, "'rst': relay_topic(start_at => 'last_acknowledged') after a crash an
 is($node->safe_psql($db, q{SELECT first_position FROM eventbus.relay_backfill WHERE topic = 'rst'}),
 	'3', '... from the position the relay saved');
 ok(relay_start($node, $db, $bootstrap), 'the relay runs again');
-exactly_once('rst', "after a crash and a lost slot, relay_topic(start_at => 'last_acknowledged')");
+if ($node->safe_psql($db, 'SHOW eventbus.relay_delivery') eq 'exactly_once')
+{
+	exactly_once('rst', "after a crash and a lost slot, relay_topic(start_at => 'last_acknowledged')");
+}
+else
+{
+	# at-least-once: after the crash the relay sends again what its slot had
+	# not saved as confirmed, so only "none missing" holds
+	my $want = events('rst');
+	wait_for_kafka($bootstrap, 'rst', scalar(keys %$want), 60);
+	usleep(500_000);
+	my $by = by_event_id(kafka_read($bootstrap, 'rst'));
+	my @missing = grep { !$by->{$_} } keys %$want;
+	is(scalar(@missing), 0, "after a crash and a lost slot, relay_topic(start_at => 'last_acknowledged'): none missing (at-least-once)")
+	  or diag("missing: @missing");
+}
 ok(poll_until(60, sub { $node->safe_psql($db,
 	q{SELECT state FROM eventbus.relay_backfill WHERE topic = 'rst'}) eq 'done' }), "the resend of 'rst' is done");
 

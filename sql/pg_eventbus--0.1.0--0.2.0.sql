@@ -438,7 +438,7 @@ CREATE INDEX group_retry_due ON eventbus.group_retry (group_id, partition, not_b
 -- relay_topic() backfills: start_at earliest, a timestamp or
 -- last_acknowledged; stop_relay() ends a backfill.
 COMMENT ON FUNCTION eventbus.relay_topic(text, text, text, text, text, text) IS
-  'Relays the events of a topic to a Kafka topic (default: the same name). start_at: ''now'' (events committed after the call), ''earliest'' (first every retained event), a timestamp (first the retained events published at or after it) or ''last_acknowledged'' (first the events from the lowest position not known to be acknowledged by Kafka, kept in eventbus.relay_acknowledged: events a transaction held below later acknowledged ones are not missed, and those acknowledged above it are sent again); earlier events are sent from the topic''s tables, then the relay goes on from WAL with no gap and no duplicate at the seam (see the relay_backfill view). Waits for transactions publishing to the topic to end. format: ''plain'' (also ''json''; the event as it is) or ''cloudevents'' (CloudEvents Kafka binding, binary content mode; cloudevents_source is ce_source, by default /postgresql/<database>/<topic>). on_error: what to do with an event Kafka refuses for good, ''stop'' (relaying waits) or ''dead_letter'' (eventbus.relay_dead_letter, relaying goes on). Topic owner only; the caller and the owner must be allowed to relay into the Kafka topic (allow_relay()).';
+  'Relays the events of a topic to a Kafka topic (default: the same name). start_at: ''now'' (events committed after the call), ''earliest'' (first every retained event), a timestamp (first the retained events published at or after it) or ''last_acknowledged'' (first the events after the last position Kafka acknowledged since the server started); earlier events are sent from the topic''s tables, then the relay goes on from WAL with no gap and no duplicate at the seam (see the relay_backfill view). Waits for transactions publishing to the topic to end. format: ''plain'' (also ''json''; the event as it is) or ''cloudevents'' (CloudEvents Kafka binding, binary content mode; cloudevents_source is ce_source, by default /postgresql/<database>/<topic>). on_error: what to do with an event Kafka refuses for good, ''stop'' (relaying waits) or ''dead_letter'' (eventbus.relay_dead_letter, relaying goes on). Topic owner only; the caller and the owner must be allowed to relay into the Kafka topic (allow_relay()).';
 
 -- Backfills of relayed topics (src/relay_backfill.c): per partition, the
 -- events the relay sends from the topic's tables, positions next_position
@@ -464,23 +464,6 @@ REVOKE ALL ON eventbus.relay_backfill_progress FROM PUBLIC;
 GRANT SELECT ON eventbus.relay_backfill_progress TO pg_monitor;
 COMMENT ON TABLE eventbus.relay_backfill_progress IS
   'Backfills of relayed topics, per partition (internal; see the relay_backfill view): the relay sends the retained events of positions next_position up to handover from the topic''s tables, and those at or above handover from WAL. Written by relay_topic(), advanced by the relay after Kafka acknowledged. handover NULL: decided by the relay once its slot is ready.';
-
--- Where a resend after a lost slot starts (src/relay_safe.c): per
--- partition, a position below which every event the relay had to send was
--- acknowledged by Kafka.  Saved by the relay about once a second, so that
--- relay_topic(..., start_at => 'last_acknowledged') works after a restart
--- or a promotion too; only ever raised.
-CREATE TABLE eventbus.relay_acknowledged (
-    topic_id  integer NOT NULL REFERENCES eventbus.topic ON DELETE CASCADE,
-    partition integer NOT NULL,
-    below     bigint NOT NULL,
-    saved_at  timestamptz NOT NULL,
-    PRIMARY KEY (topic_id, partition)
-);
-REVOKE ALL ON eventbus.relay_acknowledged FROM PUBLIC;
-GRANT SELECT ON eventbus.relay_acknowledged TO pg_monitor;
-COMMENT ON TABLE eventbus.relay_acknowledged IS
-  'Per relayed partition, a position below which every event the relay had to send was acknowledged by Kafka (internal): where relay_topic(..., start_at => ''last_acknowledged'') starts, also after a restart or a promotion. Saved by the relay about once a second; only ever raised.';
 
 CREATE VIEW eventbus.relay_backfill AS
 SELECT t.topic,

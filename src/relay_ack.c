@@ -161,7 +161,6 @@ eb_ack_session_end(void)
 	eb_current_txn = NULL;
 	eb_in_flight = 0;
 	eb_ack_deferred_drop();
-	eb_safe_session_end();
 }
 
 /* ---------- acknowledgement callbacks under exactly-once ---------- */
@@ -267,7 +266,6 @@ eb_ack_position_apply(EbPartShared *part, int64 uid, int32 partition,
 		pg_atomic_fetch_add_u64(&part->stat_relayed, count);
 	}
 	LWLockRelease(&part->lock);
-	eb_safe_watch(part, uid, partition);
 }
 
 /*
@@ -1209,7 +1207,6 @@ eb_relay_confirm(LogicalDecodingContext *ctx, bool caught_up, bool force_save)
 		last_save = now;
 		slot_dirty = false;
 	}
-	eb_safe_advance(confirmed, force_save, now);
 }
 
 /* ---------- refused messages ---------- */

@@ -249,42 +249,8 @@ eb_backfill_parse_start(const char *start_at, TimestampTz *ts)
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("invalid start_at: \"%s\"", start_at),
-			 errdetail("start_at is 'now' (events committed after the call), 'earliest' (first every retained event), 'last_acknowledged' (first the events Kafka may miss, from the lowest position not known to be acknowledged) or a finite timestamp with time zone (first the retained events published at or after it).")));
+			 errdetail("start_at is 'now' (events committed after the call), 'earliest' (first every retained event), 'last_acknowledged' (first the events after the last position Kafka acknowledged) or a finite timestamp with time zone (first the retained events published at or after it).")));
 	return EB_START_NOW;		/* keep compiler quiet */
-}
-
-/*
- * The positions the relay saved in eventbus.relay_acknowledged for the
- * topic's partitions (relay_safe.c), -1 where none.
- */
-static int64 *
-eb_backfill_saved_positions(EbTopic *topic)
-{
-	int64	   *saved = palloc(sizeof(int64) * topic->partitions);
-	EbSpi		spi;
-	Oid			argtypes[1] = {INT4OID};
-	Datum		values[1];
-
-	for (int32 p = 0; p < topic->partitions; p++)
-		saved[p] = -1;
-	if (!OidIsValid(eb_relay_catalog_relid("relay_acknowledged")))
-		return saved;
-	values[0] = Int32GetDatum(topic->topic_id);
-	eb_spi_begin(&spi, true);
-	eb_spi_exec("SELECT partition, below FROM eventbus.relay_acknowledged WHERE topic_id = $1",
-				1, argtypes, values, NULL, true);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		bool		isnull;
-		int32		p = DatumGetInt32(SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull));
-		int64		below = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
-
-		if (p >= 0 && p < topic->partitions)
-			saved[p] = below;
-	}
-	eb_spi_end(&spi);
-	return saved;
 }
 
 /*
@@ -308,39 +274,23 @@ eb_backfill_begin(EbTopic *topic, EbBackfillStart start, TimestampTz ts,
 		for (p = 0; p < topic->partitions; p++)
 			first[p] = eb_position_at_time(topic, p, ts);
 	else if (start == EB_START_LAST_ACKNOWLEDGED)
-	{
-		int64	   *saved = eb_backfill_saved_positions(topic);
-
 		for (p = 0; p < topic->partitions; p++)
 		{
 			EbPartShared *part = eb_part_state(topic, p);
 			int64		relayed;
-			int64		safe;
 
 			LWLockAcquire(&part->lock, LW_SHARED);
 			relayed = part->relayed_position;
-			safe = part->relay_safe_position;
 			LWLockRelease(&part->lock);
-			/* what the relay saved: also from before a restart or promotion */
-			safe = Max(safe, saved[p]);
-
-			/*
-			 * From the position below which everything the relay had to
-			 * send was acknowledged, not from the highest acknowledged one:
-			 * a transaction holding lower positions may have committed
-			 * after (see relay_ack.c).  With nothing acknowledged and no
-			 * event, from the start.
-			 */
-			if (safe < 0 && (relayed >= 0 || eb_end_position(topic, p) > eb_first_position(topic, p)))
+			if (relayed < 0 && eb_end_position(topic, p) > eb_first_position(topic, p))
 				ereport(ERROR,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 						 errmsg("the last position Kafka acknowledged of partition %d of topic \"%s\" is not known",
 								p, topic->name),
-						 errdetail("The relay keeps it in shared memory once its slot is confirmed past the acknowledgement, and saves it in eventbus.relay_acknowledged about once a second."),
+						 errdetail("The relay keeps it in shared memory, from its first acknowledgement since the server started."),
 						 errhint("Give start_at as a timestamp: the events published at or after it are sent again.")));
-			first[p] = Max(safe, 0);
+			first[p] = relayed + 1;
 		}
-	}
 
 	eb_backfill_lock_publishers(topic);
 	ready = eb_backfill_slot_ready();

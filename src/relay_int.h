@@ -201,14 +201,6 @@ extern uint64 eb_stat_bytes;
 extern XLogRecPtr eb_last_commit_lsn;	/* of the last transaction decoded */
 extern XLogRecPtr eb_last_end_lsn;
 
-/* relay_safe.c */
-extern void eb_safe_watch(EbPartShared *part, int64 uid, int32 partition);
-extern void eb_safe_session_start(void);
-extern void eb_safe_session_end(void);
-extern void eb_safe_recheck(void);
-extern void eb_safe_save(bool force);
-extern void eb_safe_advance(XLogRecPtr confirmed, bool force, TimestampTz now);
-
 extern void eb_ack_session_start(XLogRecPtr confirmed_flush);
 extern void eb_ack_session_end(void);
 extern void eb_relay_txn_begin(XLogRecPtr commit_lsn);

@@ -303,7 +303,6 @@ eb_relay_session(const char *slot)
 	}
 	eb_replication_slot_acquire(slot, true);
 	eb_ack_session_start(MyReplicationSlot->data.confirmed_flush);
-	eb_safe_session_start();
 	eb_session_active = true;
 	eb_relay_output_reset();
 	InvalidateSystemCaches();
@@ -343,8 +342,6 @@ eb_relay_session(const char *slot)
 			if (!eb_relay_extension_installed())
 				break;
 		}
-		eb_safe_recheck();
-		eb_safe_save(false);
 
 		flush = GetFlushRecPtr(NULL);
 		polled_in_flight = eb_in_flight;
@@ -451,9 +448,6 @@ eb_relay_session(const char *slot)
 	else if (eb_relay_slot_dirty())
 		eb_relay_confirm(ctx, false, true);
 
-	/* not while the server shuts down: its saves are at most a second old */
-	if (!eb_shutdown_requested)
-		eb_safe_save(true);
 	eb_ack_kafka_abort();
 	eb_relay_producer_end();
 	eb_session_active = false;

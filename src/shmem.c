@@ -583,7 +583,6 @@ part_slot_alloc(const EbPartKey *key)
 		p->seg_no = 0;
 		p->seg_start = 0;
 		p->relayed_position = -1;
-		p->relay_safe_position = -1;
 		pg_atomic_write_u64(&p->stat_relayed, 0);
 		LWLockRelease(&p->lock);
 		e->idx = i;
@@ -1106,7 +1105,6 @@ eb_part_reset_if_stale(EbPartShared *part, Oid dboid, int64 uid,
 			part->seg_no = 0;
 			part->seg_start = 0;
 			part->relayed_position = -1;
-			part->relay_safe_position = -1;
 		}
 	}
 	LWLockRelease(&part->lock);
@@ -1132,8 +1130,8 @@ first_other(EbPartShared *part, TransactionId self)
  * The read horizon of part: the lowest position an open transaction other
  * than the current one registered (a transaction reads its own events),
  * or the next position to be handed out.  Returns -1 if the
- * slot no longer belongs to that partition (of that parent table, unless
- * parent_relid is InvalidOid) or is not initialized.
+ * slot no longer belongs to that partition (of that parent table) or is not
+ * initialized.
  */
 int64
 eb_part_horizon(EbPartShared *part, Oid dboid, int64 uid, int32 partition,
@@ -1146,7 +1144,7 @@ eb_part_horizon(EbPartShared *part, Oid dboid, int64 uid, int32 partition,
 
 	LWLockAcquire(&part->lock, LW_SHARED);
 	if (!eb_part_key_matches(part, dboid, uid, partition) || !part->initialized ||
-		(OidIsValid(parent_relid) && part->parent_relid != parent_relid))
+		part->parent_relid != parent_relid)
 	{
 		LWLockRelease(&part->lock);
 		return -1;
@@ -1169,7 +1167,7 @@ eb_part_horizon(EbPartShared *part, Oid dboid, int64 uid, int32 partition,
 	/* a prepared transaction may have finished: look again, exclusively */
 	LWLockAcquire(&part->lock, LW_EXCLUSIVE);
 	if (!eb_part_key_matches(part, dboid, uid, partition) || !part->initialized ||
-		(OidIsValid(parent_relid) && part->parent_relid != parent_relid))
+		part->parent_relid != parent_relid)
 	{
 		LWLockRelease(&part->lock);
 		return -1;

@@ -74,9 +74,6 @@ typedef struct EbPartShared
 								 * segment seg_no */
 	int64		relayed_position;	/* highest position Kafka acknowledged
 									 * since startup, -1 if none */
-	int64		relay_safe_position;	/* every event below it that the relay
-										 * had to send was acknowledged, -1 if
-										 * not known (relay_ack.c) */
 	pg_atomic_uint64 stat_relayed;	/* events Kafka acknowledged since the
 									 * slot was taken */
 } EbPartShared;

@@ -15,16 +15,6 @@
 #  - A backfill that cannot be sent (its owner may no longer relay) does
 #    not hold back a later one of another topic, and relay_status says why
 #    it waits.
-#  - 'last_acknowledged' starts below a transaction that held a lower
-#    position while later ones were acknowledged, and committed only after
-#    the slot was lost: its event is not missing (the events acknowledged
-#    above it are sent again).  A transaction prepared before a restart
-#    (not registered again, so not in the horizon) holds that position
-#    back too: the resend is refused as not known rather than skipping it.
-#    So does a slot the relay created anew while its warning is not
-#    resolved: what committed before it was never decoded.
-#  - 'last_acknowledged' after a crash and restart: the relay saved the
-#    positions (eventbus.relay_acknowledged); the resend starts there.
 
 use strict;
 use warnings;
@@ -37,11 +27,11 @@ use Time::HiRes qw(usleep);
 use RelayTest;
 
 my $mock = RelayTest::MockKafka->start('--topic', 'ev:2', '--topic', 'lost:1', '--topic', 'grown:4',
-	'--topic', 'blocked:1', '--topic', 'late:1', '--topic', 'held:1', '--topic', 'prep:1', '--topic', 'gapx:1', '--topic', 'rst:1');
+	'--topic', 'blocked:1', '--topic', 'late:1');
 my $bootstrap = $mock->bootstrap;
 my $db = 'postgres';
 # the brokers are set, the extension is not created yet: no relay, no slot
-my $node = relay_node('nogap', bootstrap => $bootstrap, conf => "max_prepared_transactions = 4\n");
+my $node = relay_node('nogap', bootstrap => $bootstrap);
 $node->start;
 
 # Events of a topic: event id => 1.
@@ -172,182 +162,7 @@ like($node->safe_psql($db, q{SELECT last_error FROM eventbus.relay_status}),
 	qr/backfill of topic "blk" waits: the owner of topic "blk" is not allowed to relay/,
 	'relay_status says why it waits');
 
-# A transaction holds position 0 while positions 1 to 3 are relayed and
-# acknowledged; the slot is lost, then it commits.  The warning of the
-# slots replaced above is resolved first: until then the relay keeps the
-# positions a resend starts from where they were before the loss.
-$node->safe_psql($db, q{
-SELECT eventbus.resolve_relay_slot_warning();
-SELECT eventbus.create_topic('held', 1);
-SELECT eventbus.relay_topic('held');
-});
-my $holder = $node->background_psql($db);
-$holder->query_safe(q{BEGIN; SELECT eventbus.publish('held', '{"phase": "held"}')});
-$node->safe_psql($db, q{
-SELECT count(*) FROM eventbus.publish_batch('held', ARRAY(SELECT jsonb_build_object('phase', 'acked', 'i', i) FROM generate_series(1, 3) i));
-});
-is(scalar(@{ wait_for_kafka($bootstrap, 'held', 3) }), 3, 'the events above the open transaction were relayed');
-# the relay samples the partition's horizon within milliseconds of the
-# acknowledgements (not visible from SQL): leave it a moment
-usleep(3_000_000);
-ok(relay_stop($node, $db), 'the relay stopped');
-$slot = $node->safe_psql($db, q{SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'logical'});
-$node->safe_psql($db, "SELECT pg_drop_replication_slot('$slot')");
-$holder->query_safe('COMMIT');
-$holder->quit;
-$node->safe_psql($db, q{
-SELECT count(*) FROM eventbus.publish_batch('held', ARRAY(SELECT jsonb_build_object('phase', 'gap', 'i', i) FROM generate_series(1, 2) i));
-});
-($rc, $out, $err) = $node->psql($db, q{SELECT eventbus.relay_topic('held', start_at => 'last_acknowledged')});
-is($rc, 0, "relay_topic(start_at => 'last_acknowledged') after the slot was lost") or diag($err);
-is($node->safe_psql($db, q{SELECT first_position FROM eventbus.relay_backfill WHERE topic = 'held'}),
-	'0', '... from the position the open transaction held, not after the highest acknowledged');
-ok(relay_start($node, $db, $bootstrap), 'the relay runs again, with a new slot');
-$node->safe_psql($db, q{SELECT eventbus.publish('held', '{"phase": "after"}')});
-{
-	my $want = events('held');
-	wait_for_kafka($bootstrap, 'held', scalar(keys %$want) + 3, 60);
-	usleep(500_000);
-	my $by = by_event_id(kafka_read($bootstrap, 'held'));
-	my @missing = grep { !$by->{$_} } keys %$want;
-	is(scalar(@missing), 0, 'the event of the transaction that committed after the slot was lost arrives')
-	  or diag("missing: @missing");
-	my %again = map { $_ => 1 } grep { @{ $by->{$_} } > 1 } keys %$by;
-	my %acked = map { $_ => 1 } split /\n/, $node->safe_psql($db,
-		q{SELECT event_id FROM eventbus_data."held" WHERE value->>'phase' = 'acked'});
-	is_deeply(\%again, \%acked, 'only the events acknowledged above it were sent again, once');
-	ok(!grep({ @{ $by->{$_} } > 2 } keys %$by), 'no event was sent three times');
-}
-
-# A prepared transaction holds position 0 of 'prep' across a restart; after
-# it positions 1 to 3 are acknowledged, the slot is lost, then it commits.
-ok(poll_until(60, sub { $node->safe_psql($db,
-	q{SELECT state FROM eventbus.relay_backfill WHERE topic = 'held'}) eq 'done' }), "the resend of 'held' is done");
-# 'gapx': 3 events acknowledged; the slot is lost, 2 events commit, the
-# relay creates a new slot (with a warning) and relays 2 more.  A resend
-# forgotten for 'gapx' and asked for after a second loss starts at 3, not
-# above the 2 events the new slot never decoded.
-$node->safe_psql($db, q{
-SELECT eventbus.resolve_relay_slot_warning();
-SELECT eventbus.create_topic('gapx', 1);
-SELECT eventbus.relay_topic('gapx');
-SELECT count(*) FROM eventbus.publish_batch('gapx', ARRAY(SELECT jsonb_build_object('phase', 'acked', 'i', i) FROM generate_series(1, 3) i));
-});
-is(scalar(@{ wait_for_kafka($bootstrap, 'gapx', 3) }), 3, "'gapx': relayed before the slot was lost");
-usleep(3_000_000);
-ok(relay_stop($node, $db), 'the relay stopped');
-$slot = $node->safe_psql($db, q{SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'logical'});
-$node->safe_psql($db, "SELECT pg_drop_replication_slot('$slot')");
-$node->safe_psql($db, q{
-SELECT count(*) FROM eventbus.publish_batch('gapx', ARRAY(SELECT jsonb_build_object('phase', 'gap', 'i', i) FROM generate_series(1, 2) i));
-});
-ok(relay_start($node, $db, $bootstrap), 'the relay runs with a slot it created anew');
-isnt($node->safe_psql($db, q{SELECT count(*) FROM eventbus.relay_slot WHERE warning IS NOT NULL}), '0',
-	'... and warns of it');
-$node->safe_psql($db, q{
-SELECT count(*) FROM eventbus.publish_batch('gapx', ARRAY(SELECT jsonb_build_object('phase', 'new slot', 'i', i) FROM generate_series(1, 2) i));
-});
-is(scalar(@{ wait_for_kafka($bootstrap, 'gapx', 5) }), 5, "'gapx': relayed from the new slot");
-usleep(3_000_000);
-ok(relay_stop($node, $db), 'the relay stopped');
-$slot = $node->safe_psql($db, q{SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'logical'});
-$node->safe_psql($db, "SELECT pg_drop_replication_slot('$slot')");
-($rc, $out, $err) = $node->psql($db, q{SELECT eventbus.relay_topic('gapx', start_at => 'last_acknowledged')});
-is($rc, 0, "'gapx': relay_topic(start_at => 'last_acknowledged') after the second loss") or diag($err);
-is($node->safe_psql($db, q{SELECT first_position FROM eventbus.relay_backfill WHERE topic = 'gapx'}),
-	'3', '... from before the events the replacing slot never decoded');
-ok(relay_start($node, $db, $bootstrap), 'the relay runs again');
-{
-	my $want = events('gapx');
-	wait_for_kafka($bootstrap, 'gapx', scalar(keys %$want) + 2, 60);
-	usleep(500_000);
-	my $by = by_event_id(kafka_read($bootstrap, 'gapx'));
-	my @missing = grep { !$by->{$_} } keys %$want;
-	is(scalar(@missing), 0, "'gapx': none missing") or diag("missing: @missing");
-}
-ok(poll_until(60, sub { $node->safe_psql($db,
-	q{SELECT state FROM eventbus.relay_backfill WHERE topic = 'gapx'}) eq 'done' }), "the resend of 'gapx' is done");
-
-# 'rst': 3 events acknowledged, the server crashes and starts again, the
-# slot is lost, 2 events commit: the resend starts at 3 (before, the
-# positions were in shared memory only: "not known").
-$node->safe_psql($db, q{
-SELECT eventbus.resolve_relay_slot_warning();
-SELECT eventbus.create_topic('rst', 1);
-SELECT eventbus.relay_topic('rst');
-SELECT count(*) FROM eventbus.publish_batch('rst', ARRAY(SELECT jsonb_build_object('phase', 'acked', 'i', i) FROM generate_series(1, 3) i));
-});
-is(scalar(@{ wait_for_kafka($bootstrap, 'rst', 3) }), 3, "'rst': relayed before the crash");
-usleep(3_000_000);
-$node->stop('immediate');
-$node->start;
-ok(wait_relay_running($node, $db, 60), 'the relay runs after the crash');
-ok(relay_stop($node, $db), 'the relay stopped');
-$slot = $node->safe_psql($db, q{SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'logical'});
-$node->safe_psql($db, "SELECT pg_drop_replication_slot('$slot')");
-$node->safe_psql($db, q{
-SELECT count(*) FROM eventbus.publish_batch('rst', ARRAY(SELECT jsonb_build_object('phase', 'gap', 'i', i) FROM generate_series(1, 2) i));
-});
-($rc, $out, $err) = $node->psql($db, q{SELECT eventbus.relay_topic('rst', start_at => 'last_acknowledged')});
-is($rc, 0, "'rst': relay_topic(start_at => 'last_acknowledged') after a crash and restart") or diag($err);
-is($node->safe_psql($db, q{SELECT first_position FROM eventbus.relay_backfill WHERE topic = 'rst'}),
-	'3', '... from the position the relay saved');
-ok(relay_start($node, $db, $bootstrap), 'the relay runs again');
-if ($node->safe_psql($db, 'SHOW eventbus.relay_delivery') eq 'exactly_once')
-{
-	exactly_once('rst', "after a crash and a lost slot, relay_topic(start_at => 'last_acknowledged')");
-}
-else
-{
-	# at-least-once: after the crash the relay sends again what its slot had
-	# not saved as confirmed, so only "none missing" holds
-	my $want = events('rst');
-	wait_for_kafka($bootstrap, 'rst', scalar(keys %$want), 60);
-	usleep(500_000);
-	my $by = by_event_id(kafka_read($bootstrap, 'rst'));
-	my @missing = grep { !$by->{$_} } keys %$want;
-	is(scalar(@missing), 0, "after a crash and a lost slot, relay_topic(start_at => 'last_acknowledged'): none missing (at-least-once)")
-	  or diag("missing: @missing");
-}
-ok(poll_until(60, sub { $node->safe_psql($db,
-	q{SELECT state FROM eventbus.relay_backfill WHERE topic = 'rst'}) eq 'done' }), "the resend of 'rst' is done");
-
-$node->safe_psql($db, q{
-SELECT eventbus.resolve_relay_slot_warning();
-SELECT eventbus.create_topic('prep', 1);
-SELECT eventbus.relay_topic('prep');
-BEGIN;
-SELECT eventbus.publish('prep', '{"phase": "prepared"}');
-PREPARE TRANSACTION 'prep_before_restart';
-});
-$node->restart;
-ok(wait_relay_running($node, $db, 60), 'the relay runs after the restart');
-$node->safe_psql($db, q{
-SELECT count(*) FROM eventbus.publish_batch('prep', ARRAY(SELECT jsonb_build_object('phase', 'acked', 'i', i) FROM generate_series(1, 3) i));
-});
-is(scalar(@{ wait_for_kafka($bootstrap, 'prep', 3) }), 3, 'the events above the prepared transaction were relayed');
-usleep(3_000_000);
-ok(relay_stop($node, $db), 'the relay stopped');
-$slot = $node->safe_psql($db, q{SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'logical'});
-$node->safe_psql($db, "SELECT pg_drop_replication_slot('$slot')");
-$node->safe_psql($db, q{COMMIT PREPARED 'prep_before_restart'});
-($rc, $out, $err) = $node->psql($db, q{SELECT eventbus.relay_topic('prep', start_at => 'last_acknowledged')});
-if ($rc == 0)
-{
-	is($node->safe_psql($db, q{SELECT first_position FROM eventbus.relay_backfill WHERE topic = 'prep'}),
-		'0', 'a transaction prepared before the restart: the resend starts at its position');
-}
-else
-{
-	like($err, qr/the last position Kafka acknowledged of partition 0 of topic "prep" is not known/,
-		'a transaction prepared before the restart: the resend is refused as not known, not started above it');
-}
-
 ok(!$node->log_contains(qr/terminated by signal|TRAP:|PANIC/), 'no crash in the server log');
-# the relay's own statements (saving positions, reading the slot warning)
-# never failed: an ERROR of a background process has no application name
-my @worker_errors = grep { /^\S+ \S+ UTC \[\d+\] ERROR:/ } split /\n/, slurp_file($node->logfile);
-is(scalar(@worker_errors), 0, 'no ERROR of a background process') or diag(join("\n", @worker_errors[0 .. ($#worker_errors < 4 ? $#worker_errors : 4)]));
 $node->stop;
 $mock->stop;
 done_testing();
